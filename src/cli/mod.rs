@@ -1,0 +1,33 @@
+//! Command-line interface: argument definitions and one function per subcommand.
+
+mod info;
+mod region;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flashslide",
+    version,
+    about = "Whole-slide tumour detection at full resolution"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show a slide's vendor, levels, MPP (and its source), objective power and associated images
+    Info(info::InfoArgs),
+    /// Write one region of a slide as an RGBA PNG
+    Region(region::RegionArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Region(a) => region::run(a),
+    }
+}

@@ -1,0 +1,6 @@
+//! flashslide: finds suspected tumour in whole-slide pathology images at full resolution.
+//!
+//! This crate is the library behind the `flashslide` command. [`slide`] reads whole-slide
+//! images (Aperio SVS, Hamamatsu NDPI, tiled pyramidal TIFF/BigTIFF) in pure Rust.
+
+pub mod slide;

@@ -1,0 +1,33 @@
+//! The one abstraction every format reduces to: an image cut into a grid of equally sized
+//! tiles (TIFF tiles, TIFF strips, NDPI restart intervals, or a downsampled view of those),
+//! each decodable on its own and from any thread.
+
+use super::codec::Tile;
+use super::error::Result;
+
+/// Width, height and tile size of a tile grid, in its own pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GridShape {
+    pub width: u64,
+    pub height: u64,
+    pub tile_width: u32,
+    pub tile_height: u32,
+}
+
+impl GridShape {
+    pub fn tiles_across(&self) -> u64 {
+        self.width.div_ceil(self.tile_width as u64)
+    }
+
+    pub fn tiles_down(&self) -> u64 {
+        self.height.div_ceil(self.tile_height as u64)
+    }
+}
+
+pub(crate) trait TileGrid: Send + Sync {
+    fn shape(&self) -> GridShape;
+
+    /// Decodes tile (`col`, `row`) to RGBA; `None` for a tile the file leaves out (drawn
+    /// transparent). A tile may be smaller than the tile size at the right and bottom edges.
+    fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>>;
+}

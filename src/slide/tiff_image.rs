@@ -1,0 +1,204 @@
+//! One TIFF directory's pixels as a tile grid: tiles when the directory is tiled, strips
+//! (full-width tiles `RowsPerStrip` high) otherwise.
+
+use super::codec::jpeg::{self, JpegColour};
+use super::codec::lossless::{self, Lossless};
+use super::codec::{expand_to_rgba, Tile};
+use super::error::{corrupt, unsupported, Result};
+use super::grid::{GridShape, TileGrid};
+use super::io::SlideFile;
+use super::tifflike::{tag, Directory};
+use std::sync::Arc;
+
+/// Largest tile or strip we decode in one piece (pixels); larger ones are refused.
+const MAX_CHUNK_PIXELS: u64 = 1 << 28;
+/// Largest image dimension accepted (TIFF allows 2^32-1; no slide comes near 2^31).
+const MAX_DIMENSION: u64 = 1 << 31;
+
+#[derive(Clone, Copy, Debug)]
+enum Codec {
+    Jpeg(JpegColour),
+    Lossless(Lossless),
+}
+
+pub(crate) struct TiffImage {
+    file: Arc<SlideFile>,
+    shape: GridShape,
+    offsets: Vec<u64>,
+    byte_counts: Vec<u64>,
+    codec: Codec,
+    channels: usize,
+    predictor: bool,
+    min_is_white: bool,
+    jpeg_tables: Option<Vec<u8>>,
+}
+
+/// Names a TIFF compression code the way users know it, for error messages.
+fn compression_name(code: u64) -> String {
+    match code {
+        6 => "old-style JPEG (compression 6)".into(),
+        33003 | 33005 | 34712 => format!("JPEG 2000 (compression {code})"),
+        34887..=34892 => format!("LERC/JPEG-XL-family (compression {code})"),
+        50001 => "WebP (compression 50001)".into(),
+        52546 => "JPEG XL (compression 52546)".into(),
+        c => format!("TIFF compression {c}"),
+    }
+}
+
+impl TiffImage {
+    pub fn new(file: Arc<SlideFile>, dir: &Directory) -> Result<TiffImage> {
+        let width = dir.width()?;
+        let height = dir.height()?;
+        if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
+            return Err(corrupt(format!("image size {width}x{height} is out of range")));
+        }
+        if dir.uint(tag::IMAGE_DEPTH)?.is_some_and(|d| d != 1) {
+            return Err(unsupported("3-D TIFF (ImageDepth > 1)"));
+        }
+        let (tile_width, tile_height, offsets, byte_counts) = if dir.is_tiled() {
+            let tw = dir.require_uint(tag::TILE_WIDTH, "TileWidth")?;
+            let th = dir.require_uint(tag::TILE_LENGTH, "TileLength")?;
+            let offsets = dir.uints(tag::TILE_OFFSETS)?.unwrap_or_default();
+            let counts = dir
+                .uints(tag::TILE_BYTE_COUNTS)?
+                .ok_or_else(|| corrupt("tiled directory lacks TileByteCounts"))?;
+            (tw, th, offsets, counts)
+        } else {
+            let rows = dir.uint(tag::ROWS_PER_STRIP)?.unwrap_or(height).min(height);
+            let offsets = dir
+                .uints(tag::STRIP_OFFSETS)?
+                .ok_or_else(|| corrupt("directory has neither tiles nor strips"))?;
+            let counts = dir
+                .uints(tag::STRIP_BYTE_COUNTS)?
+                .ok_or_else(|| corrupt("stripped directory lacks StripByteCounts"))?;
+            (width, rows, offsets, counts)
+        };
+        if tile_width == 0 || tile_height == 0 || tile_width > 65536 && dir.is_tiled() {
+            return Err(corrupt(format!(
+                "tile size {tile_width}x{tile_height} is out of range"
+            )));
+        }
+        if tile_width * tile_height > MAX_CHUNK_PIXELS {
+            return Err(unsupported(format!(
+                "{tile_width}x{tile_height}-pixel strips or tiles (too large to decode piecewise)"
+            )));
+        }
+        let shape = GridShape {
+            width,
+            height,
+            tile_width: tile_width as u32,
+            tile_height: tile_height as u32,
+        };
+
+        if dir.uint(tag::PLANAR_CONFIG)?.unwrap_or(1) != 1 {
+            return Err(unsupported(
+                "TIFF with separate colour planes (PlanarConfiguration 2)",
+            ));
+        }
+        let needed = shape.tiles_across() * shape.tiles_down();
+        if (offsets.len() as u64) < needed || (byte_counts.len() as u64) < needed {
+            return Err(corrupt(format!(
+                "{} tile offsets and {} byte counts for {needed} tiles",
+                offsets.len(),
+                byte_counts.len()
+            )));
+        }
+
+        let channels = dir.uint(tag::SAMPLES_PER_PIXEL)?.unwrap_or(1);
+        let bits = dir.uints(tag::BITS_PER_SAMPLE)?.unwrap_or_else(|| vec![1]);
+        if bits.iter().any(|&b| b != 8) {
+            return Err(unsupported(format!(
+                "{}-bit samples (only 8-bit is read)",
+                bits[0]
+            )));
+        }
+        if dir.uint(tag::SAMPLE_FORMAT)?.is_some_and(|f| f != 1) {
+            return Err(unsupported("non-integer samples"));
+        }
+        let photometric = dir.uint(tag::PHOTOMETRIC)?.unwrap_or(2);
+        let compression = dir.uint(tag::COMPRESSION)?.unwrap_or(1);
+        let codec = match compression {
+            7 => Codec::Jpeg(match photometric {
+                6 => JpegColour::YCbCr,
+                _ => JpegColour::Rgb,
+            }),
+            1 => Codec::Lossless(Lossless::None),
+            5 => Codec::Lossless(Lossless::Lzw),
+            8 | 32946 => Codec::Lossless(Lossless::Deflate),
+            50000 => Codec::Lossless(Lossless::Zstd),
+            c => return Err(unsupported(compression_name(c))),
+        };
+        match (codec, photometric, channels) {
+            (_, 0 | 1, 1) | (_, 2, 3) | (_, 2, 4) | (Codec::Jpeg(_), 6, 3) => {}
+            (_, p, c) => return Err(unsupported(format!(
+                "photometric interpretation {p} with {c} samples per pixel (multi-channel or non-RGB TIFF)"
+            ))),
+        }
+        let predictor = lossless::check_predictor(dir.uint(tag::PREDICTOR)?.unwrap_or(1))?;
+        Ok(TiffImage {
+            file,
+            shape,
+            offsets,
+            byte_counts,
+            codec,
+            channels: channels as usize,
+            predictor,
+            min_is_white: photometric == 0,
+            jpeg_tables: dir.bytes(tag::JPEG_TABLES).map(<[u8]>::to_vec),
+        })
+    }
+}
+
+impl TileGrid for TiffImage {
+    fn shape(&self) -> GridShape {
+        self.shape
+    }
+
+    fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>> {
+        let s = self.shape;
+        let index = (row * s.tiles_across() + col) as usize;
+        let (offset, count) = (self.offsets[index], self.byte_counts[index]);
+        if offset == 0 || count == 0 {
+            return Ok(None);
+        }
+        let data = self.file.read_at(offset, count, &format!("tile {index}"))?;
+        // Strips are only as tall as the rows left; tiles are always whole.
+        let (width, height) = if s.tile_width as u64 == s.width && s.tiles_across() == 1 {
+            let rows = (s.height - row * s.tile_height as u64).min(s.tile_height as u64);
+            (s.tile_width, rows as u32)
+        } else {
+            (s.tile_width, s.tile_height)
+        };
+        let tile = match self.codec {
+            Codec::Jpeg(colour) => {
+                let colour = if self.channels == 3 {
+                    colour
+                } else {
+                    JpegColour::Native
+                };
+                let stream = jpeg::complete_stream(&data, self.jpeg_tables.as_deref(), colour)?;
+                let tile = jpeg::decode(&stream, s.tile_width, s.tile_height)?;
+                if tile.width < width || tile.height < height {
+                    return Err(corrupt(format!(
+                        "tile {index} decodes to {}x{}, expected {width}x{height}",
+                        tile.width, tile.height
+                    )));
+                }
+                tile
+            }
+            Codec::Lossless(codec) => {
+                let row_bytes = width as usize * self.channels;
+                let mut samples = lossless::decompress(codec, &data, row_bytes * height as usize)?;
+                if self.predictor {
+                    lossless::undo_horizontal_predictor(&mut samples, row_bytes, self.channels);
+                }
+                if self.min_is_white {
+                    samples.iter_mut().for_each(|v| *v = 255 - *v);
+                }
+                let rgba = expand_to_rgba(&samples, self.channels, width as usize * height as usize);
+                Tile { width, height, rgba }
+            }
+        };
+        Ok(Some(tile))
+    }
+}

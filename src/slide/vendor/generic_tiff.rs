@@ -1,0 +1,38 @@
+//! Generic tiled pyramidal TIFF and BigTIFF: the first directory plus every tiled directory
+//! marked as a reduced-resolution image, sorted largest first; MPP from the resolution tags.
+
+use super::Opened;
+use crate::slide::error::Result;
+use crate::slide::grid::TileGrid;
+use crate::slide::io::SlideFile;
+use crate::slide::properties::{icc_property, resolution_mpp, tiff_properties, Properties};
+use crate::slide::tiff_image::TiffImage;
+use crate::slide::tifflike::{tag, TiffFile};
+use std::sync::Arc;
+
+pub(super) fn detect(tiff: &TiffFile) -> bool {
+    tiff.directories[0].is_tiled()
+}
+
+pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
+    let mut levels: Vec<(u64, Arc<dyn TileGrid>)> = Vec::new();
+    for (i, dir) in tiff.directories.iter().enumerate() {
+        let reduced = dir.uint(tag::NEW_SUBFILE_TYPE)?.is_some_and(|t| t & 1 == 1);
+        if dir.is_tiled() && (i == 0 || reduced) {
+            levels.push((dir.width()?, Arc::new(TiffImage::new(file.clone(), dir)?)));
+        }
+    }
+    // Stable: directories of equal width keep their file order.
+    levels.sort_by_key(|l| std::cmp::Reverse(l.0));
+    let d0 = &tiff.directories[0];
+    let mut props = Properties::new();
+    tiff_properties(d0, &mut props);
+    icc_property(d0, &mut props);
+    Ok(Opened {
+        vendor: "generic-tiff",
+        levels: levels.into_iter().map(|(_, g)| g).collect(),
+        associated: Vec::new(),
+        properties: props,
+        mpp: resolution_mpp(d0),
+    })
+}

@@ -1,0 +1,169 @@
+//! Parity with OpenSlide 4.0.1 on the real slides in ../shared/slides: properties, levels
+//! and pixels, for every reference entry of a format flashslide reads.
+//!
+//! Bounds: lossless files bit-exact; JPEG mean |Δ| ≤ 0.5 and 99.9th percentile ≤ 4 per
+//! channel; NDPI levels OpenSlide makes by scaled JPEG decoding mean ≤ 2, p99.9 ≤ 16.
+//! Regions OpenSlide resamples (a level-0 corner off the level's pixel grid, which it
+//! shifts by the fraction with bilinear interpolation) are reported without a bound: flashslide reads the
+//! level's pixels at ⌊x / downsample⌋ instead of interpolating.
+
+mod common;
+
+use common::{diff_stats, read_png_rgba, shared_slides};
+use flashslide::slide::Slide;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Formats of this reader; DICOM is a later issue's.
+fn covered(file: &str) -> bool {
+    ["aperio/", "generic-tiff/", "hamamatsu/"]
+        .iter()
+        .any(|p| file.starts_with(p))
+}
+
+/// Whether a file's pixels (for this entry) are JPEG-coded or losslessly stored.
+fn is_lossless(file: &str, kind: &str, name: &str) -> bool {
+    match file {
+        "generic-tiff/boxes.tiff"
+        | "generic-tiff/small_HE_levels.tiff"
+        | "generic-tiff/yb10kx5k.zstd.tiff" => true,
+        "aperio/CMU-1-Small-Region.svs" => kind == "associated" && name == "label",
+        _ => false,
+    }
+}
+
+fn manifest(root: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(root.join("reference/manifest.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["entries"].as_array().unwrap().clone()
+}
+
+#[test]
+fn properties_match_openslide() {
+    let Some(root) = shared_slides("properties_match_openslide") else {
+        return;
+    };
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for e in manifest(&root) {
+        let file = e["file"].as_str().unwrap().to_string();
+        if covered(&file) {
+            let dir = Path::new(e["png"].as_str().unwrap())
+                .parent()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            files.insert(file, dir);
+        }
+    }
+    assert!(files.len() >= 7, "expected the reference slides, found {files:?}");
+    for (file, refdir) in files {
+        let slide = Slide::open(root.join(&file)).unwrap();
+        let text = std::fs::read_to_string(root.join(&refdir).join("properties.json")).unwrap();
+        let want: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        let got = slide.properties();
+        let mut missing = Vec::new();
+        for (k, v) in &want {
+            if k == "openslide.quickhash-1" {
+                continue; // OpenSlide's own content hash, not a property of the file
+            }
+            match got.get(k) {
+                Some(g) if g == v => {}
+                Some(g) => panic!("{file}: property {k} is {g:?}, OpenSlide says {v:?}"),
+                None => missing.push(k.clone()),
+            }
+        }
+        assert!(missing.is_empty(), "{file}: properties missing: {missing:?}");
+        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+        assert!(
+            extra.is_empty(),
+            "{file}: properties OpenSlide does not have: {extra:?}"
+        );
+        // The typed accessors agree with the properties.
+        assert_eq!(slide.levels().len().to_string(), want["openslide.level-count"]);
+        if let Some(m) = slide.mpp() {
+            assert_eq!(flashslide::slide::format_double(m.x), want["openslide.mpp-x"]);
+        }
+        eprintln!("{file}: {} properties equal OpenSlide's", want.len() - 1);
+    }
+}
+
+#[test]
+fn regions_match_openslide() {
+    let Some(root) = shared_slides("regions_match_openslide") else {
+        return;
+    };
+    let mut checked = 0;
+    for e in manifest(&root) {
+        let file = e["file"].as_str().unwrap();
+        if !covered(file) || e.get("error").is_some() {
+            continue;
+        }
+        let kind = e["kind"].as_str().unwrap();
+        let name = e["name"].as_str().unwrap();
+        let slide = Slide::open(root.join(file)).unwrap();
+        let (w, h, want) = read_png_rgba(&root.join(e["png"].as_str().unwrap()));
+        let got = if kind == "associated" {
+            slide.read_associated(name).unwrap()
+        } else {
+            let level = e["level"].as_u64().unwrap() as usize;
+            let (x, y) = (e["x"].as_i64().unwrap(), e["y"].as_i64().unwrap());
+            slide
+                .read_region(
+                    level,
+                    x,
+                    y,
+                    e["w"].as_u64().unwrap() as u32,
+                    e["h"].as_u64().unwrap() as u32,
+                )
+                .unwrap()
+        };
+        assert_eq!((got.width, got.height), (w, h), "{file} {name}: size");
+        let (mean, p999, max) = diff_stats(&got.data, &want);
+        let level = e["level"].as_u64().unwrap_or(0);
+        // OpenSlide interpolates when the corner falls between the level's pixels.
+        let resampled = kind == "region" && {
+            let ds = slide.levels()[level as usize].downsample;
+            let off_grid = |v: &Value| (v.as_i64().unwrap() as f64 / ds).fract() != 0.0;
+            off_grid(&e["x"]) || off_grid(&e["y"])
+        };
+        let synthesised = file.starts_with("hamamatsu/") && kind == "region" && level >= 4;
+        let what = if resampled {
+            "resampled by OpenSlide (no bound)"
+        } else if is_lossless(file, kind, name) {
+            assert_eq!(
+                max, 0,
+                "{file} {name}: lossless data must be bit-exact (mean {mean}, max {max})"
+            );
+            "lossless, bit-exact"
+        } else if synthesised {
+            assert!(
+                mean <= 2.0 && p999 <= 16,
+                "{file} {name}: mean {mean:.3}, p99.9 {p999}"
+            );
+            "scaled level (mean ≤ 2, p99.9 ≤ 16)"
+        } else {
+            assert!(
+                mean <= 0.5 && p999 <= 4,
+                "{file} {name}: mean {mean:.3}, p99.9 {p999}"
+            );
+            "JPEG (mean ≤ 0.5, p99.9 ≤ 4)"
+        };
+        // Alpha (what is inside the image) must agree wherever OpenSlide does not resample.
+        if !resampled {
+            let alpha_diff = got
+                .data
+                .iter()
+                .zip(&want)
+                .skip(3)
+                .step_by(4)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(alpha_diff, 0, "{file} {name}: transparency differs");
+        }
+        eprintln!("{file:40} {name:22} mean {mean:.4} p99.9 {p999:3} max {max:3}  {what}");
+        checked += 1;
+    }
+    assert!(checked >= 40, "only {checked} reference entries checked");
+}
