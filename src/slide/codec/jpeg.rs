@@ -4,6 +4,7 @@
 
 use super::{expand_to_rgba, Tile};
 use crate::slide::error::{corrupt, Result};
+use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
@@ -66,14 +67,14 @@ pub(crate) fn decode(stream: &[u8], max_width: u32, max_height: u32) -> Result<T
         .set_max_width(max_width as usize)
         .set_max_height(max_height as usize)
         .set_strict_mode(false);
-    let mut dec = JpegDecoder::new_with_options(stream, opts);
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(stream), opts);
     dec.decode_headers().map_err(|e| corrupt(format!("JPEG: {e}")))?;
     let info = dec.info().ok_or_else(|| corrupt("JPEG: no frame header"))?;
     let (width, height) = (info.width as u32, info.height as u32);
     if width == 0 || height == 0 {
         return Err(corrupt("JPEG frame of zero size"));
     }
-    let input = dec.get_input_colorspace().unwrap_or(ColorSpace::YCbCr);
+    let input = dec.input_colorspace().unwrap_or(ColorSpace::YCbCr);
     let (out_space, channels) = match input {
         ColorSpace::Luma => (ColorSpace::Luma, 1),
         ColorSpace::YCbCr => (ColorSpace::RGBA, 4),
@@ -83,10 +84,10 @@ pub(crate) fn decode(stream: &[u8], max_width: u32, max_height: u32) -> Result<T
     };
     // The output colour space must be set before headers are read: decode with a fresh
     // decoder now that the input's is known.
-    let mut dec = JpegDecoder::new_with_options(stream, opts.jpeg_set_out_colorspace(out_space));
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(stream), opts.jpeg_set_out_colorspace(out_space));
     let pixels = width as usize * height as usize;
     let samples = dec.decode().map_err(|e| corrupt(format!("JPEG: {e}")))?;
-    if dec.get_output_colorspace().map(|c| c.num_components()) != Some(channels)
+    if dec.output_colorspace().map(|c| c.num_components()) != Some(channels)
         || samples.len() < pixels * channels
     {
         return Err(corrupt("JPEG decoded to fewer pixels than its header declares"));

@@ -1,0 +1,79 @@
+//! The command line end to end: output, exit codes and one-line errors.
+
+mod common;
+
+use common::shared_slides;
+use std::process::Command;
+
+fn flashslide(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_flashslide")).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn info_and_region_on_a_real_slide() {
+    let Some(root) = shared_slides("info_and_region_on_a_real_slide") else { return };
+    let svs = root.join("aperio/CMU-1-Small-Region.svs");
+    let svs = svs.to_str().unwrap();
+    let (code, out, _) = flashslide(&["info", svs]);
+    assert_eq!(code, 0);
+    assert!(out.contains("aperio") && out.contains("0.4990") && out.contains("aperio.MPP"), "{out}");
+
+    let (code, out, _) = flashslide(&["info", svs, "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["vendor"], "aperio");
+    assert_eq!(v["levels"][0]["width"], 2220);
+    assert_eq!(v["mpp"]["source"], "aperio.MPP");
+    assert_eq!(v["objective_power"], 20.0);
+    assert_eq!(v["properties"]["openslide.mpp-x"], "0.499");
+
+    let png = std::env::temp_dir().join(format!("flashslide-cli-{}.png", std::process::id()));
+    let png_s = png.to_str().unwrap();
+    let args = ["region", svs, "--level", "0", "--x", "-10", "--y", "100", "--width", "64", "--height", "32", "-o", png_s];
+    let (code, _, err) = flashslide(&args);
+    assert_eq!(code, 0, "{err}");
+    let img = image::open(&png).unwrap().to_rgba8();
+    assert_eq!(img.dimensions(), (64, 32));
+    assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0, 0], "left of the slide is transparent");
+    assert_eq!(img.get_pixel(20, 0).0[3], 255, "inside the slide is opaque");
+    std::fs::remove_file(&png).unwrap();
+}
+
+#[test]
+fn unusable_input_exits_2_with_one_line() {
+    let missing = "/nonexistent/slide.svs";
+    let (code, _, err) = flashslide(&["info", missing]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(missing), "{err}");
+
+    let not_a_slide = std::env::temp_dir().join(format!("flashslide-cli-{}.txt", std::process::id()));
+    std::fs::write(&not_a_slide, "just some text, not a slide").unwrap();
+    let (code, _, err) = flashslide(&["info", not_a_slide.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not a recognised slide format"), "{err}");
+    std::fs::remove_file(&not_a_slide).unwrap();
+
+    let (code, _, _) = flashslide(&["frobnicate"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn oversized_regions_are_refused() {
+    let Some(root) = shared_slides("oversized_regions_are_refused") else { return };
+    let svs = root.join("aperio/CMU-1-Small-Region.svs");
+    let png = std::env::temp_dir().join("never-written.png");
+    let args = [
+        "region", svs.to_str().unwrap(), "--x", "0", "--y", "0", "--width", "5000", "--height", "5000",
+        "--max-pixels", "1000000", "-o", png.to_str().unwrap(),
+    ];
+    let (code, _, err) = flashslide(&args);
+    assert_eq!(code, 2);
+    assert!(err.contains("exceeds the cap"), "{err}");
+    assert!(!png.exists());
+}
