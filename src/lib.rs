@@ -4,3 +4,4 @@
 //! images (Aperio SVS, Hamamatsu NDPI, tiled pyramidal TIFF/BigTIFF) in pure Rust.
 
 pub mod slide;
+pub mod bench;

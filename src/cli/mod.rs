@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and one function per subcommand.
 
+mod bench;
 mod info;
 mod region;
 
@@ -23,11 +24,14 @@ enum Command {
     Info(info::InfoArgs),
     /// Write one region of a slide as an RGBA PNG
     Region(region::RegionArgs),
+    /// Benchmarks (reader throughput)
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Region(a) => region::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -149,6 +149,31 @@ impl TiffImage {
     }
 }
 
+impl TiffImage {
+    /// The bounding box (x, y, width, height) of the tiles the file stores, when some are
+    /// left out; `None` when every tile is present (or none is).
+    pub fn stored_bounds(&self) -> Option<(u64, u64, u64, u64)> {
+        let s = self.shape;
+        let across = s.tiles_across();
+        let (mut c0, mut r0, mut c1, mut r1) = (u64::MAX, u64::MAX, 0, 0);
+        let mut missing = false;
+        for i in 0..across * s.tiles_down() {
+            if self.offsets[i as usize] == 0 || self.byte_counts[i as usize] == 0 {
+                missing = true;
+                continue;
+            }
+            let (c, r) = (i % across, i / across);
+            (c0, r0, c1, r1) = (c0.min(c), r0.min(r), c1.max(c), r1.max(r));
+        }
+        if !missing || c0 == u64::MAX {
+            return None;
+        }
+        let (tw, th) = (s.tile_width as u64, s.tile_height as u64);
+        let (x, y) = (c0 * tw, r0 * th);
+        Some((x, y, ((c1 + 1 - c0) * tw).min(s.width - x), ((r1 + 1 - r0) * th).min(s.height - y)))
+    }
+}
+
 impl TileGrid for TiffImage {
     fn shape(&self) -> GridShape {
         self.shape

@@ -1,9 +1,12 @@
 //! The lossless TIFF compressions (none, LZW, Deflate, ZSTD) and the horizontal predictor.
 //! Each decompresses into exactly the bytes the chunk needs and no more, whatever the
 //! compressed stream claims.
+//!
+//! ZSTD goes through libzstd (the `zstd` crate builds its bundled C source): the pure-Rust
+//! decoder copies long short-offset matches a few bytes at a time, which made ZSTD slides
+//! read 4x slower than with libzstd (bench/RESULTS.md).
 
 use crate::slide::error::{corrupt, unsupported, Result};
-use std::io::Read;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lossless {
@@ -42,12 +45,10 @@ pub(crate) fn decompress(codec: Lossless, data: &[u8], expected: usize) -> Resul
                 _ => Err(corrupt(format!("Deflate: {e}"))),
             })?,
         Lossless::Zstd => {
-            let dec =
-                ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| corrupt(format!("ZSTD: {e}")))?;
-            let mut out = Vec::with_capacity(expected);
-            dec.take(expected as u64)
-                .read_to_end(&mut out)
-                .map_err(|e| corrupt(format!("ZSTD: {e}")))?;
+            let mut out = vec![0u8; expected];
+            let mut dec = zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("ZSTD: {e}")))?;
+            let n = dec.decompress_to_buffer(data, &mut out[..]).map_err(|e| corrupt(format!("ZSTD: {e}")))?;
+            out.truncate(n);
             out
         }
     };

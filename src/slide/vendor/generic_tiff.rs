@@ -15,7 +15,7 @@ pub(super) fn detect(tiff: &TiffFile) -> bool {
 }
 
 pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
-    let mut levels: Vec<(u64, Arc<dyn TileGrid>)> = Vec::new();
+    let mut levels: Vec<(u64, Arc<TiffImage>)> = Vec::new();
     for (i, dir) in tiff.directories.iter().enumerate() {
         let reduced = dir.uint(tag::NEW_SUBFILE_TYPE)?.is_some_and(|t| t & 1 == 1);
         if dir.is_tiled() && (i == 0 || reduced) {
@@ -28,9 +28,15 @@ pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
     let mut props = Properties::new();
     tiff_properties(d0, &mut props);
     icc_property(d0, &mut props);
+    // Where the file leaves tiles out, OpenSlide reports the box of those it stores.
+    if let Some((x, y, w, h)) = levels.first().and_then(|l| l.1.stored_bounds()) {
+        for (name, v) in [("x", x), ("y", y), ("width", w), ("height", h)] {
+            props.insert(format!("openslide.bounds-{name}"), v.to_string());
+        }
+    }
     Ok(Opened {
         vendor: "generic-tiff",
-        levels: levels.into_iter().map(|(_, g)| g).collect(),
+        levels: levels.into_iter().map(|(_, g)| g as Arc<dyn TileGrid>).collect(),
         associated: Vec::new(),
         properties: props,
         mpp: resolution_mpp(d0),

@@ -1,0 +1,3 @@
+//! Benchmarks that measure flashslide against what users run today.
+
+pub mod read;
