@@ -3,5 +3,5 @@
 //! This crate is the library behind the `flashslide` command. [`slide`] reads whole-slide
 //! images (Aperio SVS, Hamamatsu NDPI, tiled pyramidal TIFF/BigTIFF) in pure Rust.
 
-pub mod slide;
 pub mod bench;
+pub mod slide;

@@ -6,7 +6,10 @@ use common::shared_slides;
 use std::process::Command;
 
 fn flashslide(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flashslide")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -16,12 +19,17 @@ fn flashslide(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn info_and_region_on_a_real_slide() {
-    let Some(root) = shared_slides("info_and_region_on_a_real_slide") else { return };
+    let Some(root) = shared_slides("info_and_region_on_a_real_slide") else {
+        return;
+    };
     let svs = root.join("aperio/CMU-1-Small-Region.svs");
     let svs = svs.to_str().unwrap();
     let (code, out, _) = flashslide(&["info", svs]);
     assert_eq!(code, 0);
-    assert!(out.contains("aperio") && out.contains("0.4990") && out.contains("aperio.MPP"), "{out}");
+    assert!(
+        out.contains("aperio") && out.contains("0.4990") && out.contains("aperio.MPP"),
+        "{out}"
+    );
 
     let (code, out, _) = flashslide(&["info", svs, "--json"]);
     assert_eq!(code, 0);
@@ -34,12 +42,19 @@ fn info_and_region_on_a_real_slide() {
 
     let png = std::env::temp_dir().join(format!("flashslide-cli-{}.png", std::process::id()));
     let png_s = png.to_str().unwrap();
-    let args = ["region", svs, "--level", "0", "--x", "-10", "--y", "100", "--width", "64", "--height", "32", "-o", png_s];
+    let args = [
+        "region", svs, "--level", "0", "--x", "-10", "--y", "100", "--width", "64", "--height", "32", "-o",
+        png_s,
+    ];
     let (code, _, err) = flashslide(&args);
     assert_eq!(code, 0, "{err}");
     let img = image::open(&png).unwrap().to_rgba8();
     assert_eq!(img.dimensions(), (64, 32));
-    assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0, 0], "left of the slide is transparent");
+    assert_eq!(
+        img.get_pixel(0, 0).0,
+        [0, 0, 0, 0],
+        "left of the slide is transparent"
+    );
     assert_eq!(img.get_pixel(20, 0).0[3], 255, "inside the slide is opaque");
     std::fs::remove_file(&png).unwrap();
 }
@@ -65,12 +80,26 @@ fn unusable_input_exits_2_with_one_line() {
 
 #[test]
 fn oversized_regions_are_refused() {
-    let Some(root) = shared_slides("oversized_regions_are_refused") else { return };
+    let Some(root) = shared_slides("oversized_regions_are_refused") else {
+        return;
+    };
     let svs = root.join("aperio/CMU-1-Small-Region.svs");
     let png = std::env::temp_dir().join("never-written.png");
     let args = [
-        "region", svs.to_str().unwrap(), "--x", "0", "--y", "0", "--width", "5000", "--height", "5000",
-        "--max-pixels", "1000000", "-o", png.to_str().unwrap(),
+        "region",
+        svs.to_str().unwrap(),
+        "--x",
+        "0",
+        "--y",
+        "0",
+        "--width",
+        "5000",
+        "--height",
+        "5000",
+        "--max-pixels",
+        "1000000",
+        "-o",
+        png.to_str().unwrap(),
     ];
     let (code, _, err) = flashslide(&args);
     assert_eq!(code, 2);

@@ -74,8 +74,17 @@ fn check_references(dir: &Path, file: &str, default_tol: Tolerance) -> usize {
             slide.read_region(level, x, y, w, h).unwrap()
         };
         assert_eq!((got.width, got.height), (w, h), "{file} {name}");
-        let tol = if e["lossless"] == true { Tolerance::Exact } else { default_tol };
-        check_pixels(&format!("{file} {name} vs {}", e["source"].as_str().unwrap()), &got.data, &want, tol);
+        let tol = if e["lossless"] == true {
+            Tolerance::Exact
+        } else {
+            default_tol
+        };
+        check_pixels(
+            &format!("{file} {name} vs {}", e["source"].as_str().unwrap()),
+            &got.data,
+            &want,
+            tol,
+        );
         n += 1;
     }
     n
@@ -83,7 +92,9 @@ fn check_references(dir: &Path, file: &str, default_tol: Tolerance) -> usize {
 
 /// Every property OpenSlide reports (but its own content hash) is reported the same.
 fn check_openslide_properties(dir: &Path, file: &str, stem: &str) {
-    let path = dir.join("references").join(format!("{stem}.openslide.properties.json"));
+    let path = dir
+        .join("references")
+        .join(format!("{stem}.openslide.properties.json"));
     let Ok(text) = std::fs::read_to_string(&path) else {
         eprintln!("(openslide-python not installed: properties of {file} not compared)");
         return;
@@ -97,11 +108,16 @@ fn check_openslide_properties(dir: &Path, file: &str, stem: &str) {
 
 #[test]
 fn aperio_with_ycbcr_420_tiles() {
-    let Some(dir) = generated("aperio_with_ycbcr_420_tiles") else { return };
+    let Some(dir) = generated("aperio_with_ycbcr_420_tiles") else {
+        return;
+    };
     let slide = Slide::open(dir.join("aperio_ycbcr.svs")).unwrap();
     assert_eq!(slide.vendor(), "aperio");
     assert_eq!(slide.levels().len(), 3);
-    assert_eq!(slide.associated_names().collect::<Vec<_>>(), ["label", "macro", "thumbnail"]);
+    assert_eq!(
+        slide.associated_names().collect::<Vec<_>>(),
+        ["label", "macro", "thumbnail"]
+    );
     assert_eq!(slide.objective_power(), Some(20.0));
     let n = check_references(dir, "aperio_ycbcr.svs", Tolerance::Jpeg);
     assert!(n >= 8);
@@ -110,7 +126,9 @@ fn aperio_with_ycbcr_420_tiles() {
 
 #[test]
 fn bigtiff_with_pixels_past_4_gib() {
-    let Some(dir) = generated("bigtiff_with_pixels_past_4_gib") else { return };
+    let Some(dir) = generated("bigtiff_with_pixels_past_4_gib") else {
+        return;
+    };
     let path = dir.join("bigtiff_sparse.tiff");
     assert!(std::fs::metadata(&path).unwrap().len() > 1 << 32);
     let slide = Slide::open(&path).unwrap();
@@ -124,24 +142,33 @@ fn bigtiff_with_pixels_past_4_gib() {
 
 #[test]
 fn ndpi_with_strips_past_4_gib_reads_like_the_original() {
-    let Some(dir) = generated("ndpi_with_strips_past_4_gib_reads_like_the_original") else { return };
+    let Some(dir) = generated("ndpi_with_strips_past_4_gib_reads_like_the_original") else {
+        return;
+    };
     let moved_path = dir.join("ndpi_past_4gib.ndpi");
     if !moved_path.exists() {
         eprintln!("SKIPPED ndpi_with_strips_past_4_gib: ../shared/slides is absent");
         return;
     }
     assert!(std::fs::metadata(&moved_path).unwrap().len() > 1 << 32);
-    let original = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides/hamamatsu/test3-DAPI-2-387.ndpi");
+    let original =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides/hamamatsu/test3-DAPI-2-387.ndpi");
     let (a, b) = (Slide::open(&original).unwrap(), Slide::open(&moved_path).unwrap());
     assert_eq!(a.properties(), b.properties());
     for (level, l) in a.levels().iter().enumerate() {
         let ds = l.downsample as i64;
-        for (x, y, w, h) in [(0, 0, 300, 200), (l.width as i64 / 3, l.height as i64 / 2, 257, 129)] {
+        for (x, y, w, h) in [
+            (0, 0, 300, 200),
+            (l.width as i64 / 3, l.height as i64 / 2, 257, 129),
+        ] {
             let ra = a.read_region(level, x * ds, y * ds, w, h).unwrap();
             let rb = b.read_region(level, x * ds, y * ds, w, h).unwrap();
             assert!(ra.data == rb.data, "level {level} region at {x},{y} differs");
         }
     }
-    assert_eq!(a.read_associated("macro").unwrap(), b.read_associated("macro").unwrap());
+    assert_eq!(
+        a.read_associated("macro").unwrap(),
+        b.read_associated("macro").unwrap()
+    );
     check_references(dir, "ndpi_past_4gib.ndpi", Tolerance::Jpeg);
 }

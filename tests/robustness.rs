@@ -54,7 +54,9 @@ fn exercise(path: &Path) -> Result<(), String> {
             let centre = ((l.width / 2) as f64 * ds) as i64;
             let middle = ((l.height / 2) as f64 * ds) as i64;
             slide.read_region(i, 0, 0, 256, 256).map_err(|e| e.to_string())?;
-            slide.read_region(i, centre, middle, 300, 200).map_err(|e| e.to_string())?;
+            slide
+                .read_region(i, centre, middle, 300, 200)
+                .map_err(|e| e.to_string())?;
         }
         let names: Vec<String> = slide.associated_names().map(str::to_string).collect();
         for n in names {
@@ -65,14 +67,20 @@ fn exercise(path: &Path) -> Result<(), String> {
     let elapsed = start.elapsed();
     let allocated = PEAK.load(Ordering::Relaxed).saturating_sub(base);
     assert!(elapsed < MAX_CASE_TIME, "{}: took {elapsed:?}", path.display());
-    assert!(allocated < MAX_CASE_BYTES, "{}: allocated {allocated} bytes", path.display());
+    assert!(
+        allocated < MAX_CASE_BYTES,
+        "{}: allocated {allocated} bytes",
+        path.display()
+    );
     result
 }
 
 #[test]
 fn negative_files_give_clear_errors() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(root) = shared_slides("negative_files_give_clear_errors") else { return };
+    let Some(root) = shared_slides("negative_files_give_clear_errors") else {
+        return;
+    };
     let mut n = 0;
     for entry in std::fs::read_dir(root.join("negative")).unwrap() {
         let path = entry.unwrap().path();
@@ -142,7 +150,9 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
 #[test]
 fn mutated_slides_never_panic_hang_or_balloon() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(root) = shared_slides("mutated_slides_never_panic_hang_or_balloon") else { return };
+    let Some(root) = shared_slides("mutated_slides_never_panic_hang_or_balloon") else {
+        return;
+    };
     let sources = [
         "aperio/CMU-1-Small-Region.svs",
         "aperio/small.svs",
@@ -152,7 +162,10 @@ fn mutated_slides_never_panic_hang_or_balloon() {
         "generic-tiff/test_orient1.tif",
         "hamamatsu/test3-DAPI-2-387.ndpi",
     ];
-    let originals: Vec<Vec<u8>> = sources.iter().map(|s| std::fs::read(root.join(s)).unwrap()).collect();
+    let originals: Vec<Vec<u8>> = sources
+        .iter()
+        .map(|s| std::fs::read(root.join(s)).unwrap())
+        .collect();
     let dir = scratch_dir();
     let mut rng = Rng(0x5EED_F1A5);
     let (mut errors, mut images) = (0, 0);
@@ -169,7 +182,11 @@ fn mutated_slides_never_panic_hang_or_balloon() {
                 assert!(e.contains("case-"), "error does not name the file: {e}");
                 errors += 1
             }
-            Err(_) => panic!("case {case} (from {}) panicked; input kept at {}", sources[which], path.display()),
+            Err(_) => panic!(
+                "case {case} (from {}) panicked; input kept at {}",
+                sources[which],
+                path.display()
+            ),
         }
         std::fs::remove_file(&path).unwrap();
     }

@@ -29,7 +29,10 @@ pub fn read_throughput(path: &Path, threads: usize, passes: usize) -> Result<Rea
     let tiles: Vec<(u64, u64)> = (0..l.height.div_ceil(th))
         .flat_map(|r| (0..l.width.div_ceil(tw)).map(move |c| (c, r)))
         .collect();
-    let pixels: u64 = tiles.iter().map(|&(c, r)| tw.min(l.width - c * tw) * th.min(l.height - r * th)).sum();
+    let pixels: u64 = tiles
+        .iter()
+        .map(|&(c, r)| tw.min(l.width - c * tw) * th.min(l.height - r * th))
+        .sum();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -40,15 +43,19 @@ pub fn read_throughput(path: &Path, threads: usize, passes: usize) -> Result<Rea
             tiles.par_iter().try_for_each(|&(c, r)| {
                 let w = tw.min(l.width - c * tw) as u32;
                 let h = th.min(l.height - r * th) as u32;
-                slide.read_region(0, (c * tw) as i64, (r * th) as i64, w, h).map(|img| {
-                    std::hint::black_box(img);
-                })
+                slide
+                    .read_region(0, (c * tw) as i64, (r * th) as i64, w, h)
+                    .map(|img| {
+                        std::hint::black_box(img);
+                    })
             })
         })?;
         Ok(start.elapsed().as_secs_f64())
     };
     pass()?;
-    let mut seconds = (0..passes.max(1)).map(|_| pass()).collect::<Result<Vec<_>, _>>()?;
+    let mut seconds = (0..passes.max(1))
+        .map(|_| pass())
+        .collect::<Result<Vec<_>, _>>()?;
     let timed = seconds.clone();
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];

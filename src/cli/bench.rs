@@ -31,9 +31,17 @@ enum BenchCommand {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
-        BenchCommand::Read { slides, threads, passes, json } => {
+        BenchCommand::Read {
+            slides,
+            threads,
+            passes,
+            json,
+        } => {
             if !json {
-                println!("{:<48} {:>7} {:>6} {:>8} {:>9}", "slide", "threads", "tiles", "MP", "MP/s");
+                println!(
+                    "{:<48} {:>7} {:>6} {:>8} {:>9}",
+                    "slide", "threads", "tiles", "MP", "MP/s"
+                );
             }
             for slide in &slides {
                 for &t in &threads {

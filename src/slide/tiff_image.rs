@@ -130,9 +130,11 @@ impl TiffImage {
         };
         match (codec, photometric, channels) {
             (_, 0 | 1, 1) | (_, 2, 3) | (_, 2, 4) | (Codec::Jpeg(_), 6, 3) => {}
-            (_, p, c) => return Err(unsupported(format!(
+            (_, p, c) => {
+                return Err(unsupported(format!(
                 "photometric interpretation {p} with {c} samples per pixel (multi-channel or non-RGB TIFF)"
-            ))),
+            )))
+            }
         }
         let predictor = lossless::check_predictor(dir.uint(tag::PREDICTOR)?.unwrap_or(1))?;
         Ok(TiffImage {
@@ -170,7 +172,12 @@ impl TiffImage {
         }
         let (tw, th) = (s.tile_width as u64, s.tile_height as u64);
         let (x, y) = (c0 * tw, r0 * th);
-        Some((x, y, ((c1 + 1 - c0) * tw).min(s.width - x), ((r1 + 1 - r0) * th).min(s.height - y)))
+        Some((
+            x,
+            y,
+            ((c1 + 1 - c0) * tw).min(s.width - x),
+            ((r1 + 1 - r0) * th).min(s.height - y),
+        ))
     }
 }
 

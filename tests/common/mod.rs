@@ -64,14 +64,25 @@ pub fn check_pixels(label: &str, got: &[u8], want: &[u8], tol: Tolerance) {
         Tolerance::Report => {}
     }
     if tol != Tolerance::Report {
-        let alpha_diff = got.iter().zip(want).skip(3).step_by(4).filter(|(a, b)| a != b).count();
-        assert_eq!(alpha_diff, 0, "{label}: transparency differs in {alpha_diff} pixels");
+        let alpha_diff = got
+            .iter()
+            .zip(want)
+            .skip(3)
+            .step_by(4)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            alpha_diff, 0,
+            "{label}: transparency differs in {alpha_diff} pixels"
+        );
     }
     eprintln!("{label:64} mean {mean:.4} p99.9 {p999:3} max {max:3}  {tol:?}");
 }
 
 /// Decodes a PNG into RGBA8.
 pub fn read_png_rgba(path: &Path) -> (u32, u32, Vec<u8>) {
-    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgba8();
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_rgba8();
     (img.width(), img.height(), img.into_raw())
 }

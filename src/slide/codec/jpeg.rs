@@ -84,7 +84,8 @@ pub(crate) fn decode(stream: &[u8], max_width: u32, max_height: u32) -> Result<T
     };
     // The output colour space must be set before headers are read: decode with a fresh
     // decoder now that the input's is known.
-    let mut dec = JpegDecoder::new_with_options(ZCursor::new(stream), opts.jpeg_set_out_colorspace(out_space));
+    let mut dec =
+        JpegDecoder::new_with_options(ZCursor::new(stream), opts.jpeg_set_out_colorspace(out_space));
     let pixels = width as usize * height as usize;
     let samples = dec.decode().map_err(|e| corrupt(format!("JPEG: {e}")))?;
     if dec.output_colorspace().map(|c| c.num_components()) != Some(channels)

@@ -47,7 +47,9 @@ pub(crate) fn decompress(codec: Lossless, data: &[u8], expected: usize) -> Resul
         Lossless::Zstd => {
             let mut out = vec![0u8; expected];
             let mut dec = zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("ZSTD: {e}")))?;
-            let n = dec.decompress_to_buffer(data, &mut out[..]).map_err(|e| corrupt(format!("ZSTD: {e}")))?;
+            let n = dec
+                .decompress_to_buffer(data, &mut out[..])
+                .map_err(|e| corrupt(format!("ZSTD: {e}")))?;
             out.truncate(n);
             out
         }
