@@ -1,3 +1,4 @@
 //! Benchmarks that measure flashslide against what users run today.
 
+pub mod metrics;
 pub mod read;

@@ -3,6 +3,7 @@
 mod bench;
 mod info;
 mod region;
+mod synth;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +25,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Write one region of a slide as an RGBA PNG
     Region(region::RegionArgs),
+    /// Generate synthetic H&E lymph-node slides with tumour ground truth
+    Synth(synth::SynthArgs),
     /// Benchmarks (reader throughput)
     Bench(bench::BenchArgs),
 }
@@ -33,5 +36,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(a) => info::run(a),
         Command::Region(a) => region::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Synth(a) => synth::run(a),
     }
 }

@@ -11,9 +11,11 @@ mod grid;
 mod io;
 mod properties;
 mod region;
+mod resample;
 mod tiff_image;
 mod tifflike;
 mod vendor;
+pub mod writer;
 
 pub use error::{SlideError, SlideErrorKind};
 pub use properties::format_double;

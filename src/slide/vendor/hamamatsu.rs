@@ -12,6 +12,7 @@ use crate::slide::error::{corrupt, unsupported, Result};
 use crate::slide::grid::{GridShape, TileGrid};
 use crate::slide::io::SlideFile;
 use crate::slide::properties::{self, format_double, resolution_mpp, tiff_properties, Properties};
+use crate::slide::resample::box_downsample;
 use crate::slide::tifflike::{tag, Directory, TiffFile};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -286,37 +287,17 @@ impl TileGrid for Downsampled {
         let Some(src) = self.page.decode_tile(col, row)? else {
             return Ok(None);
         };
-        Ok(Some(box_downsample(&src, self.factor)))
-    }
-}
-
-/// Averages `factor` × `factor` blocks (partial blocks at the edges average what they hold).
-fn box_downsample(src: &Tile, factor: u32) -> Tile {
-    let f = factor as usize;
-    let (sw, sh) = (src.width as usize, src.height as usize);
-    let (w, h) = (sw.div_ceil(f), sh.div_ceil(f));
-    let mut rgba = vec![0u8; w * h * 4];
-    for y in 0..h {
-        for x in 0..w {
-            let mut sum = [0u32; 4];
-            let mut n = 0u32;
-            for sy in y * f..((y + 1) * f).min(sh) {
-                for sx in x * f..((x + 1) * f).min(sw) {
-                    let p = &src.rgba[(sy * sw + sx) * 4..(sy * sw + sx) * 4 + 4];
-                    for c in 0..4 {
-                        sum[c] += p[c] as u32;
-                    }
-                    n += 1;
-                }
-            }
-            for c in 0..4 {
-                rgba[(y * w + x) * 4 + c] = ((sum[c] + n / 2) / n) as u8;
-            }
-        }
-    }
-    Tile {
-        width: w as u32,
-        height: h as u32,
-        rgba,
+        let (rgba, w, h) = box_downsample(
+            &src.rgba,
+            src.width as usize,
+            src.height as usize,
+            4,
+            self.factor as usize,
+        );
+        Ok(Some(Tile {
+            width: w as u32,
+            height: h as u32,
+            rgba,
+        }))
     }
 }
