@@ -106,3 +106,40 @@ fn oversized_regions_are_refused() {
     assert!(err.contains("exceeds the cap"), "{err}");
     assert!(!png.exists());
 }
+
+#[test]
+fn readme_main_command_reads_the_bundled_sample() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
+    let (code, out, err) = flashslide(&["info", sample]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("aperio") && out.contains("0.5000 x 0.5000") && out.contains("20x"),
+        "{out}"
+    );
+}
+
+#[test]
+fn synth_writes_a_slide_and_its_truth() {
+    let dir = std::env::temp_dir().join(format!("flashslide-cli-synth-{}", std::process::id()));
+    let (code, _, err) = flashslide(&[
+        "synth",
+        "--out",
+        dir.to_str().unwrap(),
+        "--seed",
+        "5",
+        "--width",
+        "1500",
+        "--height",
+        "1200",
+        "--lesions",
+        "1,1,0",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for ext in ["svs", "lesions.json", "lesions.geojson", "mask.tiff"] {
+        assert!(dir.join(format!("synth-s5-000.{ext}")).is_file(), "{ext} missing");
+    }
+    let (code, _, err) = flashslide(&["synth", "--out", dir.to_str().unwrap(), "--lesions", "1,2"]);
+    assert_eq!(code, 2, "a bad --lesions is bad usage: {err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -481,3 +481,59 @@ fn tumour_is_told_from_mimics_by_cells_not_colour() {
         "full resolution {auc_high:.3} vs {auc_low:.3}"
     );
 }
+
+#[test]
+fn openslide_reads_generated_slides_as_aperio() {
+    let dir = scratch("synth-openslide");
+    let s = generate_slide(&dir, "os", 77, &small(3000, 2400), Some(PLAN)).unwrap();
+    let out = dir.join("openslide");
+    let regions = [
+        (0u32, 0i64, 0i64, 512u32, 512u32),
+        (0, 1100, 900, 700, 500),
+        (1, 800, 400, 300, 200),
+    ];
+    let specs: Vec<String> = regions
+        .iter()
+        .map(|r| format!("{},{},{},{},{}", r.0, r.1, r.2, r.3, r.4))
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/openslide_dump.py");
+    let status = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&s.slide)
+        .arg(&out)
+        .args(&specs)
+        .status();
+    match status {
+        Ok(st) if st.success() => {}
+        Ok(st) if st.code() == Some(3) => {
+            eprintln!(
+                "SKIPPED openslide_reads_generated_slides_as_aperio: openslide-python is not installed"
+            );
+            return;
+        }
+        other => panic!("tools/openslide_dump.py failed: {other:?}"),
+    }
+    let props: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("properties.json")).unwrap()).unwrap();
+    assert_eq!(props["openslide.vendor"], "aperio");
+    assert_eq!(props["openslide.mpp-x"], "0.5");
+    assert_eq!(props["openslide.objective-power"], "20");
+    let slide = Slide::open(&s.slide).unwrap();
+    for (k, v) in props.iter().filter(|(k, _)| *k != "openslide.quickhash-1") {
+        assert_eq!(slide.property(k), Some(v.as_str()), "property {k}");
+    }
+    for (i, &(level, x, y, w, h)) in regions.iter().enumerate() {
+        let want = image::open(out.join(format!("region-{i}.png")))
+            .unwrap()
+            .to_rgba8()
+            .into_raw();
+        let got = slide.read_region(level as usize, x, y, w, h).unwrap();
+        let n = want.len() as f64;
+        let mut diffs: Vec<u8> = got.data.iter().zip(&want).map(|(a, b)| a.abs_diff(*b)).collect();
+        let mean = diffs.iter().map(|&d| d as f64).sum::<f64>() / n;
+        diffs.sort_unstable();
+        let p999 = diffs[(n * 0.999) as usize];
+        eprintln!("generated slide vs OpenSlide, region {i}: mean {mean:.4}, p99.9 {p999}");
+        assert!(mean <= 0.5 && p999 <= 4, "region {i}: mean {mean}, p99.9 {p999}");
+    }
+}

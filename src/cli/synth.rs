@@ -1,6 +1,6 @@
 use anyhow::Result;
 use clap::Args;
-use flashslide::synth::{generate_cohort_slide, SynthOptions};
+use flashslide::synth::{generate_slide, slide_name, slide_seed, SynthOptions, TumourPlan};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -28,6 +28,10 @@ pub struct SynthArgs {
     /// JPEG quality (default: drawn per slide from the seed, 70–92)
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     jpeg_quality: Option<u8>,
+    /// Tumour deposits per slide as ITC,MICRO,MACRO counts (e.g. 0,1,0); default: drawn from
+    /// the seed (about a quarter of slides have none)
+    #[arg(long, value_parser = parse_plan)]
+    lesions: Option<TumourPlan>,
     /// Print nothing but errors
     #[arg(long)]
     quiet: bool,
@@ -42,7 +46,8 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
     };
     for i in 0..args.slides {
         let start = Instant::now();
-        let s = generate_cohort_slide(&args.out, args.seed, i, &options)?;
+        let name = slide_name(args.seed, i);
+        let s = generate_slide(&args.out, &name, slide_seed(args.seed, i), &options, args.lesions)?;
         if !args.quiet {
             let secs = start.elapsed().as_secs_f64();
             let mp = (args.width * args.height) as f64 / 1e6;
@@ -56,4 +61,15 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_plan(text: &str) -> Result<TumourPlan, String> {
+    let counts: Vec<usize> = text
+        .split(',')
+        .map(|v| v.trim().parse().map_err(|_| format!("{v:?} is not a count")))
+        .collect::<Result<_, _>>()?;
+    match counts[..] {
+        [itc, micro, macro_] => Ok(TumourPlan { itc, micro, macro_ }),
+        _ => Err("expected three counts: ITC,MICRO,MACRO".into()),
+    }
 }

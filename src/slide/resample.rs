@@ -10,30 +10,37 @@ pub(crate) fn box_downsample(
     channels: usize,
     factor: usize,
 ) -> (Vec<u8>, usize, usize) {
+    use rayon::prelude::*;
     let (w, h) = (width.div_ceil(factor), rows.div_ceil(factor));
     let mut out = vec![0u8; w * h * channels];
-    let mut sums = vec![0u32; w * channels];
-    let mut counts = vec![0u32; w];
-    for y in 0..h {
-        sums.iter_mut().for_each(|s| *s = 0);
-        counts.iter_mut().for_each(|c| *c = 0);
-        for sy in y * factor..((y + 1) * factor).min(rows) {
-            let row = &src[sy * width * channels..(sy + 1) * width * channels];
-            for (x, px) in row.chunks_exact(channels).enumerate() {
-                let ox = x / factor;
-                for (c, &v) in px.iter().enumerate() {
-                    sums[ox * channels + c] += v as u32;
+    out.par_chunks_mut(w * channels)
+        .enumerate()
+        .for_each(|(y, out_row)| {
+            let mut sums = vec![0u32; w * channels];
+            let block_rows = ((y + 1) * factor).min(rows) - y * factor;
+            for sy in y * factor..y * factor + block_rows {
+                let row = &src[sy * width * channels..(sy + 1) * width * channels];
+                for (ox, sum) in sums.chunks_exact_mut(channels).enumerate() {
+                    let x0 = ox * factor;
+                    for px in row[x0 * channels..((x0 + factor).min(width)) * channels].chunks_exact(channels)
+                    {
+                        for (s, &v) in sum.iter_mut().zip(px) {
+                            *s += v as u32;
+                        }
+                    }
                 }
-                counts[ox] += 1;
             }
-        }
-        for x in 0..w {
-            let n = counts[x].max(1);
-            for c in 0..channels {
-                out[(y * w + x) * channels + c] = ((sums[x * channels + c] + n / 2) / n) as u8;
+            for (ox, (o, sum)) in out_row
+                .chunks_exact_mut(channels)
+                .zip(sums.chunks_exact(channels))
+                .enumerate()
+            {
+                let n = (block_rows * ((ox * factor + factor).min(width) - ox * factor)) as u32;
+                for (o, &s) in o.iter_mut().zip(sum) {
+                    *o = ((s + n / 2) / n) as u8;
+                }
             }
-        }
-    }
+        });
     (out, w, h)
 }
 

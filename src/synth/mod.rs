@@ -68,22 +68,6 @@ pub fn slide_name(cohort_seed: u64, index: usize) -> String {
     format!("synth-s{cohort_seed}-{index:03}")
 }
 
-/// Generates slide `index` of the cohort `cohort_seed` into `dir`.
-pub fn generate_cohort_slide(
-    dir: &Path,
-    cohort_seed: u64,
-    index: usize,
-    options: &SynthOptions,
-) -> Result<SynthSlide, SynthError> {
-    generate_slide(
-        dir,
-        &slide_name(cohort_seed, index),
-        slide_seed(cohort_seed, index),
-        options,
-        None,
-    )
-}
-
 /// Generates one slide named `name` (files `name.svs`, `name.lesions.json`,
 /// `name.mask.tiff`, `name.lesions.geojson`); `plan` fixes its tumour deposits, else they
 /// are drawn from the seed.
@@ -115,17 +99,22 @@ pub fn generate_slide(
 
     let slide = dir.join(format!("{name}.svs"));
     let renderer = render::Renderer::new(&scene, look, seed);
-    let mut writer = PyramidWriter::create(
-        &slide,
-        o.width,
-        o.height,
-        PyramidOptions::aperio(o.width, o.height, o.mpp, quality),
-    )?;
+    let layout = PyramidOptions::aperio(o.width, o.height, o.mpp, quality);
+    let writer_tile = layout.tile_size;
+    let mut writer = PyramidWriter::create(&slide, o.width, o.height, layout)?;
+    // Render the next band while the last one is encoded, so neither waits for the other.
+    let band_rows = |y: u64| (o.height - y).min(writer_tile as u64) as u32;
     let mut y = 0u64;
+    let mut band = renderer.render_band(0, band_rows(0));
     while y < o.height {
-        let rows = writer.next_band_rows();
-        writer.write_band(&renderer.render_band(y, rows))?;
-        y += rows as u64;
+        let next_y = y + band_rows(y) as u64;
+        let (written, next) = rayon::join(
+            || writer.write_band(&band),
+            || (next_y < o.height).then(|| renderer.render_band(next_y, band_rows(next_y))),
+        );
+        written?;
+        y = next_y;
+        band = next.unwrap_or_default();
     }
     writer.finish()?;
 

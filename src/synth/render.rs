@@ -12,7 +12,7 @@
 //! 8 µm, they look alike.
 
 use super::rng::{exp, hash, hash2, mix, unit, Rng};
-use super::scene::{value_noise, Region, Scene};
+use super::scene::{value_noise, value_noise2, Region, Scene};
 
 /// A slide's staining and scanning: stain vectors, amounts, brightness, focus, noise.
 #[derive(Clone, Debug)]
@@ -189,31 +189,70 @@ struct Nucleus {
     id: u64,
 }
 
+/// Stain amounts over a window of the slide whose top-left pixel is level-0 (`ox`, `oy`).
+struct StainField {
+    ox: i64,
+    oy: i64,
+    w: usize,
+    h: usize,
+    eosin: Vec<f32>,
+    haem: Vec<f32>,
+}
+
+impl StainField {
+    fn new(ox: i64, oy: i64, w: usize, h: usize) -> StainField {
+        StainField {
+            ox,
+            oy,
+            w,
+            h,
+            eosin: vec![0.0; w * h],
+            haem: vec![0.0; w * h],
+        }
+    }
+}
+
 pub struct Renderer<'a> {
     scene: &'a Scene,
     look: Look,
     seed: u64,
     px_per_um: f64,
-    lut: [Vec<u8>; 3],
+    lut: [[u8; LUT_LEN]; 3],
+    /// Pre-drawn lymphocytes (the most numerous cells), by size and quarter-pixel offset.
+    lymphocytes: Vec<Sprite>,
 }
+
+/// A nucleus drawn once into its own small field: haematoxylin for a core stain of 1, and
+/// the factor it leaves on eosin. Stamped with a per-cell stain scale.
+struct Sprite {
+    size: usize,
+    /// Where the nucleus centre falls, from the sprite's top-left pixel.
+    centre: (f32, f32),
+    h: Vec<f32>,
+    e: Vec<f32>,
+}
+
+const SPRITE_SIZES: usize = 6;
+const SPRITE_OFFSETS: usize = 4;
 
 impl<'a> Renderer<'a> {
     pub fn new(scene: &'a Scene, look: Look, seed: u64) -> Renderer<'a> {
         let lut = std::array::from_fn(|c| {
-            (0..LUT_LEN)
-                .map(|i| {
-                    (look.white[c] as f64 * exp(-(i as f64) / LUT_STEPS as f64))
-                        .round()
-                        .clamp(0.0, 255.0) as u8
-                })
-                .collect()
+            std::array::from_fn(|i| {
+                (look.white[c] as f64 * exp(-(i as f64) / LUT_STEPS as f64))
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            })
         });
+        let px_per_um = 1.0 / scene.mpp;
+        let lymphocytes = lymphocyte_sprites(px_per_um, seed);
         Renderer {
             scene,
             look,
             seed,
-            px_per_um: 1.0 / scene.mpp,
+            px_per_um,
             lut,
+            lymphocytes,
         }
     }
 
@@ -244,27 +283,29 @@ impl<'a> Renderer<'a> {
     /// Renders the `w` × `h` pixels at (`x0`, `y0`) as RGB.
     pub fn render_tile(&self, x0: i64, y0: i64, w: usize, h: usize) -> Vec<u8> {
         let margin = if self.look.blur > 0.0 { 1 } else { 0 };
-        let (fw, fh) = (w + 2 * margin, h + 2 * margin);
-        let (ox, oy) = (x0 - margin as i64, y0 - margin as i64);
-        let mut e = vec![0f32; fw * fh];
-        let mut hx = vec![0f32; fw * fh];
-        let has_fat = self.paint_background(ox, oy, fw, fh, &mut e, &mut hx);
+        let mut field = StainField::new(
+            x0 - margin as i64,
+            y0 - margin as i64,
+            w + 2 * margin,
+            h + 2 * margin,
+        );
+        let has_fat = self.paint_background(&mut field);
         if has_fat {
-            self.paint_fat(ox, oy, fw, fh, &mut e);
+            self.paint_fat(&mut field);
         }
         for cell in CELLS {
-            self.paint_cells(cell, ox, oy, fw, fh, &mut e, &mut hx);
+            self.paint_cells(cell, &mut field);
         }
         if margin > 0 {
-            blur3(&mut e, fw, fh, 0.25 * self.look.blur);
-            blur3(&mut hx, fw, fh, 0.25 * self.look.blur);
+            blur3(&mut field.eosin, field.w, field.h, 0.25 * self.look.blur);
+            blur3(&mut field.haem, field.w, field.h, 0.25 * self.look.blur);
         }
         let mut rgb = vec![0u8; w * h * 3];
         let (hg, eg) = (self.look.h_gain, self.look.e_gain);
         for y in 0..h {
             for x in 0..w {
-                let i = (y + margin) * fw + x + margin;
-                let (hv, ev) = (hx[i] * hg, e[i] * eg);
+                let i = (y + margin) * field.w + x + margin;
+                let (hv, ev) = (field.haem[i] * hg, field.eosin[i] * eg);
                 let n = hash2(self.seed ^ 0xA0A0, x0 + x as i64, y0 + y as i64);
                 for c in 0..3 {
                     let od = hv * self.look.od_h[c] + ev * self.look.od_e[c];
@@ -280,15 +321,8 @@ impl<'a> Renderer<'a> {
 
     /// Region background, sampled every 4 pixels with texture and interpolated bilinearly.
     /// Returns whether any of it is fat.
-    fn paint_background(
-        &self,
-        ox: i64,
-        oy: i64,
-        fw: usize,
-        fh: usize,
-        e: &mut [f32],
-        hx: &mut [f32],
-    ) -> bool {
+    fn paint_background(&self, f: &mut StainField) -> bool {
+        let (ox, oy, fw, fh) = (f.ox, f.oy, f.w, f.h);
         let mut has_fat = false;
         const STEP: usize = 4;
         let (gw, gh) = (fw / STEP + 2, fh / STEP + 2);
@@ -301,10 +335,8 @@ impl<'a> Renderer<'a> {
             for gx in 0..gw {
                 let (x, y) = ((ox + (gx * STEP) as i64) as f64, (oy + (gy * STEP) as i64) as f64);
                 // Warp the lookup by about a map cell so region edges are organic, not stepped.
-                let (wx, wy) = (
-                    warp * (value_noise(self.seed ^ 0x3A59, x / wscale, y / wscale) - 0.5) as f64,
-                    warp * (value_noise(self.seed ^ 0x3A5A, x / wscale, y / wscale) - 0.5) as f64,
-                );
+                let (nx, ny) = value_noise2(self.seed ^ 0x3A59, x / wscale, y / wscale);
+                let (wx, wy) = (warp * (nx - 0.5) as f64, warp * (ny - 0.5) as f64);
                 let (region, v) = self.scene.map.at(x + wx, y + wy);
                 has_fat |= region == Region::Fat;
                 let (be, bh) = background(region, v);
@@ -325,8 +357,8 @@ impl<'a> Renderer<'a> {
                     let top = a + (b - a) * fx;
                     top + (c + (d - c) * fx - top) * fy
                 };
-                e[y * fw + x] = bil(&ge);
-                hx[y * fw + x] = bil(&gh_);
+                f.eosin[y * fw + x] = bil(&ge);
+                f.haem[y * fw + x] = bil(&gh_);
             }
         }
         has_fat
@@ -334,7 +366,8 @@ impl<'a> Renderer<'a> {
 
     /// Adipocytes: large empty cells whose thin membranes are the edges of a jittered
     /// Voronoi diagram (where the nearest and second-nearest centres are about equidistant).
-    fn paint_fat(&self, ox: i64, oy: i64, fw: usize, fh: usize, e: &mut [f32]) {
+    fn paint_fat(&self, f: &mut StainField) {
+        let (ox, oy, fw, fh) = (f.ox, f.oy, f.w, f.h);
         let spacing = 70.0 * self.px_per_um;
         let membrane = 1.2 * self.px_per_um;
         for y in 0..fh {
@@ -350,7 +383,7 @@ impl<'a> Renderer<'a> {
                         let hsh = hash(self.seed ^ 0xFA7, i, j, 0);
                         let qx = (i as f64 + 0.15 + 0.7 * unit(hsh) as f64) * spacing;
                         let qy = (j as f64 + 0.15 + 0.7 * unit(mix(hsh)) as f64) * spacing;
-                        let d = (qx - px).hypot(qy - py);
+                        let d = (qx - px) * (qx - px) + (qy - py) * (qy - py);
                         if d < d1 {
                             d2 = d1;
                             d1 = d;
@@ -359,16 +392,17 @@ impl<'a> Renderer<'a> {
                         }
                     }
                 }
-                let gap = ((d2 - d1) / membrane) as f32;
+                let gap = ((d2.sqrt() - d1.sqrt()) / membrane) as f32;
                 if gap < 1.0 {
-                    e[y * fw + x] += 0.55 * (1.0 - gap);
+                    f.eosin[y * fw + x] += 0.55 * (1.0 - gap);
                 }
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn paint_cells(&self, cell: Cell, ox: i64, oy: i64, fw: usize, fh: usize, e: &mut [f32], hx: &mut [f32]) {
+    fn paint_cells(&self, cell: Cell, f: &mut StainField) {
+        let (ox, oy, fw, fh) = (f.ox, f.oy, f.w, f.h);
         let s = cell.spacing_um() * self.px_per_um;
         let reach = cell.reach_um() * self.px_per_um;
         let i0 = ((ox as f64 - reach) / s).floor() as i64;
@@ -396,6 +430,10 @@ impl<'a> Renderer<'a> {
                 if unit(mix(h0 ^ 0x51)) >= p {
                     continue;
                 }
+                if cell == Cell::Lymphocyte {
+                    self.stamp_lymphocyte(x, y, mix(h0 ^ 0x7777), f);
+                    continue;
+                }
                 let mut n = self.nucleus(cell, x, y, v, mix(h0 ^ 0x7777));
                 if matches!(cell, Cell::Tumour | Cell::Histiocyte | Cell::GerminalCentre) {
                     // Staining intensity varies between structures too.
@@ -403,7 +441,42 @@ impl<'a> Renderer<'a> {
                     n.core *= k;
                     n.rim *= k;
                 }
-                splat(&n, ox, oy, fw, fh, e, hx);
+                splat(&n, f);
+            }
+        }
+    }
+
+    /// Adds a pre-drawn lymphocyte at (`x`, `y`): its hash picks the size and stain amount,
+    /// the sub-pixel part of its position the sprite's offset.
+    fn stamp_lymphocyte(&self, x: f64, y: f64, h: u64, f: &mut StainField) {
+        let (ox, oy, fw, fh) = (f.ox, f.oy, f.w, f.h);
+        let size_bucket = (h % SPRITE_SIZES as u64) as usize;
+        let (fx, fy) = (x - x.floor(), y - y.floor());
+        let (qx, qy) = (
+            (fx * SPRITE_OFFSETS as f64) as usize,
+            (fy * SPRITE_OFFSETS as f64) as usize,
+        );
+        let sprite = &self.lymphocytes[(size_bucket * SPRITE_OFFSETS + qy) * SPRITE_OFFSETS + qx];
+        let stain = 1.55 + 0.45 * unit(mix(h));
+        // Top-left of the sprite in field pixels.
+        let sx = x.floor() as i64 - sprite.centre.0.floor() as i64 - ox;
+        let sy = y.floor() as i64 - sprite.centre.1.floor() as i64 - oy;
+        for r in 0..sprite.size as i64 {
+            let fy = sy + r;
+            if fy < 0 || fy >= fh as i64 {
+                continue;
+            }
+            for c in 0..sprite.size as i64 {
+                let fx = sx + c;
+                if fx < 0 || fx >= fw as i64 {
+                    continue;
+                }
+                let (i, k) = (
+                    fy as usize * fw + fx as usize,
+                    (r * sprite.size as i64 + c) as usize,
+                );
+                f.haem[i] += stain * sprite.h[k];
+                f.eosin[i] *= sprite.e[k];
             }
         }
     }
@@ -442,15 +515,7 @@ impl<'a> Renderer<'a> {
             ]
         };
         match cell {
-            Cell::Lymphocyte => {
-                let rad = f(3.2, 3.9) * um;
-                n.a = rad;
-                n.b = rad * f(0.88, 1.0);
-                n.harm = harmonics(0.04, &mut f);
-                n.core = f(1.55, 2.0);
-                n.rim = n.core * 1.1;
-                n.texture = 0.18;
-            }
+            Cell::Lymphocyte => unreachable!("lymphocytes are stamped from sprites"),
             Cell::GerminalCentre => {
                 if f(0.0, 1.0) < 0.3 {
                     // Centrocyte: smaller, cleaved, darker.
@@ -533,8 +598,57 @@ impl<'a> Renderer<'a> {
     }
 }
 
-/// Adds one nucleus's stain to the fields (whose top-left pixel is at (`ox`, `oy`)).
-fn splat(n: &Nucleus, ox: i64, oy: i64, fw: usize, fh: usize, e: &mut [f32], hx: &mut [f32]) {
+/// Lymphocytes drawn once per size bucket and quarter-pixel offset, with `splat` itself.
+fn lymphocyte_sprites(px_per_um: f64, seed: u64) -> Vec<Sprite> {
+    let um = px_per_um as f32;
+    let mut sprites = Vec::with_capacity(SPRITE_SIZES * SPRITE_OFFSETS * SPRITE_OFFSETS);
+    for k in 0..SPRITE_SIZES {
+        let radius = (3.2 + 0.7 * (k as f32 + 0.5) / SPRITE_SIZES as f32) * um;
+        let size = (2.0 * radius * 1.1 + 4.0).ceil() as usize;
+        for qy in 0..SPRITE_OFFSETS {
+            for qx in 0..SPRITE_OFFSETS {
+                let mut r = Rng::new(hash(seed ^ 0x1F, k as i64, qx as i64, qy as i64));
+                let mut f = |lo: f64, hi: f64| r.range(lo, hi) as f32;
+                let offset = |q: usize| (size / 2) as f32 + (q as f32 + 0.5) / SPRITE_OFFSETS as f32;
+                let centre = (offset(qx), offset(qy));
+                let b = radius * f(0.88, 1.0);
+                let harm = [f(-0.04, 0.04), f(-0.04, 0.04), f(-0.03, 0.03), f(-0.03, 0.03)];
+                let n = Nucleus {
+                    x: centre.0,
+                    y: centre.1,
+                    a: radius,
+                    b,
+                    cos: 1.0,
+                    sin: 0.0,
+                    harm,
+                    core: 1.0,
+                    rim: 1.1,
+                    rim_width: 0.1,
+                    texture: 0.18,
+                    grain: 0.8 * um,
+                    nucleoli: [(0.0, 0.0, 0.0, 0.0); 3],
+                    nucleolus_count: 0,
+                    red_cell: false,
+                    id: r.next_u64(),
+                };
+                let mut field = StainField::new(0, 0, size, size);
+                field.eosin.fill(1.0);
+                splat(&n, &mut field);
+                sprites.push(Sprite {
+                    size,
+                    centre,
+                    h: field.haem,
+                    e: field.eosin,
+                });
+            }
+        }
+    }
+    sprites
+}
+
+/// Adds one nucleus's stain to a field.
+fn splat(n: &Nucleus, f: &mut StainField) {
+    let (ox, oy, fw, fh) = (f.ox, f.oy, f.w, f.h);
     let wobble = n.harm.iter().map(|v| v.abs()).sum::<f32>();
     let extent = n.a * (1.0 + wobble) + 1.5;
     let (cx, cy) = (n.x - ox as f32, n.y - oy as f32);
@@ -565,7 +679,7 @@ fn splat(n: &Nucleus, ox: i64, oy: i64, fw: usize, fh: usize, e: &mut [f32], hx:
             }
             let i = py as usize * fw + px as usize;
             if n.red_cell {
-                e[i] += coverage * n.core * (0.7 + 0.3 * rho);
+                f.eosin[i] += coverage * n.core * (0.7 + 0.3 * rho);
                 continue;
             }
             let rim = ((rho - (1.0 - n.rim_width)) / 0.06).clamp(0.0, 1.0);
@@ -581,10 +695,10 @@ fn splat(n: &Nucleus, ox: i64, oy: i64, fw: usize, fh: usize, e: &mut [f32], hx:
                 let dist = (du * du * n.a * n.a + dv * dv * n.b * n.b).sqrt();
                 let k = (nr + 0.5 - dist).clamp(0.0, 1.0);
                 stain += k * (nh - stain).max(0.0);
-                e[i] += k * 0.35;
+                f.eosin[i] += k * 0.35;
             }
-            hx[i] += coverage * stain;
-            e[i] *= 1.0 - 0.55 * coverage;
+            f.haem[i] += coverage * stain;
+            f.eosin[i] *= 1.0 - 0.55 * coverage;
         }
     }
 }

@@ -233,7 +233,7 @@ impl Scene {
                     && ring_inside(&p.inside_sinus, x, y, r)
                     && follicles
                         .iter()
-                        .all(|(c, _)| (c.x - x).hypot(c.y - y) > c.r + r + um(30.0));
+                        .all(|(c, _)| distance(c.x, c.y, x, y) > c.r + r + um(30.0));
                 if ok {
                     let gc = r * rng.range(0.55, 0.75);
                     mimics.push(Mimic {
@@ -267,7 +267,7 @@ impl Scene {
                     let r = um(rng.range(60.0, 450.0));
                     let outline = Polygon::irregular(&mut rng, x, y, r, 0.35, 8, 96);
                     let clear_of_follicles =
-                        follicles.iter().all(|(c, _)| (c.x - x).hypot(c.y - y) > c.r + r);
+                        follicles.iter().all(|(c, _)| distance(c.x, c.y, x, y) > c.r + r);
                     if clear_of_follicles
                         && outline.points.iter().all(|q| p.inside_capsule.contains(q.0, q.1))
                     {
@@ -313,6 +313,11 @@ impl Scene {
             map,
         }
     }
+}
+
+/// Euclidean distance with IEEE operations only (libm's hypot differs between platforms).
+fn distance(x0: f64, y0: f64, x1: f64, y1: f64) -> f64 {
+    ((x1 - x0) * (x1 - x0) + (y1 - y0) * (y1 - y0)).sqrt()
 }
 
 fn circle_polygon(x: f64, y: f64, r: f64, n: usize) -> Polygon {
@@ -543,13 +548,28 @@ fn circle_spans(c: &Circle, y: f64) -> Vec<(f64, f64)> {
 
 /// Smooth value noise in [0, 1) with unit-sized lattice cells.
 pub fn value_noise(seed: u64, x: f64, y: f64) -> f32 {
+    value_noise2(seed, x, y).0
+}
+
+/// Two independent smooth value noises in [0, 1) from the same lattice hashes.
+pub fn value_noise2(seed: u64, x: f64, y: f64) -> (f32, f32) {
     let (xf, yf) = (x.floor(), y.floor());
     let (ix, iy) = (xf as i64, yf as i64);
     let (fx, fy) = ((x - xf) as f32, (y - yf) as f32);
     let s = |t: f32| t * t * (3.0 - 2.0 * t);
     let (sx, sy) = (s(fx), s(fy));
-    let v = |a: i64, b: i64| unit(hash2(seed, a, b));
-    let top = v(ix, iy) + (v(ix + 1, iy) - v(ix, iy)) * sx;
-    let bottom = v(ix, iy + 1) + (v(ix + 1, iy + 1) - v(ix, iy + 1)) * sx;
-    top + (bottom - top) * sy
+    let corners = [
+        hash2(seed, ix, iy),
+        hash2(seed, ix + 1, iy),
+        hash2(seed, ix, iy + 1),
+        hash2(seed, ix + 1, iy + 1),
+    ];
+    let field = |shift: u32| {
+        let v: [f32; 4] =
+            std::array::from_fn(|k| ((corners[k] >> shift) & 0xFF_FFFF) as f32 / (1u32 << 24) as f32);
+        let top = v[0] + (v[1] - v[0]) * sx;
+        let bottom = v[2] + (v[3] - v[2]) * sx;
+        top + (bottom - top) * sy
+    };
+    (field(40), field(8))
 }
