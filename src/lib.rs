@@ -3,6 +3,8 @@
 //! This crate is the library behind the `flashslide` command. [`slide`] reads whole-slide
 //! images (Aperio SVS, Hamamatsu NDPI, tiled pyramidal TIFF/BigTIFF) in pure Rust.
 
+pub mod backend;
 pub mod bench;
 pub mod slide;
 pub mod synth;
+pub mod tissue;

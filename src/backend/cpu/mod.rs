@@ -1,0 +1,3 @@
+//! CPU implementations: f32, parallel with rayon.
+
+pub mod attention;

@@ -1,0 +1,237 @@
+//! Finding tissue on the glass: Otsu's threshold on saturation at low resolution, then
+//! specks removed and small holes filled. Glass is bright and grey (low saturation); stained
+//! tissue is coloured, whatever its brightness.
+
+use crate::slide::{Slide, SlideError};
+
+#[derive(Clone, Debug)]
+pub struct TissueOptions {
+    /// Size of a mask pixel in µm (the slide is read at the level closest to it, never finer
+    /// than needed).
+    pub mask_um: f64,
+    /// Connected tissue smaller than this (µm²) is a speck and dropped.
+    pub min_tissue_um2: f64,
+    /// Background enclosed by tissue smaller than this (µm²) is a hole and filled.
+    pub max_hole_um2: f64,
+}
+
+impl Default for TissueOptions {
+    fn default() -> Self {
+        TissueOptions {
+            mask_um: 8.0,
+            min_tissue_um2: 0.05e6,
+            max_hole_um2: 0.02e6,
+        }
+    }
+}
+
+/// A tissue mask: `true` where there is tissue, one pixel per `downsample` level-0 pixels.
+#[derive(Clone, Debug)]
+pub struct TissueMask {
+    pub width: usize,
+    pub height: usize,
+    pub downsample: f64,
+    pub tissue: Vec<bool>,
+    /// The saturation threshold Otsu chose (0–255).
+    pub threshold: u8,
+}
+
+impl TissueMask {
+    /// Fraction of tissue in the level-0 rectangle (x, y, w, h).
+    pub fn fraction(&self, x: f64, y: f64, w: f64, h: f64) -> f64 {
+        let d = self.downsample;
+        let (c0, r0) = (
+            (x / d).floor().max(0.0) as usize,
+            (y / d).floor().max(0.0) as usize,
+        );
+        let (c1, r1) = (((x + w) / d).ceil() as usize, ((y + h) / d).ceil() as usize);
+        let (c1, r1) = (c1.min(self.width), r1.min(self.height));
+        if c0 >= c1 || r0 >= r1 {
+            return 0.0;
+        }
+        let inside: usize = (r0..r1)
+            .map(|r| {
+                self.tissue[r * self.width + c0..r * self.width + c1]
+                    .iter()
+                    .filter(|&&t| t)
+                    .count()
+            })
+            .sum();
+        inside as f64 / ((c1 - c0) * (r1 - r0)) as f64
+    }
+}
+
+/// Computes the tissue mask of `slide`, whose level-0 pixels are `mpp` µm.
+pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result<TissueMask, SlideError> {
+    let target = (options.mask_um / mpp).max(1.0);
+    let level = slide.best_level_for_downsample(target);
+    let l = &slide.levels()[level];
+    // Read the level whole (it is small at this resolution) and average it down to the mask.
+    let factor = (target / l.downsample).floor().max(1.0) as usize;
+    let img = slide.read_region(level, 0, 0, l.width as u32, l.height as u32)?;
+    let (w, h) = (
+        (l.width as usize).div_ceil(factor),
+        (l.height as usize).div_ceil(factor),
+    );
+    let mut saturation = vec![0u8; w * h];
+    let mut opaque = vec![false; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (mut sum, mut n) = ([0u32; 3], 0u32);
+            for sy in y * factor..((y + 1) * factor).min(l.height as usize) {
+                for sx in x * factor..((x + 1) * factor).min(l.width as usize) {
+                    let p = &img.data[(sy * l.width as usize + sx) * 4..][..4];
+                    if p[3] > 0 {
+                        (0..3).for_each(|c| sum[c] += p[c] as u32);
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                let rgb = sum.map(|s| (s / n) as i32);
+                let (max, min) = (
+                    rgb.iter().max().copied().unwrap_or(0),
+                    rgb.iter().min().copied().unwrap_or(0),
+                );
+                saturation[y * w + x] = if max == 0 {
+                    0
+                } else {
+                    (255 * (max - min) / max) as u8
+                };
+                opaque[y * w + x] = true;
+            }
+        }
+    }
+    let threshold = otsu(
+        saturation
+            .iter()
+            .zip(&opaque)
+            .filter(|(_, &o)| o)
+            .map(|(&s, _)| s),
+    );
+    let mut tissue: Vec<bool> = saturation
+        .iter()
+        .zip(&opaque)
+        .map(|(&s, &o)| o && s > threshold)
+        .collect();
+    let px_um2 = (l.downsample * factor as f64 * mpp).powi(2);
+    remove_small(
+        &mut tissue,
+        w,
+        h,
+        true,
+        (options.min_tissue_um2 / px_um2).ceil() as usize,
+    );
+    remove_small(
+        &mut tissue,
+        w,
+        h,
+        false,
+        (options.max_hole_um2 / px_um2).ceil() as usize,
+    );
+    Ok(TissueMask {
+        width: w,
+        height: h,
+        downsample: l.downsample * factor as f64,
+        tissue,
+        threshold,
+    })
+}
+
+/// Otsu's threshold: the value splitting the histogram into two classes of maximal
+/// between-class variance. Pixels above it are the foreground.
+pub fn otsu(values: impl Iterator<Item = u8>) -> u8 {
+    let mut hist = [0u64; 256];
+    values.for_each(|v| hist[v as usize] += 1);
+    let total: u64 = hist.iter().sum();
+    let sum_all: f64 = hist.iter().enumerate().map(|(i, &c)| i as f64 * c as f64).sum();
+    let (mut weight_low, mut sum_low) = (0u64, 0f64);
+    let (mut best, mut best_t) = (-1f64, 0u8);
+    for (t, &count) in hist.iter().enumerate() {
+        weight_low += count;
+        sum_low += t as f64 * count as f64;
+        let weight_high = total - weight_low;
+        if weight_low == 0 || weight_high == 0 {
+            continue;
+        }
+        let (mean_low, mean_high) = (
+            sum_low / weight_low as f64,
+            (sum_all - sum_low) / weight_high as f64,
+        );
+        let between = weight_low as f64 * weight_high as f64 * (mean_low - mean_high).powi(2);
+        if between > best {
+            best = between;
+            best_t = t as u8;
+        }
+    }
+    best_t
+}
+
+/// Flips 4-connected components of `value` smaller than `min_size` pixels to `!value`. For
+/// holes (`value == false`), components touching the border are background, never holes.
+fn remove_small(mask: &mut [bool], w: usize, h: usize, value: bool, min_size: usize) {
+    let mut seen = vec![false; mask.len()];
+    let mut stack = Vec::new();
+    let mut component = Vec::new();
+    for start in 0..mask.len() {
+        if seen[start] || mask[start] != value {
+            continue;
+        }
+        component.clear();
+        stack.push(start);
+        seen[start] = true;
+        let mut touches_border = false;
+        while let Some(i) = stack.pop() {
+            component.push(i);
+            let (x, y) = (i % w, i / w);
+            touches_border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
+            let neighbours = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
+            ];
+            for j in neighbours.into_iter().flatten() {
+                if !seen[j] && mask[j] == value {
+                    seen[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        let is_hole_at_border = !value && touches_border;
+        if component.len() < min_size && !is_hole_at_border {
+            component.iter().for_each(|&i| mask[i] = !value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn otsu_splits_two_populations() {
+        let values = (0..1000).map(|i| if i % 3 == 0 { 200 } else { 20 });
+        let t = otsu(values);
+        assert!((20..200).contains(&t), "{t}");
+    }
+
+    #[test]
+    fn specks_go_and_holes_fill() {
+        // 8x6: a 1-pixel speck at (0,0); a block with a 1-pixel hole at (5,2).
+        let (w, h) = (8, 6);
+        let mut m = vec![false; w * h];
+        m[0] = true;
+        for y in 1..5 {
+            for x in 3..8 {
+                m[y * w + x] = true;
+            }
+        }
+        m[2 * w + 5] = false;
+        remove_small(&mut m, w, h, true, 2);
+        remove_small(&mut m, w, h, false, 2);
+        assert!(!m[0], "speck removed");
+        assert!(m[2 * w + 5], "hole filled");
+        assert!(!m[w], "background at the border stays");
+    }
+}
