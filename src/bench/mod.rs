@@ -1,4 +1,5 @@
 //! Benchmarks that measure flashslide against what users run today.
 
+pub mod attention;
 pub mod metrics;
 pub mod read;

@@ -12,6 +12,25 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Attention on the CPU: tiled FlashAttention against naive attention (N × N scores)
+    Attention {
+        /// Sequence lengths
+        #[arg(long, num_args = 1.., default_values_t = [1024usize, 4096])]
+        seq: Vec<usize>,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        #[arg(long, num_args = 1.., default_values_t = [64usize])]
+        head_dim: Vec<usize>,
+        /// Timed runs of the tiled kernel (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Run naive attention only where one head's N × N scores fit in this many GiB
+        #[arg(long, default_value_t = 4.0)]
+        naive_limit_gib: f64,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Reader throughput: every level-0 tile as an RGBA region, tile cache off
     Read {
         /// Slides to read
@@ -31,6 +50,39 @@ enum BenchCommand {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
+        BenchCommand::Attention { seq, heads, head_dim, runs, naive_limit_gib, json } => {
+            if !json {
+                println!(
+                    "{:>7} {:>5} {:>4} {:>10} {:>9} {:>10} {:>8} {:>11} {:>12} {:>12}",
+                    "N", "heads", "d", "flash s", "GFLOP/s", "naive s", "speedup", "rel. error", "RSS flash", "RSS naive"
+                );
+            }
+            let limit = (naive_limit_gib * (1u64 << 30) as f64) as u64;
+            for &d in &head_dim {
+                for &n in &seq {
+                    let r = flashslide::bench::attention::bench_attention(n, heads, d, runs, limit);
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                        continue;
+                    }
+                    let mib = |b: Option<u64>| b.map_or("-".into(), |b| format!("{} MiB", b >> 20));
+                    println!(
+                        "{:>7} {:>5} {:>4} {:>10.3} {:>9.1} {:>10} {:>8} {:>11} {:>12} {:>12}",
+                        n,
+                        heads,
+                        d,
+                        r.flash_seconds,
+                        r.flash_gflops,
+                        r.naive_seconds.map_or("-".into(), |s| format!("{s:.3}")),
+                        r.naive_seconds.map_or("-".into(), |s| format!("{:.2}x", s / r.flash_seconds)),
+                        r.relative_error.map_or("-".into(), |e| format!("{e:.1e}")),
+                        mib(r.peak_rss_after_flash),
+                        mib(r.peak_rss_after_naive),
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Read {
             slides,
             threads,
