@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod grid;
 pub mod slide;
 pub mod synth;
 pub mod tissue;

@@ -47,3 +47,38 @@ fn tissue_mask_matches_the_sample_outlines() {
         assert!(iou >= 0.85, "{name}: tissue IoU {iou:.3}");
     }
 }
+
+#[test]
+fn tiles_cover_the_tissue_at_the_model_resolution() {
+    use flashslide::grid::{plan_tiles, read_tile};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
+    let slide = Slide::open(format!("{dir}/synth-s101-000.svs")).unwrap();
+    let mask = detect_tissue(&slide, 0.5, &TissueOptions::default()).unwrap();
+    // At the slide's own resolution: level 0, no resizing.
+    let plan = plan_tiles(&slide, 0.5, 0.5, 256, &mask, 0.25).unwrap();
+    assert_eq!((plan.level, plan.read_px, plan.tile_level0), (0, 256, 256.0));
+    assert!(!plan.tiles.is_empty());
+    for t in &plan.tiles {
+        assert!(mask.fraction(t.x as f64, t.y as f64, 256.0, 256.0) >= 0.25);
+    }
+    let tissue_px: usize = mask.tissue.iter().filter(|&&t| t).count();
+    let tissue_tiles = tissue_px as f64 * mask.downsample.powi(2) / (256.0 * 256.0);
+    assert!(
+        (plan.tiles.len() as f64) > 0.8 * tissue_tiles,
+        "{} tiles for {tissue_tiles:.0} tiles of tissue",
+        plan.tiles.len()
+    );
+    // A tile holds tissue: not white glass.
+    let rgb = read_tile(&slide, &plan, &plan.tiles[plan.tiles.len() / 2]).unwrap();
+    let mean = rgb.iter().map(|&v| v as f64).sum::<f64>() / rgb.len() as f64;
+    assert!(mean < 215.0, "tile mean {mean}");
+    // At 1 µm/px: read 512 px from level 0 (level 1 is 2 µm/px, too coarse) and average down.
+    let coarse = plan_tiles(&slide, 0.5, 1.0, 256, &mask, 0.25).unwrap();
+    assert_eq!((coarse.level, coarse.read_px), (0, 512));
+    assert_eq!(
+        read_tile(&slide, &coarse, &coarse.tiles[0]).unwrap().len(),
+        256 * 256 * 3
+    );
+    // A model finer than the slide would need upsampling: refused.
+    assert!(plan_tiles(&slide, 0.5, 0.25, 256, &mask, 0.25).is_err());
+}

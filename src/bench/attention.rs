@@ -49,7 +49,12 @@ pub fn naive_attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], n: usiz
         scores.par_chunks_mut(n).enumerate().for_each(|(i, s)| {
             let qi = &q[row(i, h)..row(i, h) + d];
             for (j, sj) in s.iter_mut().enumerate() {
-                *sj = qi.iter().zip(&k[row(j, h)..row(j, h) + d]).map(|(a, b)| a * b).sum::<f32>() * scale;
+                *sj = qi
+                    .iter()
+                    .zip(&k[row(j, h)..row(j, h) + d])
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    * scale;
             }
             let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
             let mut z = 0.0;
@@ -65,7 +70,9 @@ pub fn naive_attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], n: usiz
                 let mut o = vec![0f32; d];
                 for j in 0..n {
                     let p = scores[i * n + j];
-                    o.iter_mut().zip(&v[row(j, h)..row(j, h) + d]).for_each(|(a, b)| *a += p * b);
+                    o.iter_mut()
+                        .zip(&v[row(j, h)..row(j, h) + d])
+                        .for_each(|(a, b)| *a += p * b);
                 }
                 o
             })
@@ -78,11 +85,21 @@ pub fn naive_attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], n: usiz
 
 /// Runs both on `tokens` × `heads` × `head_dim`; naive only when its scores fit in
 /// `naive_limit_bytes`. The tiled kernel's time is the median of `runs` after a warm-up.
-pub fn bench_attention(tokens: usize, heads: usize, head_dim: usize, runs: usize, naive_limit_bytes: u64) -> AttentionRun {
+pub fn bench_attention(
+    tokens: usize,
+    heads: usize,
+    head_dim: usize,
+    runs: usize,
+    naive_limit_bytes: u64,
+) -> AttentionRun {
     let len = tokens * heads * head_dim;
     let (q, k, v) = (random(len, 1), random(len, 2), random(len, 3));
     let offsets = [0, tokens];
-    let shape = Packed { offsets: &offsets, heads, head_dim };
+    let shape = Packed {
+        offsets: &offsets,
+        heads,
+        head_dim,
+    };
     let mut out = vec![f32::NAN; len];
     let mut times = Vec::new();
     for i in 0..=runs.max(1) {
@@ -102,7 +119,12 @@ pub fn bench_attention(tokens: usize, heads: usize, head_dim: usize, runs: usize
         let start = Instant::now();
         naive_attention(&q, &k, &v, &mut reference, tokens, heads, head_dim);
         let secs = start.elapsed().as_secs_f64();
-        let err: f64 = out.iter().zip(&reference).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+        let err: f64 = out
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let norm: f64 = reference.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
         (Some(secs), Some(err / norm))
     } else {

@@ -50,11 +50,27 @@ enum BenchCommand {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
-        BenchCommand::Attention { seq, heads, head_dim, runs, naive_limit_gib, json } => {
+        BenchCommand::Attention {
+            seq,
+            heads,
+            head_dim,
+            runs,
+            naive_limit_gib,
+            json,
+        } => {
             if !json {
                 println!(
                     "{:>7} {:>5} {:>4} {:>10} {:>9} {:>10} {:>8} {:>11} {:>12} {:>12}",
-                    "N", "heads", "d", "flash s", "GFLOP/s", "naive s", "speedup", "rel. error", "RSS flash", "RSS naive"
+                    "N",
+                    "heads",
+                    "d",
+                    "flash s",
+                    "GFLOP/s",
+                    "naive s",
+                    "speedup",
+                    "rel. error",
+                    "RSS flash",
+                    "RSS naive"
                 );
             }
             let limit = (naive_limit_gib * (1u64 << 30) as f64) as u64;
@@ -74,7 +90,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                         r.flash_seconds,
                         r.flash_gflops,
                         r.naive_seconds.map_or("-".into(), |s| format!("{s:.3}")),
-                        r.naive_seconds.map_or("-".into(), |s| format!("{:.2}x", s / r.flash_seconds)),
+                        r.naive_seconds
+                            .map_or("-".into(), |s| format!("{:.2}x", s / r.flash_seconds)),
                         r.relative_error.map_or("-".into(), |e| format!("{e:.1e}")),
                         mib(r.peak_rss_after_flash),
                         mib(r.peak_rss_after_naive),

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Fixtures for parity with timm's VisionTransformer: small random-weight ViTs, their
+weights (timm's tensor names, safetensors), a flashslide config, input images and timm's
+outputs.
+
+    python3 tools/make_timm_fixtures.py OUT_DIR
+
+Needs torch, timm and safetensors (CPU is enough). For each config writes
+OUT_DIR/NAME.model.safetensors, OUT_DIR/NAME.config.json and OUT_DIR/NAME.io.safetensors with
+`images` (uint8, [B, H, W, 3]), `features` (timm's forward_features: every token after the
+final norm, [B, T, D]) and `pooled` (forward_head with pre_logits=True, [B, D]).
+"""
+
+import json
+import os
+import sys
+
+import torch
+import timm
+from safetensors.torch import save_file
+
+CONFIGS = {
+    # ViT-S/16-like wiring, narrow and shallow: class token, GELU MLP, qkv bias, token pooling.
+    "vit-s16-cls": dict(
+        img_size=64, patch_size=16, embed_dim=96, depth=2, num_heads=3, mlp_ratio=4.0, qkv_bias=True,
+        class_token=True, reg_tokens=0, global_pool="token", init_values=None, mlp="gelu", fc_norm=False,
+    ),
+    # DINOv2/UNI-like: 14-px patches, 4 register tokens, layer scale, SwiGLU MLP, average pooling.
+    "vit-14-reg-swiglu-avg": dict(
+        img_size=56, patch_size=14, embed_dim=64, depth=2, num_heads=2, mlp_ratio=2.6667, qkv_bias=True,
+        class_token=True, reg_tokens=4, global_pool="avg", init_values=1e-2, mlp="swiglu", fc_norm=True,
+    ),
+}
+
+
+def build(c):
+    kwargs = dict(
+        img_size=c["img_size"], patch_size=c["patch_size"], embed_dim=c["embed_dim"], depth=c["depth"],
+        num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"], qkv_bias=c["qkv_bias"], class_token=c["class_token"],
+        reg_tokens=c["reg_tokens"], global_pool=c["global_pool"], init_values=c["init_values"], num_classes=0,
+        fc_norm=c["fc_norm"], dynamic_img_size=False,
+    )
+    if c["mlp"] == "swiglu":
+        from timm.layers import SwiGLUPacked
+        kwargs.update(mlp_layer=SwiGLUPacked, act_layer=torch.nn.SiLU)
+    return timm.models.vision_transformer.VisionTransformer(**kwargs)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(20261125)
+    for name, c in CONFIGS.items():
+        model = build(c).eval()
+        # Random weights with some spread everywhere (timm initialises some to zero or one).
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "norm" in n and n.endswith("weight"):
+                    p.copy_(1.0 + torch.randn_like(p) * 0.1)
+                else:
+                    p.copy_(torch.randn_like(p) * 0.2)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(out, f"{name}.model.safetensors"))
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        config = dict(
+            name=name, architecture="vit", mpp=0.5, image_size=c["img_size"], patch_size=c["patch_size"],
+            width=c["embed_dim"], depth=c["depth"], heads=c["num_heads"], mlp_ratio=c["mlp_ratio"],
+            mlp=c["mlp"], norm_eps=1e-6, qkv_bias=c["qkv_bias"], class_token=c["class_token"],
+            register_tokens=c["reg_tokens"], layer_scale=c["init_values"] is not None, global_pool=c["global_pool"],
+            fc_norm=c["fc_norm"], mean=list(mean), std=list(std),
+        )
+        with open(os.path.join(out, f"{name}.config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+        images = torch.randint(0, 256, (3, c["img_size"], c["img_size"], 3), dtype=torch.uint8)
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+        with torch.no_grad():
+            features = model.forward_features(x)
+            pooled = model.forward_head(features, pre_logits=True)
+        save_file({"images": images, "features": features.contiguous(), "pooled": pooled.contiguous()},
+                  os.path.join(out, f"{name}.io.safetensors"))
+        print(name, "tokens", tuple(features.shape), "pooled", tuple(pooled.shape), "timm", timm.__version__)
+
+
+if __name__ == "__main__":
+    main()
