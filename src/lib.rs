@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod bench;
 pub mod grid;
+pub mod model;
 pub mod slide;
 pub mod synth;
 pub mod tissue;

@@ -1,0 +1,293 @@
+//! Stage 1, the tile encoder: timm's VisionTransformer, weight for weight (timm's tensor
+//! names), on the CPU with candle-core; attention through flashslide's tiled kernel.
+
+use super::config::{GlobalPool, MlpKind, ModelConfig};
+use super::ModelError;
+use crate::backend::cpu::attention::{attention, Packed};
+use candle_core::{DType, Device, Tensor, D};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub struct TileEncoder {
+    pub config: ModelConfig,
+    weights: HashMap<String, Tensor>,
+}
+
+/// What the encoder gives for a batch of tiles.
+pub struct Encoded {
+    /// Every token after the final norm, [B, T, D] (timm's `forward_features`).
+    pub tokens: Tensor,
+    /// The pooled tile feature, [B, D] (timm's `forward_head(pre_logits=True)`).
+    pub pooled: Tensor,
+}
+
+impl TileEncoder {
+    /// Loads the weights (memory-mapped safetensors with timm's names) and checks every tensor
+    /// the configuration needs is there with the right shape.
+    pub fn load(config: ModelConfig, weights: &Path) -> Result<TileEncoder, ModelError> {
+        config.validate().map_err(ModelError::Config)?;
+        let bad = |msg: String| ModelError::Weights {
+            path: weights.to_path_buf(),
+            msg,
+        };
+        // SAFETY: the file is mapped read-only; flashslide never writes model files while
+        // reading them (a file changed underneath by another program is the caller's risk,
+        // as with any memory-mapped read).
+        let mmap = unsafe { candle_core::safetensors::MmapedSafetensors::new(weights) }
+            .map_err(|e| bad(e.to_string()))?;
+        let mut map = HashMap::new();
+        for (name, _) in mmap.tensors() {
+            let t = mmap
+                .load(&name, &Device::Cpu)
+                .map_err(|e| bad(e.to_string()))?
+                .to_dtype(DType::F32)?;
+            map.insert(name, t);
+        }
+        let encoder = TileEncoder { config, weights: map };
+        for (name, shape) in encoder.expected_shapes() {
+            match encoder.weights.get(&name) {
+                None => return Err(bad(format!("tensor {name} is missing"))),
+                Some(t) if t.dims() != shape.as_slice() => {
+                    return Err(bad(format!(
+                        "tensor {name} has shape {:?}, expected {shape:?}",
+                        t.dims()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(encoder)
+    }
+
+    /// Every tensor the configuration needs, with its shape.
+    fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let c = &self.config;
+        let (d, p) = (c.width, c.patch_size);
+        let tokens = c.prefix_tokens() + c.patches_per_side().pow(2);
+        let mut v = vec![
+            ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
+            ("patch_embed.proj.bias".to_string(), vec![d]),
+            ("pos_embed".to_string(), vec![1, tokens, d]),
+        ];
+        if c.class_token {
+            v.push(("cls_token".into(), vec![1, 1, d]));
+        }
+        if c.register_tokens > 0 {
+            v.push(("reg_token".into(), vec![1, c.register_tokens, d]));
+        }
+        let hidden = c.mlp_hidden();
+        let fc2_in = if c.mlp == MlpKind::Swiglu {
+            hidden / 2
+        } else {
+            hidden
+        };
+        for b in 0..c.depth {
+            let mut add = |n: &str, s: Vec<usize>| v.push((format!("blocks.{b}.{n}"), s));
+            add("norm1.weight", vec![d]);
+            add("norm1.bias", vec![d]);
+            add("attn.qkv.weight", vec![3 * d, d]);
+            if c.qkv_bias {
+                add("attn.qkv.bias", vec![3 * d]);
+            }
+            add("attn.proj.weight", vec![d, d]);
+            add("attn.proj.bias", vec![d]);
+            add("norm2.weight", vec![d]);
+            add("norm2.bias", vec![d]);
+            add("mlp.fc1.weight", vec![hidden, d]);
+            add("mlp.fc1.bias", vec![hidden]);
+            add("mlp.fc2.weight", vec![d, fc2_in]);
+            add("mlp.fc2.bias", vec![d]);
+            if c.layer_scale {
+                add("ls1.gamma", vec![d]);
+                add("ls2.gamma", vec![d]);
+            }
+        }
+        let final_norm = if c.fc_norm { "fc_norm" } else { "norm" };
+        v.push((format!("{final_norm}.weight"), vec![d]));
+        v.push((format!("{final_norm}.bias"), vec![d]));
+        v
+    }
+
+    fn w(&self, name: &str) -> &Tensor {
+        // Presence was checked at load time.
+        &self.weights[name]
+    }
+
+    /// Encodes `batch` tiles given as RGB bytes, `image_size`² pixels each, row-major.
+    pub fn forward(&self, rgb: &[u8], batch: usize) -> Result<Encoded, ModelError> {
+        let c = &self.config;
+        let (s, p, d) = (c.image_size, c.patch_size, c.width);
+        if rgb.len() != batch * s * s * 3 {
+            return Err(ModelError::Input(format!(
+                "{} bytes for {batch} tiles of {s}x{s} RGB",
+                rgb.len()
+            )));
+        }
+        // Patch embedding: the conv with stride = kernel = p is a matmul over flattened
+        // patches in the weight's (channel, row, column) order.
+        let side = s / p;
+        let n = side * side;
+        let mut patches = vec![0f32; batch * n * 3 * p * p];
+        for b in 0..batch {
+            for (pi, chunk) in patches[b * n * 3 * p * p..(b + 1) * n * 3 * p * p]
+                .chunks_exact_mut(3 * p * p)
+                .enumerate()
+            {
+                let (py, px) = (pi / side, pi % side);
+                for ch in 0..3 {
+                    for ky in 0..p {
+                        for kx in 0..p {
+                            let (y, x) = (py * p + ky, px * p + kx);
+                            let v = rgb[((b * s + y) * s + x) * 3 + ch] as f32 / 255.0;
+                            chunk[(ch * p + ky) * p + kx] = (v - c.mean[ch]) / c.std[ch];
+                        }
+                    }
+                }
+            }
+        }
+        let patches = Tensor::from_vec(patches, (batch, n, 3 * p * p), &Device::Cpu)?;
+        let w = self.w("patch_embed.proj.weight").reshape((d, 3 * p * p))?;
+        let mut x = linear(&patches, &w, Some(self.w("patch_embed.proj.bias")))?;
+        // Prefix tokens (class, registers), then positions over all tokens.
+        let mut parts = Vec::new();
+        if c.class_token {
+            parts.push(self.w("cls_token").broadcast_as((batch, 1, d))?.contiguous()?);
+        }
+        if c.register_tokens > 0 {
+            parts.push(
+                self.w("reg_token")
+                    .broadcast_as((batch, c.register_tokens, d))?
+                    .contiguous()?,
+            );
+        }
+        parts.push(x);
+        x = Tensor::cat(&parts, 1)?.broadcast_add(self.w("pos_embed"))?;
+        for b in 0..c.depth {
+            x = self.block(b, &x)?;
+        }
+        let (tokens, pooled) = if c.fc_norm {
+            let pooled = self.pool(&x)?;
+            (
+                x,
+                layer_norm(
+                    &pooled,
+                    self.w("fc_norm.weight"),
+                    self.w("fc_norm.bias"),
+                    c.norm_eps,
+                )?,
+            )
+        } else {
+            let x = layer_norm(&x, self.w("norm.weight"), self.w("norm.bias"), c.norm_eps)?;
+            let pooled = self.pool(&x)?;
+            (x, pooled)
+        };
+        Ok(Encoded { tokens, pooled })
+    }
+
+    fn pool(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        Ok(match c.global_pool {
+            GlobalPool::Token => x.narrow(1, 0, 1)?.squeeze(1)?,
+            GlobalPool::Avg => {
+                let t = x.dim(1)?;
+                x.narrow(1, c.prefix_tokens(), t - c.prefix_tokens())?.mean(1)?
+            }
+        })
+    }
+
+    /// x + ls1·attn(norm1(x)), then + ls2·mlp(norm2(x)).
+    fn block(&self, b: usize, x: &Tensor) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        let name = |n: &str| format!("blocks.{b}.{n}");
+        let h = layer_norm(
+            x,
+            self.w(&name("norm1.weight")),
+            self.w(&name("norm1.bias")),
+            c.norm_eps,
+        )?;
+        let qkv_bias = c.qkv_bias.then(|| self.w(&name("attn.qkv.bias")));
+        let qkv = linear(&h, self.w(&name("attn.qkv.weight")), qkv_bias)?;
+        let a = self.attention(&qkv)?;
+        let mut a = linear(
+            &a,
+            self.w(&name("attn.proj.weight")),
+            Some(self.w(&name("attn.proj.bias"))),
+        )?;
+        if c.layer_scale {
+            a = a.broadcast_mul(self.w(&name("ls1.gamma")))?;
+        }
+        let x = (x + a)?;
+        let h = layer_norm(
+            &x,
+            self.w(&name("norm2.weight")),
+            self.w(&name("norm2.bias")),
+            c.norm_eps,
+        )?;
+        let h = linear(
+            &h,
+            self.w(&name("mlp.fc1.weight")),
+            Some(self.w(&name("mlp.fc1.bias"))),
+        )?;
+        let h = match c.mlp {
+            MlpKind::Gelu => h.gelu_erf()?,
+            MlpKind::Swiglu => {
+                let half = h.dim(D::Minus1)? / 2;
+                (h.narrow(D::Minus1, 0, half)?.silu()? * h.narrow(D::Minus1, half, half)?)?
+            }
+        };
+        let mut m = linear(
+            &h,
+            self.w(&name("mlp.fc2.weight")),
+            Some(self.w(&name("mlp.fc2.bias"))),
+        )?;
+        if c.layer_scale {
+            m = m.broadcast_mul(self.w(&name("ls2.gamma")))?;
+        }
+        Ok((x + m)?)
+    }
+
+    /// Multi-head attention of a batch of tiles, each tile one sequence of the packed kernel.
+    fn attention(&self, qkv: &Tensor) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        let (batch, t, _) = qkv.dims3()?;
+        let (h, hd) = (c.heads, c.head_dim());
+        // [B, T, 3, H, d]: q, k, v each token-major [B·T, H, d].
+        let qkv = qkv.reshape((batch * t, 3, h, hd))?;
+        let part = |i: usize| -> Result<Vec<f32>, ModelError> {
+            Ok(qkv.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let offsets: Vec<usize> = (0..=batch).map(|b| b * t).collect();
+        let mut out = vec![0f32; q.len()];
+        attention(
+            &q,
+            &k,
+            &v,
+            &mut out,
+            &Packed {
+                offsets: &offsets,
+                heads: h,
+                head_dim: hd,
+            },
+            None,
+        );
+        Ok(Tensor::from_vec(out, (batch, t, h * hd), &Device::Cpu)?)
+    }
+}
+
+/// x·Wᵀ + b for x [..., in] and W [out, in].
+fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, ModelError> {
+    let y = x.broadcast_matmul(&w.t()?)?;
+    Ok(match b {
+        Some(b) => y.broadcast_add(b)?,
+        None => y,
+    })
+}
+
+/// Layer norm over the last dimension.
+fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor, ModelError> {
+    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(weight)?.broadcast_add(bias)?)
+}

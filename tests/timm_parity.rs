@@ -1,0 +1,45 @@
+//! Parity with timm's VisionTransformer on the committed fixtures (tools/make_timm_fixtures.py):
+//! every output element within 1e-4.
+
+use flashslide::model::config::ModelConfig;
+use flashslide::model::tile_encoder::TileEncoder;
+use std::path::Path;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/timm")
+        .join(name)
+}
+
+#[test]
+fn tile_encoder_matches_timm() {
+    for name in ["vit-s16-cls", "vit-14-reg-swiglu-avg"] {
+        let config: ModelConfig =
+            serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.config.json"))).unwrap())
+                .unwrap();
+        let encoder = TileEncoder::load(config, &fixture(&format!("{name}.model.safetensors"))).unwrap();
+        let io = candle_core::safetensors::load(
+            fixture(&format!("{name}.io.safetensors")),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let images = io["images"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
+        let batch = io["images"].dim(0).unwrap();
+        let out = encoder.forward(&images, batch).unwrap();
+        for (what, got, want) in [
+            ("features", &out.tokens, &io["features"]),
+            ("pooled", &out.pooled, &io["pooled"]),
+        ] {
+            assert_eq!(got.dims(), want.dims(), "{name} {what} shape");
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let max = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            eprintln!("{name} {what}: {} elements, max |Δ| {max:.2e}", got.len());
+            assert!(max <= 1e-4, "{name} {what}: max |Δ| {max:.2e}");
+        }
+    }
+}
