@@ -5,6 +5,8 @@
 
 pub mod backend;
 pub mod bench;
+pub mod embed;
+pub mod features;
 pub mod grid;
 pub mod model;
 pub mod slide;

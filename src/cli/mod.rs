@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and one function per subcommand.
 
 mod bench;
+mod embed;
 mod info;
 mod region;
 mod synth;
@@ -25,6 +26,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Write one region of a slide as an RGBA PNG
     Region(region::RegionArgs),
+    /// Features of every tissue tile of a slide (or of one image) with the tile encoder
+    Embed(embed::EmbedArgs),
     /// Generate synthetic H&E lymph-node slides with tumour ground truth
     Synth(synth::SynthArgs),
     /// Benchmarks (reader throughput)
@@ -37,5 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Region(a) => region::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Embed(a) => embed::run(a),
     }
 }

@@ -95,8 +95,9 @@ impl ModelConfig {
         self.image_size / self.patch_size
     }
 
-    /// The MLP's hidden width as timm computes it (for SwiGLU, the packed width).
+    /// The MLP's hidden width as timm computes it, int(width · ratio) (for SwiGLU, the packed
+    /// width); the epsilon keeps a ratio written as hidden / width from truncating one short.
     pub fn mlp_hidden(&self) -> usize {
-        (self.width as f64 * self.mlp_ratio) as usize
+        (self.width as f64 * self.mlp_ratio + 1e-6) as usize
     }
 }

@@ -1,0 +1,104 @@
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use flashslide::embed::{embed_image, embed_slide, load_model};
+use flashslide::features::write_features;
+use flashslide::slide::{Slide, SlideErrorKind};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// A slide, or an ordinary PNG/JPEG image of the model's input size
+    input: PathBuf,
+    /// Model directory (config.json, model.safetensors)
+    #[arg(long)]
+    model: PathBuf,
+    /// Output safetensors file
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Microns per pixel of the slide, when the file does not say (or to override it)
+    #[arg(long)]
+    mpp: Option<f64>,
+    /// Tiles per forward pass
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Keep tiles with at least this fraction of tissue
+    #[arg(long, default_value_t = 0.25)]
+    min_tissue: f64,
+    /// No progress bar
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: EmbedArgs) -> Result<ExitCode> {
+    let model = load_model(&args.model)?;
+    let mut meta = BTreeMap::new();
+    meta.insert("model".to_string(), model.config.name.clone());
+    meta.insert("model_sha256".to_string(), model.hash.clone());
+    meta.insert(
+        "software".to_string(),
+        format!("flashslide {}", env!("CARGO_PKG_VERSION")),
+    );
+    let slide = match Slide::open(&args.input) {
+        Ok(s) => Some(s),
+        // Not a slide: an ordinary image of the model's input size.
+        Err(e) if matches!(e.kind, SlideErrorKind::UnknownFormat(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(slide) = slide else {
+        let feature = embed_image(&args.input, &model)?;
+        let dim = feature.len();
+        write_features(&args.output, &feature, dim, &[[0, 0]], &meta)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (mpp, source) = match (args.mpp, slide.mpp()) {
+        (Some(m), _) => (m, "--mpp".to_string()),
+        (None, Some(m)) => (m.x, m.source.clone()),
+        (None, None) => bail!(
+            "{}: the slide does not state its pixel size; pass --mpp",
+            args.input.display()
+        ),
+    };
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(0);
+        b.set_style(ProgressStyle::with_template(
+            "{msg} {bar:40} {pos}/{len} tiles  {per_sec}  eta {eta}",
+        )?);
+        b.set_message("embedding");
+        b
+    };
+    let e = embed_slide(
+        &slide,
+        mpp,
+        &model,
+        args.batch,
+        args.min_tissue,
+        &|done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    meta.insert("slide".to_string(), args.input.display().to_string());
+    meta.insert("mpp".to_string(), format!("{mpp}"));
+    meta.insert("mpp_source".to_string(), source);
+    meta.insert("tile_size_level0".to_string(), format!("{}", e.tile_level0));
+    meta.insert("model_mpp".to_string(), format!("{}", model.config.mpp));
+    write_features(&args.output, &e.features, e.dim, &e.coords, &meta)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    if !args.quiet {
+        eprintln!(
+            "{} tiles, {} features each: {}",
+            e.coords.len(),
+            e.dim,
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
