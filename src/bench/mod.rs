@@ -1,5 +1,6 @@
 //! Benchmarks that measure flashslide against what users run today.
 
 pub mod attention;
+pub mod encoder;
 pub mod metrics;
 pub mod read;

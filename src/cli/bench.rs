@@ -12,6 +12,16 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
+    /// Tile-encoder throughput on the CPU (random weights), in tiles per second
+    Encoder {
+        /// Model configurations (config.json files)
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        batches: usize,
+    },
     /// Attention on the CPU: tiled FlashAttention against naive attention (N × N scores)
     Attention {
         /// Sequence lengths
@@ -50,6 +60,27 @@ enum BenchCommand {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
+        BenchCommand::Encoder {
+            configs,
+            batch,
+            batches,
+        } => {
+            for path in configs {
+                let text = std::fs::read_to_string(&path)?;
+                let config: flashslide::model::config::ModelConfig = serde_json::from_str(&text)?;
+                let rate = flashslide::bench::encoder::tiles_per_second(&config, batch, batches)?;
+                println!(
+                    "{:<32} {}px/{} width {} depth {}: {rate:.1} tiles/s on {} threads",
+                    config.name,
+                    config.image_size,
+                    config.patch_size,
+                    config.width,
+                    config.depth,
+                    rayon::current_num_threads()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Attention {
             seq,
             heads,

@@ -2,6 +2,8 @@
 //! encoder (stage 2) comes next.
 
 pub mod config;
+mod layers;
+pub mod slide_encoder;
 pub mod tile_encoder;
 
 use std::path::PathBuf;

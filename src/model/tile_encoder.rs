@@ -2,15 +2,15 @@
 //! names), on the CPU with candle-core; attention through flashslide's tiled kernel.
 
 use super::config::{GlobalPool, MlpKind, ModelConfig};
+use super::layers::{packed_attention, Weights};
 use super::ModelError;
-use crate::backend::cpu::attention::{attention, Packed};
 use candle_core::{DType, Device, Tensor, D};
 use std::collections::HashMap;
 use std::path::Path;
 
 pub struct TileEncoder {
     pub config: ModelConfig,
-    weights: HashMap<String, Tensor>,
+    weights: Weights,
 }
 
 /// What the encoder gives for a batch of tiles.
@@ -43,9 +43,12 @@ impl TileEncoder {
                 .to_dtype(DType::F32)?;
             map.insert(name, t);
         }
-        let encoder = TileEncoder { config, weights: map };
+        let encoder = TileEncoder {
+            config,
+            weights: Weights(map),
+        };
         for (name, shape) in encoder.expected_shapes() {
-            match encoder.weights.get(&name) {
+            match encoder.weights.0.get(&name) {
                 None => return Err(bad(format!("tensor {name} is missing"))),
                 Some(t) if t.dims() != shape.as_slice() => {
                     return Err(bad(format!(
@@ -59,60 +62,79 @@ impl TileEncoder {
         Ok(encoder)
     }
 
+    /// An encoder with random weights (normal, std 0.02; norm weights 1): for benchmarks.
+    pub fn random(config: ModelConfig) -> Result<TileEncoder, ModelError> {
+        config.validate().map_err(ModelError::Config)?;
+        let mut weights = HashMap::new();
+        for (name, shape) in expected_shapes(&config) {
+            let t = if name.contains("norm") && name.ends_with(".weight") {
+                Tensor::ones(shape, DType::F32, &Device::Cpu)?
+            } else {
+                (Tensor::randn(0f32, 1f32, shape, &Device::Cpu)? * 0.02)?
+            };
+            weights.insert(name, t);
+        }
+        Ok(TileEncoder {
+            config,
+            weights: Weights(weights),
+        })
+    }
+
     /// Every tensor the configuration needs, with its shape.
     fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let c = &self.config;
-        let (d, p) = (c.width, c.patch_size);
-        let tokens = c.prefix_tokens() + c.patches_per_side().pow(2);
-        let mut v = vec![
-            ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
-            ("patch_embed.proj.bias".to_string(), vec![d]),
-            ("pos_embed".to_string(), vec![1, tokens, d]),
-        ];
-        if c.class_token {
-            v.push(("cls_token".into(), vec![1, 1, d]));
-        }
-        if c.register_tokens > 0 {
-            v.push(("reg_token".into(), vec![1, c.register_tokens, d]));
-        }
-        let hidden = c.mlp_hidden();
-        let fc2_in = if c.mlp == MlpKind::Swiglu {
-            hidden / 2
-        } else {
-            hidden
-        };
-        for b in 0..c.depth {
-            let mut add = |n: &str, s: Vec<usize>| v.push((format!("blocks.{b}.{n}"), s));
-            add("norm1.weight", vec![d]);
-            add("norm1.bias", vec![d]);
-            add("attn.qkv.weight", vec![3 * d, d]);
-            if c.qkv_bias {
-                add("attn.qkv.bias", vec![3 * d]);
-            }
-            add("attn.proj.weight", vec![d, d]);
-            add("attn.proj.bias", vec![d]);
-            add("norm2.weight", vec![d]);
-            add("norm2.bias", vec![d]);
-            add("mlp.fc1.weight", vec![hidden, d]);
-            add("mlp.fc1.bias", vec![hidden]);
-            add("mlp.fc2.weight", vec![d, fc2_in]);
-            add("mlp.fc2.bias", vec![d]);
-            if c.layer_scale {
-                add("ls1.gamma", vec![d]);
-                add("ls2.gamma", vec![d]);
-            }
-        }
-        let final_norm = if c.fc_norm { "fc_norm" } else { "norm" };
-        v.push((format!("{final_norm}.weight"), vec![d]));
-        v.push((format!("{final_norm}.bias"), vec![d]));
-        v
+        expected_shapes(&self.config)
     }
+}
 
-    fn w(&self, name: &str) -> &Tensor {
-        // Presence was checked at load time.
-        &self.weights[name]
+/// Every tensor a configuration needs, with its shape.
+fn expected_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, p) = (c.width, c.patch_size);
+    let tokens = c.prefix_tokens() + c.patches_per_side().pow(2);
+    let mut v = vec![
+        ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
+        ("patch_embed.proj.bias".to_string(), vec![d]),
+        ("pos_embed".to_string(), vec![1, tokens, d]),
+    ];
+    if c.class_token {
+        v.push(("cls_token".into(), vec![1, 1, d]));
     }
+    if c.register_tokens > 0 {
+        v.push(("reg_token".into(), vec![1, c.register_tokens, d]));
+    }
+    let hidden = c.mlp_hidden();
+    let fc2_in = if c.mlp == MlpKind::Swiglu {
+        hidden / 2
+    } else {
+        hidden
+    };
+    for b in 0..c.depth {
+        let mut add = |n: &str, s: Vec<usize>| v.push((format!("blocks.{b}.{n}"), s));
+        add("norm1.weight", vec![d]);
+        add("norm1.bias", vec![d]);
+        add("attn.qkv.weight", vec![3 * d, d]);
+        if c.qkv_bias {
+            add("attn.qkv.bias", vec![3 * d]);
+        }
+        add("attn.proj.weight", vec![d, d]);
+        add("attn.proj.bias", vec![d]);
+        add("norm2.weight", vec![d]);
+        add("norm2.bias", vec![d]);
+        add("mlp.fc1.weight", vec![hidden, d]);
+        add("mlp.fc1.bias", vec![hidden]);
+        add("mlp.fc2.weight", vec![d, fc2_in]);
+        add("mlp.fc2.bias", vec![d]);
+        if c.layer_scale {
+            add("ls1.gamma", vec![d]);
+            add("ls2.gamma", vec![d]);
+        }
+    }
+    let final_norm = if c.fc_norm { "fc_norm" } else { "norm" };
+    v.push((format!("{final_norm}.weight"), vec![d]));
+    v.push((format!("{final_norm}.bias"), vec![d]));
+    v
+}
 
+impl TileEncoder {
     /// Encodes `batch` tiles given as RGB bytes, `image_size`² pixels each, row-major.
     pub fn forward(&self, rgb: &[u8], batch: usize) -> Result<Encoded, ModelError> {
         let c = &self.config;
@@ -146,38 +168,41 @@ impl TileEncoder {
             }
         }
         let patches = Tensor::from_vec(patches, (batch, n, 3 * p * p), &Device::Cpu)?;
-        let w = self.w("patch_embed.proj.weight").reshape((d, 3 * p * p))?;
-        let mut x = linear(&patches, &w, Some(self.w("patch_embed.proj.bias")))?;
+        let w = self
+            .weights
+            .get("patch_embed.proj.weight")
+            .reshape((d, 3 * p * p))?;
+        let mut x = patches
+            .broadcast_matmul(&w.t()?)?
+            .broadcast_add(self.weights.get("patch_embed.proj.bias"))?;
         // Prefix tokens (class, registers), then positions over all tokens.
         let mut parts = Vec::new();
         if c.class_token {
-            parts.push(self.w("cls_token").broadcast_as((batch, 1, d))?.contiguous()?);
+            parts.push(
+                self.weights
+                    .get("cls_token")
+                    .broadcast_as((batch, 1, d))?
+                    .contiguous()?,
+            );
         }
         if c.register_tokens > 0 {
             parts.push(
-                self.w("reg_token")
+                self.weights
+                    .get("reg_token")
                     .broadcast_as((batch, c.register_tokens, d))?
                     .contiguous()?,
             );
         }
         parts.push(x);
-        x = Tensor::cat(&parts, 1)?.broadcast_add(self.w("pos_embed"))?;
+        x = Tensor::cat(&parts, 1)?.broadcast_add(self.weights.get("pos_embed"))?;
         for b in 0..c.depth {
             x = self.block(b, &x)?;
         }
         let (tokens, pooled) = if c.fc_norm {
             let pooled = self.pool(&x)?;
-            (
-                x,
-                layer_norm(
-                    &pooled,
-                    self.w("fc_norm.weight"),
-                    self.w("fc_norm.bias"),
-                    c.norm_eps,
-                )?,
-            )
+            (x, self.weights.norm(&pooled, "fc_norm", c.norm_eps)?)
         } else {
-            let x = layer_norm(&x, self.w("norm.weight"), self.w("norm.bias"), c.norm_eps)?;
+            let x = self.weights.norm(&x, "norm", c.norm_eps)?;
             let pooled = self.pool(&x)?;
             (x, pooled)
         };
@@ -199,35 +224,16 @@ impl TileEncoder {
     fn block(&self, b: usize, x: &Tensor) -> Result<Tensor, ModelError> {
         let c = &self.config;
         let name = |n: &str| format!("blocks.{b}.{n}");
-        let h = layer_norm(
-            x,
-            self.w(&name("norm1.weight")),
-            self.w(&name("norm1.bias")),
-            c.norm_eps,
-        )?;
-        let qkv_bias = c.qkv_bias.then(|| self.w(&name("attn.qkv.bias")));
-        let qkv = linear(&h, self.w(&name("attn.qkv.weight")), qkv_bias)?;
+        let h = self.weights.norm(x, &name("norm1"), c.norm_eps)?;
+        let qkv = self.weights.dense(&h, &name("attn.qkv"))?;
         let a = self.attention(&qkv)?;
-        let mut a = linear(
-            &a,
-            self.w(&name("attn.proj.weight")),
-            Some(self.w(&name("attn.proj.bias"))),
-        )?;
+        let mut a = self.weights.dense(&a, &name("attn.proj"))?;
         if c.layer_scale {
-            a = a.broadcast_mul(self.w(&name("ls1.gamma")))?;
+            a = a.broadcast_mul(self.weights.get(&name("ls1.gamma")))?;
         }
         let x = (x + a)?;
-        let h = layer_norm(
-            &x,
-            self.w(&name("norm2.weight")),
-            self.w(&name("norm2.bias")),
-            c.norm_eps,
-        )?;
-        let h = linear(
-            &h,
-            self.w(&name("mlp.fc1.weight")),
-            Some(self.w(&name("mlp.fc1.bias"))),
-        )?;
+        let h = self.weights.norm(&x, &name("norm2"), c.norm_eps)?;
+        let h = self.weights.dense(&h, &name("mlp.fc1"))?;
         let h = match c.mlp {
             MlpKind::Gelu => h.gelu_erf()?,
             MlpKind::Swiglu => {
@@ -235,13 +241,9 @@ impl TileEncoder {
                 (h.narrow(D::Minus1, 0, half)?.silu()? * h.narrow(D::Minus1, half, half)?)?
             }
         };
-        let mut m = linear(
-            &h,
-            self.w(&name("mlp.fc2.weight")),
-            Some(self.w(&name("mlp.fc2.bias"))),
-        )?;
+        let mut m = self.weights.dense(&h, &name("mlp.fc2"))?;
         if c.layer_scale {
-            m = m.broadcast_mul(self.w(&name("ls2.gamma")))?;
+            m = m.broadcast_mul(self.weights.get(&name("ls2.gamma")))?;
         }
         Ok((x + m)?)
     }
@@ -249,45 +251,10 @@ impl TileEncoder {
     /// Multi-head attention of a batch of tiles, each tile one sequence of the packed kernel.
     fn attention(&self, qkv: &Tensor) -> Result<Tensor, ModelError> {
         let c = &self.config;
-        let (batch, t, _) = qkv.dims3()?;
-        let (h, hd) = (c.heads, c.head_dim());
-        // [B, T, 3, H, d]: q, k, v each token-major [B·T, H, d].
-        let qkv = qkv.reshape((batch * t, 3, h, hd))?;
-        let part = |i: usize| -> Result<Vec<f32>, ModelError> {
-            Ok(qkv.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let (batch, t, width) = qkv.dims3()?;
         let offsets: Vec<usize> = (0..=batch).map(|b| b * t).collect();
-        let mut out = vec![0f32; q.len()];
-        attention(
-            &q,
-            &k,
-            &v,
-            &mut out,
-            &Packed {
-                offsets: &offsets,
-                heads: h,
-                head_dim: hd,
-            },
-            None,
-        );
-        Ok(Tensor::from_vec(out, (batch, t, h * hd), &Device::Cpu)?)
+        let flat = qkv.reshape((batch * t, width))?;
+        let out = packed_attention(&flat, &offsets, c.heads, c.head_dim(), None, None)?;
+        Ok(out.reshape((batch, t, c.width))?)
     }
-}
-
-/// x·Wᵀ + b for x [..., in] and W [out, in].
-fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, ModelError> {
-    let y = x.broadcast_matmul(&w.t()?)?;
-    Ok(match b {
-        Some(b) => y.broadcast_add(b)?,
-        None => y,
-    })
-}
-
-/// Layer norm over the last dimension.
-fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor, ModelError> {
-    let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
-    Ok(normed.broadcast_mul(weight)?.broadcast_add(bias)?)
 }
