@@ -188,6 +188,54 @@ impl SlideEncoder {
     }
 }
 
+/// Stage-2 tokens from stage-1 patch tokens: each tile's `side` × `side` patch tokens
+/// (after `prefix` class/register tokens) averaged in `k` × `k` groups, so a tile gives
+/// (side/k)² tokens and the heatmap resolves groups rather than tiles. A token's position is
+/// its tile's (row, column) times side/k plus its group's place in the tile.
+///
+/// `tokens` is [tiles, prefix + side², D]; returns features [tiles · (side/k)², D] row by
+/// row, and positions.
+pub fn group_patch_tokens(
+    tokens: &Tensor,
+    prefix: usize,
+    side: usize,
+    k: usize,
+    tile_positions: &[[u32; 2]],
+) -> Result<(Vec<f32>, Vec<[f32; 2]>), ModelError> {
+    let (tiles, t, d) = tokens.dims3()?;
+    if k == 0 || side % k != 0 || t != prefix + side * side || tiles != tile_positions.len() {
+        return Err(ModelError::Input(format!(
+            "cannot group {t} tokens of {tiles} tiles ({prefix} prefix, {side}² patches) in {k} × {k}"
+        )));
+    }
+    let groups = side / k;
+    let data = tokens.flatten_all()?.to_vec1::<f32>()?;
+    let mut features = vec![0f32; tiles * groups * groups * d];
+    let mut positions = Vec::with_capacity(tiles * groups * groups);
+    let inv = 1.0 / (k * k) as f32;
+    for (tile, pos) in tile_positions.iter().enumerate() {
+        for gi in 0..groups {
+            for gj in 0..groups {
+                let out_row = (tile * groups + gi) * groups + gj;
+                let out = &mut features[out_row * d..(out_row + 1) * d];
+                for pi in gi * k..(gi + 1) * k {
+                    for pj in gj * k..(gj + 1) * k {
+                        let at = (tile * t + prefix + pi * side + pj) * d;
+                        out.iter_mut()
+                            .zip(&data[at..at + d])
+                            .for_each(|(o, v)| *o += v * inv);
+                    }
+                }
+                positions.push([
+                    (pos[0] as usize * groups + gi) as f32,
+                    (pos[1] as usize * groups + gj) as f32,
+                ]);
+            }
+        }
+    }
+    Ok((features, positions))
+}
+
 /// 2D rotary position embedding: the first half of each head's dimensions rotates with the
 /// token's row, the second half with its column, pairs (2i, 2i+1) at frequency base^(−4i/d).
 /// Scores then depend on positions only through their differences.
@@ -306,6 +354,25 @@ mod tests {
                 .zip(&c.token_logits)
                 .any(|(x, y)| (x - y).abs() > 1e-3));
         }
+    }
+
+    #[test]
+    fn patch_tokens_group_into_finer_stage_two_tokens() {
+        // Two tiles, one prefix token, 4 × 4 patches of width 2, grouped 2 × 2.
+        let (side, d, prefix) = (4usize, 2usize, 1usize);
+        let t = prefix + side * side;
+        let data: Vec<f32> = (0..2 * t * d).map(|i| i as f32).collect();
+        let tokens = Tensor::from_vec(data.clone(), (2, t, d), &Device::Cpu).unwrap();
+        let (f, p) = group_patch_tokens(&tokens, prefix, side, 2, &[[0, 0], [3, 5]]).unwrap();
+        assert_eq!(p.len(), 8);
+        assert_eq!(p[4], [6.0, 10.0], "tile (3, 5), group (0, 0)");
+        assert_eq!(p[7], [7.0, 11.0], "tile (3, 5), group (1, 1)");
+        // Group (0, 1) of tile 0 averages patches (0,2), (0,3), (1,2), (1,3).
+        let patch =
+            |tile: usize, r: usize, c: usize, ch: usize| data[(tile * t + prefix + r * side + c) * d + ch];
+        let want = (patch(0, 0, 2, 0) + patch(0, 0, 3, 0) + patch(0, 1, 2, 0) + patch(0, 1, 3, 0)) / 4.0;
+        assert!((f[d] - want).abs() < 1e-5);
+        assert!(group_patch_tokens(&tokens, prefix, side, 3, &[[0, 0], [3, 5]]).is_err());
     }
 
     #[test]
