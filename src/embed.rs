@@ -86,7 +86,9 @@ pub fn embed_slide(
             .par_iter()
             .map(|t| read_tile(slide, &plan, t))
             .collect::<Result<_, _>>()?;
-        let encoded = model.encoder.forward(&pixels.concat(), chunk.len())?;
+        let encoded = model
+            .encoder
+            .forward(&pixels.concat(), chunk.len(), c.image_size)?;
         features.extend(
             encoded
                 .pooled
@@ -109,22 +111,23 @@ pub fn embed_slide(
     })
 }
 
-/// The feature of one ordinary image (PNG, JPEG) of exactly the model's input size.
+/// The feature of one ordinary image (PNG, JPEG): square, its side a multiple of the patch
+/// size (the model's input size, or another the position embedding is resampled to).
 pub fn embed_image(path: &Path, model: &Model) -> Result<Vec<f32>, EmbedError> {
     let bad = |msg: String| EmbedError::Image {
         path: path.to_path_buf(),
         msg,
     };
     let img = image::open(path).map_err(|e| bad(e.to_string()))?.to_rgb8();
-    let s = model.config.image_size as u32;
-    if img.dimensions() != (s, s) {
+    let (w, h) = img.dimensions();
+    let p = model.config.patch_size as u32;
+    if w != h || w % p != 0 {
         return Err(bad(format!(
-            "image is {}x{}, the model takes {s}x{s}",
-            img.width(),
-            img.height()
+            "image is {w}x{h}; the model takes square images whose side is a multiple of {p} (trained on {0}x{0})",
+            model.config.image_size
         )));
     }
-    let encoded = model.encoder.forward(img.as_raw(), 1)?;
+    let encoded = model.encoder.forward(img.as_raw(), 1, w as usize)?;
     Ok(encoded
         .pooled
         .flatten_all()

@@ -120,6 +120,6 @@ fn bad_model_or_image_is_a_clear_error() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 2);
-    assert!(err.contains("the model takes 64x64"), "{err}");
+    assert!(err.contains("multiple of 16"), "{err}");
     assert!(!out.exists());
 }

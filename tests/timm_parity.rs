@@ -13,19 +13,27 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn tile_encoder_matches_timm() {
-    for name in ["vit-s16-cls", "vit-14-reg-swiglu-avg"] {
+    let cases = [
+        ("vit-s16-cls", ""),
+        ("vit-s16-cls", "-96"),
+        ("vit-s16-cls", "-48"),
+        ("vit-14-reg-swiglu-avg", ""),
+        ("vit-14-reg-swiglu-avg", "-84"),
+        ("vit-14-reg-swiglu-avg", "-42"),
+    ];
+    for (name, size) in cases {
         let config: ModelConfig =
             serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.config.json"))).unwrap())
                 .unwrap();
         let encoder = TileEncoder::load(config, &fixture(&format!("{name}.model.safetensors"))).unwrap();
         let io = candle_core::safetensors::load(
-            fixture(&format!("{name}.io.safetensors")),
+            fixture(&format!("{name}.io{size}.safetensors")),
             &candle_core::Device::Cpu,
         )
         .unwrap();
         let images = io["images"].flatten_all().unwrap().to_vec1::<u8>().unwrap();
-        let batch = io["images"].dim(0).unwrap();
-        let out = encoder.forward(&images, batch).unwrap();
+        let (batch, side) = (io["images"].dim(0).unwrap(), io["images"].dim(1).unwrap());
+        let out = encoder.forward(&images, batch, side).unwrap();
         for (what, got, want) in [
             ("features", &out.tokens, &io["features"]),
             ("pooled", &out.pooled, &io["pooled"]),
@@ -38,7 +46,10 @@ fn tile_encoder_matches_timm() {
                 .zip(&want)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            eprintln!("{name} {what}: {} elements, max |Δ| {max:.2e}", got.len());
+            eprintln!(
+                "{name} {side}px {what}: {} elements, max |Δ| {max:.2e}",
+                got.len()
+            );
             assert!(max <= 1e-4, "{name} {what}: max |Δ| {max:.2e}");
         }
     }

@@ -8,7 +8,8 @@ outputs.
 Needs torch, timm and safetensors (CPU is enough). For each config writes
 OUT_DIR/NAME.model.safetensors, OUT_DIR/NAME.config.json and OUT_DIR/NAME.io.safetensors with
 `images` (uint8, [B, H, W, 3]), `features` (timm's forward_features: every token after the
-final norm, [B, T, D]) and `pooled` (forward_head with pre_logits=True, [B, D]).
+final norm, [B, T, D]) and `pooled` (forward_head with pre_logits=True, [B, D]); and
+NAME.io-SIDE.safetensors for tiles of other sizes (timm resampling the position embedding).
 """
 
 import json
@@ -38,7 +39,7 @@ def build(c):
         img_size=c["img_size"], patch_size=c["patch_size"], embed_dim=c["embed_dim"], depth=c["depth"],
         num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"], qkv_bias=c["qkv_bias"], class_token=c["class_token"],
         reg_tokens=c["reg_tokens"], global_pool=c["global_pool"], init_values=c["init_values"], num_classes=0,
-        fc_norm=c["fc_norm"], dynamic_img_size=False,
+        fc_norm=c["fc_norm"], dynamic_img_size=c.get("dynamic", False),
     )
     if c["mlp"] == "swiglu":
         from timm.layers import SwiGLUPacked
@@ -79,6 +80,19 @@ def main():
             pooled = model.forward_head(features, pre_logits=True)
         save_file({"images": images, "features": features.contiguous(), "pooled": pooled.contiguous()},
                   os.path.join(out, f"{name}.io.safetensors"))
+        # Other tile sizes: timm resamples the position embedding (bicubic, antialiased).
+        dynamic = build(dict(c, dynamic=True)).eval()
+        dynamic.load_state_dict(state)
+        for side in (c["img_size"] * 3 // 2, c["img_size"] * 3 // 4):
+            side -= side % c["patch_size"]
+            other = torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8)
+            x = other.permute(0, 3, 1, 2).float() / 255.0
+            x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+            with torch.no_grad():
+                f = dynamic.forward_features(x)
+                p = dynamic.forward_head(f, pre_logits=True)
+            save_file({"images": other, "features": f.contiguous(), "pooled": p.contiguous()},
+                      os.path.join(out, f"{name}.io-{side}.safetensors"))
         print(name, "tokens", tuple(features.shape), "pooled", tuple(pooled.shape), "timm", timm.__version__)
 
 

@@ -20,10 +20,10 @@ pub fn tiles_per_second(config: &ModelConfig, batch: usize, batches: usize) -> R
             (state >> 56) as u8
         })
         .collect();
-    encoder.forward(&tiles, batch)?;
+    encoder.forward(&tiles, batch, s)?;
     let start = Instant::now();
     for _ in 0..batches.max(1) {
-        encoder.forward(&tiles, batch)?;
+        encoder.forward(&tiles, batch, s)?;
     }
     Ok((batch * batches.max(1)) as f64 / start.elapsed().as_secs_f64())
 }

@@ -2,7 +2,7 @@
 //! names), on the CPU with candle-core; attention through flashslide's tiled kernel.
 
 use super::config::{GlobalPool, MlpKind, ModelConfig};
-use super::layers::{packed_attention, Weights};
+use super::layers::{packed_attention, resize_bicubic_antialiased, Weights};
 use super::ModelError;
 use candle_core::{DType, Device, Tensor, D};
 use std::collections::HashMap;
@@ -135,10 +135,17 @@ fn expected_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
 }
 
 impl TileEncoder {
-    /// Encodes `batch` tiles given as RGB bytes, `image_size`² pixels each, row-major.
-    pub fn forward(&self, rgb: &[u8], batch: usize) -> Result<Encoded, ModelError> {
+    /// Encodes `batch` tiles given as RGB bytes, `side`² pixels each, row-major. A side other
+    /// than the model's (a multiple of the patch size) resamples the position embedding as
+    /// timm does (bicubic, antialiased).
+    pub fn forward(&self, rgb: &[u8], batch: usize, side: usize) -> Result<Encoded, ModelError> {
         let c = &self.config;
-        let (s, p, d) = (c.image_size, c.patch_size, c.width);
+        let (s, p, d) = (side, c.patch_size, c.width);
+        if s == 0 || s % p != 0 {
+            return Err(ModelError::Input(format!(
+                "tile side {s} is not a multiple of the patch size {p}"
+            )));
+        }
         if rgb.len() != batch * s * s * 3 {
             return Err(ModelError::Input(format!(
                 "{} bytes for {batch} tiles of {s}x{s} RGB",
@@ -147,15 +154,15 @@ impl TileEncoder {
         }
         // Patch embedding: the conv with stride = kernel = p is a matmul over flattened
         // patches in the weight's (channel, row, column) order.
-        let side = s / p;
-        let n = side * side;
+        let grid = s / p;
+        let n = grid * grid;
         let mut patches = vec![0f32; batch * n * 3 * p * p];
         for b in 0..batch {
             for (pi, chunk) in patches[b * n * 3 * p * p..(b + 1) * n * 3 * p * p]
                 .chunks_exact_mut(3 * p * p)
                 .enumerate()
             {
-                let (py, px) = (pi / side, pi % side);
+                let (py, px) = (pi / grid, pi % grid);
                 for ch in 0..3 {
                     for ky in 0..p {
                         for kx in 0..p {
@@ -194,7 +201,7 @@ impl TileEncoder {
             );
         }
         parts.push(x);
-        x = Tensor::cat(&parts, 1)?.broadcast_add(self.weights.get("pos_embed"))?;
+        x = Tensor::cat(&parts, 1)?.broadcast_add(&self.position_embedding(grid)?)?;
         for b in 0..c.depth {
             x = self.block(b, &x)?;
         }
@@ -207,6 +214,25 @@ impl TileEncoder {
             (x, pooled)
         };
         Ok(Encoded { tokens, pooled })
+    }
+
+    /// The position embedding for a grid of `grid`² patches: the trained one, or its patch
+    /// part resampled from the trained grid (prefix tokens keep theirs).
+    fn position_embedding(&self, grid: usize) -> Result<Tensor, ModelError> {
+        let c = &self.config;
+        let trained = self.weights.get("pos_embed");
+        let g0 = c.patches_per_side();
+        if grid == g0 {
+            return Ok(trained.clone());
+        }
+        let (prefix, d) = (c.prefix_tokens(), c.width);
+        let patches = trained
+            .narrow(1, prefix, g0 * g0)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let resized = resize_bicubic_antialiased(&patches, g0, g0, d, grid, grid);
+        let resized = Tensor::from_vec(resized, (1, grid * grid, d), &Device::Cpu)?;
+        Ok(Tensor::cat(&[trained.narrow(1, 0, prefix)?, resized], 1)?)
     }
 
     fn pool(&self, x: &Tensor) -> Result<Tensor, ModelError> {
