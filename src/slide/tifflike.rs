@@ -404,3 +404,54 @@ impl Directory {
         self.has(tag::TILE_WIDTH) && self.has(tag::TILE_OFFSETS)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Our directory parsing agrees with the `tiff` crate's on every directory of the real
+    /// classic and BigTIFF slides (sizes, tile/strip offsets and byte counts, compression).
+    #[test]
+    fn directories_agree_with_the_tiff_crate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides");
+        if !root.is_dir() {
+            eprintln!("SKIPPED directories_agree_with_the_tiff_crate: ../shared/slides is absent");
+            return;
+        }
+        let files = [
+            "aperio/CMU-1-Small-Region.svs",
+            "generic-tiff/boxes.tiff",
+            "generic-tiff/small_HE_levels.tiff",
+            "generic-tiff/yb10kx5k.zstd.tiff",
+            "generic-tiff/test_orient1.tif",
+        ];
+        for f in files {
+            let path = root.join(f);
+            let ours = TiffFile::parse(&SlideFile::open(&path).unwrap()).unwrap();
+            let mut theirs = tiff::decoder::Decoder::new(std::fs::File::open(&path).unwrap()).unwrap();
+            for (i, dir) in ours.directories.iter().enumerate() {
+                if i > 0 {
+                    theirs.next_image().unwrap();
+                }
+                let (w, h) = theirs.dimensions().unwrap();
+                assert_eq!(
+                    (dir.width().unwrap(), dir.height().unwrap()),
+                    (w as u64, h as u64),
+                    "{f} #{i}"
+                );
+                for t in [
+                    tiff::tags::Tag::TileOffsets,
+                    tiff::tags::Tag::TileByteCounts,
+                    tiff::tags::Tag::StripOffsets,
+                    tiff::tags::Tag::StripByteCounts,
+                    tiff::tags::Tag::Compression,
+                ] {
+                    let want = theirs.find_tag_unsigned_vec::<u64>(t).unwrap();
+                    assert_eq!(dir.uints(t.to_u16()).unwrap(), want, "{f} #{i} {t:?}");
+                }
+            }
+            assert!(!theirs.more_images(), "{f}: the tiff crate sees more directories");
+        }
+    }
+}
