@@ -47,6 +47,17 @@ def build(c):
     return timm.models.vision_transformer.VisionTransformer(**kwargs)
 
 
+def run_and_save(model, images, mean, std, path):
+    """Normalises uint8 [B, H, W, 3] images as the model expects, runs timm, saves the I/O."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        pooled = model.forward_head(features, pre_logits=True)
+    save_file({"images": images, "features": features.contiguous(), "pooled": pooled.contiguous()}, path)
+    return features
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -72,28 +83,16 @@ def main():
         )
         with open(os.path.join(out, f"{name}.config.json"), "w") as f:
             json.dump(config, f, indent=1)
-        images = torch.randint(0, 256, (3, c["img_size"], c["img_size"], 3), dtype=torch.uint8)
-        x = images.permute(0, 3, 1, 2).float() / 255.0
-        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-        with torch.no_grad():
-            features = model.forward_features(x)
-            pooled = model.forward_head(features, pre_logits=True)
-        save_file({"images": images, "features": features.contiguous(), "pooled": pooled.contiguous()},
-                  os.path.join(out, f"{name}.io.safetensors"))
+        features = run_and_save(model, torch.randint(0, 256, (3, c["img_size"], c["img_size"], 3), dtype=torch.uint8),
+                                mean, std, os.path.join(out, f"{name}.io.safetensors"))
         # Other tile sizes: timm resamples the position embedding (bicubic, antialiased).
         dynamic = build(dict(c, dynamic=True)).eval()
         dynamic.load_state_dict(state)
         for side in (c["img_size"] * 3 // 2, c["img_size"] * 3 // 4):
             side -= side % c["patch_size"]
-            other = torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8)
-            x = other.permute(0, 3, 1, 2).float() / 255.0
-            x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-            with torch.no_grad():
-                f = dynamic.forward_features(x)
-                p = dynamic.forward_head(f, pre_logits=True)
-            save_file({"images": other, "features": f.contiguous(), "pooled": p.contiguous()},
-                      os.path.join(out, f"{name}.io-{side}.safetensors"))
-        print(name, "tokens", tuple(features.shape), "pooled", tuple(pooled.shape), "timm", timm.__version__)
+            run_and_save(dynamic, torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8),
+                         mean, std, os.path.join(out, f"{name}.io-{side}.safetensors"))
+        print(name, "tokens", tuple(features.shape), "timm", timm.__version__)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ pub struct AttentionRun {
     pub relative_error: Option<f64>,
 }
 
-/// Deterministic inputs in [−2, 2).
-fn random(n: usize, seed: u64) -> Vec<f32> {
+/// Deterministic inputs in [−2, 2) (xorshift): fresh, non-zero data for kernels and tests.
+pub fn random_inputs(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -93,7 +93,11 @@ pub fn bench_attention(
     naive_limit_bytes: u64,
 ) -> AttentionRun {
     let len = tokens * heads * head_dim;
-    let (q, k, v) = (random(len, 1), random(len, 2), random(len, 3));
+    let (q, k, v) = (
+        random_inputs(len, 1),
+        random_inputs(len, 2),
+        random_inputs(len, 3),
+    );
     let offsets = [0, tokens];
     let shape = Packed {
         offsets: &offsets,

@@ -24,6 +24,8 @@ enum Codec {
 pub(crate) struct TiffImage {
     file: Arc<SlideFile>,
     shape: GridShape,
+    /// Strips (full-width chunks, the last only as tall as the rows left) rather than tiles.
+    strips: bool,
     offsets: Vec<u64>,
     byte_counts: Vec<u64>,
     codec: Codec,
@@ -140,6 +142,7 @@ impl TiffImage {
         Ok(TiffImage {
             file,
             shape,
+            strips: !dir.is_tiled(),
             offsets,
             byte_counts,
             codec,
@@ -195,7 +198,7 @@ impl TileGrid for TiffImage {
         }
         let data = self.file.read_at(offset, count, &format!("tile {index}"))?;
         // Strips are only as tall as the rows left; tiles are always whole.
-        let (width, height) = if s.tile_width as u64 == s.width && s.tiles_across() == 1 {
+        let (width, height) = if self.strips {
             let rows = (s.height - row * s.tile_height as u64).min(s.tile_height as u64);
             (s.tile_width, rows as u32)
         } else {

@@ -8,6 +8,7 @@ use super::rng::{hash, hash2, unit, Rng};
 use serde::Serialize;
 
 /// What a place on the slide is made of.
+/// One byte each, so the region map stores them directly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Region {
@@ -23,28 +24,6 @@ pub enum Region {
     VesselLumen,
     Histiocytes,
     Tumour,
-}
-
-impl Region {
-    pub const COUNT: usize = 12;
-
-    fn from_u8(v: u8) -> Region {
-        use Region::*;
-        [
-            Glass,
-            Capsule,
-            Sinus,
-            Cortex,
-            Mantle,
-            Germinal,
-            Cord,
-            Fat,
-            VesselWall,
-            VesselLumen,
-            Histiocytes,
-            Tumour,
-        ][v as usize % Self::COUNT]
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -121,7 +100,7 @@ pub struct RegionMap {
     pub cell: f64,
     pub cols: usize,
     pub rows: usize,
-    codes: Vec<u8>,
+    codes: Vec<Region>,
     variation: Vec<u8>,
 }
 
@@ -137,7 +116,7 @@ impl RegionMap {
             return (Region::Glass, 0.5);
         }
         let i = r * self.cols + c;
-        (Region::from_u8(self.codes[i]), self.variation[i] as f32 / 255.0)
+        (self.codes[i], self.variation[i] as f32 / 255.0)
     }
 }
 
@@ -396,20 +375,20 @@ impl RegionMap {
         let rows = (height as f64 / cell).ceil() as usize;
         // Per-structure variation: one draw per follicle, cluster and lesion.
         let var_of = |kind: u64, i: usize| (unit(hash(seed, 77, kind as i64, i as i64)) * 255.0) as u8;
-        let row_data: Vec<(Vec<u8>, Vec<u8>)> = (0..rows)
+        let row_data: Vec<(Vec<Region>, Vec<u8>)> = (0..rows)
             .into_par_iter()
             .map(|r| {
                 let y = (r as f64 + 0.5) * cell;
-                let mut codes = vec![Region::Glass as u8; cols];
+                let mut codes = vec![Region::Glass; cols];
                 let mut var = vec![128u8; cols];
                 let fill = |spans: Vec<(f64, f64)>,
                             code: Region,
                             v: Option<u8>,
-                            codes: &mut [u8],
+                            codes: &mut [Region],
                             var: &mut [u8]| {
                     for span in spans {
                         for c in cells_centred_in(span, cell, cols) {
-                            codes[c] = code as u8;
+                            codes[c] = code;
                             if let Some(v) = v {
                                 var[c] = v;
                             }
@@ -445,10 +424,10 @@ impl RegionMap {
                 }
                 // Medulla: cords of cells and pale sinuses, by smooth noise.
                 for c in 0..cols {
-                    if codes[c] == Region::Cord as u8 {
+                    if codes[c] == Region::Cord {
                         let x = (c as f64 + 0.5) * cell;
                         if value_noise(seed ^ 0x5157, x / (cell * 12.0), y / (cell * 12.0)) < 0.42 {
-                            codes[c] = Region::Sinus as u8;
+                            codes[c] = Region::Sinus;
                         }
                     }
                     var[c] = (value_noise(seed ^ 0x7A11, (c as f64 + 0.5) / 20.0, (r as f64 + 0.5) / 20.0)

@@ -176,6 +176,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::attention::random_inputs as random;
 
     /// The N × N matrix materialised, in f64: the reference.
     fn naive(q: &[f32], k: &[f32], v: &[f32], shape: &Packed, bias: Option<Alibi2d>) -> Vec<f64> {
@@ -212,18 +213,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
     }
 
     #[test]
