@@ -1,4 +1,125 @@
-//! The operations the model is written against, with a CPU implementation (and, in the CUDA
-//! issue, a GPU one behind the same seam).
+//! The operations the two encoders are written against. The model code (src/model/) calls
+//! only these, so each backend implements them once: the CPU one here (candle-core tensors,
+//! f32, attention through the tiled kernel) is the reference every other backend is checked
+//! against.
+//!
+//! Activations are row-major matrices `[rows, cols]`: one row per token, the tokens of a
+//! batch of sequences packed one after another. Weights are matrices too (a bias or a norm
+//! weight is `[1, n]`).
 
 pub mod cpu;
+
+use crate::model::ModelError;
+
+/// Where each token of a sequence sits on the slide's grid (row, column), and what attention
+/// does with it.
+#[derive(Clone, Copy, Debug)]
+pub struct PositionSpec<'a> {
+    pub positions: &'a [[f32; 2]],
+    /// 2D rotary embedding of q and k with this frequency base (see [`cpu::rope`]).
+    pub rope_base: Option<f64>,
+    /// Add the 2D ALiBi bias −slope[h] · ‖pos[i] − pos[j]‖ to the scores.
+    pub alibi: bool,
+}
+
+pub trait Backend: Clone + Send + Sync {
+    type Tensor: Clone;
+    /// A [`PositionSpec`] prepared once for the layers that share it.
+    type Positions;
+
+    /// A short description for logs and reports ("cpu", "cuda:0 NVIDIA H100 ...").
+    fn describe(&self) -> String;
+
+    /// Host data (row-major `[rows, cols]`) placed where this backend computes.
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, ModelError>;
+    fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>, ModelError>;
+    /// `(rows, cols)`.
+    fn shape(&self, x: &Self::Tensor) -> (usize, usize);
+
+    /// `x · wᵀ + b` for `x` `[rows, in]`, `w` `[out, in]`, `b` `[1, out]`.
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor, ModelError>;
+    /// Layer norm of each row.
+    fn layer_norm(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: &Self::Tensor,
+        eps: f64,
+    ) -> Result<Self::Tensor, ModelError>;
+    /// Exact (erf) GELU.
+    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    /// timm's packed SwiGLU: silu(first half of each row) · second half.
+    fn swiglu(&self, x: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    /// Each column scaled by `gamma` `[1, cols]` (layer scale).
+    fn scale_columns(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    fn concat_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor, ModelError>;
+
+    /// Patches of `batch` RGB tiles (`side`² pixels each, row-major bytes): one row per
+    /// `patch`² patch, in raster order within a tile, holding its pixels normalised to
+    /// `(v/255 − mean[c]) / std[c]` in (channel, row, column) order (a stride-`patch`
+    /// convolution's weight order).
+    fn patchify(
+        &self,
+        rgb: &[u8],
+        batch: usize,
+        side: usize,
+        patch: usize,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Result<Self::Tensor, ModelError>;
+    /// For each of `batch` sequences of patch embeddings (`patches` `[batch·n, D]`): the
+    /// `prefix` rows (class and register tokens, `[P, D]`) before them, then `position`
+    /// (`[P + n, D]`) added.
+    fn prepend_and_position(
+        &self,
+        patches: &Self::Tensor,
+        batch: usize,
+        prefix: Option<&Self::Tensor>,
+        position: &Self::Tensor,
+    ) -> Result<Self::Tensor, ModelError>;
+    /// For each of `seqs` equal-length sequences of `x`: the mean of its rows
+    /// `start..start + count`. `[seqs, D]`.
+    fn mean_rows(
+        &self,
+        x: &Self::Tensor,
+        seqs: usize,
+        start: usize,
+        count: usize,
+    ) -> Result<Self::Tensor, ModelError>;
+    /// For each of `seqs` equal-length sequences of `x` whose rows after the first `prefix`
+    /// are a `side` × `side` grid of patch tokens: the mean of each `k` × `k` group, groups
+    /// in raster order. `[seqs · (side/k)², D]`.
+    fn group_tokens(
+        &self,
+        x: &Self::Tensor,
+        seqs: usize,
+        prefix: usize,
+        side: usize,
+        k: usize,
+    ) -> Result<Self::Tensor, ModelError>;
+
+    fn prepare_positions(
+        &self,
+        spec: PositionSpec,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<Self::Positions, ModelError>;
+    /// Exact softmax attention over packed sequences: `qkv` is `[tokens, 3·heads·head_dim]`
+    /// (a fused projection's output: q, k, v, each head-major), sequence `s` holds tokens
+    /// `offsets[s]..offsets[s + 1]`; with `positions`, q and k are rotated and/or scores
+    /// biased as it says. Returns `[tokens, heads·head_dim]`.
+    fn attention(
+        &self,
+        qkv: &Self::Tensor,
+        offsets: &[usize],
+        heads: usize,
+        head_dim: usize,
+        positions: Option<&Self::Positions>,
+    ) -> Result<Self::Tensor, ModelError>;
+}

@@ -1,6 +1,7 @@
 //! Tile-encoder throughput on the CPU: tiles per second for a model configuration, with
 //! random weights (speed does not depend on their values) and random tiles.
 
+use crate::backend::cpu::CpuBackend;
 use crate::model::config::ModelConfig;
 use crate::model::tile_encoder::TileEncoder;
 use crate::model::ModelError;
@@ -9,7 +10,7 @@ use std::time::Instant;
 /// Encodes `batches` batches of `batch` random tiles after one warm-up batch; tiles per
 /// second over the timed batches.
 pub fn tiles_per_second(config: &ModelConfig, batch: usize, batches: usize) -> Result<f64, ModelError> {
-    let encoder = TileEncoder::random(config.clone())?;
+    let encoder = TileEncoder::random(&CpuBackend, config.clone())?;
     let s = config.image_size;
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let tiles: Vec<u8> = (0..batch * s * s * 3)

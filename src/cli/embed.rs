@@ -1,7 +1,9 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use flashslide::embed::{embed_image, embed_slide, load_model};
+use flashslide::backend::cpu::CpuBackend;
+use flashslide::embed::{embed_image, embed_slide};
 use flashslide::features::write_features;
+use flashslide::model::Model;
 use flashslide::slide::{Slide, SlideErrorKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -34,7 +36,7 @@ pub struct EmbedArgs {
 }
 
 pub fn run(args: EmbedArgs) -> Result<ExitCode> {
-    let model = load_model(&args.model)?;
+    let model = Model::load(&args.model, &CpuBackend)?;
     let mut meta = BTreeMap::new();
     meta.insert("model".to_string(), model.config.name.clone());
     meta.insert("model_sha256".to_string(), model.hash.clone());

@@ -1,6 +1,7 @@
 //! A model's configuration (models/NAME/config.json): the tile encoder's architecture in
 //! timm's terms, and the resolution and normalisation it expects.
 
+use super::slide_encoder::SlideEncoderConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +51,9 @@ pub struct ModelConfig {
     /// Per-channel input normalisation of 0–1 RGB.
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Stage 2, when the model has one (its weights under `slide.` in the same file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide_encoder: Option<SlideEncoderConfig>,
 }
 
 impl ModelConfig {
@@ -78,6 +82,23 @@ impl ModelConfig {
         }
         if self.mpp.is_nan() || self.mpp <= 0.0 || self.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
             return Err("mpp and std must be positive".into());
+        }
+        if let Some(s) = &self.slide_encoder {
+            s.validate()?;
+            if s.input_dim != self.width {
+                return Err(format!(
+                    "the slide encoder takes {}-wide features but the tile encoder gives {}",
+                    s.input_dim, self.width
+                ));
+            }
+            if let Some(k) = s.group_patches {
+                if self.patches_per_side() % k != 0 {
+                    return Err(format!(
+                        "{0} × {0} patch tokens do not split into groups of {k} × {k}",
+                        self.patches_per_side()
+                    ));
+                }
+            }
         }
         Ok(())
     }

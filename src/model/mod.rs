@@ -1,12 +1,22 @@
-//! The two-stage model. Stage 1 (`tile_encoder`) is a timm-compatible ViT; the slide
-//! encoder (stage 2) comes next.
+//! The two-stage model: stage 1 (`tile_encoder`), a timm-compatible ViT over each tile's
+//! patches; stage 2 (`slide_encoder`), a transformer over all tiles of a slide at once. Both
+//! are written against [`crate::backend::Backend`].
+//!
+//! A model directory holds `config.json` ([`config::ModelConfig`]) and `model.safetensors`
+//! (the tile encoder's tensors under timm's names, the slide encoder's under `slide.`).
 
 pub mod config;
-mod layers;
+mod pos_resample;
 pub mod slide_encoder;
 pub mod tile_encoder;
+pub mod weights;
 
-use std::path::PathBuf;
+use crate::backend::Backend;
+use config::ModelConfig;
+use sha2::{Digest, Sha256};
+use slide_encoder::SlideEncoder;
+use std::path::{Path, PathBuf};
+use tile_encoder::TileEncoder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -14,8 +24,56 @@ pub enum ModelError {
     Config(String),
     #[error("{}: {msg}", path.display())]
     Weights { path: PathBuf, msg: String },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
     #[error("input: {0}")]
     Input(String),
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    #[error("{0}")]
+    Device(String),
+}
+
+/// A model directory, loaded onto a backend.
+pub struct Model<B: Backend> {
+    pub config: ModelConfig,
+    pub tile_encoder: TileEncoder<B>,
+    pub slide_encoder: Option<SlideEncoder<B>>,
+    /// SHA-256 of model.safetensors, hex: names exactly which weights made a result.
+    pub hash: String,
+}
+
+impl<B: Backend> Model<B> {
+    pub fn load(dir: &Path, backend: &B) -> Result<Model<B>, ModelError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ModelError::Io { path, source }
+        };
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+        let config: ModelConfig = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Config(format!("{}: {e}", config_path.display())))?;
+        config
+            .validate()
+            .map_err(|e| ModelError::Config(format!("{}: {e}", config_path.display())))?;
+        let weights_path = dir.join("model.safetensors");
+        // Streamed: a foundation model's weights can be gigabytes.
+        let mut hasher = Sha256::new();
+        std::fs::File::open(&weights_path)
+            .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
+            .map_err(io(&weights_path))?;
+        let hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let host = weights::read_safetensors(&weights_path)?;
+        let tile_encoder = TileEncoder::new(backend, config.clone(), &host, &weights_path)?;
+        let slide_encoder = match &config.slide_encoder {
+            Some(c) => Some(SlideEncoder::new(backend, c.clone(), &host, &weights_path)?),
+            None => None,
+        };
+        Ok(Model {
+            config,
+            tile_encoder,
+            slide_encoder,
+            hash,
+        })
+    }
 }

@@ -8,12 +8,14 @@
 //! `blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`, `norm`, `token_head`
 //! (width → 1) and `slide_head` (width → 1, on the mean of the normalised tokens).
 
-use super::layers::{packed_attention, Weights};
+use super::config::ModelConfig;
+use super::tile_encoder::Encoded;
+use super::weights::{HostTensor, Weights};
 use super::ModelError;
-use crate::backend::cpu::attention::{alibi_slopes, Alibi2d};
-use candle_core::{Device, Tensor};
+use crate::backend::{Backend, PositionSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,10 @@ pub struct SlideEncoderConfig {
     pub rope_base: f64,
     /// Add a 2D ALiBi bias (−slope · grid distance) to the scores.
     pub alibi: bool,
+    /// Stage-2 tokens: absent, one per tile (its pooled feature); k, one per k × k group of
+    /// the tile encoder's patch tokens (16-px patches in groups of 4 give 64-px tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_patches: Option<usize>,
 }
 
 impl SlideEncoderConfig {
@@ -41,6 +47,9 @@ impl SlideEncoderConfig {
         }
         if (self.width / self.heads) % 4 != 0 {
             return Err("slide encoder head dim must be a multiple of 4 (2D rotary embedding)".into());
+        }
+        if self.group_patches == Some(0) {
+            return Err("group_patches must be at least 1".into());
         }
         Ok(())
     }
@@ -88,9 +97,9 @@ impl SlideEncoderConfig {
     }
 }
 
-pub struct SlideEncoder {
+pub struct SlideEncoder<B: Backend> {
     pub config: SlideEncoderConfig,
-    weights: Weights,
+    weights: Weights<B>,
 }
 
 /// The slide encoder's outputs.
@@ -100,132 +109,107 @@ pub struct SlideOutput {
     pub slide_logit: f32,
 }
 
-impl SlideEncoder {
-    /// Takes the weights named in [`SlideEncoderConfig::expected_shapes`], checking shapes.
+impl<B: Backend> SlideEncoder<B> {
+    /// Takes the tensors named in [`SlideEncoderConfig::expected_shapes`] from `host`, read
+    /// from `source`, checking their shapes, and places them on `backend`.
     pub fn new(
+        backend: &B,
         config: SlideEncoderConfig,
-        weights: HashMap<String, Tensor>,
-    ) -> Result<SlideEncoder, ModelError> {
+        host: &HashMap<String, HostTensor>,
+        source: &Path,
+    ) -> Result<SlideEncoder<B>, ModelError> {
         config.validate().map_err(ModelError::Config)?;
-        for (name, shape) in config.expected_shapes() {
-            match weights.get(&name) {
-                None => {
-                    return Err(ModelError::Config(format!(
-                        "slide encoder tensor {name} is missing"
-                    )))
-                }
-                Some(t) if t.dims() != shape.as_slice() => {
-                    return Err(ModelError::Config(format!(
-                        "tensor {name} has shape {:?}, expected {shape:?}",
-                        t.dims()
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(SlideEncoder {
-            config,
-            weights: Weights(weights),
-        })
+        let weights = Weights::from_host(backend, host, &config.expected_shapes(), source)?;
+        Ok(SlideEncoder { config, weights })
     }
 
-    /// Runs the encoder over `features` ([N, input_dim], row by row) at grid `positions`
-    /// (row, column), as one sequence.
-    pub fn forward(&self, features: &[f32], positions: &[[f32; 2]]) -> Result<SlideOutput, ModelError> {
+    /// Stage-2 tokens of a batch of tiles encoded by stage 1 (`tile` its configuration) at
+    /// grid `tile_positions` (row, column): features `[tokens, D]` and each token's position,
+    /// in units of tokens.
+    pub fn tokens_from_tiles(
+        &self,
+        tile: &ModelConfig,
+        encoded: &Encoded<B::Tensor>,
+        tile_positions: &[[u32; 2]],
+    ) -> Result<(B::Tensor, Vec<[f32; 2]>), ModelError> {
+        let be = &self.weights.backend;
+        match self.config.group_patches {
+            None => Ok((
+                encoded.pooled.clone(),
+                tile_positions
+                    .iter()
+                    .map(|p| [p[0] as f32, p[1] as f32])
+                    .collect(),
+            )),
+            Some(k) => {
+                let side = tile.patches_per_side();
+                if side % k != 0 {
+                    return Err(ModelError::Config(format!(
+                        "{side} × {side} patch tokens do not split into {k} × {k} groups"
+                    )));
+                }
+                let features = be.group_tokens(
+                    &encoded.tokens,
+                    tile_positions.len(),
+                    tile.prefix_tokens(),
+                    side,
+                    k,
+                )?;
+                Ok((features, group_positions(tile_positions, side / k)))
+            }
+        }
+    }
+
+    /// Runs the encoder over `features` (`[N, input_dim]`) at grid `positions` (row, column),
+    /// as one sequence.
+    pub fn forward(&self, features: &B::Tensor, positions: &[[f32; 2]]) -> Result<SlideOutput, ModelError> {
         let c = &self.config;
+        let (be, w) = (&self.weights.backend, &self.weights);
         let n = positions.len();
-        if n == 0 || features.len() != n * c.input_dim {
+        if n == 0 || be.shape(features) != (n, c.input_dim) {
             return Err(ModelError::Input(format!(
-                "{} features for {n} tokens of {}",
-                features.len(),
+                "features {:?} for {n} tokens of {}",
+                be.shape(features),
                 c.input_dim
             )));
         }
-        let x = Tensor::from_vec(features.to_vec(), (n, c.input_dim), &Device::Cpu)?;
-        let mut x = self.weights.dense(&x, "slide.proj_in")?;
-        let rope = Rope::new(positions, c.width / c.heads, c.rope_base);
-        let slopes = alibi_slopes(c.heads);
-        let bias = c.alibi.then_some(Alibi2d {
+        let (heads, hd) = (c.heads, c.width / c.heads);
+        let spec = PositionSpec {
             positions,
-            slopes: &slopes,
-        });
+            rope_base: Some(c.rope_base),
+            alibi: c.alibi,
+        };
+        let positions = be.prepare_positions(spec, heads, hd)?;
+        let mut x = w.dense(features, "slide.proj_in")?;
         for b in 0..c.depth {
-            x = self.block(b, &x, &rope, bias)?;
+            let name = |s: &str| format!("slide.blocks.{b}.{s}");
+            let h = w.norm(&x, &name("norm1"), c.norm_eps)?;
+            let qkv = w.dense(&h, &name("attn.qkv"))?;
+            let a = be.attention(&qkv, &[0, n], heads, hd, Some(&positions))?;
+            x = be.add(&x, &w.dense(&a, &name("attn.proj"))?)?;
+            let h = w.norm(&x, &name("norm2"), c.norm_eps)?;
+            let h = be.gelu(&w.dense(&h, &name("mlp.fc1"))?)?;
+            x = be.add(&x, &w.dense(&h, &name("mlp.fc2"))?)?;
         }
-        let x = self.weights.norm(&x, "slide.norm", c.norm_eps)?;
-        let token_logits = self
-            .weights
-            .dense(&x, "slide.token_head")?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let pooled = x.mean_keepdim(0)?;
-        let slide_logit = self
-            .weights
-            .dense(&pooled, "slide.slide_head")?
-            .flatten_all()?
-            .to_vec1::<f32>()?[0];
+        let x = w.norm(&x, "slide.norm", c.norm_eps)?;
+        let token_logits = be.download(&w.dense(&x, "slide.token_head")?)?;
+        let pooled = be.mean_rows(&x, 1, 0, n)?;
+        let slide_logit = be.download(&w.dense(&pooled, "slide.slide_head")?)?[0];
         Ok(SlideOutput {
             token_logits,
             slide_logit,
         })
     }
-
-    fn block(&self, b: usize, x: &Tensor, rope: &Rope, bias: Option<Alibi2d>) -> Result<Tensor, ModelError> {
-        let c = &self.config;
-        let name = |n: &str| format!("slide.blocks.{b}.{n}");
-        let h = self.weights.norm(x, &name("norm1"), c.norm_eps)?;
-        let qkv = self.weights.dense(&h, &name("attn.qkv"))?;
-        let n = x.dim(0)?;
-        let (heads, hd) = (c.heads, c.width / c.heads);
-        let rotate = |t: &mut [f32]| rope.apply(t, heads);
-        let a = packed_attention(&qkv, &[0, n], heads, hd, Some(&rotate), bias)?;
-        let a = self.weights.dense(&a, &name("attn.proj"))?;
-        let x = (x + a)?;
-        let h = self.weights.norm(&x, &name("norm2"), c.norm_eps)?;
-        let h = self.weights.dense(&h, &name("mlp.fc1"))?.gelu_erf()?;
-        let m = self.weights.dense(&h, &name("mlp.fc2"))?;
-        Ok((x + m)?)
-    }
 }
 
-/// Stage-2 tokens from stage-1 patch tokens: each tile's `side` × `side` patch tokens
-/// (after `prefix` class/register tokens) averaged in `k` × `k` groups, so a tile gives
-/// (side/k)² tokens and the heatmap resolves groups rather than tiles. A token's position is
-/// its tile's (row, column) times side/k plus its group's place in the tile.
-///
-/// `tokens` is [tiles, prefix + side², D]; returns features [tiles · (side/k)², D] row by
-/// row, and positions.
-pub fn group_patch_tokens(
-    tokens: &Tensor,
-    prefix: usize,
-    side: usize,
-    k: usize,
-    tile_positions: &[[u32; 2]],
-) -> Result<(Vec<f32>, Vec<[f32; 2]>), ModelError> {
-    let (tiles, t, d) = tokens.dims3()?;
-    if k == 0 || side % k != 0 || t != prefix + side * side || tiles != tile_positions.len() {
-        return Err(ModelError::Input(format!(
-            "cannot group {t} tokens of {tiles} tiles ({prefix} prefix, {side}² patches) in {k} × {k}"
-        )));
-    }
-    let groups = side / k;
-    let data = tokens.flatten_all()?.to_vec1::<f32>()?;
-    let mut features = vec![0f32; tiles * groups * groups * d];
-    let mut positions = Vec::with_capacity(tiles * groups * groups);
-    let inv = 1.0 / (k * k) as f32;
-    for (tile, pos) in tile_positions.iter().enumerate() {
+/// Positions of the `groups` × `groups` stage-2 tokens of each tile, in raster order within
+/// the tile (as the backend's `group_tokens` orders them): the tile's (row, column) times
+/// `groups` plus the group's place in the tile.
+pub fn group_positions(tile_positions: &[[u32; 2]], groups: usize) -> Vec<[f32; 2]> {
+    let mut positions = Vec::with_capacity(tile_positions.len() * groups * groups);
+    for pos in tile_positions {
         for gi in 0..groups {
             for gj in 0..groups {
-                let out_row = (tile * groups + gi) * groups + gj;
-                let out = &mut features[out_row * d..(out_row + 1) * d];
-                for pi in gi * k..(gi + 1) * k {
-                    for pj in gj * k..(gj + 1) * k {
-                        let at = (tile * t + prefix + pi * side + pj) * d;
-                        out.iter_mut()
-                            .zip(&data[at..at + d])
-                            .for_each(|(o, v)| *o += v * inv);
-                    }
-                }
                 positions.push([
                     (pos[0] as usize * groups + gi) as f32,
                     (pos[1] as usize * groups + gj) as f32,
@@ -233,58 +217,15 @@ pub fn group_patch_tokens(
             }
         }
     }
-    Ok((features, positions))
-}
-
-/// 2D rotary position embedding: the first half of each head's dimensions rotates with the
-/// token's row, the second half with its column, pairs (2i, 2i+1) at frequency base^(−4i/d).
-/// Scores then depend on positions only through their differences.
-struct Rope {
-    /// Per token and pair: (cos, sin) for the row half then the column half.
-    table: Vec<(f32, f32)>,
-    head_dim: usize,
-}
-
-impl Rope {
-    fn new(positions: &[[f32; 2]], head_dim: usize, base: f64) -> Rope {
-        let quarter = head_dim / 4;
-        let freqs: Vec<f64> = (0..quarter)
-            .map(|i| base.powf(-(i as f64) / quarter as f64))
-            .collect();
-        let mut table = Vec::with_capacity(positions.len() * 2 * quarter);
-        for p in positions {
-            for &coordinate in p {
-                for f in &freqs {
-                    let angle = coordinate as f64 * f;
-                    table.push((angle.cos() as f32, angle.sin() as f32));
-                }
-            }
-        }
-        Rope { table, head_dim }
-    }
-
-    /// Rotates `x` ([N, heads, head_dim]) in place.
-    fn apply(&self, x: &mut [f32], heads: usize) {
-        let d = self.head_dim;
-        let pairs = d / 2;
-        for (t, token) in x.chunks_exact_mut(heads * d).enumerate() {
-            let rot = &self.table[t * pairs..(t + 1) * pairs];
-            for head in token.chunks_exact_mut(d) {
-                for (i, &(cos, sin)) in rot.iter().enumerate() {
-                    let (a, b) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = a * cos - b * sin;
-                    head[2 * i + 1] = a * sin + b * cos;
-                }
-            }
-        }
-    }
+    positions
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::cpu::CpuBackend;
 
-    fn random_weights(c: &SlideEncoderConfig, seed: u64) -> HashMap<String, Tensor> {
+    fn random_weights(c: &SlideEncoderConfig, seed: u64) -> HashMap<String, HostTensor> {
         let mut s = seed | 1;
         c.expected_shapes()
             .into_iter()
@@ -303,13 +244,13 @@ mod tests {
                         }
                     })
                     .collect();
-                (name, Tensor::from_vec(data, shape, &Device::Cpu).unwrap())
+                (name, HostTensor { data, shape })
             })
             .collect()
     }
 
-    fn config(alibi: bool) -> SlideEncoderConfig {
-        SlideEncoderConfig {
+    fn encoder(alibi: bool, seed: u64) -> SlideEncoder<CpuBackend> {
+        let c = SlideEncoderConfig {
             input_dim: 24,
             width: 32,
             depth: 2,
@@ -318,7 +259,15 @@ mod tests {
             norm_eps: 1e-6,
             rope_base: 100.0,
             alibi,
-        }
+            group_patches: None,
+        };
+        SlideEncoder::new(
+            &CpuBackend,
+            c.clone(),
+            &random_weights(&c, seed),
+            Path::new("test"),
+        )
+        .unwrap()
     }
 
     fn inputs(n: usize) -> (Vec<f32>, Vec<[f32; 2]>) {
@@ -329,14 +278,19 @@ mod tests {
         (features, positions)
     }
 
+    fn run(enc: &SlideEncoder<CpuBackend>, features: &[f32], positions: &[[f32; 2]]) -> SlideOutput {
+        let x = CpuBackend.upload(features, positions.len(), 24).unwrap();
+        enc.forward(&x, positions).unwrap()
+    }
+
     #[test]
     fn positions_matter_only_relative_to_each_other() {
         for alibi in [false, true] {
-            let enc = SlideEncoder::new(config(alibi), random_weights(&config(alibi), 7)).unwrap();
+            let enc = encoder(alibi, 7);
             let (f, p) = inputs(40);
-            let a = enc.forward(&f, &p).unwrap();
+            let a = run(&enc, &f, &p);
             let shifted: Vec<[f32; 2]> = p.iter().map(|q| [q[0] + 13.0, q[1] + 5.0]).collect();
-            let b = enc.forward(&f, &shifted).unwrap();
+            let b = run(&enc, &f, &shifted);
             let max = a
                 .token_logits
                 .iter()
@@ -347,7 +301,7 @@ mod tests {
             // But the arrangement matters: swapping two tokens' positions changes the output.
             let mut swapped = p.clone();
             swapped.swap(0, 39);
-            let c = enc.forward(&f, &swapped).unwrap();
+            let c = run(&enc, &f, &swapped);
             assert!(a
                 .token_logits
                 .iter()
@@ -362,9 +316,12 @@ mod tests {
         let (side, d, prefix) = (4usize, 2usize, 1usize);
         let t = prefix + side * side;
         let data: Vec<f32> = (0..2 * t * d).map(|i| i as f32).collect();
-        let tokens = Tensor::from_vec(data.clone(), (2, t, d), &Device::Cpu).unwrap();
-        let (f, p) = group_patch_tokens(&tokens, prefix, side, 2, &[[0, 0], [3, 5]]).unwrap();
-        assert_eq!(p.len(), 8);
+        let tokens = CpuBackend.upload(&data, 2 * t, d).unwrap();
+        let f = CpuBackend
+            .download(&CpuBackend.group_tokens(&tokens, 2, prefix, side, 2).unwrap())
+            .unwrap();
+        let p = group_positions(&[[0, 0], [3, 5]], 2);
+        assert_eq!((f.len(), p.len()), (8 * d, 8));
         assert_eq!(p[4], [6.0, 10.0], "tile (3, 5), group (0, 0)");
         assert_eq!(p[7], [7.0, 11.0], "tile (3, 5), group (1, 1)");
         // Group (0, 1) of tile 0 averages patches (0,2), (0,3), (1,2), (1,3).
@@ -372,23 +329,22 @@ mod tests {
             |tile: usize, r: usize, c: usize, ch: usize| data[(tile * t + prefix + r * side + c) * d + ch];
         let want = (patch(0, 0, 2, 0) + patch(0, 0, 3, 0) + patch(0, 1, 2, 0) + patch(0, 1, 3, 0)) / 4.0;
         assert!((f[d] - want).abs() < 1e-5);
-        assert!(group_patch_tokens(&tokens, prefix, side, 3, &[[0, 0], [3, 5]]).is_err());
     }
 
     #[test]
     fn tokens_are_permutation_equivariant_and_one_token_works() {
-        let enc = SlideEncoder::new(config(true), random_weights(&config(true), 3)).unwrap();
+        let enc = encoder(true, 3);
         let (f, p) = inputs(30);
-        let a = enc.forward(&f, &p).unwrap();
+        let a = run(&enc, &f, &p);
         // Reverse the token order (features and positions together).
         let rev_f: Vec<f32> = f.chunks(24).rev().flatten().copied().collect();
         let rev_p: Vec<[f32; 2]> = p.iter().rev().copied().collect();
-        let b = enc.forward(&rev_f, &rev_p).unwrap();
+        let b = run(&enc, &rev_f, &rev_p);
         for (i, x) in a.token_logits.iter().enumerate() {
             assert!((x - b.token_logits[29 - i]).abs() < 1e-4);
         }
         assert!((a.slide_logit - b.slide_logit).abs() < 1e-4);
-        let one = enc.forward(&f[..24], &p[..1]).unwrap();
+        let one = run(&enc, &f[..24], &p[..1]);
         assert_eq!(one.token_logits.len(), 1);
         assert!(one.slide_logit.is_finite());
     }

@@ -1,0 +1,45 @@
+//! 2D rotary position embedding, the definition every backend follows: the first half of
+//! each head's dimensions rotates with the token's row, the second half with its column;
+//! within a half, pair (2i, 2i+1) turns by coordinate · base^(−4i/head_dim). Scores then
+//! depend on positions only through their differences, at any slide size.
+
+/// Per token: (cos, sin) of each pair's angle, the row half then the column half.
+pub struct Rope {
+    table: Vec<(f32, f32)>,
+    head_dim: usize,
+}
+
+impl Rope {
+    pub fn new(positions: &[[f32; 2]], head_dim: usize, base: f64) -> Rope {
+        let quarter = head_dim / 4;
+        let freqs: Vec<f64> = (0..quarter)
+            .map(|i| base.powf(-(i as f64) / quarter as f64))
+            .collect();
+        let mut table = Vec::with_capacity(positions.len() * 2 * quarter);
+        for p in positions {
+            for &coordinate in p {
+                for f in &freqs {
+                    let angle = coordinate as f64 * f;
+                    table.push((angle.cos() as f32, angle.sin() as f32));
+                }
+            }
+        }
+        Rope { table, head_dim }
+    }
+
+    /// Rotates `x` (token-major `[tokens, heads, head_dim]`) in place.
+    pub fn apply(&self, x: &mut [f32], heads: usize) {
+        let d = self.head_dim;
+        let pairs = d / 2;
+        for (t, token) in x.chunks_exact_mut(heads * d).enumerate() {
+            let rot = &self.table[t * pairs..(t + 1) * pairs];
+            for head in token.chunks_exact_mut(d) {
+                for (i, &(cos, sin)) in rot.iter().enumerate() {
+                    let (a, b) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = a * cos - b * sin;
+                    head[2 * i + 1] = a * sin + b * cos;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! A model's tensors: read from safetensors (memory-mapped, any float type, as f32), checked
+//! against the shapes a configuration needs, and placed on a backend as matrices.
+
+use super::ModelError;
+use crate::backend::Backend;
+use candle_core::{DType, Device};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A tensor on the host: f32 values and the shape the file gives.
+pub struct HostTensor {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
+/// Every tensor of a safetensors file, by name.
+pub fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>, ModelError> {
+    let bad = |msg: String| ModelError::Weights {
+        path: path.to_path_buf(),
+        msg,
+    };
+    // SAFETY: the file is mapped read-only; flashslide never writes model files while
+    // reading them (a file changed underneath by another program is the caller's risk, as
+    // with any memory-mapped read).
+    let mmap =
+        unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| bad(e.to_string()))?;
+    let mut map = HashMap::new();
+    for (name, _) in mmap.tensors() {
+        let t = mmap
+            .load(&name, &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        let shape = t.dims().to_vec();
+        let data = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        map.insert(name, HostTensor { data, shape });
+    }
+    Ok(map)
+}
+
+/// The tensors a model uses, on its backend, each as a matrix.
+pub struct Weights<B: Backend> {
+    pub backend: B,
+    tensors: HashMap<String, B::Tensor>,
+}
+
+impl<B: Backend> Weights<B> {
+    /// Takes the `expected` tensors (name, shape) from `host`, checking each is present with
+    /// that shape; `source` names the file in errors. Other tensors in `host` are ignored
+    /// (a timm checkpoint's classifier head, the other stage's weights).
+    pub fn from_host(
+        backend: &B,
+        host: &HashMap<String, HostTensor>,
+        expected: &[(String, Vec<usize>)],
+        source: &Path,
+    ) -> Result<Weights<B>, ModelError> {
+        let mut tensors = HashMap::new();
+        for (name, shape) in expected {
+            let bad = |msg: String| ModelError::Weights {
+                path: source.to_path_buf(),
+                msg,
+            };
+            let t = host
+                .get(name)
+                .ok_or_else(|| bad(format!("tensor {name} is missing")))?;
+            if &t.shape != shape {
+                return Err(bad(format!(
+                    "tensor {name} has shape {:?}, expected {shape:?}",
+                    t.shape
+                )));
+            }
+            let (rows, cols) = as_matrix(shape);
+            tensors.insert(name.clone(), backend.upload(&t.data, rows, cols)?);
+        }
+        Ok(Weights {
+            backend: backend.clone(),
+            tensors,
+        })
+    }
+
+    /// Random weights of the `expected` shapes (normal, std 0.02; norm weights 1): for
+    /// benchmarks, whose speed does not depend on the values.
+    pub fn random(
+        backend: &B,
+        expected: &[(String, Vec<usize>)],
+        seed: u64,
+    ) -> Result<Weights<B>, ModelError> {
+        let mut state = seed | 1;
+        let mut normal = move || {
+            // Box–Muller over xorshift uniforms.
+            let mut uniform = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+            };
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        };
+        let mut tensors = HashMap::new();
+        for (name, shape) in expected {
+            let (rows, cols) = as_matrix(shape);
+            let data: Vec<f32> = if name.contains("norm") && name.ends_with(".weight") {
+                vec![1.0; rows * cols]
+            } else {
+                (0..rows * cols).map(|_| 0.02 * normal()).collect()
+            };
+            tensors.insert(name.clone(), backend.upload(&data, rows, cols)?);
+        }
+        Ok(Weights {
+            backend: backend.clone(),
+            tensors,
+        })
+    }
+
+    /// A tensor whose presence was checked when the weights were taken.
+    pub fn get(&self, name: &str) -> &B::Tensor {
+        &self.tensors[name]
+    }
+
+    /// The linear layer `prefix` (`prefix.weight`, and `prefix.bias` when present).
+    pub fn dense(&self, x: &B::Tensor, prefix: &str) -> Result<B::Tensor, ModelError> {
+        self.backend.linear(
+            x,
+            self.get(&format!("{prefix}.weight")),
+            self.tensors.get(&format!("{prefix}.bias")),
+        )
+    }
+
+    /// The layer norm `prefix`.
+    pub fn norm(&self, x: &B::Tensor, prefix: &str, eps: f64) -> Result<B::Tensor, ModelError> {
+        self.backend.layer_norm(
+            x,
+            self.get(&format!("{prefix}.weight")),
+            self.get(&format!("{prefix}.bias")),
+            eps,
+        )
+    }
+}
+
+/// The matrix a tensor is used as: a vector is one row; leading unit dimensions go (timm's
+/// `[1, T, D]` position embedding is `[T, D]`); otherwise the first dimension is the rows (a
+/// convolution's `[out, in, kh, kw]` is `[out, in·kh·kw]`).
+fn as_matrix(shape: &[usize]) -> (usize, usize) {
+    let mut dims = shape;
+    while dims.len() > 2 && dims[0] == 1 {
+        dims = &dims[1..];
+    }
+    match dims {
+        [] => (1, 1),
+        [n] => (1, *n),
+        [rows, rest @ ..] => (*rows, rest.iter().product()),
+    }
+}

@@ -1,0 +1,102 @@
+//! A model directory holding both stages (the bundled architecture with random weights):
+//! loading, the whole forward pass from tiles to per-token logits, and clear errors.
+
+use candle_core::{Device, Tensor};
+use flashslide::backend::{cpu::CpuBackend, Backend};
+use flashslide::model::config::ModelConfig;
+use flashslide::model::tile_encoder::expected_shapes;
+use flashslide::model::{Model, ModelError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn bundled_config() -> ModelConfig {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/bench/configs/flashslide-synth-v1.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Writes `config` and random weights for it (leaving out `omit`) into a fresh directory.
+fn write_model(name: &str, config: &ModelConfig, omit: Option<&str>) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+    let mut shapes = expected_shapes(config);
+    shapes.extend(config.slide_encoder.as_ref().unwrap().expected_shapes());
+    let tensors: HashMap<String, Tensor> = shapes
+        .into_iter()
+        .filter(|(n, _)| Some(n.as_str()) != omit)
+        .map(|(n, s)| {
+            // Stored in bf16, as the bundled model is.
+            let t = (Tensor::randn(0f32, 1f32, s, &Device::Cpu).unwrap() * 0.05)
+                .unwrap()
+                .to_dtype(candle_core::DType::BF16)
+                .unwrap();
+            (n, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    dir
+}
+
+#[test]
+fn both_stages_run_from_tiles_to_token_logits() {
+    let config = bundled_config();
+    let dir = write_model("model-both-stages", &config, None);
+    let model = Model::load(&dir, &CpuBackend).unwrap();
+    assert_eq!(model.hash.len(), 64);
+    let slide = model.slide_encoder.as_ref().expect("config has a slide encoder");
+    let (tiles, side) = (3usize, config.image_size);
+    let rgb: Vec<u8> = (0..tiles * side * side * 3)
+        .map(|i| (i * 7919 % 251) as u8)
+        .collect();
+    let encoded = model.tile_encoder.forward(&rgb, tiles, side).unwrap();
+    let tile_positions = [[0u32, 0], [0, 1], [5, 2]];
+    let (features, positions) = slide
+        .tokens_from_tiles(&config, &encoded, &tile_positions)
+        .unwrap();
+    // 32-px patches in 2 × 2 groups: 64-px tokens, 16 per 256-px tile.
+    assert_eq!(positions.len(), tiles * 16);
+    assert_eq!(CpuBackend.shape(&features), (tiles * 16, config.width));
+    assert_eq!(positions[2 * 16], [20.0, 8.0], "tile (5, 2), first group");
+    let out = slide.forward(&features, &positions).unwrap();
+    assert_eq!(out.token_logits.len(), tiles * 16);
+    assert!(out.token_logits.iter().all(|x| x.is_finite()) && out.slide_logit.is_finite());
+}
+
+#[test]
+fn a_missing_tensor_or_inconsistent_config_is_a_clear_error() {
+    let config = bundled_config();
+    let dir = write_model(
+        "model-missing-tensor",
+        &config,
+        Some("slide.blocks.1.mlp.fc2.weight"),
+    );
+    match Model::load(&dir, &CpuBackend) {
+        Err(e @ ModelError::Weights { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("model.safetensors") && msg.contains("slide.blocks.1.mlp.fc2.weight"),
+                "{msg}"
+            );
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a model with a missing tensor loaded"),
+    }
+    let mut bad = config.clone();
+    bad.slide_encoder.as_mut().unwrap().input_dim = 64;
+    let dir = write_model("model-bad-config", &config, None);
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&bad).unwrap()).unwrap();
+    let msg = Model::load(&dir, &CpuBackend).err().unwrap().to_string();
+    assert!(msg.contains("config.json") && msg.contains("64-wide"), "{msg}");
+    let mut bad = config;
+    bad.slide_encoder.as_mut().unwrap().group_patches = Some(3);
+    std::fs::write(dir.join("config.json"), serde_json::to_string(&bad).unwrap()).unwrap();
+    let msg = Model::load(&dir, &CpuBackend).err().unwrap().to_string();
+    assert!(msg.contains("groups of 3"), "{msg}");
+}
