@@ -8,6 +8,7 @@
 //! weight is `[1, n]`).
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::model::ModelError;
 
@@ -43,6 +44,10 @@ pub trait Backend: Clone + Send + Sync {
         w: &Self::Tensor,
         b: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor, ModelError>;
+    /// `gelu(x · wᵀ + b)`: a backend may fuse the bias and activation into one pass.
+    fn linear_gelu(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError> {
+        self.gelu(&self.linear(x, w, Some(b))?)
+    }
     /// Layer norm of each row.
     fn layer_norm(
         &self,
@@ -122,4 +127,32 @@ pub trait Backend: Clone + Send + Sync {
         head_dim: usize,
         positions: Option<&Self::Positions>,
     ) -> Result<Self::Tensor, ModelError>;
+}
+
+/// Where to compute, as a user asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The first CUDA GPU when CUDA is usable, else the CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The backend chosen.
+pub enum Selected {
+    Cpu(cpu::CpuBackend),
+    Cuda(cuda::CudaBackend),
+}
+
+/// Opens the backend `choice` asks for. `Auto` falls back to the CPU, returning why CUDA was
+/// not used as the second value; `Cuda` fails when CUDA is not usable.
+pub fn select(choice: DeviceChoice) -> Result<(Selected, Option<String>), cuda::CudaUnavailable> {
+    match choice {
+        DeviceChoice::Cpu => Ok((Selected::Cpu(cpu::CpuBackend), None)),
+        DeviceChoice::Cuda => Ok((Selected::Cuda(cuda::CudaBackend::open(0)?), None)),
+        DeviceChoice::Auto => match cuda::CudaBackend::open(0) {
+            Ok(b) => Ok((Selected::Cuda(b), None)),
+            Err(e) => Ok((Selected::Cpu(cpu::CpuBackend), Some(e.to_string()))),
+        },
+    }
 }

@@ -1,4 +1,6 @@
+use super::device::{self, Device};
 use anyhow::Result;
+use flashslide::backend::Selected;
 use clap::{Args, Subcommand};
 use flashslide::bench::read::read_throughput;
 use std::path::PathBuf;
@@ -22,8 +24,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         batches: usize,
     },
-    /// Attention on the CPU: tiled FlashAttention against naive attention (N × N scores)
+    /// Attention: on the CPU, the tiled kernel against naive attention (N × N scores); on a
+    /// GPU, the CUDA kernel timed with events (bf16, batch 1)
     Attention {
+        #[arg(long, value_enum, default_value_t = Device::Cpu)]
+        device: Device,
         /// Sequence lengths
         #[arg(long, num_args = 1.., default_values_t = [1024usize, 4096])]
         seq: Vec<usize>,
@@ -31,9 +36,9 @@ enum BenchCommand {
         heads: usize,
         #[arg(long, num_args = 1.., default_values_t = [64usize])]
         head_dim: Vec<usize>,
-        /// Timed runs of the tiled kernel (the median is reported)
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
+        /// Timed runs (the median is reported; default 3 on the CPU, 20 on a GPU)
+        #[arg(long)]
+        runs: Option<usize>,
         /// Run naive attention only where one head's N × N scores fit in this many GiB
         #[arg(long, default_value_t = 4.0)]
         naive_limit_gib: f64,
@@ -82,6 +87,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BenchCommand::Attention {
+            device,
             seq,
             heads,
             head_dim,
@@ -89,6 +95,35 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             naive_limit_gib,
             json,
         } => {
+            if let Selected::Cuda(gpu) = device::open(device, json)? {
+                if !json {
+                    println!(
+                        "{:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}",
+                        "N", "heads", "d", "median ms", "TFLOP/s", "io MiB", "extra bytes"
+                    );
+                }
+                for &d in &head_dim {
+                    for &n in &seq {
+                        let r = gpu.bench_attention(n, heads, d, runs.unwrap_or(20))?;
+                        if json {
+                            println!("{}", serde_json::to_string(&r)?);
+                        } else {
+                            println!(
+                                "{:>8} {:>5} {:>4} {:>11.3} {:>9.1} {:>10} {:>14}",
+                                n,
+                                heads,
+                                d,
+                                r.median_ms,
+                                r.tflops,
+                                r.io_bytes >> 20,
+                                r.extra_bytes
+                            );
+                        }
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let runs = runs.unwrap_or(3);
             if !json {
                 println!(
                     "{:>7} {:>5} {:>4} {:>10} {:>9} {:>10} {:>8} {:>11} {:>12} {:>12}",

@@ -1,6 +1,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use flashslide::backend::cpu::CpuBackend;
+use super::device::{self, Device};
+use flashslide::backend::{Backend, Selected};
 use flashslide::embed::{embed_image, embed_slide};
 use flashslide::features::write_features;
 use flashslide::model::Model;
@@ -30,16 +31,27 @@ pub struct EmbedArgs {
     /// Keep tiles with at least this fraction of tissue
     #[arg(long, default_value_t = 0.25)]
     min_tissue: f64,
+    /// Where to run the model
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    device: Device,
     /// No progress bar
     #[arg(long)]
     quiet: bool,
 }
 
 pub fn run(args: EmbedArgs) -> Result<ExitCode> {
-    let model = Model::load(&args.model, &CpuBackend)?;
+    match device::open(args.device, args.quiet)? {
+        Selected::Cpu(b) => run_on(args, &b),
+        Selected::Cuda(b) => run_on(args, &b),
+    }
+}
+
+fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
+    let model = Model::load(&args.model, backend)?;
     let mut meta = BTreeMap::new();
     meta.insert("model".to_string(), model.config.name.clone());
     meta.insert("model_sha256".to_string(), model.hash.clone());
+    meta.insert("device".to_string(), backend.describe());
     meta.insert(
         "software".to_string(),
         format!("flashslide {}", env!("CARGO_PKG_VERSION")),

@@ -1,9 +1,11 @@
 //! Command-line interface: argument definitions and one function per subcommand.
 
 mod bench;
+mod device;
 mod embed;
 mod info;
 mod region;
+mod selftest;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -30,8 +32,10 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Generate synthetic H&E lymph-node slides with tumour ground truth
     Synth(synth::SynthArgs),
-    /// Benchmarks (reader throughput)
+    /// Benchmarks: reader throughput, attention (CPU or GPU), tile encoder
     Bench(bench::BenchArgs),
+    /// Check the GPU backend against the CPU reference on random inputs
+    Selftest(selftest::SelftestArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -41,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Selftest(a) => selftest::run(a),
     }
 }

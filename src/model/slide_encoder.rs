@@ -188,7 +188,7 @@ impl<B: Backend> SlideEncoder<B> {
             let a = be.attention(&qkv, &[0, n], heads, hd, Some(&positions))?;
             x = be.add(&x, &w.dense(&a, &name("attn.proj"))?)?;
             let h = w.norm(&x, &name("norm2"), c.norm_eps)?;
-            let h = be.gelu(&w.dense(&h, &name("mlp.fc1"))?)?;
+            let h = w.dense_gelu(&h, &name("mlp.fc1"))?;
             x = be.add(&x, &w.dense(&h, &name("mlp.fc2"))?)?;
         }
         let x = w.norm(&x, "slide.norm", c.norm_eps)?;

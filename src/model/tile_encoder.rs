@@ -149,10 +149,9 @@ impl<B: Backend> TileEncoder<B> {
         }
         let x = be.add(x, &a)?;
         let h = w.norm(&x, &name("norm2"), c.norm_eps)?;
-        let h = w.dense(&h, &name("mlp.fc1"))?;
         let h = match c.mlp {
-            MlpKind::Gelu => be.gelu(&h)?,
-            MlpKind::Swiglu => be.swiglu(&h)?,
+            MlpKind::Gelu => w.dense_gelu(&h, &name("mlp.fc1"))?,
+            MlpKind::Swiglu => be.swiglu(&w.dense(&h, &name("mlp.fc1"))?)?,
         };
         let mut m = w.dense(&h, &name("mlp.fc2"))?;
         if c.layer_scale {

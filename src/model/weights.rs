@@ -129,6 +129,15 @@ impl<B: Backend> Weights<B> {
         )
     }
 
+    /// The linear layer `prefix` (with its bias) then GELU.
+    pub fn dense_gelu(&self, x: &B::Tensor, prefix: &str) -> Result<B::Tensor, ModelError> {
+        self.backend.linear_gelu(
+            x,
+            self.get(&format!("{prefix}.weight")),
+            self.get(&format!("{prefix}.bias")),
+        )
+    }
+
     /// The layer norm `prefix`.
     pub fn norm(&self, x: &B::Tensor, prefix: &str, eps: f64) -> Result<B::Tensor, ModelError> {
         self.backend.layer_norm(

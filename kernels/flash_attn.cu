@@ -1,0 +1,283 @@
+// Exact softmax attention, FlashAttention-2 style, on tensor cores (mma.sync m16n8k16).
+//
+// A block of 4 warps owns 128 (d = 64) or 64 (d = 128) query rows of one head of one
+// sequence; keys and values stream through shared memory 64 rows at a time, double
+// buffered with cp.async, and an online softmax (running maximum and sum per row, in base 2
+// with the 1/sqrt(d) scale folded in) keeps memory O(N·d). Shared-memory rows are swizzled
+// in 16-byte chunks (chunk ^ row % 8) so that ldmatrix reads hit 8 different bank groups.
+//
+// Layout: q, k, v are token-major with a row stride (a fused QKV projection's output is
+// [tokens, 3, heads, d], so q, k and v are views into it), out is [tokens, heads, d] with its
+// own stride. Sequences of a packed batch are `offsets[s]..offsets[s + 1]`; the host lists,
+// per query block, its sequence and first row (`block_seq`, `block_q0`), so a batch of
+// thousands of 257-token tiles and one sequence of 2^20 tokens are one launch each. Grid:
+// x = query blocks (up to 2^31 − 1), y = heads. Every token index is 64-bit.
+//
+// Optional 2D ALiBi: with `positions` ([tokens, 2] grid row and column, f32) each score gets
+// −slope[head] · ‖pos_q − pos_k‖ (`slopes_log2` is pre-multiplied by log2 e), computed here.
+#include "common.cuh"
+
+namespace {
+
+constexpr int WARPS = 4;
+constexpr int THREADS = WARPS * 32;
+
+// Element offset of 8-element chunk `chunk` of row `row` in a swizzled tile of D columns.
+template <int D>
+__device__ __forceinline__ int swz(int row, int chunk) {
+    return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// MT: 16-row tiles per warp; BN: keys per stage.
+template <bool BF16, int D, int MT, int BN, bool Q_IN_REGS>
+__device__ __forceinline__ void flash_forward(
+    const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
+    i64 in_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
+    const int* __restrict__ block_seq, const i64* __restrict__ block_q0,
+    const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2) {
+    constexpr int BM = WARPS * MT * 16;  // query rows per block
+    constexpr int CH = D / 8;   // 16-byte chunks per row
+    constexpr int NT = BN / 8;  // 8-key tiles of the scores
+    constexpr int DT = D / 8;   // 8-column tiles of the output
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    half_bits* sq = reinterpret_cast<half_bits*>(smem_raw);  // BM × D
+    half_bits* sk = sq + BM * D;                              // 2 stages × BN × D
+    half_bits* sv = sk + 2 * BN * D;                          // 2 stages × BN × D
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int head = blockIdx.y;
+    const int seq = block_seq[blockIdx.x];
+    const i64 q0 = block_q0[blockIdx.x];
+    const i64 seq_start = offsets[seq], seq_end = offsets[seq + 1];
+    const int q_rows = (int)min((i64)BM, seq_end - q0);
+    const i64 head_off = (i64)head * D;
+
+    for (int i = tid; i < BM * CH; i += THREADS) {
+        const int r = i / CH, c = i % CH;
+        const bool ok = r < q_rows;
+        cp_async16(smem_addr(sq + swz<D>(r, c)), q + (q0 + (ok ? r : 0)) * in_stride + head_off + c * 8, ok);
+    }
+    auto load_kv = [&](int stage, i64 k0) {
+        const int rows = (int)min((i64)BN, seq_end - k0);
+        for (int i = tid; i < BN * CH; i += THREADS) {
+            const int r = i / CH, c = i % CH;
+            const bool ok = r < rows;
+            const i64 at = (k0 + (ok ? r : 0)) * in_stride + head_off + c * 8;
+            cp_async16(smem_addr(sk + stage * BN * D + swz<D>(r, c)), k + at, ok);
+            cp_async16(smem_addr(sv + stage * BN * D + swz<D>(r, c)), v + at, ok);
+        }
+    };
+    load_kv(0, seq_start);
+    cp_async_commit();
+
+    // This thread's rows: tile mt, half h → row warp·16·MT + mt·16 + lane/4 + 8h of the block.
+    const int row_base = warp * MT * 16 + (lane >> 2);
+    float slope = 0.f;
+    float qpos[MT][2][2];
+    if (positions) {
+        slope = slopes_log2[head];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = row_base + mt * 16 + 8 * h;
+                const i64 t = q0 + (r < q_rows ? r : 0);
+                qpos[mt][h][0] = positions[2 * t];
+                qpos[mt][h][1] = positions[2 * t + 1];
+            }
+    }
+
+    float o[MT][DT][4];
+    float row_max[MT][2], row_sum[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
+        row_max[mt][0] = row_max[mt][1] = NEG_INF;
+        row_sum[mt][0] = row_sum[mt][1] = 0.f;
+    }
+    unsigned qf[Q_IN_REGS ? MT : 1][Q_IN_REGS ? D / 16 : 1][4];
+
+    const int blocks = (int)((seq_end - seq_start + BN - 1) / BN);
+    for (int j = 0; j < blocks; ++j) {
+        const i64 k0 = seq_start + (i64)j * BN;
+        if (j + 1 < blocks) {
+            load_kv((j + 1) & 1, k0 + BN);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const half_bits* kt = sk + (j & 1) * BN * D;
+        const half_bits* vt = sv + (j & 1) * BN * D;
+        if constexpr (Q_IN_REGS) {
+            if (j == 0) {
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int kk = 0; kk < D / 16; ++kk)
+                        ldmatrix_x4(qf[mt][kk], smem_addr(sq + swz<D>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+            }
+        }
+
+        // Scores S = Q·Kᵀ for this warp's 32 rows and the block's BN keys.
+        float s[MT][NT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            unsigned a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (Q_IN_REGS) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) a[mt][e] = qf[mt][kk][e];
+                } else {
+                    ldmatrix_x4(a[mt], smem_addr(sq + swz<D>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < NT / 2; ++np) {
+                unsigned b[4];
+                ldmatrix_x4(b, smem_addr(kt + swz<D>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816<BF16>(s[mt][2 * np], a[mt], b);
+                    mma_16816<BF16>(s[mt][2 * np + 1], a[mt], b + 2);
+                }
+            }
+        }
+
+        // Scale to base 2, mask keys past the sequence's end, add the ALiBi bias.
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                const i64 key = k0 + nt * 8 + 2 * (lane & 3) + c;
+                const bool valid = key < seq_end;
+                float kp0 = 0.f, kp1 = 0.f;
+                if (positions && valid) {
+                    kp0 = positions[2 * key];
+                    kp1 = positions[2 * key + 1];
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        float x = s[mt][nt][2 * h + c] * scale_log2;
+                        if (positions) {
+                            const float dr = qpos[mt][h][0] - kp0, dc = qpos[mt][h][1] - kp1;
+                            x -= slope * sqrtf(dr * dr + dc * dc);
+                        }
+                        s[mt][nt][2 * h + c] = valid ? x : NEG_INF;
+                    }
+            }
+        }
+
+        // Online softmax: new row maxima (over the 4 threads holding a row), rescale what
+        // was accumulated, scores to probabilities.
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                float mx = NEG_INF;
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+                // Every block holds at least one valid key, so mx is finite.
+                const float m_new = fmaxf(row_max[mt][h], mx);
+                const float alpha = fast_exp2(row_max[mt][h] - m_new);
+                row_max[mt][h] = m_new;
+                float sum = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    const float p0 = fast_exp2(s[mt][nt][2 * h] - m_new);
+                    const float p1 = fast_exp2(s[mt][nt][2 * h + 1] - m_new);
+                    s[mt][nt][2 * h] = p0;
+                    s[mt][nt][2 * h + 1] = p1;
+                    sum += p0 + p1;
+                }
+                row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+#pragma unroll
+                for (int dt = 0; dt < DT; ++dt) {
+                    o[mt][dt][2 * h] *= alpha;
+                    o[mt][dt][2 * h + 1] *= alpha;
+                }
+            }
+
+        // O += P·V: the scores' accumulator layout is the A operand's, 16 keys at a time.
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+            unsigned a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                a[mt][0] = pack2<BF16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                a[mt][1] = pack2<BF16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                a[mt][2] = pack2<BF16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                a[mt][3] = pack2<BF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < DT / 2; ++dp) {
+                unsigned b[4];
+                ldmatrix_x4_trans(b, smem_addr(vt + swz<D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816<BF16>(o[mt][2 * dp], a[mt], b);
+                    mma_16816<BF16>(o[mt][2 * dp + 1], a[mt], b + 2);
+                }
+            }
+        }
+        __syncthreads();  // the next iteration's loads overwrite the stage just read
+    }
+
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float total = row_sum[mt][h];
+            total += __shfl_xor_sync(0xffffffff, total, 1);
+            total += __shfl_xor_sync(0xffffffff, total, 2);
+            const float inv = 1.f / total;
+            const int r = row_base + mt * 16 + 8 * h;
+            if (r < q_rows) {
+                half_bits* dst = out + (q0 + r) * out_stride + head_off + 2 * (lane & 3);
+#pragma unroll
+                for (int dt = 0; dt < DT; ++dt)
+                    *reinterpret_cast<unsigned*>(dst + dt * 8) =
+                        pack2<BF16>(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
+            }
+        }
+}
+
+}  // namespace
+
+// Shared memory: (BM + 4·BN)·D 16-bit values (src/backend/cuda/attention.rs sizes it).
+// d = 64: 128 query rows a block (two 16-row tiles a warp) with q in registers; d = 128:
+// 64 rows a block (one tile a warp), since two would spill registers.
+#define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS)                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
+        const half_bits* q, const half_bits* k, const half_bits* v, i64 in_stride, half_bits* out,       \
+        i64 out_stride, const i64* offsets, const int* block_seq, const i64* block_q0,                   \
+        const float* positions, const float* slopes_log2, float scale_log2) {                            \
+        flash_forward<BF16, D, MT, BN, Q_IN_REGS>(q, k, v, in_stride, out, out_stride, offsets, block_seq,   \
+                                              block_q0, positions, slopes_log2, scale_log2);             \
+    }
+
+FLASH_KERNEL(flash_attn_bf16_d64, true, 64, 2, 64, true)
+FLASH_KERNEL(flash_attn_bf16_d128, true, 128, 1, 64, false)
+FLASH_KERNEL(flash_attn_f16_d64, false, 64, 2, 64, true)
+FLASH_KERNEL(flash_attn_f16_d128, false, 128, 1, 64, false)

@@ -1,0 +1,149 @@
+// The encoders' non-matmul operations on bf16 activations (row-major [rows, cols]), f32
+// arithmetic inside. One thread per output element unless said otherwise, with grid-stride
+// loops and 64-bit indices, so any size fits the grid.
+#include "common.cuh"
+
+#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+
+// x[r, c] += bias[c], then GELU when `gelu` is set: a linear layer's epilogue.
+extern "C" __global__ void bias_act(half_bits* x, const half_bits* bias, i64 rows, int cols, int gelu) {
+    GRID_STRIDE(i, rows * cols) {
+        float v = bf16_to_f32(x[i]) + bf16_to_f32(bias[i % cols]);
+        x[i] = f32_to_bf16(gelu ? gelu_erf(v) : v);
+    }
+}
+
+extern "C" __global__ void gelu(const half_bits* x, half_bits* out, i64 n) {
+    GRID_STRIDE(i, n) out[i] = f32_to_bf16(gelu_erf(bf16_to_f32(x[i])));
+}
+
+// out[r, c] = silu(x[r, c]) · x[r, half + c], x being [rows, 2·half].
+extern "C" __global__ void swiglu(const half_bits* x, half_bits* out, i64 rows, int half) {
+    GRID_STRIDE(i, rows * half) {
+        const i64 r = i / half, c = i % half;
+        const float g = bf16_to_f32(x[r * 2 * half + c]), u = bf16_to_f32(x[r * 2 * half + half + c]);
+        out[i] = f32_to_bf16(g / (1.f + __expf(-g)) * u);
+    }
+}
+
+extern "C" __global__ void add(const half_bits* a, const half_bits* b, half_bits* out, i64 n) {
+    GRID_STRIDE(i, n) out[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
+}
+
+extern "C" __global__ void scale_columns(const half_bits* x, const half_bits* gamma, half_bits* out, i64 rows, int cols) {
+    GRID_STRIDE(i, rows * cols) out[i] = f32_to_bf16(bf16_to_f32(x[i]) * bf16_to_f32(gamma[i % cols]));
+}
+
+// Layer norm, one warp per row: mean and variance in f32 over the row (two passes over
+// values the warp reads once into L1).
+extern "C" __global__ void layer_norm(const half_bits* x, const half_bits* w, const half_bits* b, half_bits* out,
+                                      i64 rows, int cols, float eps) {
+    const int lane = threadIdx.x & 31;
+    const i64 warps = (i64)gridDim.x * (blockDim.x >> 5);
+    for (i64 r = blockIdx.x * (i64)(blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+        const half_bits* row = x + r * cols;
+        float sum = 0.f;
+        for (int c = lane; c < cols; c += 32) sum += bf16_to_f32(row[c]);
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffff, sum, o);
+        const float mean = sum / cols;
+        float sq = 0.f;
+        for (int c = lane; c < cols; c += 32) {
+            const float d = bf16_to_f32(row[c]) - mean;
+            sq += d * d;
+        }
+        for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffff, sq, o);
+        const float inv = rsqrtf(sq / cols + eps);
+        for (int c = lane; c < cols; c += 32)
+            out[r * cols + c] = f32_to_bf16((bf16_to_f32(row[c]) - mean) * inv * bf16_to_f32(w[c]) + bf16_to_f32(b[c]));
+    }
+}
+
+// Patches of `batch` RGB tiles (side² pixels, bytes): row b·n + patch, column
+// (channel·p + ky)·p + kx, normalised (v/255 − mean[c]) / std[c].
+extern "C" __global__ void patchify(const unsigned char* rgb, half_bits* out, int batch, int side, int p,
+                                    float m0, float m1, float m2, float s0, float s1, float s2) {
+    const int grid = side / p, n = grid * grid, width = 3 * p * p;
+    GRID_STRIDE(i, (i64)batch * n * width) {
+        const i64 row = i / width;
+        const int col = (int)(i % width);
+        const i64 b = row / n;
+        const int patch = (int)(row % n);
+        const int ch = col / (p * p), ky = (col / p) % p, kx = col % p;
+        const int y = (patch / grid) * p + ky, x = (patch % grid) * p + kx;
+        const float v = rgb[((b * side + y) * side + x) * 3 + ch] * (1.f / 255.f);
+        const float mean = ch == 0 ? m0 : (ch == 1 ? m1 : m2);
+        const float sd = ch == 0 ? s0 : (ch == 1 ? s1 : s2);
+        out[i] = f32_to_bf16((v - mean) / sd);
+    }
+}
+
+// For each of `batch` sequences of n patch rows: `prefix_rows` rows of `prefix` first, then
+// the patches; `position` ([prefix_rows + n, d]) added.
+extern "C" __global__ void prepend_and_position(const half_bits* patches, const half_bits* prefix,
+                                                const half_bits* position, half_bits* out, int batch, int n,
+                                                int prefix_rows, int d) {
+    const int t = prefix_rows + n;
+    GRID_STRIDE(i, (i64)batch * t * d) {
+        const i64 row = i / d;
+        const int col = (int)(i % d), b_tok = (int)(row % t);
+        const i64 b = row / t;
+        const float v = b_tok < prefix_rows ? bf16_to_f32(prefix[(i64)b_tok * d + col])
+                                            : bf16_to_f32(patches[(b * n + b_tok - prefix_rows) * d + col]);
+        out[i] = f32_to_bf16(v + bf16_to_f32(position[(i64)b_tok * d + col]));
+    }
+}
+
+// out[s, c] = mean of x rows start..start + count of sequence s (sequences of seq_len rows).
+extern "C" __global__ void mean_rows(const half_bits* x, half_bits* out, int seqs, i64 seq_len, i64 start, i64 count,
+                                     int d) {
+    GRID_STRIDE(i, (i64)seqs * d) {
+        const i64 s = i / d;
+        const int c = (int)(i % d);
+        float sum = 0.f;
+        for (i64 r = 0; r < count; ++r) sum += bf16_to_f32(x[(s * seq_len + start + r) * d + c]);
+        out[i] = f32_to_bf16(sum / (float)count);
+    }
+}
+
+// The mean of each k × k group of a sequence's side × side patch rows (after `prefix`
+// rows), groups in raster order: out row (s · g + gi) · g + gj, g = side / k.
+extern "C" __global__ void group_tokens(const half_bits* x, half_bits* out, int seqs, int seq_len, int prefix,
+                                        int side, int k, int d) {
+    const int g = side / k;
+    GRID_STRIDE(i, (i64)seqs * g * g * d) {
+        const i64 row = i / d;
+        const int c = (int)(i % d), cell = (int)(row % (g * g));
+        const i64 s = row / (g * g);
+        const int gi = cell / g, gj = cell % g;
+        float sum = 0.f;
+        for (int py = gi * k; py < (gi + 1) * k; ++py)
+            for (int px = gj * k; px < (gj + 1) * k; ++px)
+                sum += bf16_to_f32(x[(s * seq_len + prefix + py * side + px) * d + c]);
+        out[i] = f32_to_bf16(sum / (float)(k * k));
+    }
+}
+
+// 2D rotary embedding of q and k in a fused QKV buffer ([tokens, 3, heads, head_dim]), in
+// place: in each head the first half rotates with the token's row, the second with its
+// column; pair (2i, 2i+1) of a half turns by coordinate · base^(−i / (head_dim/4)).
+extern "C" __global__ void rope_2d(half_bits* qkv, const float* positions, i64 tokens, int heads, int head_dim,
+                                   float log2_base) {
+    const int pairs = head_dim / 2, quarter = head_dim / 4;
+    GRID_STRIDE(i, tokens * 2 * heads * pairs) {
+        const int pair = (int)(i % pairs);
+        const i64 rest = i / pairs;
+        const int head = (int)(rest % heads);
+        const int which = (int)((rest / heads) % 2);  // 0: q, 1: k
+        const i64 t = rest / heads / 2;
+        const int axis = pair / quarter, f = pair % quarter;
+        const float angle = positions[2 * t + axis] * exp2f(-log2_base * (float)f / (float)quarter);
+        float sn, cs;
+        sincosf(angle, &sn, &cs);
+        half_bits* h = qkv + ((t * 3 + which) * heads + head) * (i64)head_dim + 2 * pair;
+        const float a = bf16_to_f32(h[0]), b = bf16_to_f32(h[1]);
+        h[0] = f32_to_bf16(a * cs - b * sn);
+        h[1] = f32_to_bf16(a * sn + b * cs);
+    }
+}

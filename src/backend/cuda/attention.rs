@@ -1,0 +1,184 @@
+//! Launching kernels/flash_attn.cu: the per-block table of a packed batch, strides, the
+//! optional rotary embedding (applied to copies of q and k first) and ALiBi slopes.
+
+use super::{device_err, launch, CudaBackend, CudaPositions, CudaTensor};
+use crate::model::ModelError;
+use cudarc::driver::{sys, CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
+use half::bf16;
+use std::collections::HashMap;
+
+pub const FUNCTIONS: &[&str] = &[
+    "flash_attn_bf16_d64",
+    "flash_attn_bf16_d128",
+    "flash_attn_f16_d64",
+    "flash_attn_f16_d128",
+];
+
+/// Query rows per block for head dim `d`, and keys per stage, as kernels/flash_attn.cu sets
+/// them.
+fn block_m(d: usize) -> usize {
+    if d == 64 {
+        128
+    } else {
+        64
+    }
+}
+const BLOCK_N: usize = 64;
+
+/// Shared memory of the kernel for head dim `d`: the Q tile and two stages of K and V.
+fn smem_bytes(d: usize) -> usize {
+    (block_m(d) + 4 * BLOCK_N) * d * 2
+}
+
+/// Lets each attention kernel use the shared memory it needs (over the 48 KB default).
+pub(super) fn configure(functions: &HashMap<&'static str, CudaFunction>) -> Result<(), cudarc::driver::DriverError> {
+    for name in FUNCTIONS {
+        let d = if name.ends_with("d64") { 64 } else { 128 };
+        functions[name].set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            smem_bytes(d) as i32,
+        )?;
+    }
+    Ok(())
+}
+
+/// The 16-bit float type of an attention's inputs.
+pub trait AttentionType: DeviceRepr {
+    const SUFFIX: &'static str;
+}
+impl AttentionType for bf16 {
+    const SUFFIX: &'static str = "bf16";
+}
+impl AttentionType for half::f16 {
+    const SUFFIX: &'static str = "f16";
+}
+
+/// One attention launch: q, k, v views with their token strides (in elements), the packed
+/// batch's offsets, and where the output goes (`[tokens, heads·head_dim]`).
+pub struct FlashArgs<'a, T> {
+    pub q: CudaView<'a, T>,
+    pub k: CudaView<'a, T>,
+    pub v: CudaView<'a, T>,
+    pub q_stride: usize,
+    pub kv_stride: usize,
+    pub offsets: &'a [usize],
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Grid positions `[tokens, 2]` and per-head slopes × log2 e, for the ALiBi bias.
+    pub alibi: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
+}
+
+impl CudaBackend {
+    /// Runs the attention kernel, writing `out` (`[tokens, heads, head_dim]`).
+    pub fn flash_attention<T: AttentionType>(&self, a: &FlashArgs<T>, out: &mut CudaSlice<T>) -> Result<(), ModelError> {
+        let (h, d) = (a.heads, a.head_dim);
+        if d != 64 && d != 128 {
+            return Err(ModelError::Device(format!(
+                "the CUDA attention kernel takes head dims 64 and 128, not {d}"
+            )));
+        }
+        if h == 0 || h > 65_535 {
+            return Err(ModelError::Device(format!("{h} heads: the kernel takes 1 to 65,535")));
+        }
+        let tokens = *a.offsets.last().unwrap_or(&0);
+        if tokens == 0 {
+            return Ok(());
+        }
+        // The block table: each block's sequence and first query row.
+        let mut block_seq = Vec::new();
+        let mut block_q0 = Vec::new();
+        for (s, w) in a.offsets.windows(2).enumerate() {
+            for q0 in (w[0]..w[1]).step_by(block_m(d)) {
+                block_seq.push(s as i32);
+                block_q0.push(q0 as i64);
+            }
+        }
+        if block_seq.len() > i32::MAX as usize {
+            return Err(ModelError::Device("too many query blocks for one launch".into()));
+        }
+        let offsets: Vec<i64> = a.offsets.iter().map(|&o| o as i64).collect();
+        let offsets = self.upload_raw(&offsets)?;
+        let grid = (block_seq.len() as u32, h as u32);
+        let block_seq = self.upload_raw(&block_seq)?;
+        let block_q0 = self.upload_raw(&block_q0)?;
+        let cfg = LaunchConfig {
+            grid_dim: (grid.0, grid.1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: smem_bytes(d) as u32,
+        };
+        let name = format!("flash_attn_{}_d{d}", T::SUFFIX);
+        let scale_log2 = std::f32::consts::LOG2_E / (d as f32).sqrt();
+        let (q_stride, kv_stride, out_stride) = (a.q_stride as i64, a.kv_stride as i64, (h * d) as i64);
+        let null = 0u64;
+        match a.alibi {
+            Some((positions, slopes)) => launch!(
+                self, name.as_str(), cfg, &a.q, &a.k, &a.v, &q_stride, &kv_stride, out, &out_stride, &offsets,
+                &block_seq, &block_q0, positions, slopes, &scale_log2
+            ),
+            None => launch!(
+                self, name.as_str(), cfg, &a.q, &a.k, &a.v, &q_stride, &kv_stride, out, &out_stride, &offsets,
+                &block_seq, &block_q0, &null, &null, &scale_log2
+            ),
+        }
+    }
+}
+
+/// The backend's attention: q, k, v are views into the fused projection (`[tokens, 3, heads,
+/// head_dim]`); with a rotary embedding, q and k are rotated in a copy first.
+pub(super) fn packed_attention(
+    be: &CudaBackend,
+    qkv: &CudaTensor,
+    offsets: &[usize],
+    heads: usize,
+    head_dim: usize,
+    positions: Option<&CudaPositions>,
+) -> Result<CudaTensor, ModelError> {
+    let width = heads * head_dim;
+    let tokens = *offsets.last().unwrap_or(&0);
+    if qkv.cols != 3 * width || qkv.rows != tokens {
+        return Err(ModelError::Input(format!(
+            "attention over [{}, {}] for {tokens} tokens of {heads} × {head_dim}",
+            qkv.rows, qkv.cols
+        )));
+    }
+    let rotated = match positions.and_then(|p| p.rope_log2_base.map(|b| (p, b))) {
+        Some((p, log2_base)) => {
+            let copy = be
+                .inner
+                .stream
+                .clone_dtod(&*qkv.data)
+                .map_err(device_err)?;
+            let (t, h, hd) = (tokens as i64, heads as i32, head_dim as i32);
+            let mut copy = copy;
+            launch!(
+                be,
+                "rope_2d",
+                CudaBackend::elementwise(tokens * heads * head_dim),
+                &mut copy,
+                &p.positions,
+                &t,
+                &h,
+                &hd,
+                &log2_base
+            )?;
+            Some(copy)
+        }
+        None => None,
+    };
+    let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&qkv.data);
+    let mut out = be.alloc::<bf16>(tokens * width)?;
+    let alibi = positions.and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)));
+    let args = FlashArgs {
+        q: source.slice(0..),
+        k: source.slice(width..),
+        v: source.slice(2 * width..),
+        q_stride: 3 * width,
+        kv_stride: 3 * width,
+        offsets,
+        heads,
+        head_dim,
+        alibi,
+    };
+    be.flash_attention(&args, &mut out)?;
+    Ok(be.tensor(out, tokens, width))
+}

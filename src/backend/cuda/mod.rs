@@ -1,0 +1,485 @@
+//! The CUDA backend: bf16 activations and weights on the GPU, GEMMs through cuBLAS (bf16 in,
+//! f32 accumulation), the other operations as our own kernels (kernels/*.cu) compiled at run
+//! time by NVRTC, attention through kernels/flash_attn.cu.
+//!
+//! CUDA is loaded at run time (cudarc's dynamic loading): a machine without the driver,
+//! NVRTC or cuBLAS gets a [`CudaUnavailable`] saying which is missing, never a panic.
+
+pub mod attention;
+mod bench;
+pub mod check;
+pub mod nvrtc;
+
+pub use bench::GpuAttentionRun;
+
+use super::{Backend, PositionSpec};
+use crate::model::ModelError;
+use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{
+    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
+use half::bf16;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Why the CUDA backend cannot run here.
+#[derive(Debug, thiserror::Error)]
+#[error("CUDA is not usable: {0}")]
+pub struct CudaUnavailable(pub String);
+
+#[derive(Clone)]
+pub struct CudaBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    functions: HashMap<&'static str, CudaFunction>,
+    description: String,
+    /// Keeps the modules the functions came from loaded.
+    _modules: Vec<Arc<CudaModule>>,
+}
+
+/// A `[rows, cols]` bf16 matrix on the GPU. Clones share the buffer: operations never write
+/// their inputs.
+#[derive(Clone)]
+pub struct CudaTensor {
+    data: Arc<CudaSlice<bf16>>,
+    rows: usize,
+    cols: usize,
+}
+
+/// Positions prepared on the GPU.
+pub struct CudaPositions {
+    positions: CudaSlice<f32>,
+    rope_log2_base: Option<f32>,
+    /// Per-head ALiBi slopes times log2 e, when the bias is on.
+    slopes_log2: Option<CudaSlice<f32>>,
+}
+
+fn device_err(e: impl std::fmt::Debug) -> ModelError {
+    ModelError::Device(format!("CUDA: {e:?}"))
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`, compiling (or taking from the cache) every kernel for it.
+    pub fn open(ordinal: usize) -> Result<CudaBackend, CudaUnavailable> {
+        let missing = |what: &str| CudaUnavailable(format!("{what} was not found on the library path"));
+        // SAFETY: these only try to open the libraries; cudarc panics on first use otherwise.
+        unsafe {
+            if !driver_sys::is_culib_present() {
+                return Err(missing("libcuda (the NVIDIA driver)"));
+            }
+            if !blas_sys::is_culib_present() {
+                return Err(missing("libcublas"));
+            }
+        }
+        if !nvrtc::present() {
+            return Err(missing("libnvrtc (CUDA's run-time compiler)"));
+        }
+        let fail = |e: &dyn std::fmt::Debug| CudaUnavailable(format!("{e:?}"));
+        let count = CudaContext::device_count().map_err(|e| fail(&e))?;
+        if count <= 0 {
+            return Err(CudaUnavailable("no CUDA device is visible".into()));
+        }
+        if ordinal >= count as usize {
+            return Err(CudaUnavailable(format!("there is no CUDA device {ordinal} ({count} visible)")));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| fail(&e))?;
+        // One stream orders everything, so cudarc's per-buffer events are not needed.
+        // SAFETY: no buffer exists yet, and every buffer is used on this one stream.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| fail(&e))?;
+        let (major, minor) = ctx.compute_capability().map_err(|e| fail(&e))?;
+        if major < 8 {
+            return Err(CudaUnavailable(format!(
+                "the GPU has compute capability {major}.{minor}; flashslide's kernels need 8.0 (Ampere) or newer"
+            )));
+        }
+        let arch = match (major, minor) {
+            (9, 0) => "sm_90a".to_string(),
+            _ => format!("sm_{major}{minor}"),
+        };
+        let mut driver = 0;
+        // SAFETY: one out-parameter.
+        unsafe { driver_sys::cuDriverGetVersion(&mut driver) }
+            .result()
+            .map_err(|e| fail(&e))?;
+        let mut functions = HashMap::new();
+        let mut modules = Vec::new();
+        for file in nvrtc::kernel_files() {
+            let cubin = nvrtc::compile_cached(file, &arch, driver).map_err(|e| CudaUnavailable(e.to_string()))?;
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+                .map_err(|e| fail(&e))?;
+            for &name in KERNELS.iter().filter(|(f, _)| *f == file).flat_map(|(_, names)| names.iter()) {
+                let f = module.load_function(name).map_err(|e| fail(&e))?;
+                functions.insert(name, f);
+            }
+            modules.push(module);
+        }
+        attention::configure(&functions).map_err(|e| fail(&e))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let description = format!(
+            "cuda:{ordinal} {name} (compute {major}.{minor}, {arch}, driver {}.{})",
+            driver / 1000,
+            driver % 1000 / 10
+        );
+        Ok(CudaBackend {
+            inner: Arc::new(Inner {
+                ctx,
+                stream,
+                blas,
+                functions,
+                description,
+                _modules: modules,
+            }),
+        })
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    /// Bytes of device memory (free, total).
+    pub fn memory(&self) -> Result<(usize, usize), ModelError> {
+        self.inner.ctx.mem_get_info().map_err(device_err)
+    }
+
+    fn function(&self, name: &str) -> &CudaFunction {
+        &self.inner.functions[name]
+    }
+
+    /// A buffer of `n` values every element of which the next kernel writes.
+    fn alloc<T: cudarc::driver::DeviceRepr>(&self, n: usize) -> Result<CudaSlice<T>, ModelError> {
+        // SAFETY: callers launch a kernel writing all `n` elements before any read.
+        unsafe { self.inner.stream.alloc::<T>(n.max(1)) }.map_err(device_err)
+    }
+
+    fn upload_raw<T: cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>, ModelError> {
+        self.inner.stream.clone_htod(data).map_err(device_err)
+    }
+
+    fn tensor(&self, data: CudaSlice<bf16>, rows: usize, cols: usize) -> CudaTensor {
+        CudaTensor {
+            data: Arc::new(data),
+            rows,
+            cols,
+        }
+    }
+
+    /// Enough blocks of 256 threads for `n` elements of a grid-stride kernel.
+    fn elementwise(n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 65_536 * 8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}
+
+/// Kernel functions by file.
+const KERNELS: &[(&str, &[&str])] = &[
+    (
+        "layers.cu",
+        &[
+            "bias_act",
+            "gelu",
+            "swiglu",
+            "add",
+            "scale_columns",
+            "layer_norm",
+            "patchify",
+            "prepend_and_position",
+            "mean_rows",
+            "group_tokens",
+            "rope_2d",
+        ],
+    ),
+    ("flash_attn.cu", attention::FUNCTIONS),
+];
+
+/// Launches `$name` over `$cfg` with the arguments given, mapping errors.
+macro_rules! launch {
+    ($be:expr, $name:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let f = $be.function($name);
+        let mut b = $be.inner.stream.launch_builder(f);
+        $( b.arg($arg); )+
+        // SAFETY: each kernel's arguments match its signature in kernels/*.cu, and every
+        // buffer holds what the launch reads and writes (checked by the callers).
+        unsafe { b.launch($cfg) }.map(|_| ()).map_err(device_err)
+    }};
+}
+pub(crate) use launch;
+
+impl Backend for CudaBackend {
+    type Tensor = CudaTensor;
+    type Positions = CudaPositions;
+
+    fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, ModelError> {
+        assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
+        let host: Vec<bf16> = data.iter().map(|&x| bf16::from_f32(x)).collect();
+        Ok(self.tensor(self.upload_raw(&host)?, rows, cols))
+    }
+
+    fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, ModelError> {
+        let host = self.inner.stream.clone_dtoh(&*x.data).map_err(device_err)?;
+        Ok(host[..x.rows * x.cols].iter().map(|v| v.to_f32()).collect())
+    }
+
+    fn shape(&self, x: &CudaTensor) -> (usize, usize) {
+        (x.rows, x.cols)
+    }
+
+    fn linear(&self, x: &CudaTensor, w: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaTensor, ModelError> {
+        let y = self.matmul_transposed(x, w)?;
+        if let Some(b) = b {
+            self.bias_act(&y, b, false)?;
+        }
+        Ok(y)
+    }
+
+    fn linear_gelu(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, ModelError> {
+        let y = self.matmul_transposed(x, w)?;
+        self.bias_act(&y, b, true)?;
+        Ok(y)
+    }
+
+    fn layer_norm(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor, eps: f64) -> Result<CudaTensor, ModelError> {
+        let mut out = self.alloc::<bf16>(x.rows * x.cols)?;
+        let cfg = LaunchConfig {
+            grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (rows, cols, eps) = (x.rows as i64, x.cols as i32, eps as f32);
+        launch!(self, "layer_norm", cfg, &*x.data, &*w.data, &*b.data, &mut out, &rows, &cols, &eps)?;
+        Ok(self.tensor(out, x.rows, x.cols))
+    }
+
+    fn gelu(&self, x: &CudaTensor) -> Result<CudaTensor, ModelError> {
+        let n = x.rows * x.cols;
+        let mut out = self.alloc::<bf16>(n)?;
+        let n64 = n as i64;
+        launch!(self, "gelu", Self::elementwise(n), &*x.data, &mut out, &n64)?;
+        Ok(self.tensor(out, x.rows, x.cols))
+    }
+
+    fn swiglu(&self, x: &CudaTensor) -> Result<CudaTensor, ModelError> {
+        let half = x.cols / 2;
+        let mut out = self.alloc::<bf16>(x.rows * half)?;
+        let (rows, h) = (x.rows as i64, half as i32);
+        launch!(self, "swiglu", Self::elementwise(x.rows * half), &*x.data, &mut out, &rows, &h)?;
+        Ok(self.tensor(out, x.rows, half))
+    }
+
+    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, ModelError> {
+        if (a.rows, a.cols) != (b.rows, b.cols) {
+            return Err(ModelError::Input(format!(
+                "add of [{}, {}] and [{}, {}]",
+                a.rows, a.cols, b.rows, b.cols
+            )));
+        }
+        let n = a.rows * a.cols;
+        let mut out = self.alloc::<bf16>(n)?;
+        let n64 = n as i64;
+        launch!(self, "add", Self::elementwise(n), &*a.data, &*b.data, &mut out, &n64)?;
+        Ok(self.tensor(out, a.rows, a.cols))
+    }
+
+    fn scale_columns(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor, ModelError> {
+        let n = x.rows * x.cols;
+        let mut out = self.alloc::<bf16>(n)?;
+        let (rows, cols) = (x.rows as i64, x.cols as i32);
+        launch!(self, "scale_columns", Self::elementwise(n), &*x.data, &*gamma.data, &mut out, &rows, &cols)?;
+        Ok(self.tensor(out, x.rows, x.cols))
+    }
+
+    fn concat_rows(&self, parts: &[CudaTensor]) -> Result<CudaTensor, ModelError> {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        if parts.iter().any(|p| p.cols != cols) {
+            return Err(ModelError::Input("concat of matrices of different widths".into()));
+        }
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
+        let mut out = self.alloc::<bf16>(rows * cols)?;
+        let mut at = 0;
+        for p in parts {
+            let n = p.rows * cols;
+            self.inner
+                .stream
+                .memcpy_dtod(&p.data.slice(..n), &mut out.slice_mut(at..at + n))
+                .map_err(device_err)?;
+            at += n;
+        }
+        Ok(self.tensor(out, rows, cols))
+    }
+
+    fn patchify(
+        &self,
+        rgb: &[u8],
+        batch: usize,
+        side: usize,
+        patch: usize,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Result<CudaTensor, ModelError> {
+        let pixels = self.upload_raw(rgb)?;
+        let (rows, cols) = (batch * (side / patch).pow(2), 3 * patch * patch);
+        let mut out = self.alloc::<bf16>(rows * cols)?;
+        let (b, s, p) = (batch as i32, side as i32, patch as i32);
+        launch!(
+            self,
+            "patchify",
+            Self::elementwise(rows * cols),
+            &pixels,
+            &mut out,
+            &b,
+            &s,
+            &p,
+            &mean[0],
+            &mean[1],
+            &mean[2],
+            &std[0],
+            &std[1],
+            &std[2]
+        )?;
+        Ok(self.tensor(out, rows, cols))
+    }
+
+    fn prepend_and_position(
+        &self,
+        patches: &CudaTensor,
+        batch: usize,
+        prefix: Option<&CudaTensor>,
+        position: &CudaTensor,
+    ) -> Result<CudaTensor, ModelError> {
+        let (n, d) = (patches.rows / batch, patches.cols);
+        let p = prefix.map_or(0, |t| t.rows);
+        let rows = batch * (p + n);
+        let mut out = self.alloc::<bf16>(rows * d)?;
+        // Without prefix tokens the kernel never reads `prefix`; the position embedding
+        // stands in as a valid pointer.
+        let prefix_data = prefix.map_or(&*position.data, |t| &*t.data);
+        let (b, n32, p32, d32) = (batch as i32, n as i32, p as i32, d as i32);
+        launch!(
+            self,
+            "prepend_and_position",
+            Self::elementwise(rows * d),
+            &*patches.data,
+            prefix_data,
+            &*position.data,
+            &mut out,
+            &b,
+            &n32,
+            &p32,
+            &d32
+        )?;
+        Ok(self.tensor(out, rows, d))
+    }
+
+    fn mean_rows(&self, x: &CudaTensor, seqs: usize, start: usize, count: usize) -> Result<CudaTensor, ModelError> {
+        let mut out = self.alloc::<bf16>(seqs * x.cols)?;
+        let (s, len, st, c, d) = (
+            seqs as i32,
+            (x.rows / seqs) as i64,
+            start as i64,
+            count as i64,
+            x.cols as i32,
+        );
+        launch!(self, "mean_rows", Self::elementwise(seqs * x.cols), &*x.data, &mut out, &s, &len, &st, &c, &d)?;
+        Ok(self.tensor(out, seqs, x.cols))
+    }
+
+    fn group_tokens(&self, x: &CudaTensor, seqs: usize, prefix: usize, side: usize, k: usize) -> Result<CudaTensor, ModelError> {
+        let g = side / k;
+        let rows = seqs * g * g;
+        let mut out = self.alloc::<bf16>(rows * x.cols)?;
+        let (s, len, p, sd, k32, d) = (
+            seqs as i32,
+            (x.rows / seqs) as i32,
+            prefix as i32,
+            side as i32,
+            k as i32,
+            x.cols as i32,
+        );
+        launch!(self, "group_tokens", Self::elementwise(rows * x.cols), &*x.data, &mut out, &s, &len, &p, &sd, &k32, &d)?;
+        Ok(self.tensor(out, rows, x.cols))
+    }
+
+    fn prepare_positions(&self, spec: PositionSpec, heads: usize, _head_dim: usize) -> Result<CudaPositions, ModelError> {
+        let flat: Vec<f32> = spec.positions.iter().flatten().copied().collect();
+        let slopes = if spec.alibi {
+            let s: Vec<f32> = crate::backend::cpu::attention::alibi_slopes(heads)
+                .iter()
+                .map(|s| s * std::f32::consts::LOG2_E)
+                .collect();
+            Some(self.upload_raw(&s)?)
+        } else {
+            None
+        };
+        Ok(CudaPositions {
+            positions: self.upload_raw(&flat)?,
+            rope_log2_base: spec.rope_base.map(|b| b.log2() as f32),
+            slopes_log2: slopes,
+        })
+    }
+
+    fn attention(
+        &self,
+        qkv: &CudaTensor,
+        offsets: &[usize],
+        heads: usize,
+        head_dim: usize,
+        positions: Option<&CudaPositions>,
+    ) -> Result<CudaTensor, ModelError> {
+        attention::packed_attention(self, qkv, offsets, heads, head_dim, positions)
+    }
+}
+
+impl CudaBackend {
+    /// `x · wᵀ` through cuBLAS: x `[rows, in]`, w `[out, in]`, both row-major, which in
+    /// cuBLAS's column-major terms is yᵀ `[out, rows]` = w (wᵀ stored, transposed) · xᵀ.
+    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaTensor, ModelError> {
+        if x.cols != w.cols {
+            return Err(ModelError::Input(format!(
+                "matmul of [{}, {}] by [{}, {}]ᵀ",
+                x.rows, x.cols, w.rows, w.cols
+            )));
+        }
+        let (rows, inner, out_cols) = (x.rows, x.cols, w.rows);
+        let mut y = self.alloc::<bf16>(rows * out_cols)?;
+        let cfg = GemmConfig {
+            transa: blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            transb: blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            m: out_cols as i32,
+            n: rows as i32,
+            k: inner as i32,
+            alpha: bf16::ONE,
+            lda: inner as i32,
+            ldb: inner as i32,
+            beta: bf16::ZERO,
+            ldc: out_cols as i32,
+        };
+        // SAFETY: the dimensions above match the buffers' sizes.
+        unsafe { self.inner.blas.gemm(cfg, &*w.data, &*x.data, &mut y) }.map_err(device_err)?;
+        Ok(self.tensor(y, rows, out_cols))
+    }
+
+    /// `x += bias` per column, then GELU if asked, in place: `x` is a fresh matmul output
+    /// no other tensor shares yet.
+    fn bias_act(&self, x: &CudaTensor, bias: &CudaTensor, gelu: bool) -> Result<(), ModelError> {
+        let n = x.rows * x.cols;
+        let (rows, cols, act) = (x.rows as i64, x.cols as i32, gelu as i32);
+        // The buffer is written through a shared handle: sound because the caller owns the
+        // only other reference and reads it only after this launch, on the same stream.
+        let data: &CudaSlice<bf16> = &x.data;
+        launch!(self, "bias_act", Self::elementwise(n), data, &*bias.data, &rows, &cols, &act)
+    }
+}

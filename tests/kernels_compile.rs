@@ -1,0 +1,39 @@
+//! Every CUDA kernel compiles with NVRTC for Ampere (sm_80) and Hopper (sm_90a), without a
+//! GPU, and without register spills. Needs libnvrtc on the library path (CI installs it from
+//! PyPI); says it skipped otherwise.
+
+use flashslide::backend::cuda::nvrtc;
+
+#[test]
+fn every_kernel_compiles_for_sm80_and_sm90a_without_spills() {
+    if !nvrtc::present() {
+        eprintln!("skipped: libnvrtc not found (pip install nvidia-cuda-nvrtc==13.0.*, add its lib/ to LD_LIBRARY_PATH)");
+        return;
+    }
+    let (major, minor) = nvrtc::version().unwrap();
+    eprintln!("NVRTC {major}.{minor}");
+    let files: Vec<_> = nvrtc::kernel_files().collect();
+    assert!(files.contains(&"flash_attn.cu") && files.contains(&"layers.cu"));
+    for arch in ["sm_80", "sm_90a"] {
+        for file in &files {
+            let compiled = nvrtc::compile(file, arch).unwrap_or_else(|e| panic!("{e}"));
+            assert!(compiled.cubin.len() > 1000, "{file} for {arch}: empty cubin");
+            // ptxas -v: one "Used N registers" line per kernel, and its spills.
+            for line in compiled
+                .log
+                .lines()
+                .filter(|l| l.contains("registers") || l.contains("spill") || l.contains("entry function"))
+            {
+                eprintln!("{file} {arch}: {}", line.trim());
+            }
+            assert!(
+                !compiled
+                    .log
+                    .lines()
+                    .any(|l| l.contains("spill") && !l.contains("0 bytes spill stores, 0 bytes spill loads")),
+                "{file} spills registers on {arch}:\n{}",
+                compiled.log
+            );
+        }
+    }
+}
