@@ -6,9 +6,9 @@
 // with the 1/sqrt(d) scale folded in) keeps memory O(N·d). Shared-memory rows are swizzled
 // in 16-byte chunks (chunk ^ row % 8) so that ldmatrix reads hit 8 different bank groups.
 //
-// Layout: q, k, v are token-major with a row stride (a fused QKV projection's output is
-// [tokens, 3, heads, d], so q, k and v are views into it), out is [tokens, heads, d] with its
-// own stride. Sequences of a packed batch are `offsets[s]..offsets[s + 1]`; the host lists,
+// Layout: q, k, v are token-major with row strides (a fused QKV projection's output is
+// [tokens, 3, heads, d], so q, k and v are views into it; rotated q and k may come from a
+// copy), out is [tokens, heads, d] with its own stride. Sequences of a packed batch are `offsets[s]..offsets[s + 1]`; the host lists,
 // per query block, its sequence and first row (`block_seq`, `block_q0`), so a batch of
 // thousands of 257-token tiles and one sequence of 2^20 tokens are one launch each. Grid:
 // x = query blocks (up to 2^31 − 1), y = heads. Every token index is 64-bit.
@@ -38,7 +38,7 @@ __device__ __forceinline__ float fast_exp2(float x) {
 template <bool BF16, int D, int MT, int BN, bool Q_IN_REGS>
 __device__ __forceinline__ void flash_forward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
-    i64 in_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
+    i64 q_stride, i64 kv_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
     const int* __restrict__ block_seq, const i64* __restrict__ block_q0,
     const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2) {
     constexpr int BM = WARPS * MT * 16;  // query rows per block
@@ -61,14 +61,14 @@ __device__ __forceinline__ void flash_forward(
     for (int i = tid; i < BM * CH; i += THREADS) {
         const int r = i / CH, c = i % CH;
         const bool ok = r < q_rows;
-        cp_async16(smem_addr(sq + swz<D>(r, c)), q + (q0 + (ok ? r : 0)) * in_stride + head_off + c * 8, ok);
+        cp_async16(smem_addr(sq + swz<D>(r, c)), q + (q0 + (ok ? r : 0)) * q_stride + head_off + c * 8, ok);
     }
     auto load_kv = [&](int stage, i64 k0) {
         const int rows = (int)min((i64)BN, seq_end - k0);
         for (int i = tid; i < BN * CH; i += THREADS) {
             const int r = i / CH, c = i % CH;
             const bool ok = r < rows;
-            const i64 at = (k0 + (ok ? r : 0)) * in_stride + head_off + c * 8;
+            const i64 at = (k0 + (ok ? r : 0)) * kv_stride + head_off + c * 8;
             cp_async16(smem_addr(sk + stage * BN * D + swz<D>(r, c)), k + at, ok);
             cp_async16(smem_addr(sv + stage * BN * D + swz<D>(r, c)), v + at, ok);
         }
@@ -270,11 +270,11 @@ __device__ __forceinline__ void flash_forward(
 // 64 rows a block (one tile a warp), since two would spill registers.
 #define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
-        const half_bits* q, const half_bits* k, const half_bits* v, i64 in_stride, half_bits* out,       \
-        i64 out_stride, const i64* offsets, const int* block_seq, const i64* block_q0,                   \
+        const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
+        half_bits* out, i64 out_stride, const i64* offsets, const int* block_seq, const i64* block_q0,   \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        flash_forward<BF16, D, MT, BN, Q_IN_REGS>(q, k, v, in_stride, out, out_stride, offsets, block_seq,   \
-                                              block_q0, positions, slopes_log2, scale_log2);             \
+        flash_forward<BF16, D, MT, BN, Q_IN_REGS>(q, k, v, q_stride, kv_stride, out, out_stride, offsets,     \
+                                              block_seq, block_q0, positions, slopes_log2, scale_log2);  \
     }
 
 FLASH_KERNEL(flash_attn_bf16_d64, true, 64, 2, 64, true)
