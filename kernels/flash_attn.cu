@@ -1,7 +1,7 @@
 // Exact softmax attention, FlashAttention-2 style, on tensor cores (mma.sync m16n8k16).
 //
-// A block of 4 warps owns 128 (d = 64) or 64 (d = 128) query rows of one head of one
-// sequence; keys and values stream through shared memory 64 rows at a time, double
+// A block of 4 warps owns 128 query rows of one head of one sequence (32 a warp); keys and
+// values stream through shared memory 64 rows at a time, double
 // buffered with cp.async, and an online softmax (running maximum and sum per row, in base 2
 // with the 1/sqrt(d) scale folded in) keeps memory O(N·d). Shared-memory rows are swizzled
 // in 16-byte chunks (chunk ^ row % 8) so that ldmatrix reads hit 8 different bank groups.
@@ -34,8 +34,9 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
-// MT: 16-row tiles per warp; BN: keys per stage.
-template <bool BF16, int D, int MT, int BN, bool Q_IN_REGS>
+// MT: 16-row tiles per warp; BN: keys per stage; SKIP_RESCALE: rescale the accumulators
+// only when a warp vote says some row maximum moved.
+template <bool BF16, int D, int MT, int BN, bool Q_IN_REGS, bool SKIP_RESCALE>
 __device__ __forceinline__ void flash_forward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
     i64 q_stride, i64 kv_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
@@ -78,10 +79,10 @@ __device__ __forceinline__ void flash_forward(
 
     // This thread's rows: tile mt, half h → row warp·16·MT + mt·16 + lane/4 + 8h of the block.
     const int row_base = warp * MT * 16 + (lane >> 2);
-    float slope = 0.f;
+    float slope = 0.f;  // per unscaled score: slope · √d
     float qpos[MT][2][2];
     if (positions) {
-        slope = slopes_log2[head];
+        slope = slopes_log2[head] / scale_log2;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -161,34 +162,44 @@ __device__ __forceinline__ void flash_forward(
             }
         }
 
-        // Scale to base 2, mask keys past the sequence's end, add the ALiBi bias.
+        // Scores stay unscaled until the exponential, where the base-2 scale folds into one
+        // FMA. The ALiBi bias (in unscaled units) and the mask of keys past the sequence's
+        // end cost nothing on blocks that need neither (both branches are uniform).
+        if (positions) {
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
+            for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int c = 0; c < 2; ++c) {
-                const i64 key = k0 + nt * 8 + 2 * (lane & 3) + c;
-                const bool valid = key < seq_end;
-                float kp0 = 0.f, kp1 = 0.f;
-                if (positions && valid) {
-                    kp0 = positions[2 * key];
-                    kp1 = positions[2 * key + 1];
-                }
+                for (int c = 0; c < 2; ++c) {
+                    const i64 key = min(k0 + nt * 8 + 2 * (lane & 3) + c, seq_end - 1);
+                    const float kp0 = positions[2 * key], kp1 = positions[2 * key + 1];
 #pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
+                    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        float x = s[mt][nt][2 * h + c] * scale_log2;
-                        if (positions) {
+                        for (int h = 0; h < 2; ++h) {
                             const float dr = qpos[mt][h][0] - kp0, dc = qpos[mt][h][1] - kp1;
-                            x -= slope * sqrtf(dr * dr + dc * dc);
+                            s[mt][nt][2 * h + c] -= slope * sqrtf(dr * dr + dc * dc);
                         }
-                        s[mt][nt][2 * h + c] = valid ? x : NEG_INF;
+                }
+        }
+        if (k0 + BN > seq_end) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int c = 0; c < 2; ++c) {
+                    if (k0 + nt * 8 + 2 * (lane & 3) + c >= seq_end) {
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt) {
+                            s[mt][nt][c] = NEG_INF;
+                            s[mt][nt][2 + c] = NEG_INF;
+                        }
                     }
-            }
+                }
         }
 
-        // Online softmax: new row maxima (over the 4 threads holding a row), rescale what
-        // was accumulated, scores to probabilities.
+        // Online softmax: new row maxima (over the 4 threads holding a row), scores to
+        // probabilities p = 2^(s·scale − max·scale), then what was accumulated rescaled.
+        float alpha[MT][2];
+        bool unchanged = true;
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -200,24 +211,32 @@ __device__ __forceinline__ void flash_forward(
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
                 // Every block holds at least one valid key, so mx is finite.
                 const float m_new = fmaxf(row_max[mt][h], mx);
-                const float alpha = fast_exp2(row_max[mt][h] - m_new);
+                unchanged &= m_new == row_max[mt][h];
+                alpha[mt][h] = fast_exp2((row_max[mt][h] - m_new) * scale_log2);
                 row_max[mt][h] = m_new;
+                const float offset = -m_new * scale_log2;
                 float sum = 0.f;
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
-                    const float p0 = fast_exp2(s[mt][nt][2 * h] - m_new);
-                    const float p1 = fast_exp2(s[mt][nt][2 * h + 1] - m_new);
+                    const float p0 = fast_exp2(fmaf(s[mt][nt][2 * h], scale_log2, offset));
+                    const float p1 = fast_exp2(fmaf(s[mt][nt][2 * h + 1], scale_log2, offset));
                     s[mt][nt][2 * h] = p0;
                     s[mt][nt][2 * h + 1] = p1;
                     sum += p0 + p1;
                 }
-                row_sum[mt][h] = row_sum[mt][h] * alpha + sum;
+                row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + sum;
+            }
+        if (!SKIP_RESCALE || !__all_sync(0xffffffff, unchanged)) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                 for (int dt = 0; dt < DT; ++dt) {
-                    o[mt][dt][2 * h] *= alpha;
-                    o[mt][dt][2 * h + 1] *= alpha;
+                    o[mt][dt][0] *= alpha[mt][0];
+                    o[mt][dt][1] *= alpha[mt][0];
+                    o[mt][dt][2] *= alpha[mt][1];
+                    o[mt][dt][3] *= alpha[mt][1];
                 }
-            }
+        }
 
         // O += P·V: the scores' accumulator layout is the A operand's, 16 keys at a time.
 #pragma unroll
@@ -266,18 +285,22 @@ __device__ __forceinline__ void flash_forward(
 }  // namespace
 
 // Shared memory: (BM + 4·BN)·D 16-bit values (src/backend/cuda/attention.rs sizes it).
-// d = 64: 128 query rows a block (two 16-row tiles a warp) with q in registers; d = 128:
-// 64 rows a block (one tile a warp), since two would spill registers.
-#define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS)                                                       \
+// Both head dims: 128 query rows a block (two 16-row tiles a warp), 64 keys a stage; q in
+// registers at d = 64, read from shared memory at d = 128 (in registers it would spill).
+// Measured on an H100 (TFLOP/s at N = 64k, each pair from one run): d = 128, one tile a
+// warp 249, two tiles with 32 keys a stage 303, two with 64 keys 320; d = 64, skipping the
+// rescale by warp vote 278 against 290 without. At d = 128 the vote stays: without it the
+// compiler spills 64 bytes (with it, 4).
+#define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS, SKIP)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
         half_bits* out, i64 out_stride, const i64* offsets, const int* block_seq, const i64* block_q0,   \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        flash_forward<BF16, D, MT, BN, Q_IN_REGS>(q, k, v, q_stride, kv_stride, out, out_stride, offsets,     \
+        flash_forward<BF16, D, MT, BN, Q_IN_REGS, SKIP>(q, k, v, q_stride, kv_stride, out, out_stride, offsets,     \
                                               block_seq, block_q0, positions, slopes_log2, scale_log2);  \
     }
 
-FLASH_KERNEL(flash_attn_bf16_d64, true, 64, 2, 64, true)
-FLASH_KERNEL(flash_attn_bf16_d128, true, 128, 1, 64, false)
-FLASH_KERNEL(flash_attn_f16_d64, false, 64, 2, 64, true)
-FLASH_KERNEL(flash_attn_f16_d128, false, 128, 1, 64, false)
+FLASH_KERNEL(flash_attn_bf16_d64, true, 64, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_bf16_d128, true, 128, 2, 64, false, true)
+FLASH_KERNEL(flash_attn_f16_d64, false, 64, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_f16_d128, false, 128, 2, 64, false, true)

@@ -45,7 +45,12 @@ pub trait Backend: Clone + Send + Sync {
         b: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor, ModelError>;
     /// `gelu(x · wᵀ + b)`: a backend may fuse the bias and activation into one pass.
-    fn linear_gelu(&self, x: &Self::Tensor, w: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError> {
+    fn linear_gelu(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: &Self::Tensor,
+    ) -> Result<Self::Tensor, ModelError> {
         self.gelu(&self.linear(x, w, Some(b))?)
     }
     /// Layer norm of each row.

@@ -1,30 +1,71 @@
-//! Tile-encoder throughput on the CPU: tiles per second for a model configuration, with
-//! random weights (speed does not depend on their values) and random tiles.
+//! Encoder throughput on any backend, with random weights (speed does not depend on their
+//! values) and random inputs: tile-encoder tiles per second, and the seconds of one
+//! slide-encoder pass over N tokens. Each timed region ends by reading the result back, so
+//! asynchronous devices are timed to completion.
 
-use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::bench::attention::random_inputs;
 use crate::model::config::ModelConfig;
+use crate::model::slide_encoder::{SlideEncoder, SlideEncoderConfig};
 use crate::model::tile_encoder::TileEncoder;
+use crate::model::weights::HostTensor;
 use crate::model::ModelError;
+use std::path::Path;
 use std::time::Instant;
 
 /// Encodes `batches` batches of `batch` random tiles after one warm-up batch; tiles per
 /// second over the timed batches.
-pub fn tiles_per_second(config: &ModelConfig, batch: usize, batches: usize) -> Result<f64, ModelError> {
-    let encoder = TileEncoder::random(&CpuBackend, config.clone())?;
+pub fn tiles_per_second<B: Backend>(
+    backend: &B,
+    config: &ModelConfig,
+    batch: usize,
+    batches: usize,
+) -> Result<f64, ModelError> {
+    let encoder = TileEncoder::random(backend, config.clone())?;
     let s = config.image_size;
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let tiles: Vec<u8> = (0..batch * s * s * 3)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 56) as u8
-        })
+    let tiles: Vec<u8> = random_inputs(batch * s * s * 3, 3)
+        .iter()
+        .map(|x| ((x + 2.0) * 63.9) as u8)
         .collect();
-    encoder.forward(&tiles, batch, s)?;
+    backend.download(&encoder.forward(&tiles, batch, s)?.pooled)?;
     let start = Instant::now();
     for _ in 0..batches.max(1) {
-        encoder.forward(&tiles, batch, s)?;
+        backend.download(&encoder.forward(&tiles, batch, s)?.pooled)?;
     }
     Ok((batch * batches.max(1)) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Seconds of one slide-encoder pass over `tokens` random features on a square grid, after
+/// a warm-up pass over a few tokens.
+pub fn slide_encoder_seconds<B: Backend>(
+    backend: &B,
+    config: &SlideEncoderConfig,
+    tokens: usize,
+) -> Result<f64, ModelError> {
+    let host = config
+        .expected_shapes()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let n: usize = shape.iter().product();
+            let data = random_inputs(n, 50 + i as u64).iter().map(|x| 0.05 * x).collect();
+            (name, HostTensor { data, shape })
+        })
+        .collect();
+    let encoder = SlideEncoder::new(backend, config.clone(), &host, Path::new("random"))?;
+    let side = (tokens as f64).sqrt().ceil() as usize;
+    let positions: Vec<[f32; 2]> = (0..tokens)
+        .map(|i| [(i / side) as f32, (i % side) as f32])
+        .collect();
+    let features = backend.upload(
+        &random_inputs(tokens * config.input_dim, 8),
+        tokens,
+        config.input_dim,
+    )?;
+    let warm = tokens.min(256);
+    let warm_features = backend.upload(&random_inputs(warm * config.input_dim, 9), warm, config.input_dim)?;
+    encoder.forward(&warm_features, &positions[..warm])?;
+    let start = Instant::now();
+    encoder.forward(&features, &positions)?;
+    Ok(start.elapsed().as_secs_f64())
 }

@@ -1,7 +1,7 @@
 use super::device::{self, Device};
 use anyhow::Result;
-use flashslide::backend::Selected;
 use clap::{Args, Subcommand};
+use flashslide::backend::{Backend, Selected};
 use flashslide::bench::read::read_throughput;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,15 +14,21 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchCommand {
-    /// Tile-encoder throughput on the CPU (random weights), in tiles per second
+    /// Encoder throughput (random weights): tile-encoder tiles per second, and with
+    /// --slide-tokens the seconds of one slide-encoder pass
     Encoder {
         /// Model configurations (config.json files)
         #[arg(required = true)]
         configs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Device::Cpu)]
+        device: Device,
         #[arg(long, default_value_t = 16)]
         batch: usize,
         #[arg(long, default_value_t = 3)]
         batches: usize,
+        /// Also time one slide-encoder pass over this many tokens (configs with one)
+        #[arg(long)]
+        slide_tokens: Option<usize>,
     },
     /// Attention: on the CPU, the tiled kernel against naive attention (N × N scores); on a
     /// GPU, the CUDA kernel timed with events (bf16, batch 1)
@@ -63,29 +69,46 @@ enum BenchCommand {
     },
 }
 
+fn bench_encoders<B: Backend>(
+    backend: &B,
+    configs: &[PathBuf],
+    batch: usize,
+    batches: usize,
+    slide_tokens: Option<usize>,
+) -> Result<ExitCode> {
+    use flashslide::bench::encoder::{slide_encoder_seconds, tiles_per_second};
+    println!("{}", backend.describe());
+    for path in configs {
+        let text = std::fs::read_to_string(path)?;
+        let config: flashslide::model::config::ModelConfig = serde_json::from_str(&text)?;
+        let rate = tiles_per_second(backend, &config, batch, batches)?;
+        println!(
+            "{:<32} {}px/{} width {} depth {}: {rate:.1} tiles/s (batch {batch})",
+            config.name, config.image_size, config.patch_size, config.width, config.depth,
+        );
+        if let (Some(n), Some(s)) = (slide_tokens, &config.slide_encoder) {
+            let secs = slide_encoder_seconds(backend, s, n)?;
+            println!(
+                "{:<32} slide encoder width {} depth {}: {n} tokens in {secs:.3} s",
+                config.name, s.width, s.depth
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
         BenchCommand::Encoder {
             configs,
+            device,
             batch,
             batches,
-        } => {
-            for path in configs {
-                let text = std::fs::read_to_string(&path)?;
-                let config: flashslide::model::config::ModelConfig = serde_json::from_str(&text)?;
-                let rate = flashslide::bench::encoder::tiles_per_second(&config, batch, batches)?;
-                println!(
-                    "{:<32} {}px/{} width {} depth {}: {rate:.1} tiles/s on {} threads",
-                    config.name,
-                    config.image_size,
-                    config.patch_size,
-                    config.width,
-                    config.depth,
-                    rayon::current_num_threads()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+            slide_tokens,
+        } => match device::open(device, false)? {
+            Selected::Cpu(b) => bench_encoders(&b, &configs, batch, batches, slide_tokens),
+            Selected::Cuda(b) => bench_encoders(&b, &configs, batch, batches, slide_tokens),
+        },
         BenchCommand::Attention {
             device,
             seq,

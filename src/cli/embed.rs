@@ -1,6 +1,6 @@
+use super::device::{self, Device};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use super::device::{self, Device};
 use flashslide::backend::{Backend, Selected};
 use flashslide::embed::{embed_image, embed_slide};
 use flashslide::features::write_features;

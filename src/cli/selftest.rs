@@ -34,7 +34,10 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     if !args.json {
         println!("{}", gpu.describe());
-        println!("{:<84} {:>10} {:>10} {:>8}", "check", "rel. err", "max |Δ|", "result");
+        println!(
+            "{:<84} {:>10} {:>10} {:>8}",
+            "check", "rel. err", "max |Δ|", "result"
+        );
     }
     let json = args.json;
     let checks = run_all(&gpu, &configs, args.long, &mut |c| {

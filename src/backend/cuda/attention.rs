@@ -14,24 +14,19 @@ pub const FUNCTIONS: &[&str] = &[
     "flash_attn_f16_d128",
 ];
 
-/// Query rows per block for head dim `d`, and keys per stage, as kernels/flash_attn.cu sets
-/// them.
-fn block_m(d: usize) -> usize {
-    if d == 64 {
-        128
-    } else {
-        64
-    }
-}
+/// Query rows per block and keys per stage, as kernels/flash_attn.cu sets them.
+pub(super) const BLOCK_M: usize = 128;
 const BLOCK_N: usize = 64;
 
 /// Shared memory of the kernel for head dim `d`: the Q tile and two stages of K and V.
 fn smem_bytes(d: usize) -> usize {
-    (block_m(d) + 4 * BLOCK_N) * d * 2
+    (BLOCK_M + 4 * BLOCK_N) * d * 2
 }
 
 /// Lets each attention kernel use the shared memory it needs (over the 48 KB default).
-pub(super) fn configure(functions: &HashMap<&'static str, CudaFunction>) -> Result<(), cudarc::driver::DriverError> {
+pub(super) fn configure(
+    functions: &HashMap<&'static str, CudaFunction>,
+) -> Result<(), cudarc::driver::DriverError> {
     for name in FUNCTIONS {
         let d = if name.ends_with("d64") { 64 } else { 128 };
         functions[name].set_attribute(
@@ -70,7 +65,11 @@ pub struct FlashArgs<'a, T> {
 
 impl CudaBackend {
     /// Runs the attention kernel, writing `out` (`[tokens, heads, head_dim]`).
-    pub fn flash_attention<T: AttentionType>(&self, a: &FlashArgs<T>, out: &mut CudaSlice<T>) -> Result<(), ModelError> {
+    pub fn flash_attention<T: AttentionType>(
+        &self,
+        a: &FlashArgs<T>,
+        out: &mut CudaSlice<T>,
+    ) -> Result<(), ModelError> {
         let (h, d) = (a.heads, a.head_dim);
         if d != 64 && d != 128 {
             return Err(ModelError::Device(format!(
@@ -78,7 +77,9 @@ impl CudaBackend {
             )));
         }
         if h == 0 || h > 65_535 {
-            return Err(ModelError::Device(format!("{h} heads: the kernel takes 1 to 65,535")));
+            return Err(ModelError::Device(format!(
+                "{h} heads: the kernel takes 1 to 65,535"
+            )));
         }
         let tokens = *a.offsets.last().unwrap_or(&0);
         if tokens == 0 {
@@ -88,7 +89,7 @@ impl CudaBackend {
         let mut block_seq = Vec::new();
         let mut block_q0 = Vec::new();
         for (s, w) in a.offsets.windows(2).enumerate() {
-            for q0 in (w[0]..w[1]).step_by(block_m(d)) {
+            for q0 in (w[0]..w[1]).step_by(BLOCK_M) {
                 block_seq.push(s as i32);
                 block_q0.push(q0 as i64);
             }
@@ -112,12 +113,40 @@ impl CudaBackend {
         let null = 0u64;
         match a.alibi {
             Some((positions, slopes)) => launch!(
-                self, name.as_str(), cfg, &a.q, &a.k, &a.v, &q_stride, &kv_stride, out, &out_stride, &offsets,
-                &block_seq, &block_q0, positions, slopes, &scale_log2
+                self,
+                name.as_str(),
+                cfg,
+                &a.q,
+                &a.k,
+                &a.v,
+                &q_stride,
+                &kv_stride,
+                out,
+                &out_stride,
+                &offsets,
+                &block_seq,
+                &block_q0,
+                positions,
+                slopes,
+                &scale_log2
             ),
             None => launch!(
-                self, name.as_str(), cfg, &a.q, &a.k, &a.v, &q_stride, &kv_stride, out, &out_stride, &offsets,
-                &block_seq, &block_q0, &null, &null, &scale_log2
+                self,
+                name.as_str(),
+                cfg,
+                &a.q,
+                &a.k,
+                &a.v,
+                &q_stride,
+                &kv_stride,
+                out,
+                &out_stride,
+                &offsets,
+                &block_seq,
+                &block_q0,
+                &null,
+                &null,
+                &scale_log2
             ),
         }
     }
@@ -146,7 +175,7 @@ pub(super) fn packed_attention(
             let copy = be
                 .inner
                 .stream
-                .clone_dtod(&*qkv.data)
+                .clone_dtod(&*be.bf16_data(qkv)?)
                 .map_err(device_err)?;
             let (t, h, hd) = (tokens as i64, heads as i32, head_dim as i32);
             let mut copy = copy;
@@ -165,7 +194,8 @@ pub(super) fn packed_attention(
         }
         None => None,
     };
-    let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&qkv.data);
+    let original = be.bf16_data(qkv)?;
+    let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&original);
     let mut out = be.alloc::<bf16>(tokens * width)?;
     let alibi = positions.and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)));
     let args = FlashArgs {

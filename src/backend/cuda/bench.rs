@@ -29,7 +29,13 @@ pub struct GpuAttentionRun {
 }
 
 impl CudaBackend {
-    pub fn bench_attention(&self, tokens: usize, heads: usize, d: usize, runs: usize) -> Result<GpuAttentionRun, ModelError> {
+    pub fn bench_attention(
+        &self,
+        tokens: usize,
+        heads: usize,
+        d: usize,
+        runs: usize,
+    ) -> Result<GpuAttentionRun, ModelError> {
         let width = heads * d;
         let qkv: Vec<bf16> = random_inputs(tokens * 3 * width, 42)
             .into_iter()
@@ -57,9 +63,13 @@ impl CudaBackend {
         }
         let mut times = Vec::with_capacity(runs);
         for _ in 0..runs.max(1) {
-            let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(device_err)?;
+            let start = stream
+                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(device_err)?;
             self.flash_attention(&args, &mut out)?;
-            let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(device_err)?;
+            let end = stream
+                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(device_err)?;
             end.synchronize().map_err(device_err)?;
             times.push(start.elapsed_ms(&end).map_err(device_err)? as f64);
         }
@@ -73,7 +83,7 @@ impl CudaBackend {
         times.sort_by(f64::total_cmp);
         let median_ms = times[times.len() / 2];
         let flops = 4.0 * heads as f64 * (tokens as f64).powi(2) * d as f64;
-        let blocks = tokens.div_ceil(if d == 64 { 128 } else { 64 });
+        let blocks = tokens.div_ceil(super::attention::BLOCK_M);
         Ok(GpuAttentionRun {
             device: self.describe_short(),
             tokens,

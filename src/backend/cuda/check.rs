@@ -98,7 +98,9 @@ fn inputs<T: Half>(tokens: usize, heads: usize, d: usize, seed: u64) -> Inputs<T
     let round = |x: Vec<f32>| x.into_iter().map(T::from_f32).collect::<Vec<T>>();
     let n = tokens * heads * d;
     // Grid positions of a slide-like layout: rows of 300 tokens.
-    let positions = (0..tokens).map(|i| [(i / 300) as f32, (i % 300) as f32]).collect();
+    let positions = (0..tokens)
+        .map(|i| [(i / 300) as f32, (i % 300) as f32])
+        .collect();
     Inputs {
         q: round(random_inputs(n, seed)),
         k: round(random_inputs(n, seed + 1)),
@@ -117,7 +119,11 @@ impl CudaBackend {
         d: usize,
         alibi: bool,
     ) -> Result<Vec<f32>, ModelError> {
-        let (q, k, v) = (self.upload_raw(&x.q)?, self.upload_raw(&x.k)?, self.upload_raw(&x.v)?);
+        let (q, k, v) = (
+            self.upload_raw(&x.q)?,
+            self.upload_raw(&x.k)?,
+            self.upload_raw(&x.v)?,
+        );
         let flat: Vec<f32> = x.positions.iter().flatten().copied().collect();
         let positions = self.upload_raw(&flat)?;
         let slopes: Vec<f32> = alibi_slopes(heads)
@@ -143,7 +149,14 @@ impl CudaBackend {
     }
 
     /// Attention on a packed batch against the CPU kernel (f32 on the same rounded inputs).
-    fn check_attention<T: Half>(&self, offsets: &[usize], heads: usize, d: usize, alibi: bool, seed: u64) -> Result<Check, ModelError> {
+    fn check_attention<T: Half>(
+        &self,
+        offsets: &[usize],
+        heads: usize,
+        d: usize,
+        alibi: bool,
+        seed: u64,
+    ) -> Result<Check, ModelError> {
         let tokens = *offsets.last().unwrap();
         let x = inputs::<T>(tokens, heads, d, seed);
         let got = self.run_flash(&x, offsets, heads, d, alibi)?;
@@ -174,7 +187,13 @@ impl CudaBackend {
     }
 
     /// One sequence of `tokens` tokens, `rows` sampled (token, head) outputs against f64.
-    fn check_long_attention(&self, tokens: usize, heads: usize, d: usize, rows: usize) -> Result<Check, ModelError> {
+    fn check_long_attention(
+        &self,
+        tokens: usize,
+        heads: usize,
+        d: usize,
+        rows: usize,
+    ) -> Result<Check, ModelError> {
         let x = inputs::<bf16>(tokens, heads, d, 77);
         let got = self.run_flash(&x, &[0, tokens], heads, d, false)?;
         let at = |v: &[bf16], t: usize, h: usize, c: usize| v[(t * heads + h) * d + c].to_f32() as f64;
@@ -213,7 +232,8 @@ impl CudaBackend {
     }
 }
 
-/// Random host weights (uniform, small) for `shapes`; norm weights near 1.
+/// Random host weights for `shapes` at timm's initial scale (standard deviation 0.02,
+/// uniform); norm weights near 1.
 fn random_host(shapes: &[(String, Vec<usize>)], seed: u64) -> HashMap<String, HostTensor> {
     shapes
         .iter()
@@ -224,15 +244,26 @@ fn random_host(shapes: &[(String, Vec<usize>)], seed: u64) -> HashMap<String, Ho
             let data = if name.contains("norm") && name.ends_with(".weight") {
                 r.iter().map(|x| 1.0 + 0.05 * x).collect()
             } else {
-                r.iter().map(|x| 0.05 * x).collect()
+                // Uniform on [−2, 2) has standard deviation 2/√3.
+                r.iter().map(|x| 0.02 * 3f32.sqrt() / 2.0 * x).collect()
             };
-            (name.clone(), HostTensor { data, shape: shape.clone() })
+            (
+                name.clone(),
+                HostTensor {
+                    data,
+                    shape: shape.clone(),
+                },
+            )
         })
         .collect()
 }
 
 /// Both backends' outputs of the tile encoder on random tiles.
-fn check_tile_encoder(gpu: &CudaBackend, config: &ModelConfig, tiles: usize) -> Result<Vec<Check>, ModelError> {
+fn check_tile_encoder(
+    gpu: &CudaBackend,
+    config: &ModelConfig,
+    tiles: usize,
+) -> Result<Vec<Check>, ModelError> {
     let host = random_host(&expected_shapes(config), 11);
     let src = Path::new("random");
     let cpu_enc = TileEncoder::new(&CpuBackend, config.clone(), &host, src)?;
@@ -251,7 +282,10 @@ fn check_tile_encoder(gpu: &CudaBackend, config: &ModelConfig, tiles: usize) -> 
         ("pooled", &got.pooled, &again.pooled, &want.pooled),
     ] {
         let g = gpu.download(g)?;
-        let repeatable = g.iter().zip(&gpu.download(a)?).all(|(x, y)| x.to_bits() == y.to_bits());
+        let repeatable = g
+            .iter()
+            .zip(&gpu.download(a)?)
+            .all(|(x, y)| x.to_bits() == y.to_bits());
         let w: Vec<f64> = CpuBackend.download(w)?.iter().map(|&v| v as f64).collect();
         checks.push(compare(
             format!("tile encoder {} ({tiles} tiles of {s} px): {what}", config.name),
@@ -264,7 +298,11 @@ fn check_tile_encoder(gpu: &CudaBackend, config: &ModelConfig, tiles: usize) -> 
 }
 
 /// Both backends' slide-encoder logits on `tokens` random features.
-fn check_slide_encoder(gpu: &CudaBackend, config: &SlideEncoderConfig, tokens: usize) -> Result<Check, ModelError> {
+fn check_slide_encoder(
+    gpu: &CudaBackend,
+    config: &SlideEncoderConfig,
+    tokens: usize,
+) -> Result<Check, ModelError> {
     let host = random_host(&config.expected_shapes(), 23);
     let src = Path::new("random");
     let cpu_enc = SlideEncoder::new(&CpuBackend, config.clone(), &host, src)?;
@@ -274,8 +312,13 @@ fn check_slide_encoder(gpu: &CudaBackend, config: &SlideEncoderConfig, tokens: u
         .map(|x| bf16::from_f32(*x).to_f32())
         .collect();
     let side = (tokens as f64).sqrt().ceil() as usize;
-    let positions: Vec<[f32; 2]> = (0..tokens).map(|i| [(i / side) as f32, (i % side) as f32]).collect();
-    let want = cpu_enc.forward(&CpuBackend.upload(&features, tokens, config.input_dim)?, &positions)?;
+    let positions: Vec<[f32; 2]> = (0..tokens)
+        .map(|i| [(i / side) as f32, (i % side) as f32])
+        .collect();
+    let want = cpu_enc.forward(
+        &CpuBackend.upload(&features, tokens, config.input_dim)?,
+        &positions,
+    )?;
     let x = gpu.upload(&features, tokens, config.input_dim)?;
     let got = gpu_enc.forward(&x, &positions)?;
     let again = gpu_enc.forward(&x, &positions)?;
@@ -302,7 +345,12 @@ fn check_slide_encoder(gpu: &CudaBackend, config: &SlideEncoderConfig, tokens: u
 
 /// Everything, in order; `on_check` sees each result as it comes. `configs` are tile-encoder
 /// configurations to check (each may carry a slide encoder).
-pub fn run_all(gpu: &CudaBackend, configs: &[ModelConfig], long: bool, on_check: &mut dyn FnMut(&Check)) -> Result<Vec<Check>, ModelError> {
+pub fn run_all(
+    gpu: &CudaBackend,
+    configs: &[ModelConfig],
+    long: bool,
+    on_check: &mut dyn FnMut(&Check),
+) -> Result<Vec<Check>, ModelError> {
     let mut all = Vec::new();
     let mut push = |c: Check, all: &mut Vec<Check>| {
         on_check(&c);
@@ -314,7 +362,10 @@ pub fn run_all(gpu: &CudaBackend, configs: &[ModelConfig], long: bool, on_check:
             for alibi in [false, true] {
                 seed += 10;
                 push(gpu.check_attention::<bf16>(&[0, n], 4, d, alibi, seed)?, &mut all);
-                push(gpu.check_attention::<f16>(&[0, n], 4, d, alibi, seed + 5)?, &mut all);
+                push(
+                    gpu.check_attention::<f16>(&[0, n], 4, d, alibi, seed + 5)?,
+                    &mut all,
+                );
             }
         }
     }
@@ -322,9 +373,18 @@ pub fn run_all(gpu: &CudaBackend, configs: &[ModelConfig], long: bool, on_check:
     let batch: Vec<usize> = [0usize, 257, 514, 515, 515, 771, 900, 1157].to_vec();
     push(gpu.check_attention::<bf16>(&batch, 6, 64, false, 3)?, &mut all);
     push(gpu.check_attention::<bf16>(&batch, 2, 128, true, 4)?, &mut all);
-    push(gpu.check_attention::<bf16>(&[0, 65_537], 2, 64, false, 5)?, &mut all);
-    push(gpu.check_attention::<bf16>(&[0, 65_537], 2, 64, true, 6)?, &mut all);
-    push(gpu.check_attention::<f16>(&[0, 65_537], 2, 128, false, 7)?, &mut all);
+    push(
+        gpu.check_attention::<bf16>(&[0, 65_537], 2, 64, false, 5)?,
+        &mut all,
+    );
+    push(
+        gpu.check_attention::<bf16>(&[0, 65_537], 2, 64, true, 6)?,
+        &mut all,
+    );
+    push(
+        gpu.check_attention::<f16>(&[0, 65_537], 2, 128, false, 7)?,
+        &mut all,
+    );
     if long {
         push(gpu.check_long_attention(1 << 20, 8, 64, 512)?, &mut all);
     }

@@ -16,7 +16,8 @@ use super::{Backend, PositionSpec};
 use crate::model::ModelError;
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
-    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
+    PushKernelArg,
 };
 use half::bf16;
 use std::collections::HashMap;
@@ -42,13 +43,20 @@ struct Inner {
     _modules: Vec<Arc<CudaModule>>,
 }
 
-/// A `[rows, cols]` bf16 matrix on the GPU. Clones share the buffer: operations never write
-/// their inputs.
+/// A `[rows, cols]` matrix on the GPU: bf16, or f32 for the residual stream (the output of
+/// `add` and `prepend_and_position`). Clones share the buffer: operations never write their
+/// inputs.
 #[derive(Clone)]
 pub struct CudaTensor {
-    data: Arc<CudaSlice<bf16>>,
+    data: Storage,
     rows: usize,
     cols: usize,
+}
+
+#[derive(Clone)]
+enum Storage {
+    Bf16(Arc<CudaSlice<bf16>>),
+    F32(Arc<CudaSlice<f32>>),
 }
 
 /// Positions prepared on the GPU.
@@ -85,7 +93,9 @@ impl CudaBackend {
             return Err(CudaUnavailable("no CUDA device is visible".into()));
         }
         if ordinal >= count as usize {
-            return Err(CudaUnavailable(format!("there is no CUDA device {ordinal} ({count} visible)")));
+            return Err(CudaUnavailable(format!(
+                "there is no CUDA device {ordinal} ({count} visible)"
+            )));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| fail(&e))?;
         // One stream orders everything, so cudarc's per-buffer events are not needed.
@@ -111,11 +121,16 @@ impl CudaBackend {
         let mut functions = HashMap::new();
         let mut modules = Vec::new();
         for file in nvrtc::kernel_files() {
-            let cubin = nvrtc::compile_cached(file, &arch, driver).map_err(|e| CudaUnavailable(e.to_string()))?;
+            let cubin =
+                nvrtc::compile_cached(file, &arch, driver).map_err(|e| CudaUnavailable(e.to_string()))?;
             let module = ctx
                 .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
                 .map_err(|e| fail(&e))?;
-            for &name in KERNELS.iter().filter(|(f, _)| *f == file).flat_map(|(_, names)| names.iter()) {
+            for &name in KERNELS
+                .iter()
+                .filter(|(f, _)| *f == file)
+                .flat_map(|(_, names)| names.iter())
+            {
                 let f = module.load_function(name).map_err(|e| fail(&e))?;
                 functions.insert(name, f);
             }
@@ -165,9 +180,31 @@ impl CudaBackend {
 
     fn tensor(&self, data: CudaSlice<bf16>, rows: usize, cols: usize) -> CudaTensor {
         CudaTensor {
-            data: Arc::new(data),
+            data: Storage::Bf16(Arc::new(data)),
             rows,
             cols,
+        }
+    }
+
+    fn tensor_f32(&self, data: CudaSlice<f32>, rows: usize, cols: usize) -> CudaTensor {
+        CudaTensor {
+            data: Storage::F32(Arc::new(data)),
+            rows,
+            cols,
+        }
+    }
+
+    /// `x`'s values in bf16: its own buffer, or a rounded copy of an f32 one.
+    fn bf16_data(&self, x: &CudaTensor) -> Result<Arc<CudaSlice<bf16>>, ModelError> {
+        match &x.data {
+            Storage::Bf16(d) => Ok(d.clone()),
+            Storage::F32(d) => {
+                let n = x.rows * x.cols;
+                let mut out = self.alloc::<bf16>(n)?;
+                let n64 = n as i64;
+                launch!(self, "to_bf16", Self::elementwise(n), &**d, &mut out, &n64)?;
+                Ok(Arc::new(out))
+            }
         }
     }
 
@@ -189,13 +226,19 @@ const KERNELS: &[(&str, &[&str])] = &[
             "bias_act",
             "gelu",
             "swiglu",
-            "add",
+            "add_f32_bf16",
+            "add_bf16_bf16",
+            "add_f32_f32",
+            "to_bf16",
             "scale_columns",
-            "layer_norm",
+            "layer_norm_bf16",
+            "layer_norm_f32",
             "patchify",
             "prepend_and_position",
-            "mean_rows",
-            "group_tokens",
+            "mean_rows_bf16",
+            "mean_rows_f32",
+            "group_tokens_bf16",
+            "group_tokens_f32",
             "rope_2d",
         ],
     ),
@@ -230,15 +273,31 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, ModelError> {
-        let host = self.inner.stream.clone_dtoh(&*x.data).map_err(device_err)?;
-        Ok(host[..x.rows * x.cols].iter().map(|v| v.to_f32()).collect())
+        let n = x.rows * x.cols;
+        let stream = &self.inner.stream;
+        Ok(match &x.data {
+            Storage::Bf16(d) => stream.clone_dtoh(&**d).map_err(device_err)?[..n]
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
+            Storage::F32(d) => {
+                let mut v = stream.clone_dtoh(&**d).map_err(device_err)?;
+                v.truncate(n);
+                v
+            }
+        })
     }
 
     fn shape(&self, x: &CudaTensor) -> (usize, usize) {
         (x.rows, x.cols)
     }
 
-    fn linear(&self, x: &CudaTensor, w: &CudaTensor, b: Option<&CudaTensor>) -> Result<CudaTensor, ModelError> {
+    fn linear(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: Option<&CudaTensor>,
+    ) -> Result<CudaTensor, ModelError> {
         let y = self.matmul_transposed(x, w)?;
         if let Some(b) = b {
             self.bias_act(&y, b, false)?;
@@ -252,7 +311,13 @@ impl Backend for CudaBackend {
         Ok(y)
     }
 
-    fn layer_norm(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor, eps: f64) -> Result<CudaTensor, ModelError> {
+    fn layer_norm(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: &CudaTensor,
+        eps: f64,
+    ) -> Result<CudaTensor, ModelError> {
         let mut out = self.alloc::<bf16>(x.rows * x.cols)?;
         let cfg = LaunchConfig {
             grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
@@ -260,7 +325,33 @@ impl Backend for CudaBackend {
             shared_mem_bytes: 0,
         };
         let (rows, cols, eps) = (x.rows as i64, x.cols as i32, eps as f32);
-        launch!(self, "layer_norm", cfg, &*x.data, &*w.data, &*b.data, &mut out, &rows, &cols, &eps)?;
+        let (w, b) = (self.bf16_data(w)?, self.bf16_data(b)?);
+        match &x.data {
+            Storage::Bf16(d) => launch!(
+                self,
+                "layer_norm_bf16",
+                cfg,
+                &**d,
+                &*w,
+                &*b,
+                &mut out,
+                &rows,
+                &cols,
+                &eps
+            )?,
+            Storage::F32(d) => launch!(
+                self,
+                "layer_norm_f32",
+                cfg,
+                &**d,
+                &*w,
+                &*b,
+                &mut out,
+                &rows,
+                &cols,
+                &eps
+            )?,
+        }
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
@@ -268,7 +359,8 @@ impl Backend for CudaBackend {
         let n = x.rows * x.cols;
         let mut out = self.alloc::<bf16>(n)?;
         let n64 = n as i64;
-        launch!(self, "gelu", Self::elementwise(n), &*x.data, &mut out, &n64)?;
+        let x_data = self.bf16_data(x)?;
+        launch!(self, "gelu", Self::elementwise(n), &*x_data, &mut out, &n64)?;
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
@@ -276,7 +368,16 @@ impl Backend for CudaBackend {
         let half = x.cols / 2;
         let mut out = self.alloc::<bf16>(x.rows * half)?;
         let (rows, h) = (x.rows as i64, half as i32);
-        launch!(self, "swiglu", Self::elementwise(x.rows * half), &*x.data, &mut out, &rows, &h)?;
+        let x_data = self.bf16_data(x)?;
+        launch!(
+            self,
+            "swiglu",
+            Self::elementwise(x.rows * half),
+            &*x_data,
+            &mut out,
+            &rows,
+            &h
+        )?;
         Ok(self.tensor(out, x.rows, half))
     }
 
@@ -288,17 +389,37 @@ impl Backend for CudaBackend {
             )));
         }
         let n = a.rows * a.cols;
-        let mut out = self.alloc::<bf16>(n)?;
-        let n64 = n as i64;
-        launch!(self, "add", Self::elementwise(n), &*a.data, &*b.data, &mut out, &n64)?;
-        Ok(self.tensor(out, a.rows, a.cols))
+        let mut out = self.alloc::<f32>(n)?;
+        let (n64, cfg) = (n as i64, Self::elementwise(n));
+        match (&a.data, &b.data) {
+            (Storage::F32(a), Storage::Bf16(b)) | (Storage::Bf16(b), Storage::F32(a)) => {
+                launch!(self, "add_f32_bf16", cfg, &**a, &**b, &mut out, &n64)?
+            }
+            (Storage::Bf16(a), Storage::Bf16(b)) => {
+                launch!(self, "add_bf16_bf16", cfg, &**a, &**b, &mut out, &n64)?
+            }
+            (Storage::F32(a), Storage::F32(b)) => {
+                launch!(self, "add_f32_f32", cfg, &**a, &**b, &mut out, &n64)?
+            }
+        }
+        Ok(self.tensor_f32(out, a.rows, a.cols))
     }
 
     fn scale_columns(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor, ModelError> {
         let n = x.rows * x.cols;
         let mut out = self.alloc::<bf16>(n)?;
         let (rows, cols) = (x.rows as i64, x.cols as i32);
-        launch!(self, "scale_columns", Self::elementwise(n), &*x.data, &*gamma.data, &mut out, &rows, &cols)?;
+        let (x_data, gamma) = (self.bf16_data(x)?, self.bf16_data(gamma)?);
+        launch!(
+            self,
+            "scale_columns",
+            Self::elementwise(n),
+            &*x_data,
+            &*gamma,
+            &mut out,
+            &rows,
+            &cols
+        )?;
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
@@ -312,9 +433,10 @@ impl Backend for CudaBackend {
         let mut at = 0;
         for p in parts {
             let n = p.rows * cols;
+            let data = self.bf16_data(p)?;
             self.inner
                 .stream
-                .memcpy_dtod(&p.data.slice(..n), &mut out.slice_mut(at..at + n))
+                .memcpy_dtod(&data.slice(..n), &mut out.slice_mut(at..at + n))
                 .map_err(device_err)?;
             at += n;
         }
@@ -363,28 +485,38 @@ impl Backend for CudaBackend {
         let (n, d) = (patches.rows / batch, patches.cols);
         let p = prefix.map_or(0, |t| t.rows);
         let rows = batch * (p + n);
-        let mut out = self.alloc::<bf16>(rows * d)?;
+        let mut out = self.alloc::<f32>(rows * d)?;
+        let (patches, position) = (self.bf16_data(patches)?, self.bf16_data(position)?);
         // Without prefix tokens the kernel never reads `prefix`; the position embedding
         // stands in as a valid pointer.
-        let prefix_data = prefix.map_or(&*position.data, |t| &*t.data);
+        let prefix_data = match prefix {
+            Some(t) => self.bf16_data(t)?,
+            None => position.clone(),
+        };
         let (b, n32, p32, d32) = (batch as i32, n as i32, p as i32, d as i32);
         launch!(
             self,
             "prepend_and_position",
             Self::elementwise(rows * d),
-            &*patches.data,
-            prefix_data,
-            &*position.data,
+            &*patches,
+            &*prefix_data,
+            &*position,
             &mut out,
             &b,
             &n32,
             &p32,
             &d32
         )?;
-        Ok(self.tensor(out, rows, d))
+        Ok(self.tensor_f32(out, rows, d))
     }
 
-    fn mean_rows(&self, x: &CudaTensor, seqs: usize, start: usize, count: usize) -> Result<CudaTensor, ModelError> {
+    fn mean_rows(
+        &self,
+        x: &CudaTensor,
+        seqs: usize,
+        start: usize,
+        count: usize,
+    ) -> Result<CudaTensor, ModelError> {
         let mut out = self.alloc::<bf16>(seqs * x.cols)?;
         let (s, len, st, c, d) = (
             seqs as i32,
@@ -393,11 +525,22 @@ impl Backend for CudaBackend {
             count as i64,
             x.cols as i32,
         );
-        launch!(self, "mean_rows", Self::elementwise(seqs * x.cols), &*x.data, &mut out, &s, &len, &st, &c, &d)?;
+        let cfg = Self::elementwise(seqs * x.cols);
+        match &x.data {
+            Storage::Bf16(x) => launch!(self, "mean_rows_bf16", cfg, &**x, &mut out, &s, &len, &st, &c, &d)?,
+            Storage::F32(x) => launch!(self, "mean_rows_f32", cfg, &**x, &mut out, &s, &len, &st, &c, &d)?,
+        }
         Ok(self.tensor(out, seqs, x.cols))
     }
 
-    fn group_tokens(&self, x: &CudaTensor, seqs: usize, prefix: usize, side: usize, k: usize) -> Result<CudaTensor, ModelError> {
+    fn group_tokens(
+        &self,
+        x: &CudaTensor,
+        seqs: usize,
+        prefix: usize,
+        side: usize,
+        k: usize,
+    ) -> Result<CudaTensor, ModelError> {
         let g = side / k;
         let rows = seqs * g * g;
         let mut out = self.alloc::<bf16>(rows * x.cols)?;
@@ -409,11 +552,44 @@ impl Backend for CudaBackend {
             k as i32,
             x.cols as i32,
         );
-        launch!(self, "group_tokens", Self::elementwise(rows * x.cols), &*x.data, &mut out, &s, &len, &p, &sd, &k32, &d)?;
+        let cfg = Self::elementwise(rows * x.cols);
+        match &x.data {
+            Storage::Bf16(x) => launch!(
+                self,
+                "group_tokens_bf16",
+                cfg,
+                &**x,
+                &mut out,
+                &s,
+                &len,
+                &p,
+                &sd,
+                &k32,
+                &d
+            )?,
+            Storage::F32(x) => launch!(
+                self,
+                "group_tokens_f32",
+                cfg,
+                &**x,
+                &mut out,
+                &s,
+                &len,
+                &p,
+                &sd,
+                &k32,
+                &d
+            )?,
+        }
         Ok(self.tensor(out, rows, x.cols))
     }
 
-    fn prepare_positions(&self, spec: PositionSpec, heads: usize, _head_dim: usize) -> Result<CudaPositions, ModelError> {
+    fn prepare_positions(
+        &self,
+        spec: PositionSpec,
+        heads: usize,
+        _head_dim: usize,
+    ) -> Result<CudaPositions, ModelError> {
         let flat: Vec<f32> = spec.positions.iter().flatten().copied().collect();
         let slopes = if spec.alibi {
             let s: Vec<f32> = crate::backend::cpu::attention::alibi_slopes(heads)
@@ -467,8 +643,9 @@ impl CudaBackend {
             beta: bf16::ZERO,
             ldc: out_cols as i32,
         };
+        let (w, x) = (self.bf16_data(w)?, self.bf16_data(x)?);
         // SAFETY: the dimensions above match the buffers' sizes.
-        unsafe { self.inner.blas.gemm(cfg, &*w.data, &*x.data, &mut y) }.map_err(device_err)?;
+        unsafe { self.inner.blas.gemm(cfg, &*w, &*x, &mut y) }.map_err(device_err)?;
         Ok(self.tensor(y, rows, out_cols))
     }
 
@@ -479,7 +656,16 @@ impl CudaBackend {
         let (rows, cols, act) = (x.rows as i64, x.cols as i32, gelu as i32);
         // The buffer is written through a shared handle: sound because the caller owns the
         // only other reference and reads it only after this launch, on the same stream.
-        let data: &CudaSlice<bf16> = &x.data;
-        launch!(self, "bias_act", Self::elementwise(n), data, &*bias.data, &rows, &cols, &act)
+        let (data, bias) = (self.bf16_data(x)?, self.bf16_data(bias)?);
+        launch!(
+            self,
+            "bias_act",
+            Self::elementwise(n),
+            &*data,
+            &*bias,
+            &rows,
+            &cols,
+            &act
+        )
     }
 }

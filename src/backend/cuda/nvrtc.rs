@@ -124,8 +124,19 @@ pub fn compile_cached(file: &str, arch: &str, driver: i32) -> Result<Vec<u8>, Co
         key.update(name.as_bytes());
         key.update(source.as_bytes());
     }
-    key.update(format!("{file} {arch} nvrtc {major}.{minor} driver {driver} {:?}", compile_options(arch)).as_bytes());
-    let key: String = key.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    key.update(
+        format!(
+            "{file} {arch} nvrtc {major}.{minor} driver {driver} {:?}",
+            compile_options(arch)
+        )
+        .as_bytes(),
+    );
+    let key: String = key
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let path = cache_dir().map(|d| d.join(format!("{}-{arch}-{key}.cubin", file.trim_end_matches(".cu"))));
     if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok()) {
         return Ok(bytes);
