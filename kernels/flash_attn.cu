@@ -289,8 +289,9 @@ __device__ __forceinline__ void flash_forward(
 // registers at d = 64, read from shared memory at d = 128 (in registers it would spill).
 // Measured on an H100 (TFLOP/s at N = 64k, each pair from one run): d = 128, one tile a
 // warp 249, two tiles with 32 keys a stage 303, two with 64 keys 320; d = 64, skipping the
-// rescale by warp vote 278 against 290 without. At d = 128 the vote stays: without it the
-// compiler spills 64 bytes (with it, 4).
+// rescale by warp vote 278 against 290 without, 128 keys a stage (q in registers or not,
+// spilling 60 bytes) 278 against 292. At d = 128 the vote stays: without it the compiler
+// spills 64 bytes (with it, 4).
 #define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS, SKIP)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \

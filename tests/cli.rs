@@ -143,3 +143,35 @@ fn synth_writes_a_slide_and_its_truth() {
     assert_eq!(code, 2, "a bad --lesions is bad usage: {err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Without a usable GPU (as on CI), `--device cuda` is a one-line error and exit code 2, and
+/// `--device auto` says why it falls back and runs on the CPU. Where a GPU is usable both
+/// simply run.
+#[test]
+fn device_choice_without_cuda_is_a_clear_error_or_a_cpu_fallback() {
+    if flashslide::backend::cuda::CudaBackend::open(0).is_ok() {
+        eprintln!("a CUDA GPU is usable here: nothing to check");
+        return;
+    }
+    let (code, _, err) = flashslide(&["bench", "attention", "--device", "cuda", "--seq", "64"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("CUDA is not usable") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = flashslide(&["selftest"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, err) = flashslide(&[
+        "bench",
+        "attention",
+        "--device",
+        "auto",
+        "--seq",
+        "64",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("running on the CPU (CUDA is not usable"), "{err}");
+    assert!(out.contains("GFLOP/s"), "{out}");
+}

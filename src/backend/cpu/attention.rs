@@ -75,7 +75,20 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: &Packe
         let mut block = vec![0f32; rows * d];
         for head in 0..h {
             block.fill(0.0);
-            attend_block_fastest(q, k, v, &mut block, start, end, q0, rows, head, h, d, bias);
+            let task = Block {
+                q,
+                k,
+                v,
+                start,
+                end,
+                q0,
+                rows,
+                head,
+                heads: h,
+                d,
+                bias,
+            };
+            attend_block_fastest(&task, &mut block);
             for r in 0..rows {
                 slab[(r * h + head) * d..(r * h + head + 1) * d].copy_from_slice(&block[r * d..(r + 1) * d]);
             }
@@ -83,14 +96,13 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], shape: &Packe
     });
 }
 
-/// [`attend_block`] compiled for AVX2 and FMA when the CPU has them (the portable build
-/// targets baseline x86-64: 4-wide SSE2 and a library call per `floor`), else as is.
-#[allow(clippy::too_many_arguments)]
-fn attend_block_fastest(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    acc: &mut [f32],
+/// One block of `rows` queries (from `q0`) of one head against all keys of its sequence
+/// (`start..end`).
+#[derive(Clone, Copy)]
+struct Block<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
     start: usize,
     end: usize,
     q0: usize,
@@ -98,51 +110,41 @@ fn attend_block_fastest(
     head: usize,
     heads: usize,
     d: usize,
-    bias: Option<Alibi2d>,
-) {
+    bias: Option<Alibi2d<'a>>,
+}
+
+/// [`attend_block`] compiled for AVX2 and FMA when the CPU has them (the portable build
+/// targets baseline x86-64: 4-wide SSE2 and a library call per `floor`), else as is.
+fn attend_block_fastest(b: &Block, acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn avx2(
-            q: &[f32],
-            k: &[f32],
-            v: &[f32],
-            acc: &mut [f32],
-            start: usize,
-            end: usize,
-            q0: usize,
-            rows: usize,
-            head: usize,
-            heads: usize,
-            d: usize,
-            bias: Option<Alibi2d>,
-        ) {
-            attend_block(q, k, v, acc, start, end, q0, rows, head, heads, d, bias)
+        unsafe fn avx2(b: &Block, acc: &mut [f32]) {
+            attend_block(b, acc)
         }
         // SAFETY: the CPU has AVX2 and FMA, checked just above.
-        return unsafe { avx2(q, k, v, acc, start, end, q0, rows, head, heads, d, bias) };
+        return unsafe { avx2(b, acc) };
     }
-    attend_block(q, k, v, acc, start, end, q0, rows, head, heads, d, bias)
+    attend_block(b, acc)
 }
 
-/// One block of `rows` queries of one head against all keys of its sequence.
-#[allow(clippy::too_many_arguments)]
+/// Writes the block's attention output (unnormalised rows first, then divided by their
+/// sums) into `acc` (`rows × d`, zeroed by the caller).
 #[inline(always)]
-fn attend_block(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    acc: &mut [f32],
-    start: usize,
-    end: usize,
-    q0: usize,
-    rows: usize,
-    head: usize,
-    heads: usize,
-    d: usize,
-    bias: Option<Alibi2d>,
-) {
+fn attend_block(b: &Block, acc: &mut [f32]) {
+    let Block {
+        q,
+        k,
+        v,
+        start,
+        end,
+        q0,
+        rows,
+        head,
+        heads,
+        d,
+        bias,
+    } = *b;
     let row = |t: usize| (t * heads + head) * d;
     // Scores in base 2: exp(x) = 2^(x·log2 e), the scale folded into one multiply.
     let scale = std::f32::consts::LOG2_E / (d as f32).sqrt();
@@ -202,7 +204,7 @@ fn exp2_nonpositive(x: f32) -> f32 {
     // 2^f = 1 + f·P(f) on [−½, ½] (Cephes' exp2f coefficients).
     let p = 1.535_336_2e-4f32;
     let p = p * f + 1.339_887_4e-3;
-    let p = p * f + 9.618_437_4e-3;
+    let p = p * f + 9.618_437e-3;
     let p = p * f + 5.550_332_5e-2;
     let p = p * f + 2.402_264_7e-1;
     let p = p * f + 6.931_472e-1;

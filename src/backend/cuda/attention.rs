@@ -3,7 +3,9 @@
 
 use super::{device_err, launch, CudaBackend, CudaPositions, CudaTensor};
 use crate::model::ModelError;
-use cudarc::driver::{sys, CudaFunction, CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{
+    sys, CudaFunction, CudaSlice, CudaView, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
+};
 use half::bf16;
 use std::collections::HashMap;
 
@@ -110,45 +112,29 @@ impl CudaBackend {
         let name = format!("flash_attn_{}_d{d}", T::SUFFIX);
         let scale_log2 = std::f32::consts::LOG2_E / (d as f32).sqrt();
         let (q_stride, kv_stride, out_stride) = (a.q_stride as i64, a.kv_stride as i64, (h * d) as i64);
-        let null = 0u64;
-        match a.alibi {
-            Some((positions, slopes)) => launch!(
-                self,
-                name.as_str(),
-                cfg,
-                &a.q,
-                &a.k,
-                &a.v,
-                &q_stride,
-                &kv_stride,
-                out,
-                &out_stride,
-                &offsets,
-                &block_seq,
-                &block_q0,
-                positions,
-                slopes,
-                &scale_log2
-            ),
-            None => launch!(
-                self,
-                name.as_str(),
-                cfg,
-                &a.q,
-                &a.k,
-                &a.v,
-                &q_stride,
-                &kv_stride,
-                out,
-                &out_stride,
-                &offsets,
-                &block_seq,
-                &block_q0,
-                &null,
-                &null,
-                &scale_log2
-            ),
-        }
+        // Without ALiBi the kernel gets null positions and slopes.
+        let stream = self.stream();
+        let (positions, slopes) = a
+            .alibi
+            .map_or((0, 0), |(p, s)| (p.device_ptr(stream).0, s.device_ptr(stream).0));
+        launch!(
+            self,
+            name.as_str(),
+            cfg,
+            &a.q,
+            &a.k,
+            &a.v,
+            &q_stride,
+            &kv_stride,
+            out,
+            &out_stride,
+            &offsets,
+            &block_seq,
+            &block_q0,
+            &positions,
+            &slopes,
+            &scale_log2
+        )
     }
 }
 

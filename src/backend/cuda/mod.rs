@@ -16,7 +16,7 @@ use super::{Backend, PositionSpec};
 use crate::model::ModelError;
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
-    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
+    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
     PushKernelArg,
 };
 use half::bf16;
@@ -57,6 +57,17 @@ pub struct CudaTensor {
 enum Storage {
     Bf16(Arc<CudaSlice<bf16>>),
     F32(Arc<CudaSlice<f32>>),
+}
+
+impl Storage {
+    /// The buffer's device address, and the suffix of the kernel version that reads its type.
+    fn pointer(&self, stream: &CudaStream) -> (u64, &'static str) {
+        // The guard cudarc returns records an event only with event tracking, which is off.
+        match self {
+            Storage::Bf16(d) => (d.device_ptr(stream).0, "bf16"),
+            Storage::F32(d) => (d.device_ptr(stream).0, "f32"),
+        }
+    }
 }
 
 /// Positions prepared on the GPU.
@@ -391,17 +402,15 @@ impl Backend for CudaBackend {
         let n = a.rows * a.cols;
         let mut out = self.alloc::<f32>(n)?;
         let (n64, cfg) = (n as i64, Self::elementwise(n));
-        match (&a.data, &b.data) {
-            (Storage::F32(a), Storage::Bf16(b)) | (Storage::Bf16(b), Storage::F32(a)) => {
-                launch!(self, "add_f32_bf16", cfg, &**a, &**b, &mut out, &n64)?
-            }
-            (Storage::Bf16(a), Storage::Bf16(b)) => {
-                launch!(self, "add_bf16_bf16", cfg, &**a, &**b, &mut out, &n64)?
-            }
-            (Storage::F32(a), Storage::F32(b)) => {
-                launch!(self, "add_f32_f32", cfg, &**a, &**b, &mut out, &n64)?
-            }
-        }
+        // The kernels take (f32, bf16), (bf16, bf16) or (f32, f32); addition commutes.
+        let (a, b) = match (&a.data, &b.data) {
+            (Storage::Bf16(_), Storage::F32(_)) => (b, a),
+            _ => (a, b),
+        };
+        let stream = &self.inner.stream;
+        let ((a_ptr, a_ty), (b_ptr, b_ty)) = (a.data.pointer(stream), b.data.pointer(stream));
+        let name = format!("add_{a_ty}_{b_ty}");
+        launch!(self, &name, cfg, &a_ptr, &b_ptr, &mut out, &n64)?;
         Ok(self.tensor_f32(out, a.rows, a.cols))
     }
 
@@ -525,11 +534,20 @@ impl Backend for CudaBackend {
             count as i64,
             x.cols as i32,
         );
-        let cfg = Self::elementwise(seqs * x.cols);
-        match &x.data {
-            Storage::Bf16(x) => launch!(self, "mean_rows_bf16", cfg, &**x, &mut out, &s, &len, &st, &c, &d)?,
-            Storage::F32(x) => launch!(self, "mean_rows_f32", cfg, &**x, &mut out, &s, &len, &st, &c, &d)?,
-        }
+        let (x_ptr, ty) = x.data.pointer(&self.inner.stream);
+        let name = format!("mean_rows_{ty}");
+        launch!(
+            self,
+            &name,
+            Self::elementwise(seqs * x.cols),
+            &x_ptr,
+            &mut out,
+            &s,
+            &len,
+            &st,
+            &c,
+            &d
+        )?;
         Ok(self.tensor(out, seqs, x.cols))
     }
 
@@ -552,35 +570,21 @@ impl Backend for CudaBackend {
             k as i32,
             x.cols as i32,
         );
-        let cfg = Self::elementwise(rows * x.cols);
-        match &x.data {
-            Storage::Bf16(x) => launch!(
-                self,
-                "group_tokens_bf16",
-                cfg,
-                &**x,
-                &mut out,
-                &s,
-                &len,
-                &p,
-                &sd,
-                &k32,
-                &d
-            )?,
-            Storage::F32(x) => launch!(
-                self,
-                "group_tokens_f32",
-                cfg,
-                &**x,
-                &mut out,
-                &s,
-                &len,
-                &p,
-                &sd,
-                &k32,
-                &d
-            )?,
-        }
+        let (x_ptr, ty) = x.data.pointer(&self.inner.stream);
+        let name = format!("group_tokens_{ty}");
+        launch!(
+            self,
+            &name,
+            Self::elementwise(rows * x.cols),
+            &x_ptr,
+            &mut out,
+            &s,
+            &len,
+            &p,
+            &sd,
+            &k32,
+            &d
+        )?;
         Ok(self.tensor(out, rows, x.cols))
     }
 

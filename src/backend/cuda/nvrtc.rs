@@ -88,7 +88,7 @@ pub fn compile(file: &str, arch: &str) -> Result<Compiled, CompileError> {
         )
     })?;
     // SAFETY: `prog` was created above and is destroyed once, below.
-    let result = unsafe {
+    unsafe {
         let compiled = sys::nvrtcCompileProgram(prog, option_ptrs.len() as c_int, option_ptrs.as_ptr());
         let log = program_log(prog);
         let out = if compiled == sys::nvrtcResult::NVRTC_SUCCESS {
@@ -102,8 +102,7 @@ pub fn compile(file: &str, arch: &str) -> Result<Compiled, CompileError> {
         };
         sys::nvrtcDestroyProgram(&mut prog);
         out
-    };
-    result
+    }
 }
 
 fn compile_options(arch: &str) -> Vec<String> {
