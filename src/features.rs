@@ -38,7 +38,5 @@ pub fn write_features(
         .iter()
         .flatten()
         .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, &out)?;
-    std::fs::rename(&tmp, path)
+    crate::atomic::write_bytes(path, &out)
 }

@@ -3,12 +3,16 @@
 //! This crate is the library behind the `flashslide` command. [`slide`] reads whole-slide
 //! images (Aperio SVS, Hamamatsu NDPI, tiled pyramidal TIFF/BigTIFF) in pure Rust.
 
+pub mod atomic;
 pub mod backend;
+pub mod batch;
 pub mod bench;
 pub mod embed;
+pub mod export;
 pub mod features;
 pub mod grid;
 pub mod model;
+pub mod pipeline;
 pub mod slide;
 pub mod synth;
 pub mod tissue;

@@ -1,46 +1,18 @@
 //! A model directory holding both stages (the bundled architecture with random weights):
 //! loading, the whole forward pass from tiles to per-token logits, and clear errors.
 
-use candle_core::{Device, Tensor};
+mod common;
+
+use common::{bundled_config, write_random_model};
 use flashslide::backend::{cpu::CpuBackend, Backend};
 use flashslide::model::config::ModelConfig;
-use flashslide::model::tile_encoder::expected_shapes;
 use flashslide::model::{Model, ModelError};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-fn bundled_config() -> ModelConfig {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/bench/configs/flashslide-synth-v1.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Writes `config` and random weights for it (leaving out `omit`) into a fresh directory.
+/// A fresh model directory under the test target dir.
 fn write_model(name: &str, config: &ModelConfig, omit: Option<&str>) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_string_pretty(config).unwrap(),
-    )
-    .unwrap();
-    let mut shapes = expected_shapes(config);
-    shapes.extend(config.slide_encoder.as_ref().unwrap().expected_shapes());
-    let tensors: HashMap<String, Tensor> = shapes
-        .into_iter()
-        .filter(|(n, _)| Some(n.as_str()) != omit)
-        .map(|(n, s)| {
-            // Stored in bf16, as the bundled model is.
-            let t = (Tensor::randn(0f32, 1f32, s, &Device::Cpu).unwrap() * 0.05)
-                .unwrap()
-                .to_dtype(candle_core::DType::BF16)
-                .unwrap();
-            (n, t)
-        })
-        .collect();
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    write_random_model(&dir, config, omit);
     dir
 }
 

@@ -157,7 +157,7 @@ fn nothing_appears_until_finished() {
                 .unwrap()
                 .file_name()
                 .to_string_lossy()
-                .starts_with("unfinished.tiff.partial")
+                .starts_with(".unfinished.tiff.partial")
         })
         .count();
     assert_eq!(leftovers, 0, "the partial file is removed");

@@ -31,6 +31,11 @@ pub trait Backend: Clone + Send + Sync {
     /// A short description for logs and reports ("cpu", "cuda:0 NVIDIA H100 ...").
     fn describe(&self) -> String;
 
+    /// Device memory in use now (bytes), for devices with memory of their own.
+    fn memory_in_use(&self) -> Option<u64> {
+        None
+    }
+
     /// Host data (row-major `[rows, cols]`) placed where this backend computes.
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, ModelError>;
     fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>, ModelError>;

@@ -5,6 +5,7 @@ mod device;
 mod embed;
 mod info;
 mod region;
+mod run;
 mod selftest;
 mod synth;
 
@@ -24,6 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Find suspected tumour in slides: heatmaps, QuPath GeoJSON, probability TIFF, detections
+    Run(run::RunArgs),
     /// Show a slide's vendor, levels, MPP (and its source), objective power and associated images
     Info(info::InfoArgs),
     /// Write one region of a slide as an RGBA PNG
@@ -40,6 +43,7 @@ enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(a) => run::run(a),
         Command::Info(a) => info::run(a),
         Command::Region(a) => region::run(a),
         Command::Bench(a) => bench::run(a),

@@ -11,7 +11,7 @@ mod grid;
 mod io;
 mod properties;
 mod region;
-mod resample;
+pub(crate) mod resample;
 mod tiff_image;
 mod tifflike;
 mod vendor;

@@ -143,8 +143,6 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), SynthError> 
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
     let text = serde_json::to_string_pretty(value).expect("JSON serialises");
-    std::fs::write(&tmp, text).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::atomic::write_bytes(path, text.as_bytes()).map_err(io)
 }

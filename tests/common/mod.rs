@@ -86,3 +86,46 @@ pub fn read_png_rgba(path: &Path) -> (u32, u32, Vec<u8>) {
         .to_rgba8();
     (img.width(), img.height(), img.into_raw())
 }
+
+/// The bundled architecture (bench/configs/flashslide-synth-v1.json).
+pub fn bundled_config() -> flashslide::model::config::ModelConfig {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/bench/configs/flashslide-synth-v1.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Writes `config` and random weights for both stages (leaving out `omit`), stored in bf16
+/// as the bundled model is, into `dir`.
+pub fn write_random_model(dir: &Path, config: &flashslide::model::config::ModelConfig, omit: Option<&str>) {
+    use candle_core::{DType, Device, Tensor};
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+    let mut shapes = flashslide::model::tile_encoder::expected_shapes(config);
+    shapes.extend(config.slide_encoder.as_ref().unwrap().expected_shapes());
+    let tensors: std::collections::HashMap<String, Tensor> = shapes
+        .into_iter()
+        .filter(|(n, _)| Some(n.as_str()) != omit)
+        .enumerate()
+        .map(|(i, (n, s))| {
+            let count: usize = s.iter().product();
+            let values: Vec<f32> = (0..count)
+                .map(|j| {
+                    let h = (i * 1_000_003 + j).wrapping_mul(2_654_435_761) % 10_007;
+                    (h as f32 / 10_007.0 - 0.5) * 0.1
+                })
+                .collect();
+            let t = Tensor::from_vec(values, s, &Device::Cpu)
+                .unwrap()
+                .to_dtype(DType::BF16)
+                .unwrap();
+            (n, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}

@@ -277,6 +277,10 @@ impl Backend for CudaBackend {
         self.inner.description.clone()
     }
 
+    fn memory_in_use(&self) -> Option<u64> {
+        self.memory().ok().map(|(free, total)| (total - free) as u64)
+    }
+
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, ModelError> {
         assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
         let host: Vec<bf16> = data.iter().map(|&x| bf16::from_f32(x)).collect();

@@ -1,0 +1,361 @@
+//! Many slides: each analysed into OUT/<name>/ with every output written under a temporary
+//! name and renamed, summary.json last (the mark of a finished slide); a slide whose
+//! summary matches its input fingerprint, model and settings is skipped (resume); a lock
+//! file keeps concurrent workers apart; a failure is recorded with its reason and the batch
+//! goes on.
+
+pub mod discover;
+pub mod fingerprint;
+pub mod lock;
+
+use crate::backend::Backend;
+use crate::export::{self, ProbabilityGrid};
+use crate::features::write_features;
+use crate::model::Model;
+use crate::pipeline::{analyse_slide, PipelineOptions, StageSeconds};
+use crate::slide::Slide;
+use discover::SlideJob;
+use fingerprint::{fingerprint, Fingerprint};
+use lock::SlideLock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct BatchOptions {
+    pub out: PathBuf,
+    /// Microns per pixel for slides that do not state it.
+    pub mpp: Option<f64>,
+    /// Also write each tile's stage-1 feature (features.safetensors).
+    pub features: bool,
+    /// Tokens at or above this probability form the tumour regions.
+    pub threshold: f32,
+    /// Detections: local maxima at or above this, suppressed within `nms_um`.
+    pub detection_floor: f32,
+    pub nms_um: f64,
+    /// Long side of heatmap.png in pixels.
+    pub heatmap_px: u64,
+    pub pipeline: PipelineOptions,
+    /// A lock whose heartbeat is older than this is taken over.
+    pub stale_lock: Duration,
+    pub heartbeat: Duration,
+}
+
+impl BatchOptions {
+    pub fn new(out: PathBuf) -> BatchOptions {
+        BatchOptions {
+            out,
+            mpp: None,
+            features: false,
+            threshold: 0.5,
+            detection_floor: 0.05,
+            nms_um: 75.0,
+            heatmap_px: 1600,
+            pipeline: PipelineOptions::default(),
+            stale_lock: Duration::from_secs(600),
+            heartbeat: Duration::from_secs(30),
+        }
+    }
+
+    /// What, besides the slide and the model, decides the outputs: a finished slide is
+    /// reused only under the same settings.
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "mpp_override": self.mpp,
+            "features": self.features,
+            "threshold": self.threshold,
+            "detection_floor": self.detection_floor,
+            "nms_um": self.nms_um,
+            "heatmap_px": self.heatmap_px,
+            "min_tissue": self.pipeline.min_tissue,
+            "tissue_mask_um": self.pipeline.tissue.mask_um,
+        })
+    }
+}
+
+/// What a run records for a finished slide (OUT/<name>/summary.json).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Summary {
+    pub software: String,
+    pub slide: String,
+    pub fingerprint: Fingerprint,
+    pub model: String,
+    pub model_sha256: String,
+    pub settings: serde_json::Value,
+    pub device: String,
+    pub mpp: f64,
+    pub mpp_source: String,
+    pub dimensions: [u64; 2],
+    pub tissue_tiles: usize,
+    pub tokens: usize,
+    pub token_um: f64,
+    pub seconds: Seconds,
+    pub peak_rss_bytes: Option<u64>,
+    pub device_memory_bytes: Option<u64>,
+    pub slide_probability: f32,
+    pub max_probability: f32,
+    pub tumour_area_mm2: f64,
+    pub tumour_regions: usize,
+    pub detections: usize,
+    pub outputs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Seconds {
+    pub tissue: f64,
+    pub read: f64,
+    pub stage1: f64,
+    pub stage1_waiting: f64,
+    pub stage2: f64,
+    pub export: f64,
+    pub total: f64,
+}
+
+impl Seconds {
+    fn from_stages(s: &StageSeconds, export: f64, total: f64) -> Seconds {
+        Seconds {
+            tissue: s.tissue,
+            read: s.read,
+            stage1: s.stage1,
+            stage1_waiting: s.stage1_waiting,
+            stage2: s.stage2,
+            export,
+            total,
+        }
+    }
+}
+
+/// How one slide went.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Outcome {
+    Done {
+        seconds: f64,
+    },
+    /// Finished by an earlier run with the same input, model and settings.
+    Skipped,
+    /// Another live worker holds its lock.
+    Busy,
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SlideReport {
+    pub slide: String,
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Progress, for the command line to show.
+pub enum Event<'a> {
+    SlideStarted {
+        index: usize,
+        total: usize,
+        job: &'a SlideJob,
+    },
+    Tiles {
+        done: usize,
+        total: usize,
+    },
+    SlideFinished {
+        job: &'a SlideJob,
+        outcome: &'a Outcome,
+    },
+}
+
+/// Checks that `out` can hold results (created if missing, a file written and removed), so
+/// an unwritable or full destination stops the batch before any work.
+pub fn check_output_dir(out: &Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: cannot write results there: {e}", out.display());
+    std::fs::create_dir_all(out).map_err(fail)?;
+    let probe = out.join(format!(".flashslide-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// Analyses every job in turn; returns one report per job.
+pub fn run_batch<B: Backend>(
+    jobs: &[SlideJob],
+    model: &Model<B>,
+    options: &BatchOptions,
+    on_event: &dyn Fn(Event),
+) -> Vec<SlideReport> {
+    let mut reports = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.iter().enumerate() {
+        on_event(Event::SlideStarted {
+            index,
+            total: jobs.len(),
+            job,
+        });
+        let start = Instant::now();
+        let outcome = match process_slide(job, model, options, on_event) {
+            Ok(Some(())) => Outcome::Done {
+                seconds: start.elapsed().as_secs_f64(),
+            },
+            Ok(None) => Outcome::Busy,
+            Err(SlideFailure::Skipped) => Outcome::Skipped,
+            Err(SlideFailure::Failed(reason)) => Outcome::Failed { reason },
+        };
+        on_event(Event::SlideFinished {
+            job,
+            outcome: &outcome,
+        });
+        reports.push(SlideReport {
+            slide: job.path.display().to_string(),
+            name: job.name.clone(),
+            outcome,
+        });
+    }
+    reports
+}
+
+enum SlideFailure {
+    Skipped,
+    Failed(String),
+}
+
+fn failed(e: impl std::fmt::Display) -> SlideFailure {
+    SlideFailure::Failed(e.to_string())
+}
+
+/// Whether `dir` holds a finished result for this input, model and settings.
+fn finished(dir: &Path, print: &Fingerprint, model_sha256: &str, settings: &serde_json::Value) -> bool {
+    std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
+        .is_some_and(|s| &s.fingerprint == print && s.model_sha256 == model_sha256 && &s.settings == settings)
+}
+
+/// Ok(Some) done, Ok(None) busy elsewhere.
+fn process_slide<B: Backend>(
+    job: &SlideJob,
+    model: &Model<B>,
+    options: &BatchOptions,
+    on_event: &dyn Fn(Event),
+) -> Result<Option<()>, SlideFailure> {
+    let started = Instant::now();
+    let dir = options.out.join(&job.name);
+    let settings = options.settings();
+    let print = fingerprint(&job.path).map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
+    if finished(&dir, &print, &model.hash, &settings) {
+        return Err(SlideFailure::Skipped);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+    let Some(_lock) = SlideLock::acquire(&dir.join(".lock"), options.stale_lock, options.heartbeat)
+        .map_err(|e| failed(format!("{}: {e}", dir.display())))?
+    else {
+        return Ok(None);
+    };
+    // Another worker may have finished it between the check and the lock.
+    if finished(&dir, &print, &model.hash, &settings) {
+        return Err(SlideFailure::Skipped);
+    }
+    crate::atomic::remove_partials(&dir);
+    let slide = Slide::open(&job.path).map_err(failed)?;
+    let (mpp, mpp_source) = match (options.mpp, slide.mpp()) {
+        (Some(m), _) => (m, "--mpp".to_string()),
+        (None, Some(m)) => (m.x, m.source.clone()),
+        (None, None) => {
+            return Err(failed(format!(
+                "{}: the slide does not state its pixel size; pass --mpp",
+                job.path.display()
+            )))
+        }
+    };
+    let analysis = analyse_slide(&slide, mpp, model, &options.pipeline, &|_| {}, &|done, total| {
+        on_event(Event::Tiles { done, total })
+    })
+    .map_err(failed)?;
+
+    let export_start = Instant::now();
+    let grid = ProbabilityGrid::from_analysis(&analysis);
+    let io = |what: &str| {
+        let path = dir.join(what);
+        move |e: std::io::Error| failed(format!("{}: {e}", path.display()))
+    };
+    let mut outputs = Vec::new();
+    export::heatmap::write_heatmap(&dir.join("heatmap.png"), &slide, &grid, options.heatmap_px)
+        .map_err(failed)?;
+    outputs.push("heatmap.png");
+    export::probability_tiff::write_probability_tiff(&dir.join("probability.tiff"), &slide, &grid)
+        .map_err(failed)?;
+    outputs.push("probability.tiff");
+    let regions = export::geojson::tumour_regions(&grid, options.threshold);
+    export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, &regions)
+        .map_err(io("qupath.geojson"))?;
+    outputs.push("qupath.geojson");
+    export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask)
+        .map_err(io("tissue.geojson"))?;
+    outputs.push("tissue.geojson");
+    let detections = export::detections::detect(&grid, options.detection_floor, options.nms_um);
+    export::detections::write_csv(&dir.join("detections.csv"), &detections).map_err(io("detections.csv"))?;
+    outputs.push("detections.csv");
+    if let Some(features) = &analysis.tile_features {
+        let mut meta = BTreeMap::new();
+        meta.insert("model".to_string(), model.config.name.clone());
+        meta.insert("model_sha256".to_string(), model.hash.clone());
+        meta.insert("slide".to_string(), job.path.display().to_string());
+        meta.insert("mpp".to_string(), format!("{mpp}"));
+        meta.insert(
+            "tile_size_level0".to_string(),
+            format!("{}", analysis.plan.tile_level0),
+        );
+        let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
+        write_features(
+            &dir.join("features.safetensors"),
+            features,
+            analysis.feature_dim,
+            &coords,
+            &meta,
+        )
+        .map_err(io("features.safetensors"))?;
+        outputs.push("features.safetensors");
+    }
+    let export_seconds = export_start.elapsed().as_secs_f64();
+
+    let be = model.tile_encoder.backend();
+    let summary = Summary {
+        software: format!("flashslide {}", env!("CARGO_PKG_VERSION")),
+        slide: job.path.display().to_string(),
+        fingerprint: print,
+        model: model.config.name.clone(),
+        model_sha256: model.hash.clone(),
+        settings,
+        device: be.describe(),
+        mpp,
+        mpp_source,
+        dimensions: [slide.dimensions().0, slide.dimensions().1],
+        tissue_tiles: analysis.plan.tiles.len(),
+        tokens: analysis.probabilities.len(),
+        token_um: analysis.token_level0() * mpp,
+        seconds: Seconds::from_stages(&analysis.seconds, export_seconds, started.elapsed().as_secs_f64()),
+        peak_rss_bytes: crate::bench::attention::peak_rss(),
+        device_memory_bytes: be.memory_in_use(),
+        slide_probability: analysis.slide_probability,
+        max_probability: analysis.probabilities.iter().cloned().fold(0.0, f32::max),
+        tumour_area_mm2: regions.iter().map(|r| r.area_mm2).sum(),
+        tumour_regions: regions.len(),
+        detections: detections.len(),
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+    };
+    let text = serde_json::to_string_pretty(&summary).map_err(failed)?;
+    export::write_atomically(&dir.join("summary.json"), |out| {
+        std::io::Write::write_all(out, text.as_bytes())
+    })
+    .map_err(io("summary.json"))?;
+    Ok(Some(()))
+}
+
+/// Writes the batch report (every slide's outcome, failures with their reasons).
+pub fn write_report(path: &Path, reports: &[SlideReport]) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(&serde_json::json!({
+        "software": format!("flashslide {}", env!("CARGO_PKG_VERSION")),
+        "slides": reports,
+    }))
+    .map_err(std::io::Error::other)?;
+    crate::atomic::write_bytes(path, text.as_bytes())
+}
