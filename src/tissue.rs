@@ -1,6 +1,7 @@
 //! Finding tissue on the glass: Otsu's threshold on saturation at low resolution, then
 //! specks removed and small holes filled. Glass is bright and grey (low saturation); stained
-//! tissue is coloured, whatever its brightness.
+//! tissue is coloured, whatever its brightness. Pen ink (blue, green, black marker) is
+//! coloured too and is excluded first, by its optical density (see [`is_pen_ink`]).
 
 use crate::slide::{Slide, SlideError};
 
@@ -61,6 +62,19 @@ impl TissueMask {
     }
 }
 
+/// Whether a colour (averaged over a mask pixel) is pen ink rather than H&E. Judged by
+/// optical density OD = −ln(v/255) per channel, where the stains have fixed ratios
+/// (Ruifrok & Johnston): haematoxylin absorbs green a little more than red (×1.08) and eosin
+/// far more, so H&E never absorbs red more than green. Blue and green inks do: blue ink
+/// absorbs red well above green and hardly any blue, green ink red and blue but not green.
+/// Black ink absorbs every channel strongly and evenly.
+pub fn is_pen_ink(rgb: [u8; 3]) -> bool {
+    let [r, g, b] = rgb.map(|v| -((v as f32 + 1.0) / 256.0).ln());
+    let blue_or_green = r > 0.4 && r > 1.15 * g && (b < 0.6 * r || g < 0.6 * r);
+    let black = r.min(g).min(b) > 1.6 && r.max(g).max(b) < 1.5 * r.min(g).min(b);
+    blue_or_green || black
+}
+
 /// Computes the tissue mask of `slide`, whose level-0 pixels are `mpp` µm.
 pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result<TissueMask, SlideError> {
     let target = (options.mask_um / mpp).max(1.0);
@@ -89,6 +103,9 @@ pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result
             }
             if n > 0 {
                 let rgb = sum.map(|s| (s / n) as i32);
+                if is_pen_ink([rgb[0] as u8, rgb[1] as u8, rgb[2] as u8]) {
+                    continue; // neither tissue nor glass: left out of the threshold too
+                }
                 let (max, min) = (
                     rgb.iter().max().copied().unwrap_or(0),
                     rgb.iter().min().copied().unwrap_or(0),
@@ -208,6 +225,32 @@ fn remove_small(mask: &mut [bool], w: usize, h: usize, value: bool, min_size: us
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pen_ink_is_told_from_every_h_and_e_colour() {
+        // H&E by Beer–Lambert with Ruifrok & Johnston's vectors, light to very heavy, alone
+        // and mixed: never ink.
+        let (h, e) = ([0.650f32, 0.704, 0.286], [0.072f32, 0.990, 0.105]);
+        for i in 0..=16 {
+            for j in 0..=16 {
+                let (a, b) = (i as f32 * 0.2, j as f32 * 0.2);
+                let rgb = [0, 1, 2].map(|c| (255.0 * (-(a * h[c] + b * e[c])).exp()) as u8);
+                assert!(!is_pen_ink(rgb), "H {a} E {b}: {rgb:?} taken for ink");
+            }
+        }
+        // Glass, and the inks: blue ballpoint and marker, green marker, black marker.
+        assert!(!is_pen_ink([245, 245, 245]));
+        for ink in [
+            [30, 60, 160],
+            [20, 40, 120],
+            [40, 140, 60],
+            [60, 150, 110],
+            [20, 20, 25],
+            [35, 30, 40],
+        ] {
+            assert!(is_pen_ink(ink), "{ink:?} not taken for ink");
+        }
+    }
 
     #[test]
     fn otsu_splits_two_populations() {

@@ -332,3 +332,44 @@ fn bad_usage_is_exit_code_2() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/slides"), "{err}");
 }
+
+#[test]
+fn a_region_of_interest_restricts_the_analysis_to_its_polygons() {
+    let out = tmp("run-roi");
+    let roi = out.join("roi.geojson");
+    std::fs::write(
+        &roi,
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},
+            "geometry":{"type":"Polygon","coordinates":[[[1000,1000],[3000,1000],[3000,3000],[1000,3000],[1000,1000]]]}}]}"#,
+    )
+    .unwrap();
+    let slide = samples().join("synth-s101-000.svs");
+    let (code, err) = run(&[
+        slide.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--roi",
+        roi.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let geo: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("synth-s101-000/qupath.geojson")).unwrap())
+            .unwrap();
+    let tiles: Vec<_> = geo["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["properties"]["objectType"] == "tile")
+        .collect();
+    assert!(!tiles.is_empty());
+    // Every token lies in a 128-µm tile that overlaps the region (tiles straddle its edge).
+    for t in tiles {
+        let c = &t["geometry"]["coordinates"][0];
+        let (x0, y0) = (c[0][0].as_f64().unwrap(), c[0][1].as_f64().unwrap());
+        assert!(
+            x0 > 1000.0 - 256.0 && x0 < 3000.0 + 256.0 && y0 > 1000.0 - 256.0 && y0 < 3000.0 + 256.0,
+            "token at ({x0}, {y0})"
+        );
+    }
+}

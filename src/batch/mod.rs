@@ -13,11 +13,13 @@ use crate::export::{self, ProbabilityGrid};
 use crate::features::write_features;
 use crate::model::Model;
 use crate::pipeline::{analyse_slide, PipelineOptions, StageSeconds};
+use crate::roi::Roi;
 use crate::slide::Slide;
 use discover::SlideJob;
 use fingerprint::{fingerprint, Fingerprint};
 use lock::SlideLock;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -36,6 +38,9 @@ pub struct BatchOptions {
     pub nms_um: f64,
     /// Long side of heatmap.png in pixels.
     pub heatmap_px: u64,
+    /// Regions of interest: a GeoJSON file for every slide, or a directory holding
+    /// `<slide file stem>.geojson` for the slides that have one.
+    pub roi: Option<PathBuf>,
     pub pipeline: PipelineOptions,
     /// A lock whose heartbeat is older than this is taken over.
     pub stale_lock: Duration,
@@ -52,6 +57,7 @@ impl BatchOptions {
             detection_floor: 0.05,
             nms_um: 75.0,
             heatmap_px: 1600,
+            roi: None,
             pipeline: PipelineOptions::default(),
             stale_lock: Duration::from_secs(600),
             heartbeat: Duration::from_secs(30),
@@ -239,7 +245,21 @@ fn process_slide<B: Backend>(
 ) -> Result<Option<()>, SlideFailure> {
     let started = Instant::now();
     let dir = options.out.join(&job.name);
-    let settings = options.settings();
+    let roi_path = roi_for(job, options.roi.as_deref());
+    let mut settings = options.settings();
+    // The region of interest decides the outputs too: its content, not just its name.
+    settings["roi_sha256"] = match &roi_path {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| failed(format!("{}: {e}", p.display())))?;
+            serde_json::Value::String(
+                sha2::Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
+            )
+        }
+        None => serde_json::Value::Null,
+    };
     let print = fingerprint(&job.path).map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
     if finished(&dir, &print, &model.hash, &settings) {
         return Err(SlideFailure::Skipped);
@@ -255,6 +275,7 @@ fn process_slide<B: Backend>(
         return Err(SlideFailure::Skipped);
     }
     crate::atomic::remove_partials(&dir);
+    let roi = roi_path.as_deref().map(Roi::load).transpose().map_err(failed)?;
     let slide = Slide::open(&job.path).map_err(failed)?;
     let (mpp, mpp_source) = match (options.mpp, slide.mpp()) {
         (Some(m), _) => (m, "--mpp".to_string()),
@@ -266,9 +287,19 @@ fn process_slide<B: Backend>(
             )))
         }
     };
-    let analysis = analyse_slide(&slide, mpp, model, &options.pipeline, &|_| {}, &|done, total| {
-        on_event(Event::Tiles { done, total })
-    })
+    let restrict = |mask: &mut crate::tissue::TissueMask| {
+        if let Some(roi) = &roi {
+            roi.restrict(mask)
+        }
+    };
+    let analysis = analyse_slide(
+        &slide,
+        mpp,
+        model,
+        &options.pipeline,
+        &restrict,
+        &|done, total| on_event(Event::Tiles { done, total }),
+    )
     .map_err(failed)?;
 
     let export_start = Instant::now();
@@ -348,6 +379,17 @@ fn process_slide<B: Backend>(
     })
     .map_err(io("summary.json"))?;
     Ok(Some(()))
+}
+
+/// The region-of-interest file for `job`: `roi` itself when it is a file, else
+/// `roi/<stem>.geojson` when that exists.
+fn roi_for(job: &SlideJob, roi: Option<&Path>) -> Option<PathBuf> {
+    let roi = roi?;
+    if !roi.is_dir() {
+        return Some(roi.to_path_buf());
+    }
+    let stem = job.path.file_stem()?.to_string_lossy().into_owned();
+    Some(roi.join(format!("{stem}.geojson"))).filter(|p| p.is_file())
 }
 
 /// Writes the batch report (every slide's outcome, failures with their reasons).

@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// Also write each tile's feature (features.safetensors)
     #[arg(long)]
     features: bool,
+    /// Analyse only inside these polygons: a GeoJSON file (level-0 pixels, as QuPath
+    /// exports), or a directory of <slide file stem>.geojson
+    #[arg(long)]
+    roi: Option<PathBuf>,
     /// Tumour regions: tokens at or above this probability
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
@@ -77,6 +81,7 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
     let mut options = BatchOptions::new(args.out.clone());
     options.mpp = args.mpp;
     options.features = args.features;
+    options.roi = args.roi.clone();
     options.threshold = args.threshold;
     options.pipeline.batch = args.batch;
     options.pipeline.min_tissue = args.min_tissue;
