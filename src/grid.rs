@@ -95,17 +95,7 @@ pub fn plan_tiles(
 /// Reads one tile as `tile_px` × `tile_px` RGB (outside the slide: white, like glass).
 pub fn read_tile(slide: &Slide, plan: &TilePlan, tile: &Tile) -> Result<Vec<u8>, SlideError> {
     let region = slide.read_region(plan.level, tile.x, tile.y, plan.read_px, plan.read_px)?;
-    let rgb: Vec<u8> = region
-        .data
-        .chunks_exact(4)
-        .flat_map(|p| {
-            if p[3] == 0 {
-                [255, 255, 255]
-            } else {
-                [p[0], p[1], p[2]]
-            }
-        })
-        .collect();
+    let rgb = region.to_rgb_on_white();
     if plan.read_px == plan.tile_px {
         return Ok(rgb);
     }

@@ -39,17 +39,7 @@ pub fn thumbnail(slide: &Slide, max_side: u64) -> Result<(Vec<u8>, usize, usize,
             lw as u32,
             rows as u32,
         )?;
-        let rgb: Vec<u8> = region
-            .data
-            .chunks_exact(4)
-            .flat_map(|p| {
-                if p[3] == 0 {
-                    [255, 255, 255]
-                } else {
-                    [p[0], p[1], p[2]]
-                }
-            })
-            .collect();
+        let rgb = region.to_rgb_on_white();
         let (small, w, h) = box_downsample(&rgb, lw, rows, 3, factor);
         out.extend(small);
         tw = w;

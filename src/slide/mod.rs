@@ -71,6 +71,22 @@ pub struct RgbaImage {
     pub data: Vec<u8>,
 }
 
+impl RgbaImage {
+    /// RGB bytes, transparent pixels (outside the scanned area) white like glass.
+    pub fn to_rgb_on_white(&self) -> Vec<u8> {
+        self.data
+            .chunks_exact(4)
+            .flat_map(|p| {
+                if p[3] == 0 {
+                    [255, 255, 255]
+                } else {
+                    [p[0], p[1], p[2]]
+                }
+            })
+            .collect()
+    }
+}
+
 /// An open slide. Cheap to share across threads (`&Slide` is `Sync`); reads decode tiles in
 /// parallel and keep recently decoded tiles in a small cache.
 pub struct Slide {
