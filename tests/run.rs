@@ -292,6 +292,13 @@ fn a_corrupt_slide_fails_alone_and_a_busy_one_is_left_to_its_worker() {
         assert!(!out.join(bad).join("summary.json").exists());
     }
     assert!(err.contains("truncated.svs: FAILED"), "{err}");
+    // index.html shows the good slide's heatmap and links, and the failures with reasons.
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        html.contains("good/heatmap.png") && html.contains("good/qupath.geojson"),
+        "{html}"
+    );
+    assert!(html.contains("truncated") && html.contains("not-a-slide") && html.contains("2 failed"));
 
     // A live lock (fresh heartbeat) held by another worker: left alone, not a failure.
     let busy = tmp("run-busy");

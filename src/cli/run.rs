@@ -147,6 +147,7 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
         None => "batch-report.json".into(),
     };
     write_report(&args.out.join(&report_name), &reports)?;
+    flashslide::export::index::write_index(&args.out)?;
     let failed = reports
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
@@ -158,8 +159,9 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
             .count();
         let skipped = reports.len() - done - failed;
         eprintln!(
-            "flashslide: {done} analysed, {skipped} skipped, {failed} failed; report: {}",
-            args.out.join(report_name).display()
+            "flashslide: {done} analysed, {skipped} skipped, {failed} failed; report: {}, index: {}",
+            args.out.join(report_name).display(),
+            args.out.join("index.html").display()
         );
     }
     Ok(if failed == 0 {

@@ -8,6 +8,7 @@ pub mod detections;
 pub mod font;
 pub mod geojson;
 pub mod heatmap;
+pub mod index;
 pub mod probability_tiff;
 
 pub use crate::atomic::write_atomically;
