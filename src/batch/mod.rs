@@ -105,6 +105,9 @@ pub struct Summary {
     pub tumour_regions: usize,
     pub detections: usize,
     pub outputs: Vec<String>,
+    /// Seconds each output took to write.
+    #[serde(default)]
+    pub export_seconds: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -308,23 +311,35 @@ fn process_slide<B: Backend>(
         let path = dir.join(what);
         move |e: std::io::Error| failed(format!("{}: {e}", path.display()))
     };
-    let mut outputs = Vec::new();
-    export::heatmap::write_heatmap(&dir.join("heatmap.png"), &slide, &grid, options.heatmap_px)
-        .map_err(failed)?;
-    outputs.push("heatmap.png");
-    export::probability_tiff::write_probability_tiff(&dir.join("probability.tiff"), &slide, &grid)
-        .map_err(failed)?;
-    outputs.push("probability.tiff");
+    // Each output with the seconds it took.
+    let mut outputs: Vec<(String, f64)> = Vec::new();
+    let mut timed = |name: &str, write: &mut dyn FnMut() -> Result<(), SlideFailure>| {
+        let t = Instant::now();
+        write()?;
+        outputs.push((name.to_string(), t.elapsed().as_secs_f64()));
+        Ok::<(), SlideFailure>(())
+    };
+    timed("heatmap.png", &mut || {
+        export::heatmap::write_heatmap(&dir.join("heatmap.png"), &slide, &grid, options.heatmap_px)
+            .map_err(failed)
+    })?;
+    timed("probability.tiff", &mut || {
+        export::probability_tiff::write_probability_tiff(&dir.join("probability.tiff"), &slide, &grid)
+            .map_err(failed)
+    })?;
     let regions = export::geojson::tumour_regions(&grid, options.threshold);
-    export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, &regions)
-        .map_err(io("qupath.geojson"))?;
-    outputs.push("qupath.geojson");
-    export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask)
-        .map_err(io("tissue.geojson"))?;
-    outputs.push("tissue.geojson");
+    timed("qupath.geojson", &mut || {
+        export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, &regions)
+            .map_err(io("qupath.geojson"))
+    })?;
+    timed("tissue.geojson", &mut || {
+        export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask)
+            .map_err(io("tissue.geojson"))
+    })?;
     let detections = export::detections::detect(&grid, options.detection_floor, options.nms_um);
-    export::detections::write_csv(&dir.join("detections.csv"), &detections).map_err(io("detections.csv"))?;
-    outputs.push("detections.csv");
+    timed("detections.csv", &mut || {
+        export::detections::write_csv(&dir.join("detections.csv"), &detections).map_err(io("detections.csv"))
+    })?;
     if let Some(features) = &analysis.tile_features {
         let mut meta = BTreeMap::new();
         meta.insert("model".to_string(), model.config.name.clone());
@@ -336,15 +351,16 @@ fn process_slide<B: Backend>(
             format!("{}", analysis.plan.tile_level0),
         );
         let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
-        write_features(
-            &dir.join("features.safetensors"),
-            features,
-            analysis.feature_dim,
-            &coords,
-            &meta,
-        )
-        .map_err(io("features.safetensors"))?;
-        outputs.push("features.safetensors");
+        timed("features.safetensors", &mut || {
+            write_features(
+                &dir.join("features.safetensors"),
+                features,
+                analysis.feature_dim,
+                &coords,
+                &meta,
+            )
+            .map_err(io("features.safetensors"))
+        })?;
     }
     let export_seconds = export_start.elapsed().as_secs_f64();
 
@@ -371,7 +387,8 @@ fn process_slide<B: Backend>(
         tumour_area_mm2: regions.iter().map(|r| r.area_mm2).sum(),
         tumour_regions: regions.len(),
         detections: detections.len(),
-        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        outputs: outputs.iter().map(|(name, _)| name.clone()).collect(),
+        export_seconds: outputs.into_iter().collect(),
     };
     let text = serde_json::to_string_pretty(&summary).map_err(failed)?;
     export::write_atomically(&dir.join("summary.json"), |out| {
