@@ -380,3 +380,67 @@ fn a_region_of_interest_restricts_the_analysis_to_its_polygons() {
         );
     }
 }
+
+/// index.html in headless Chromium (Debian's `chromium`; CI installs it and sets
+/// FLASHSLIDE_REQUIRE_CHROMIUM): every heatmap loads, and a screenshot shows them.
+#[test]
+fn the_index_page_loads_every_heatmap_in_a_browser() {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(chromium) = chromium else {
+        assert!(
+            std::env::var_os("FLASHSLIDE_REQUIRE_CHROMIUM").is_none(),
+            "FLASHSLIDE_REQUIRE_CHROMIUM is set but chromium is not installed"
+        );
+        eprintln!("SKIPPED the_index_page_loads_every_heatmap_in_a_browser: chromium is not installed");
+        return;
+    };
+    let out = tmp("run-index");
+    let (code, err) = run(&[
+        samples().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let url = format!("file://{}", out.join("index.html").display());
+    let browser = |extra: &[&str]| {
+        Command::new(chromium)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--virtual-time-budget=10000",
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let dom = String::from_utf8_lossy(&browser(&["--dump-dom"]).stdout).into_owned();
+    assert!(
+        dom.contains("data-images-loaded=\"2/2\""),
+        "images did not all load: {}",
+        &dom[..dom.len().min(400)]
+    );
+    let shot = out.join("index-screenshot.png");
+    let done = browser(&[
+        "--window-size=1200,900",
+        &format!("--screenshot={}", shot.display()),
+    ]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    // The screenshot shows the heatmaps: a good share of strongly coloured pixels.
+    let img = image::open(&shot).unwrap().to_rgb8();
+    let coloured = img
+        .pixels()
+        .filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 60)
+        .count();
+    assert!(
+        coloured * 20 > (img.width() * img.height()) as usize,
+        "{coloured} coloured pixels"
+    );
+}

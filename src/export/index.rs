@@ -116,6 +116,16 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
             }
             writeln!(f, "</ul>")?;
         }
+        // Says on the page, and in `data-images-loaded` for automated checks, whether every
+        // heatmap loaded (a moved or half-copied output folder shows here first).
+        writeln!(
+            f,
+            "<script>addEventListener('load',()=>{{const im=[...document.images];\
+             const ok=im.filter(i=>i.complete&&i.naturalWidth>0).length;\
+             document.body.dataset.imagesLoaded=ok+'/'+im.length;\
+             if(ok<im.length){{const p=document.createElement('p');p.className='fail';\
+             p.textContent=(im.length-ok)+' heatmap(s) could not be loaded';document.body.prepend(p);}}}});</script>"
+        )?;
         writeln!(f, "</body></html>")
     })
 }
