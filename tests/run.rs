@@ -433,14 +433,15 @@ fn the_index_page_loads_every_heatmap_in_a_browser() {
         &format!("--screenshot={}", shot.display()),
     ]);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    // The screenshot shows the heatmaps: a good share of strongly coloured pixels.
+    // The screenshot shows the heatmaps: over 2.5% strongly coloured pixels (the two
+    // heatmaps fill about a sixth of the page, their tissue a part of that).
     let img = image::open(&shot).unwrap().to_rgb8();
     let coloured = img
         .pixels()
         .filter(|p| p.0.iter().max().unwrap() - p.0.iter().min().unwrap() > 60)
         .count();
     assert!(
-        coloured * 20 > (img.width() * img.height()) as usize,
+        coloured * 40 > (img.width() * img.height()) as usize,
         "{coloured} coloured pixels"
     );
 }
