@@ -13,6 +13,7 @@ pub mod features;
 pub mod grid;
 pub mod model;
 pub mod pipeline;
+pub mod process;
 pub mod roi;
 pub mod slide;
 pub mod synth;

@@ -380,7 +380,7 @@ fn process_slide<B: Backend>(
         tokens: analysis.probabilities.len(),
         token_um: analysis.token_level0() * mpp,
         seconds: Seconds::from_stages(&analysis.seconds, export_seconds, started.elapsed().as_secs_f64()),
-        peak_rss_bytes: crate::bench::attention::peak_rss(),
+        peak_rss_bytes: crate::process::peak_rss(),
         device_memory_bytes: be.memory_in_use(),
         slide_probability: analysis.slide_probability,
         max_probability: analysis.probabilities.iter().cloned().fold(0.0, f32::max),

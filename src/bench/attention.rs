@@ -3,6 +3,7 @@
 //! same random inputs, with time, throughput and the peak memory each needs.
 
 use crate::backend::cpu::attention::{attention, Packed};
+use crate::process::peak_rss;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;
@@ -146,12 +147,4 @@ pub fn bench_attention(
         peak_rss_after_naive: naive_seconds.and(peak_rss()),
         relative_error,
     }
-}
-
-/// Peak resident set size of this process (VmHWM), where the system reports it.
-pub fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

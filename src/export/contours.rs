@@ -118,18 +118,28 @@ fn polygon_from_edges(edges: &[([i64; 2], [i64; 2])]) -> Polygon {
         }
         rings.push(simplify(ring));
     }
-    let area = |r: &[[f64; 2]]| -> f64 {
-        r.windows(2)
-            .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
-            .sum::<f64>()
-            / 2.0
-    };
-    let (mut exteriors, holes): (Vec<_>, Vec<_>) = rings.into_iter().partition(|r| area(r) < 0.0);
+    let (mut exteriors, holes): (Vec<_>, Vec<_>) = rings.into_iter().partition(|r| signed_area(r) < 0.0);
     // A 4-connected region has one exterior ring.
-    exteriors.sort_by(|a, b| area(a).total_cmp(&area(b)));
+    exteriors.sort_by(|a, b| signed_area(a).total_cmp(&signed_area(b)));
     Polygon {
         exterior: exteriors.into_iter().next().unwrap_or_default(),
         holes,
+    }
+}
+
+/// A closed ring's area by the shoelace formula: negative for an exterior ring as traced
+/// here (y down), positive for a hole.
+pub fn signed_area(ring: &[[f64; 2]]) -> f64 {
+    ring.windows(2)
+        .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
+        .sum::<f64>()
+        / 2.0
+}
+
+impl Polygon {
+    /// Area inside the exterior and outside the holes.
+    pub fn area(&self) -> f64 {
+        signed_area(&self.exterior).abs() - self.holes.iter().map(|h| signed_area(h).abs()).sum::<f64>()
     }
 }
 
@@ -194,13 +204,9 @@ mod tests {
         let (mask, w, h) = grid(&["###", "#.#", "##."]);
         let polys = trace_regions(&mask, w, h);
         assert_eq!(polys.len(), 1);
-        let area = |r: &[[f64; 2]]| {
-            r.windows(2)
-                .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
-                .sum::<f64>()
-                / 2.0
-        };
-        let total = -area(&polys[0].exterior) - polys[0].holes.iter().map(|h| area(h)).sum::<f64>();
+        let total =
+            -signed_area(&polys[0].exterior) - polys[0].holes.iter().map(|h| signed_area(h)).sum::<f64>();
         assert_eq!(total, 7.0, "{:?}", polys[0]);
+        assert_eq!(polys[0].area(), 7.0);
     }
 }

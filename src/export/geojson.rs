@@ -27,18 +27,6 @@ fn polygon_json(p: &Polygon, scale: f64) -> String {
     format!("{{\"type\":\"Polygon\",\"coordinates\":[{}]}}", rings.join(","))
 }
 
-/// Area of a polygon in grid units² (exterior minus holes).
-fn area(p: &Polygon) -> f64 {
-    let ring = |r: &[[f64; 2]]| {
-        r.windows(2)
-            .map(|w| w[0][0] * w[1][1] - w[1][0] * w[0][1])
-            .sum::<f64>()
-            .abs()
-            / 2.0
-    };
-    ring(&p.exterior) - p.holes.iter().map(|h| ring(h)).sum::<f64>()
-}
-
 /// A tumour region: its outline (level-0 pixels), area and highest probability.
 pub struct Region {
     pub polygon: Polygon,
@@ -62,7 +50,7 @@ pub fn tumour_regions(grid: &ProbabilityGrid, threshold: f32) -> Vec<Region> {
         .into_iter()
         .zip(max)
         .map(|(polygon, max_probability)| Region {
-            area_mm2: area(&polygon) * cell_mm2,
+            area_mm2: polygon.area() * cell_mm2,
             polygon: Polygon {
                 exterior: polygon
                     .exterior
