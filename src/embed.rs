@@ -2,11 +2,11 @@
 //! one image of the model's input size).
 
 use crate::backend::Backend;
-use crate::grid::{plan_tiles, read_tile, GridError};
+use crate::grid::{plan_tiles, GridError};
 use crate::model::{Model, ModelError};
+use crate::pipeline::{encode_tiles, PipelineError, StageSeconds};
 use crate::slide::{Slide, SlideError};
 use crate::tissue::{detect_tissue, TissueOptions};
-use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +17,8 @@ pub enum EmbedError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Grid(#[from] GridError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
     #[error("{}: the slide does not state its pixel size; pass --mpp", .0.display())]
     NoMpp(PathBuf),
     #[error("{}: {msg}", path.display())]
@@ -36,7 +38,7 @@ pub struct SlideEmbedding {
 }
 
 /// Encodes every tissue tile of `slide` (level-0 pixels of `mpp` µm), `batch` tiles at a time
-/// (tiles of a batch are read in parallel); `progress(done, total)` after each batch.
+/// (decoding overlapped with encoding, as in `run`); `progress(done, total)` after each batch.
 pub fn embed_slide<B: Backend>(
     slide: &Slide,
     mpp: f64,
@@ -49,20 +51,20 @@ pub fn embed_slide<B: Backend>(
     let mask = detect_tissue(slide, mpp, &TissueOptions::default())?;
     let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, min_tissue)?;
     let mut features = Vec::with_capacity(plan.tiles.len() * c.width);
-    for (i, chunk) in plan.tiles.chunks(batch.max(1)).enumerate() {
-        let pixels: Vec<Vec<u8>> = chunk
-            .par_iter()
-            .map(|t| read_tile(slide, &plan, t))
-            .collect::<Result<_, _>>()?;
-        let encoded = model
-            .tile_encoder
-            .forward(&pixels.concat(), chunk.len(), c.image_size)?;
-        features.extend(model.tile_encoder.backend().download(&encoded.pooled)?);
-        progress(
-            (i * batch.max(1) + chunk.len()).min(plan.tiles.len()),
-            plan.tiles.len(),
-        );
-    }
+    let be = model.tile_encoder.backend();
+    let mut seconds = StageSeconds::default();
+    encode_tiles(
+        slide,
+        &plan,
+        model,
+        batch,
+        &mut seconds,
+        progress,
+        &mut |_, encoded| {
+            features.extend(be.download(&encoded.pooled)?);
+            Ok(())
+        },
+    )?;
     Ok(SlideEmbedding {
         features,
         dim: c.width,

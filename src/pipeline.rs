@@ -3,7 +3,8 @@
 //! over every token of the slide at once → a tumour probability per stage-2 token.
 
 use crate::backend::Backend;
-use crate::grid::{plan_tiles, read_tile, GridError, TilePlan};
+use crate::grid::{plan_tiles, read_tile, GridError, Tile, TilePlan};
+use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
 use crate::tissue::{detect_tissue, TissueMask, TissueOptions};
@@ -92,6 +93,70 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// What [`encode_tiles`] does with each batch: its tiles and their encoding.
+pub type OnBatch<'a, B> = dyn FnMut(&[Tile], &Encoded<<B as Backend>::Tensor>) -> Result<(), ModelError> + 'a;
+
+/// Stage 1 over every tile of `plan`, `batch` tiles a forward pass: a decoder thread reads
+/// the tiles of the coming batches in parallel into a bounded queue (two batches ahead, so
+/// memory stays bounded whatever the slide's size) while the encoder works; `on_batch` gets
+/// each batch's tiles and their encoding, `progress(done, total)` follows. Adds the decoding,
+/// encoding and waiting time to `seconds`.
+pub fn encode_tiles<B: Backend>(
+    slide: &Slide,
+    plan: &TilePlan,
+    model: &Model<B>,
+    batch: usize,
+    seconds: &mut StageSeconds,
+    progress: &dyn Fn(usize, usize),
+    on_batch: &mut OnBatch<B>,
+) -> Result<(), PipelineError> {
+    let side = model.config.image_size;
+    let chunks: Vec<_> = plan.tiles.chunks(batch.max(1)).collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SlideError>>(2);
+    let mut read_seconds = 0.0;
+    std::thread::scope(|scope| -> Result<(), PipelineError> {
+        // Owned here, so that an early return drops it and unblocks the decoder.
+        let rx = rx;
+        let decoder = scope.spawn(|| {
+            let mut spent = 0.0;
+            for chunk in &chunks {
+                let t = Instant::now();
+                let pixels = chunk
+                    .par_iter()
+                    .map(|tile| read_tile(slide, plan, tile))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|tiles| tiles.concat());
+                spent += t.elapsed().as_secs_f64();
+                let failed = pixels.is_err();
+                // A closed channel means the encoder stopped on an error: stop too.
+                if tx.send(pixels).is_err() || failed {
+                    break;
+                }
+            }
+            drop(tx);
+            spent
+        });
+        let mut done = 0;
+        for chunk in &chunks {
+            let t = Instant::now();
+            let Ok(pixels) = rx.recv() else { break };
+            seconds.stage1_waiting += t.elapsed().as_secs_f64();
+            let pixels = pixels?;
+            let t = Instant::now();
+            let encoded = model.tile_encoder.forward(&pixels, chunk.len(), side)?;
+            on_batch(chunk, &encoded)?;
+            seconds.stage1 += t.elapsed().as_secs_f64();
+            done += chunk.len();
+            progress(done, plan.tiles.len());
+        }
+        drop(rx);
+        read_seconds = decoder.join().unwrap_or(0.0);
+        Ok(())
+    })?;
+    seconds.read += read_seconds;
+    Ok(())
+}
+
 /// Runs both stages over `slide` (level-0 pixels of `mpp` µm). `tissue_filter` may edit
 /// the tissue mask before tiles are planned (pen ink, regions of interest);
 /// `progress(done, total)` after each stage-1 batch.
@@ -115,61 +180,28 @@ pub fn analyse_slide<B: Backend>(
     let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, options.min_tissue)?;
     seconds.tissue = t.elapsed().as_secs_f64();
 
-    let batch = options.batch.max(1);
-    let chunks: Vec<_> = plan.tiles.chunks(batch).collect();
     let be = model.tile_encoder.backend();
-    let mut features = Vec::with_capacity(chunks.len());
+    let mut features = Vec::new();
     let mut cells = Vec::with_capacity(plan.tiles.len());
     let mut tile_features = options.keep_features.then(Vec::new);
-    let mut read_seconds = 0.0;
-    // Two batches decoded ahead at most: memory stays bounded whatever the slide's size.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SlideError>>(2);
-    std::thread::scope(|scope| -> Result<(), PipelineError> {
-        // Owned here, so that an early return drops it and unblocks the decoder.
-        let rx = rx;
-        let decoder = scope.spawn(|| {
-            let mut spent = 0.0;
-            for chunk in &chunks {
-                let t = Instant::now();
-                let pixels = chunk
-                    .par_iter()
-                    .map(|tile| read_tile(slide, &plan, tile))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|tiles| tiles.concat());
-                spent += t.elapsed().as_secs_f64();
-                let failed = pixels.is_err();
-                // A closed channel means the encoder stopped on an error: stop too.
-                if tx.send(pixels).is_err() || failed {
-                    break;
-                }
-            }
-            drop(tx);
-            spent
-        });
-        let mut done = 0;
-        for chunk in &chunks {
-            let t = Instant::now();
-            let Ok(pixels) = rx.recv() else { break };
-            seconds.stage1_waiting += t.elapsed().as_secs_f64();
-            let pixels = pixels?;
-            let t = Instant::now();
-            let encoded = model.tile_encoder.forward(&pixels, chunk.len(), c.image_size)?;
+    encode_tiles(
+        slide,
+        &plan,
+        model,
+        options.batch,
+        &mut seconds,
+        progress,
+        &mut |chunk, encoded| {
             let positions: Vec<[u32; 2]> = chunk.iter().map(|t| [t.row, t.col]).collect();
-            let (f, p) = slide_encoder.tokens_from_tiles(c, &encoded, &positions)?;
+            let (f, p) = slide_encoder.tokens_from_tiles(c, encoded, &positions)?;
             if let Some(all) = tile_features.as_mut() {
                 all.extend(be.download(&encoded.pooled)?);
             }
             features.push(f);
             cells.extend(p.iter().map(|p| [p[0] as u32, p[1] as u32]));
-            seconds.stage1 += t.elapsed().as_secs_f64();
-            done += chunk.len();
-            progress(done, plan.tiles.len());
-        }
-        drop(rx);
-        read_seconds = decoder.join().unwrap_or(0.0);
-        Ok(())
-    })?;
-    seconds.read = read_seconds;
+            Ok(())
+        },
+    )?;
 
     let t = Instant::now();
     let (probabilities, slide_probability) = if cells.is_empty() {
