@@ -8,9 +8,7 @@ use crate::bench::attention::random_inputs;
 use crate::model::config::ModelConfig;
 use crate::model::slide_encoder::{SlideEncoder, SlideEncoderConfig};
 use crate::model::tile_encoder::TileEncoder;
-use crate::model::weights::HostTensor;
 use crate::model::ModelError;
-use std::path::Path;
 use std::time::Instant;
 
 /// Encodes `batches` batches of `batch` random tiles after one warm-up batch; tiles per
@@ -42,17 +40,7 @@ pub fn slide_encoder_seconds<B: Backend>(
     config: &SlideEncoderConfig,
     tokens: usize,
 ) -> Result<f64, ModelError> {
-    let host = config
-        .expected_shapes()
-        .into_iter()
-        .enumerate()
-        .map(|(i, (name, shape))| {
-            let n: usize = shape.iter().product();
-            let data = random_inputs(n, 50 + i as u64).iter().map(|x| 0.05 * x).collect();
-            (name, HostTensor { data, shape })
-        })
-        .collect();
-    let encoder = SlideEncoder::new(backend, config.clone(), &host, Path::new("random"))?;
+    let encoder = SlideEncoder::random(backend, config.clone())?;
     let side = (tokens as f64).sqrt().ceil() as usize;
     let positions: Vec<[f32; 2]> = (0..tokens)
         .map(|i| [(i / side) as f32, (i % side) as f32])

@@ -123,6 +123,13 @@ impl<B: Backend> SlideEncoder<B> {
         Ok(SlideEncoder { config, weights })
     }
 
+    /// An encoder with random weights: for benchmarks.
+    pub fn random(backend: &B, config: SlideEncoderConfig) -> Result<SlideEncoder<B>, ModelError> {
+        config.validate().map_err(ModelError::Config)?;
+        let weights = Weights::random(backend, &config.expected_shapes(), 0x51de)?;
+        Ok(SlideEncoder { config, weights })
+    }
+
     /// Stage-2 tokens of a batch of tiles encoded by stage 1 (`tile` its configuration) at
     /// grid `tile_positions` (row, column): features `[tokens, D]` and each token's position,
     /// in units of tokens.
