@@ -1,7 +1,9 @@
 //! The grid of tissue tiles at the model's resolution, in level-0 pixel coordinates, and
 //! reading one tile: from the coarsest pyramid level that is still at least as fine as the
-//! model's MPP (never upsampled), averaged down to the model's input size.
+//! model's MPP (never upsampled), averaged down to the model's input size (a box average
+//! when the level is a whole multiple of the model's resolution, as it nearly always is).
 
+use crate::slide::resample::{box_downsample, halve_rgba_to_rgb};
 use crate::slide::{Slide, SlideError};
 use crate::tissue::TissueMask;
 
@@ -60,8 +62,9 @@ pub fn plan_tiles(
         .iter()
         .rposition(|l| slide_mpp * l.downsample <= model_mpp * 1.01)
         .unwrap_or(0);
-    let tile_level0 = tile_px as f64 * model_mpp / slide_mpp;
-    let read_px = (tile_level0 / slide.levels()[level].downsample).round().max(1.0) as u32;
+    let downsample = slide.levels()[level].downsample;
+    let (read_px, tile_level0) = read_size(tile_px, model_mpp / slide_mpp / downsample);
+    let tile_level0 = tile_level0 * downsample;
     let (w, h) = slide.dimensions();
     let cols = (w as f64 / tile_level0).ceil() as u32;
     let rows = (h as f64 / tile_level0).ceil() as u32;
@@ -92,12 +95,35 @@ pub fn plan_tiles(
     })
 }
 
+/// Pixels to read at the chosen level for one tile, and the tile's side in that level's
+/// pixels, given the level's pixels per model pixel (`ratio`, ≥ 1 but for slack). Within 1.5%
+/// of a whole multiple k of the model's tile (0.2527 µm scanners for a 0.5 µm model: k = 2),
+/// the read is exactly k tiles wide, so that a box average makes the model's tile and the
+/// tile covers k·tile_px level pixels; otherwise the exact size, resampled.
+fn read_size(tile_px: u32, ratio: f64) -> (u32, f64) {
+    let k = ratio.round().max(1.0);
+    if (ratio / k - 1.0).abs() <= 0.015 {
+        let read = k as u32 * tile_px;
+        return (read, read as f64);
+    }
+    let exact = tile_px as f64 * ratio;
+    (exact.round().max(1.0) as u32, exact)
+}
+
 /// Reads one tile as `tile_px` × `tile_px` RGB (outside the slide: white, like glass).
 pub fn read_tile(slide: &Slide, plan: &TilePlan, tile: &Tile) -> Result<Vec<u8>, SlideError> {
     let region = slide.read_region(plan.level, tile.x, tile.y, plan.read_px, plan.read_px)?;
+    let side = plan.read_px as usize;
+    if plan.read_px == 2 * plan.tile_px {
+        return Ok(halve_rgba_to_rgb(region.data, side, side));
+    }
     let rgb = region.to_rgb_on_white();
     if plan.read_px == plan.tile_px {
         return Ok(rgb);
+    }
+    if plan.read_px % plan.tile_px == 0 {
+        let factor = (plan.read_px / plan.tile_px) as usize;
+        return Ok(box_downsample(&rgb, side, side, 3, factor).0);
     }
     let img = image::RgbImage::from_raw(plan.read_px, plan.read_px, rgb).expect("region has its size");
     let resized = image::imageops::resize(
@@ -107,4 +133,22 @@ pub fn read_tile(slide: &Slide, plan: &TilePlan, tile: &Tile) -> Result<Vec<u8>,
         image::imageops::FilterType::Triangle,
     );
     Ok(resized.into_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_size;
+
+    #[test]
+    fn whole_multiples_are_read_exactly_and_others_resampled() {
+        assert_eq!(read_size(256, 1.0), (256, 256.0));
+        assert_eq!(read_size(256, 2.0), (512, 512.0));
+        // A 0.2527 µm scanner for a 0.5 µm model, and a 0.5025 µm slide (within the slack).
+        assert_eq!(read_size(256, 0.5 / 0.2527), (512, 512.0));
+        assert_eq!(read_size(256, 0.5 / 0.5025), (256, 256.0));
+        // 0.3 µm: no whole multiple near, so read 427 px and resample.
+        let (read, side) = read_size(256, 0.5 / 0.3);
+        assert_eq!(read, 427);
+        assert!((side - 426.666).abs() < 1e-2);
+    }
 }

@@ -33,7 +33,7 @@ fn write(path: &Path, w: u64, h: u64, options: PyramidOptions) {
 fn deflate(samples: Samples, w: u64, h: u64) -> PyramidOptions {
     PyramidOptions {
         tile_size: 256,
-        compression: Compression::Deflate,
+        compression: Compression::Deflate { level: 6 },
         samples,
         level_factors: level_factors_until(w, h, 4, 256),
         mpp: Some(0.25),

@@ -18,10 +18,12 @@ use crate::slide::Slide;
 use discover::SlideJob;
 use fingerprint::{fingerprint, Fingerprint};
 use lock::SlideLock;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -311,35 +313,52 @@ fn process_slide<B: Backend>(
         let path = dir.join(what);
         move |e: std::io::Error| failed(format!("{}: {e}", path.display()))
     };
-    // Each output with the seconds it took.
-    let mut outputs: Vec<(String, f64)> = Vec::new();
-    let mut timed = |name: &str, write: &mut dyn FnMut() -> Result<(), SlideFailure>| {
-        let t = Instant::now();
-        write()?;
-        outputs.push((name.to_string(), t.elapsed().as_secs_f64()));
-        Ok::<(), SlideFailure>(())
-    };
-    timed("heatmap.png", &mut || {
-        export::heatmap::write_heatmap(&dir.join("heatmap.png"), &slide, &grid, options.heatmap_px)
-            .map_err(failed)
-    })?;
-    timed("probability.tiff", &mut || {
-        export::probability_tiff::write_probability_tiff(&dir.join("probability.tiff"), &slide, &grid)
-            .map_err(failed)
-    })?;
-    let regions = export::geojson::tumour_regions(&grid, options.threshold);
-    timed("qupath.geojson", &mut || {
-        export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, &regions)
-            .map_err(io("qupath.geojson"))
-    })?;
-    timed("tissue.geojson", &mut || {
-        export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask)
-            .map_err(io("tissue.geojson"))
-    })?;
-    let detections = export::detections::detect(&grid, options.detection_floor, options.nms_um);
-    timed("detections.csv", &mut || {
-        export::detections::write_csv(&dir.join("detections.csv"), &detections).map_err(io("detections.csv"))
-    })?;
+    // The outputs are independent: written side by side, each with the seconds it took.
+    let regions = OnceLock::new();
+    let detections = OnceLock::new();
+    type Write<'a> = Box<dyn Fn() -> Result<(), SlideFailure> + Sync + 'a>;
+    let mut writes: Vec<(&str, Write)> = vec![
+        (
+            "heatmap.png",
+            Box::new(|| {
+                export::heatmap::write_heatmap(&dir.join("heatmap.png"), &slide, &grid, options.heatmap_px)
+                    .map_err(failed)
+            }),
+        ),
+        (
+            "probability.tiff",
+            Box::new(|| {
+                export::probability_tiff::write_probability_tiff(&dir.join("probability.tiff"), &slide, &grid)
+                    .map_err(failed)
+            }),
+        ),
+        (
+            "qupath.geojson",
+            Box::new(|| {
+                let regions =
+                    regions.get_or_init(|| export::geojson::tumour_regions(&grid, options.threshold));
+                export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, regions)
+                    .map_err(io("qupath.geojson"))
+            }),
+        ),
+        (
+            "tissue.geojson",
+            Box::new(|| {
+                export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask)
+                    .map_err(io("tissue.geojson"))
+            }),
+        ),
+        (
+            "detections.csv",
+            Box::new(|| {
+                let found = detections.get_or_init(|| {
+                    export::detections::detect(&grid, options.detection_floor, options.nms_um)
+                });
+                export::detections::write_csv(&dir.join("detections.csv"), found)
+                    .map_err(io("detections.csv"))
+            }),
+        ),
+    ];
     if let Some(features) = &analysis.tile_features {
         let mut meta = BTreeMap::new();
         meta.insert("model".to_string(), model.config.name.clone());
@@ -351,17 +370,32 @@ fn process_slide<B: Backend>(
             format!("{}", analysis.plan.tile_level0),
         );
         let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
-        timed("features.safetensors", &mut || {
-            write_features(
-                &dir.join("features.safetensors"),
-                features,
-                analysis.feature_dim,
-                &coords,
-                &meta,
-            )
-            .map_err(io("features.safetensors"))
-        })?;
+        let (dir, io) = (&dir, &io);
+        writes.push((
+            "features.safetensors",
+            Box::new(move || {
+                write_features(
+                    &dir.join("features.safetensors"),
+                    features,
+                    analysis.feature_dim,
+                    &coords,
+                    &meta,
+                )
+                .map_err(io("features.safetensors"))
+            }),
+        ));
     }
+    let outputs: Vec<(String, f64)> = writes
+        .par_iter()
+        .map(|(name, write)| {
+            let t = Instant::now();
+            write()?;
+            Ok((name.to_string(), t.elapsed().as_secs_f64()))
+        })
+        .collect::<Result<_, SlideFailure>>()?;
+    drop(writes);
+    let regions = regions.into_inner().expect("qupath.geojson traced them");
+    let detections = detections.into_inner().expect("detections.csv found them");
     let export_seconds = export_start.elapsed().as_secs_f64();
 
     let be = model.tile_encoder.backend();

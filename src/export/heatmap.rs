@@ -6,6 +6,7 @@ use super::font::{draw_text, text_width};
 use super::ProbabilityGrid;
 use crate::slide::resample::box_downsample;
 use crate::slide::{Slide, SlideError, SlideErrorKind};
+use rayon::prelude::*;
 use std::path::Path;
 
 /// Opacity of the probability colours over the tissue: from 0.15 at 0 (the tissue stays
@@ -58,21 +59,24 @@ pub fn write_heatmap(
     let (thumb, tw, th, scale) = thumbnail(slide, max_side)?;
     let (w, h) = (tw + MARGIN, th.max(200));
     let mut img = vec![255u8; w * h * 3];
-    for y in 0..th {
-        for x in 0..tw {
-            let src = &thumb[(y * tw + x) * 3..][..3];
-            let dst = &mut img[(y * w + x) * 3..][..3];
-            match grid.at((x as f64 + 0.5) * scale, (y as f64 + 0.5) * scale) {
-                Some(p) => {
-                    let (c, a) = (viridis(p), alpha(p));
-                    for i in 0..3 {
-                        dst[i] = (a * c[i] as f32 + (1.0 - a) * src[i] as f32).round() as u8;
+    img.par_chunks_mut(w * 3)
+        .take(th)
+        .enumerate()
+        .for_each(|(y, row)| {
+            for x in 0..tw {
+                let src = &thumb[(y * tw + x) * 3..][..3];
+                let dst = &mut row[x * 3..][..3];
+                match grid.at((x as f64 + 0.5) * scale, (y as f64 + 0.5) * scale) {
+                    Some(p) => {
+                        let (c, a) = (viridis(p), alpha(p));
+                        for i in 0..3 {
+                            dst[i] = (a * c[i] as f32 + (1.0 - a) * src[i] as f32).round() as u8;
+                        }
                     }
+                    None => dst.copy_from_slice(src),
                 }
-                None => dst.copy_from_slice(src),
             }
-        }
-    }
+        });
     draw_colour_bar(&mut img, w, tw + 16, 16, (h - 32).min(300));
     draw_scale_bar(&mut img, w, tw, th, grid.mpp * scale);
     let png = image::RgbImage::from_raw(w as u32, h as u32, img).expect("buffer has its size");

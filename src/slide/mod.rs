@@ -74,16 +74,13 @@ pub struct RgbaImage {
 impl RgbaImage {
     /// RGB bytes, transparent pixels (outside the scanned area) white like glass.
     pub fn to_rgb_on_white(&self) -> Vec<u8> {
-        self.data
-            .chunks_exact(4)
-            .flat_map(|p| {
-                if p[3] == 0 {
-                    [255, 255, 255]
-                } else {
-                    [p[0], p[1], p[2]]
-                }
-            })
-            .collect()
+        let mut rgb = vec![255u8; self.data.len() / 4 * 3];
+        for (out, p) in rgb.chunks_exact_mut(3).zip(self.data.chunks_exact(4)) {
+            if p[3] != 0 {
+                out.copy_from_slice(&p[..3]);
+            }
+        }
+        rgb
     }
 }
 

@@ -13,35 +13,110 @@ pub(crate) fn box_downsample(
     use rayon::prelude::*;
     let (w, h) = (width.div_ceil(factor), rows.div_ceil(factor));
     let mut out = vec![0u8; w * h * channels];
-    out.par_chunks_mut(w * channels)
-        .enumerate()
-        .for_each(|(y, out_row)| {
-            let mut sums = vec![0u32; w * channels];
-            let block_rows = ((y + 1) * factor).min(rows) - y * factor;
-            for sy in y * factor..y * factor + block_rows {
-                let row = &src[sy * width * channels..(sy + 1) * width * channels];
-                for (ox, sum) in sums.chunks_exact_mut(channels).enumerate() {
-                    let x0 = ox * factor;
-                    for px in row[x0 * channels..((x0 + factor).min(width)) * channels].chunks_exact(channels)
-                    {
-                        for (s, &v) in sum.iter_mut().zip(px) {
-                            *s += v as u32;
-                        }
-                    }
+    let full_block = RoundedDivision::by((factor * factor) as u32);
+    out.par_chunks_mut(w * channels).enumerate().for_each_init(
+        || vec![0u32; width * channels],
+        |column_sums, (y, out_row)| {
+            // Sum the block's rows first (a loop the compiler vectorises), then across.
+            column_sums.fill(0);
+            let (y0, y1) = (y * factor, ((y + 1) * factor).min(rows));
+            for row in src[y0 * width * channels..y1 * width * channels].chunks_exact(width * channels) {
+                for (sum, &v) in column_sums.iter_mut().zip(row) {
+                    *sum += v as u32;
                 }
             }
-            for (ox, (o, sum)) in out_row
-                .chunks_exact_mut(channels)
-                .zip(sums.chunks_exact(channels))
-                .enumerate()
-            {
-                let n = (block_rows * ((ox * factor + factor).min(width) - ox * factor)) as u32;
-                for (o, &s) in o.iter_mut().zip(sum) {
-                    *o = ((s + n / 2) / n) as u8;
-                }
+            let block_rows = (y1 - y0) as u32;
+            match channels {
+                1 => sum_across::<1>(column_sums, out_row, factor, block_rows, full_block),
+                3 => sum_across::<3>(column_sums, out_row, factor, block_rows, full_block),
+                4 => sum_across::<4>(column_sums, out_row, factor, block_rows, full_block),
+                _ => unreachable!("images have 1, 3 or 4 channels"),
             }
-        });
+        },
+    );
     (out, w, h)
+}
+
+/// RGBA (`width` × `height`, even sides) averaged 2 × 2 into RGB, transparent pixels
+/// counted as white like glass: the read of a model tile from a level twice as fine, in
+/// loops the compiler vectorises (about twice as fast as converting, then box-averaging).
+pub(crate) fn halve_rgba_to_rgb(mut rgba: Vec<u8>, width: usize, height: usize) -> Vec<u8> {
+    for px in rgba.chunks_exact_mut(4) {
+        let glass = ((px[3] == 0) as u8) * 255;
+        px[0] |= glass;
+        px[1] |= glass;
+        px[2] |= glass;
+    }
+    let (w, h) = (width / 2, height / 2);
+    let mut out = vec![0u8; w * h * 3];
+    let mut pair_sums = vec![0u16; width * 4];
+    for (y, out_row) in out.chunks_exact_mut(w * 3).enumerate() {
+        let top = &rgba[2 * y * width * 4..(2 * y + 1) * width * 4];
+        let bottom = &rgba[(2 * y + 1) * width * 4..(2 * y + 2) * width * 4];
+        for ((sum, &t), &b) in pair_sums.iter_mut().zip(top).zip(bottom) {
+            *sum = t as u16 + b as u16;
+        }
+        for (o, s) in out_row.chunks_exact_mut(3).zip(pair_sums.chunks_exact(8)) {
+            for i in 0..3 {
+                o[i] = ((s[i] + s[i + 4] + 2) >> 2) as u8;
+            }
+        }
+    }
+    out
+}
+
+/// One output row from its block's column sums: `C` channels, blocks `factor` wide (the last
+/// one what is left) and `block_rows` high.
+fn sum_across<const C: usize>(
+    column_sums: &[u32],
+    out_row: &mut [u8],
+    factor: usize,
+    block_rows: u32,
+    full_block: RoundedDivision,
+) {
+    for (out_px, block) in out_row.chunks_exact_mut(C).zip(column_sums.chunks(factor * C)) {
+        let columns = (block.len() / C) as u32;
+        let divide = if block_rows * columns == full_block.n {
+            full_block
+        } else {
+            RoundedDivision::by(block_rows * columns)
+        };
+        let mut sums = [0u32; C];
+        for px in block.chunks_exact(C) {
+            for c in 0..C {
+                sums[c] += px[c];
+            }
+        }
+        for c in 0..C {
+            out_px[c] = divide.of(sums[c]) as u8;
+        }
+    }
+}
+
+/// s / n rounded to nearest, as a multiply and a shift: exact for sums of 8-bit samples
+/// over blocks of fewer than 4,096 pixels (then s + n/2 < 2^32 / n); a division beyond.
+#[derive(Clone, Copy)]
+struct RoundedDivision {
+    n: u32,
+    magic: u64,
+}
+
+impl RoundedDivision {
+    fn by(n: u32) -> Self {
+        RoundedDivision {
+            n,
+            magic: (1u64 << 32).div_ceil(n as u64),
+        }
+    }
+
+    fn of(self, s: u32) -> u32 {
+        let x = (s + self.n / 2) as u64;
+        if self.n < 4096 {
+            ((x * self.magic) >> 32) as u32
+        } else {
+            (x / self.n as u64) as u32
+        }
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +128,36 @@ mod tests {
         let (out, w, h) = super::box_downsample(&src, 3, 3, 1, 2);
         assert_eq!((w, h), (2, 2));
         assert_eq!(out, vec![3, 15, 100, 50]);
+    }
+
+    #[test]
+    fn halving_rgba_matches_converting_then_averaging() {
+        let (w, h) = (6, 4);
+        let rgba: Vec<u8> = (0..w * h * 4)
+            .map(|i| {
+                if i % 4 == 3 {
+                    [0, 255][(i / 4) % 5 % 2]
+                } else {
+                    (i * 37 % 256) as u8
+                }
+            })
+            .collect();
+        let image = crate::slide::RgbaImage {
+            width: w as u32,
+            height: h as u32,
+            data: rgba.clone(),
+        };
+        let (expected, _, _) = super::box_downsample(&image.to_rgb_on_white(), w, h, 3, 2);
+        assert_eq!(super::halve_rgba_to_rgb(rgba, w, h), expected);
+    }
+
+    #[test]
+    fn rounded_division_is_exact_for_every_block_sum() {
+        for n in [1u32, 2, 3, 4, 9, 16, 63, 64, 255, 1024, 4095, 4096, 5000] {
+            let d = super::RoundedDivision::by(n);
+            for s in (0..=255 * n).step_by(1 + n as usize / 64) {
+                assert_eq!(d.of(s), (s + n / 2) / n, "{s} / {n}");
+            }
+        }
     }
 }

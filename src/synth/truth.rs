@@ -138,7 +138,7 @@ pub fn write_mask(scene: &Scene, path: &Path) -> Result<(), SlideError> {
     );
     let options = PyramidOptions {
         tile_size: 256,
-        compression: Compression::Deflate,
+        compression: Compression::Deflate { level: 6 },
         samples: Samples::Grey,
         level_factors: level_factors_until(w, h, 4, 1024),
         mpp: Some(scene.mpp * d),

@@ -14,17 +14,18 @@ mod tiff_out;
 use super::error::{SlideError, SlideErrorKind};
 use super::resample::box_downsample;
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use tiff_out::{Directory, TiffOut, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
     /// Baseline JPEG, YCbCr 4:2:0 for colour, at this quality (1–100).
-    Jpeg {
-        quality: u8,
-    },
-    Deflate,
+    Jpeg { quality: u8 },
+    /// zlib at this level (1 fastest … 9 smallest).
+    Deflate { level: u8 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +90,25 @@ impl PyramidOptions {
             thumbnail: true,
         }
     }
+}
+
+/// A tile of a painted pyramid: its level, its column and row in that level's tile grid,
+/// and the level-0 pixels per pixel of the level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileAt {
+    pub level: usize,
+    pub col: u64,
+    pub row: u64,
+    pub scale: u64,
+}
+
+/// What a painter did with a tile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paint {
+    /// Every pixel has these samples (the first one for grey); the buffer is untouched.
+    Uniform([u8; 3]),
+    /// The buffer holds the tile.
+    Painted,
 }
 
 struct LevelState {
@@ -245,6 +265,79 @@ impl PyramidWriter {
         Ok(())
     }
 
+    /// Writes every level tile by tile from `paint` and finishes the file: for images that
+    /// are cheap to compute at any scale (probability maps, masks), so nothing is
+    /// downsampled and no band is built. `paint` fills a tile-sized buffer (edge tiles
+    /// padded as it likes) or reports the tile uniform, and uniform tiles share one
+    /// encoding per value. Instead of [`PyramidWriter::write_band`], not with it.
+    pub fn write_painted(
+        mut self,
+        paint: impl Fn(TileAt, &mut [u8]) -> Paint + Sync,
+    ) -> Result<(), SlideError> {
+        if self.options.thumbnail || self.levels[0].rows_done > 0 {
+            return Err(SlideError::new(
+                &self.path,
+                SlideErrorKind::BadRequest("painted pyramids have no thumbnail and no bands".into()),
+            ));
+        }
+        let t = self.options.tile_size as usize;
+        let spp = self.options.samples.per_pixel();
+        let compression = self.options.compression;
+        let uniform: Mutex<HashMap<[u8; 3], Arc<Vec<u8>>>> = Mutex::default();
+        let encode_uniform = |samples: [u8; 3]| -> Result<Arc<Vec<u8>>, String> {
+            if let Some(hit) = uniform.lock().expect("no panics while held").get(&samples) {
+                return Ok(hit.clone());
+            }
+            let pixels: Vec<u8> = samples[..spp].iter().copied().cycle().take(t * t * spp).collect();
+            // Encoded once per value, so worth the strongest setting.
+            let strongest = match compression {
+                Compression::Deflate { .. } => Compression::Deflate { level: 9 },
+                jpeg => jpeg,
+            };
+            let data = Arc::new(encode_tile(&pixels, t, t, spp, strongest)?);
+            uniform
+                .lock()
+                .expect("no panics while held")
+                .insert(samples, data.clone());
+            Ok(data)
+        };
+        let mut scale = 1u64;
+        for level in 0..self.levels.len() {
+            scale *= self.levels[level].factor as u64;
+            let (width, height) = (self.levels[level].width, self.levels[level].height);
+            for row in 0..height.div_ceil(t as u64) {
+                let tiles: Vec<_> = (0..width.div_ceil(t as u64))
+                    .into_par_iter()
+                    .map_init(
+                        || vec![0u8; t * t * spp],
+                        |buf, col| match paint(
+                            TileAt {
+                                level,
+                                col,
+                                row,
+                                scale,
+                            },
+                            buf,
+                        ) {
+                            Paint::Uniform(samples) => encode_uniform(samples),
+                            Paint::Painted => encode_tile(buf, t, t, spp, compression).map(Arc::new),
+                        },
+                    )
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| SlideError::new(&self.path, SlideErrorKind::BadRequest(e)))?;
+                let out = self.out.as_mut().expect("writer is open");
+                let l = &mut self.levels[level];
+                for data in tiles {
+                    l.offsets
+                        .push(out.append(&data).map_err(|e| io_error(&self.partial, e))?);
+                    l.counts.push(data.len() as u64);
+                }
+            }
+            self.levels[level].rows_done = height;
+        }
+        self.finish()
+    }
+
     /// Writes the directories and gives the file its name.
     pub fn finish(mut self) -> Result<(), SlideError> {
         if self.levels[0].rows_done != self.levels[0].height {
@@ -293,7 +386,7 @@ impl PyramidWriter {
         let photometric = match (self.options.samples, compression) {
             (Samples::Grey, _) => 1,
             (Samples::Rgb, Compression::Jpeg { .. }) => 6,
-            (Samples::Rgb, Compression::Deflate) => 2,
+            (Samples::Rgb, Compression::Deflate { .. }) => 2,
         };
         d.push((262, Value::Short(vec![photometric])));
         if photometric == 6 {
@@ -424,6 +517,6 @@ fn encode_tile(
                 .map_err(|e| format!("JPEG encoding: {e}"))?;
             Ok(out)
         }
-        Compression::Deflate => Ok(miniz_oxide::deflate::compress_to_vec_zlib(pixels, 6)),
+        Compression::Deflate { level } => Ok(miniz_oxide::deflate::compress_to_vec_zlib(pixels, level)),
     }
 }
