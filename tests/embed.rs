@@ -123,3 +123,26 @@ fn bad_model_or_image_is_a_clear_error() {
     assert!(err.contains("multiple of 16"), "{err}");
     assert!(!out.exists());
 }
+
+/// Without the `hdf5` feature, an .h5 output is refused before any work, saying how to get it.
+#[cfg(not(feature = "hdf5"))]
+#[test]
+fn hdf5_output_without_the_feature_says_how_to_build_it() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("never.h5");
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
+    let model = model_dir();
+    let (code, err) = run(&[
+        "embed",
+        sample,
+        "--model",
+        model.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("never.h5") && err.contains("--features hdf5"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

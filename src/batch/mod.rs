@@ -313,6 +313,17 @@ fn process_slide<B: Backend>(
         let path = dir.join(what);
         move |e: std::io::Error| failed(format!("{}: {e}", path.display()))
     };
+    let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
+    let feature_metadata = BTreeMap::from([
+        ("model".to_string(), model.config.name.clone()),
+        ("model_sha256".to_string(), model.hash.clone()),
+        ("slide".to_string(), job.path.display().to_string()),
+        ("mpp".to_string(), format!("{mpp}")),
+        (
+            "tile_size_level0".to_string(),
+            format!("{}", analysis.plan.tile_level0),
+        ),
+    ]);
     // The outputs are independent: written side by side, each with the seconds it took.
     let regions = OnceLock::new();
     let detections = OnceLock::new();
@@ -360,17 +371,7 @@ fn process_slide<B: Backend>(
         ),
     ];
     if let Some(features) = &analysis.tile_features {
-        let mut meta = BTreeMap::new();
-        meta.insert("model".to_string(), model.config.name.clone());
-        meta.insert("model_sha256".to_string(), model.hash.clone());
-        meta.insert("slide".to_string(), job.path.display().to_string());
-        meta.insert("mpp".to_string(), format!("{mpp}"));
-        meta.insert(
-            "tile_size_level0".to_string(),
-            format!("{}", analysis.plan.tile_level0),
-        );
-        let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
-        let (dir, io) = (&dir, &io);
+        let (dir, io, coords, metadata) = (&dir, &io, &coords, &feature_metadata);
         writes.push((
             "features.safetensors",
             Box::new(move || {
@@ -378,12 +379,34 @@ fn process_slide<B: Backend>(
                     &dir.join("features.safetensors"),
                     features,
                     analysis.feature_dim,
-                    &coords,
-                    &meta,
+                    coords,
+                    metadata,
                 )
                 .map_err(io("features.safetensors"))
             }),
         ));
+        if crate::features::HDF5 {
+            writes.push((
+                "features.h5",
+                Box::new(move || {
+                    let geometry = crate::features::TileGeometry {
+                        tile_px: analysis.plan.tile_px,
+                        tile_level0: analysis.plan.tile_level0,
+                        slide_mpp: mpp,
+                    };
+                    let path = dir.join("features.h5");
+                    crate::features::write_features_h5(
+                        &path,
+                        features,
+                        analysis.feature_dim,
+                        coords,
+                        geometry,
+                        metadata,
+                    )
+                    .map_err(io("features.h5"))
+                }),
+            ));
+        }
     }
     let outputs: Vec<(String, f64)> = writes
         .par_iter()

@@ -3,13 +3,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use flashslide::backend::{Backend, Selected};
 use flashslide::embed::{embed_image, embed_slide};
-use flashslide::features::write_features;
+use flashslide::features::{write_features, write_features_h5, TileGeometry, HDF5};
 use flashslide::model::Model;
 use flashslide::slide::{Slide, SlideErrorKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -19,7 +19,8 @@ pub struct EmbedArgs {
     /// Model directory (config.json, model.safetensors)
     #[arg(long)]
     model: PathBuf,
-    /// Output safetensors file
+    /// Output file: safetensors, or HDF5 (CLAM/Trident layout) when it ends in .h5 (builds
+    /// with `--features hdf5`)
     #[arg(short, long)]
     output: PathBuf,
     /// Microns per pixel of the slide, when the file does not say (or to override it)
@@ -47,6 +48,13 @@ pub fn run(args: EmbedArgs) -> Result<ExitCode> {
 }
 
 fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
+    if is_hdf5(&args.output) && !HDF5 {
+        bail!(
+            "{}: this flashslide was built without HDF5; build it with `cargo build --release --features hdf5` \
+             (needs libhdf5-dev), or write .safetensors",
+            args.output.display()
+        );
+    }
     let model = Model::load(&args.model, backend)?;
     let mut meta = BTreeMap::new();
     meta.insert("model".to_string(), model.config.name.clone());
@@ -64,9 +72,12 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
     };
     let Some(slide) = slide else {
         let feature = embed_image(&args.input, &model)?;
-        let dim = feature.len();
-        write_features(&args.output, &feature, dim, &[[0, 0]], &meta)
-            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        let geometry = TileGeometry {
+            tile_px: model.config.image_size as u32,
+            tile_level0: model.config.image_size as f64,
+            slide_mpp: model.config.mpp,
+        };
+        write_output(&args.output, &feature, feature.len(), &[[0, 0]], geometry, &meta)?;
         return Ok(ExitCode::SUCCESS);
     };
     let (mpp, source) = match (args.mpp, slide.mpp()) {
@@ -104,8 +115,12 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
     meta.insert("mpp_source".to_string(), source);
     meta.insert("tile_size_level0".to_string(), format!("{}", e.tile_level0));
     meta.insert("model_mpp".to_string(), format!("{}", model.config.mpp));
-    write_features(&args.output, &e.features, e.dim, &e.coords, &meta)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let geometry = TileGeometry {
+        tile_px: model.config.image_size as u32,
+        tile_level0: e.tile_level0,
+        slide_mpp: mpp,
+    };
+    write_output(&args.output, &e.features, e.dim, &e.coords, geometry, &meta)?;
     if !args.quiet {
         eprintln!(
             "{} tiles, {} features each: {}",
@@ -115,4 +130,26 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn is_hdf5(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5") || e.eq_ignore_ascii_case("hdf5"))
+}
+
+/// Writes the features in the format the output's extension names.
+fn write_output(
+    path: &Path,
+    features: &[f32],
+    dim: usize,
+    coords: &[[i64; 2]],
+    geometry: TileGeometry,
+    meta: &BTreeMap<String, String>,
+) -> Result<()> {
+    let written = if is_hdf5(path) {
+        write_features_h5(path, features, dim, coords, geometry, meta)
+    } else {
+        write_features(path, features, dim, coords, meta)
+    };
+    written.with_context(|| format!("cannot write {}", path.display()))
 }

@@ -30,7 +30,7 @@ pub struct RunArgs {
     /// Microns per pixel for slides that do not state it
     #[arg(long)]
     mpp: Option<f64>,
-    /// Also write each tile's feature (features.safetensors)
+    /// Also write each tile's feature (features.safetensors; and features.h5, CLAM/Trident layout, in builds with `--features hdf5`)
     #[arg(long)]
     features: bool,
     /// Analyse only inside these polygons: a GeoJSON file (level-0 pixels, as QuPath

@@ -40,3 +40,40 @@ pub fn write_features(
         .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     crate::atomic::write_bytes(path, &out)
 }
+
+/// Where the tiles lie and at what scale, which HDF5 readers (CLAM, Trident, TITAN) take
+/// from the file's attributes.
+#[derive(Clone, Copy, Debug)]
+pub struct TileGeometry {
+    /// The model's input side, in its pixels.
+    pub tile_px: u32,
+    /// A tile's side in level-0 pixels.
+    pub tile_level0: f64,
+    /// Microns per level-0 pixel.
+    pub slide_mpp: f64,
+}
+
+/// Whether this build writes HDF5 (cargo feature `hdf5`, which needs the system's libhdf5).
+pub const HDF5: bool = cfg!(feature = "hdf5");
+
+#[cfg(feature = "hdf5")]
+mod hdf5_file;
+#[cfg(feature = "hdf5")]
+pub use hdf5_file::write_features_h5;
+
+/// Without the `hdf5` feature: an error saying how to get it.
+#[cfg(not(feature = "hdf5"))]
+pub fn write_features_h5(
+    path: &Path,
+    _features: &[f32],
+    _dim: usize,
+    _coords: &[[i64; 2]],
+    _geometry: TileGeometry,
+    _metadata: &BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    Err(std::io::Error::other(format!(
+        "{}: this flashslide was built without HDF5; build it with `cargo build --release --features hdf5` \
+         (needs libhdf5-dev)",
+        path.display()
+    )))
+}
