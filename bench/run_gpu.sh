@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The `flashslide run` figures of bench/RESULTS.md, in one job on a GPU machine:
+#   1. a generated 40,000² slide at 0.5 µm/px through `run --device cuda`, with nvidia-smi
+#      sampling how busy the GPU is;
+#   2. the peer comparison: a generated 40,960² slide at 0.25 µm/px through `run` and through
+#      bench/peer_pipeline.py (CLAM/Trident style), one after the other on the same machine;
+#   3. peak host RSS for a generated 100,000² slide at 0.25 µm/px.
+# Usage: OUT=dir bash bench/run_gpu.sh BINARY MODEL_DIR   (every result lands in $OUT)
+set -uo pipefail
+bin=${1:?flashslide binary}
+model=${2:?model directory}
+out=${OUT:?set OUT}
+work=${WORK:-/tmp/flashslide-bench}
+mkdir -p "$work" "$out"
+
+{
+    date -u +%FT%TZ
+    nproc
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+} >"$out/machine.txt"
+
+synth() { # name seed width height mpp
+    [ -f "$work/$1/synth-s$2-000.svs" ] || "$bin" synth --out "$work/$1" --seed "$2" --width "$3" \
+        --height "$4" --mpp "$5" --quiet
+}
+
+# One slide through `run` on the GPU, nvidia-smi sampling utilisation every 20 ms meanwhile.
+ours() { # label slide
+    nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 20 \
+        >"$out/smi-$1.csv" &
+    local smi=$!
+    "$bin" run "$2" --out "$work/out-$1" --model "$model" --device cuda --quiet 2>"$out/log-$1.txt"
+    kill "$smi"
+    cp "$work/out-$1"/*/summary.json "$out/summary-$1.json"
+}
+
+SECONDS=0
+synth s40k 40 40000 40000 0.5
+synth peer 41 40960 40960 0.25
+echo "synth of both: $SECONDS s" >>"$out/machine.txt"
+
+ours s40k "$work/s40k/synth-s40-000.svs"
+ours peer "$work/peer/synth-s41-000.svs"
+python3 bench/peer_pipeline.py "$work/peer/synth-s41-000.svs" --json "$out/peer-pipeline.json" \
+    >"$out/peer-pipeline.log" 2>&1
+
+SECONDS=0
+synth s100k 100 100000 100000 0.25
+echo "synth of 100k: $SECONDS s" >>"$out/machine.txt"
+ours s100k "$work/s100k/synth-s100-000.svs"
