@@ -5,6 +5,7 @@
 //! is dropped.
 
 use super::ProbabilityGrid;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -54,10 +55,24 @@ pub fn detect(grid: &ProbabilityGrid, floor: f32, radius_um: f64) -> Vec<Detecti
         }
     }
     peaks.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    // Kept detections bucketed by squares of the radius: only the 3 × 3 squares around a
+    // peak can hold one within the radius, so suppression is linear in the peaks.
     let radius_px = radius_um / grid.mpp;
+    let side = radius_px.max(1.0);
+    let bucket = |d: &Detection| ((d.x / side).floor() as i64, (d.y / side).floor() as i64);
+    let mut buckets: HashMap<(i64, i64), Vec<Detection>> = HashMap::new();
     let mut kept: Vec<Detection> = Vec::new();
     for p in peaks {
-        if kept.iter().all(|k| (k.x - p.x).hypot(k.y - p.y) > radius_px) {
+        let (bx, by) = bucket(&p);
+        let suppressed = (bx - 1..=bx + 1).any(|x| {
+            (by - 1..=by + 1).any(|y| {
+                buckets
+                    .get(&(x, y))
+                    .is_some_and(|near| near.iter().any(|k| (k.x - p.x).hypot(k.y - p.y) <= radius_px))
+            })
+        });
+        if !suppressed {
+            buckets.entry((bx, by)).or_default().push(p);
             kept.push(p);
         }
     }
@@ -103,5 +118,38 @@ mod tests {
             vec![0.9, 0.7]
         );
         assert!(detect(&grid, 0.95, 75.0).is_empty());
+    }
+
+    #[test]
+    fn bucketed_suppression_keeps_what_checking_every_pair_keeps() {
+        let (rows, cols) = (40, 50);
+        let mut state = 12345u64;
+        let values = (0..rows * cols)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let grid = ProbabilityGrid {
+            rows,
+            cols,
+            cell: 64.0,
+            values,
+            mpp: 0.5,
+        };
+        for radius_um in [0.0, 20.0, 75.0, 300.0] {
+            let mut everything = detect(&grid, 0.1, 0.0);
+            let radius_px = radius_um / grid.mpp;
+            let mut expected: Vec<Detection> = Vec::new();
+            everything.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+            for p in everything {
+                if expected.iter().all(|k| (k.x - p.x).hypot(k.y - p.y) > radius_px) {
+                    expected.push(p);
+                }
+            }
+            assert_eq!(detect(&grid, 0.1, radius_um), expected, "radius {radius_um} µm");
+        }
     }
 }
