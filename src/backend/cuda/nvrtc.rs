@@ -8,10 +8,26 @@ use sha2::{Digest, Sha256};
 use std::ffi::{c_char, c_int, CString};
 use std::path::PathBuf;
 
-mod sources {
+mod embedded {
     include!(concat!(env!("OUT_DIR"), "/kernel_sources.rs"));
 }
-pub use sources::SOURCES;
+
+/// (file name, source) of every kernel file and header: the embedded ones, each replaced by
+/// the file of the same name in `$FLASHSLIDE_KERNELS` when that is set (kernel work on a GPU
+/// machine without a Rust toolchain: edit, rerun, no rebuild; the cache key follows).
+fn sources() -> &'static [(String, String)] {
+    static SOURCES: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    SOURCES.get_or_init(|| {
+        let dir = std::env::var_os("FLASHSLIDE_KERNELS").map(PathBuf::from);
+        embedded::SOURCES
+            .iter()
+            .map(|(name, source)| {
+                let replaced = dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(name)).ok());
+                (name.to_string(), replaced.unwrap_or_else(|| source.to_string()))
+            })
+            .collect()
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
@@ -44,7 +60,7 @@ pub fn version() -> Result<(i32, i32), CompileError> {
 
 /// The kernel files (`.cu`), by name.
 pub fn kernel_files() -> impl Iterator<Item = &'static str> {
-    SOURCES.iter().map(|(n, _)| *n).filter(|n| n.ends_with(".cu"))
+    sources().iter().map(|(n, _)| n.as_str()).filter(|n| n.ends_with(".cu"))
 }
 
 /// What a compilation produced: the cubin, and NVRTC's log (register and spill report).
@@ -58,15 +74,15 @@ pub fn compile(file: &str, arch: &str) -> Result<Compiled, CompileError> {
     if !present() {
         return Err(CompileError::Missing);
     }
-    let source = SOURCES
+    let source = &sources()
         .iter()
-        .find(|(n, _)| *n == file)
+        .find(|(n, _)| n == file)
         .ok_or_else(|| CompileError::Unknown(file.to_string()))?
         .1;
     let c = |s: &str| CString::new(s).expect("no NUL in sources");
     let src = c(source);
     let name = c(file);
-    let headers: Vec<(CString, CString)> = SOURCES
+    let headers: Vec<(CString, CString)> = sources()
         .iter()
         .filter(|(n, _)| n.ends_with(".cuh"))
         .map(|(n, s)| (c(s), c(n)))
@@ -119,7 +135,7 @@ fn compile_options(arch: &str) -> Vec<String> {
 pub fn compile_cached(file: &str, arch: &str, driver: i32) -> Result<Vec<u8>, CompileError> {
     let (major, minor) = version()?;
     let mut key = Sha256::new();
-    for (name, source) in SOURCES {
+    for (name, source) in sources() {
         key.update(name.as_bytes());
         key.update(source.as_bytes());
     }
