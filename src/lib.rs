@@ -8,6 +8,7 @@ pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod embed;
+pub mod eval;
 pub mod export;
 pub mod features;
 pub mod grid;

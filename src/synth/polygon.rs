@@ -87,6 +87,24 @@ impl Polygon {
         }
     }
 
+    /// Distance from (`x`, `y`) to the nearest point of the outline.
+    pub fn distance_to_outline(&self, x: f64, y: f64) -> f64 {
+        let n = self.points.len();
+        (0..n)
+            .map(|i| {
+                let ((ax, ay), (bx, by)) = (self.points[i], self.points[(i + 1) % n]);
+                let (dx, dy) = (bx - ax, by - ay);
+                let length2 = dx * dx + dy * dy;
+                let t = if length2 > 0.0 {
+                    (((x - ax) * dx + (y - ay) * dy) / length2).clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                (x - ax - t * dx).hypot(y - ay - t * dy)
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
     /// Even-odd point-in-polygon test.
     pub fn contains(&self, x: f64, y: f64) -> bool {
         let mut inside = false;

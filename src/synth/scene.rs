@@ -5,7 +5,7 @@
 
 use super::polygon::{cells_centred_in, Polygon};
 use super::rng::{hash, hash2, unit, Rng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a place on the slide is made of.
 /// One byte each, so the region map stores them directly.
@@ -26,7 +26,7 @@ pub enum Region {
     Tumour,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LesionClass {
     /// Isolated tumour cells: longest diameter < 0.2 mm.

@@ -22,7 +22,9 @@ fn sources() -> &'static [(String, String)] {
         embedded::SOURCES
             .iter()
             .map(|(name, source)| {
-                let replaced = dir.as_ref().and_then(|d| std::fs::read_to_string(d.join(name)).ok());
+                let replaced = dir
+                    .as_ref()
+                    .and_then(|d| std::fs::read_to_string(d.join(name)).ok());
                 (name.to_string(), replaced.unwrap_or_else(|| source.to_string()))
             })
             .collect()
@@ -60,7 +62,10 @@ pub fn version() -> Result<(i32, i32), CompileError> {
 
 /// The kernel files (`.cu`), by name.
 pub fn kernel_files() -> impl Iterator<Item = &'static str> {
-    sources().iter().map(|(n, _)| n.as_str()).filter(|n| n.ends_with(".cu"))
+    sources()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| n.ends_with(".cu"))
 }
 
 /// What a compilation produced: the cubin, and NVRTC's log (register and spill report).
