@@ -40,7 +40,7 @@ template <bool BF16, int D, int MT, int BN, bool Q_IN_REGS, bool SKIP_RESCALE>
 __device__ __forceinline__ void flash_forward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
     i64 q_stride, i64 kv_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
-    const int* __restrict__ block_seq, const i64* __restrict__ block_q0,
+    const i64* __restrict__ block_seq, const i64* __restrict__ block_q0,
     const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2) {
     constexpr int BM = WARPS * MT * 16;  // query rows per block
     constexpr int CH = D / 8;   // 16-byte chunks per row
@@ -53,7 +53,7 @@ __device__ __forceinline__ void flash_forward(
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int head = blockIdx.y;
-    const int seq = block_seq[blockIdx.x];
+    const int seq = (int)block_seq[blockIdx.x];
     const i64 q0 = block_q0[blockIdx.x];
     const i64 seq_start = offsets[seq], seq_end = offsets[seq + 1];
     const int q_rows = (int)min((i64)BM, seq_end - q0);
@@ -317,7 +317,7 @@ __device__ __forceinline__ void flash_forward(
 #define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS, SKIP)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
-        half_bits* out, i64 out_stride, const i64* offsets, const int* block_seq, const i64* block_q0,   \
+        half_bits* out, i64 out_stride, const i64* offsets, const i64* block_seq, const i64* block_q0,   \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
         flash_forward<BF16, D, MT, BN, Q_IN_REGS, SKIP>(q, k, v, q_stride, kv_stride, out, out_stride, offsets,     \
                                               block_seq, block_q0, positions, slopes_log2, scale_log2);  \

@@ -8,6 +8,7 @@ use cudarc::driver::{
 };
 use half::bf16;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const FUNCTIONS: &[&str] = &[
     "flash_attn_bf16_d64",
@@ -65,7 +66,41 @@ pub struct FlashArgs<'a, T> {
     pub alibi: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
 }
 
+/// Recent block tables by their offsets, newest last.
+pub(super) type BlockTables = std::sync::Mutex<Vec<(Vec<usize>, Arc<CudaSlice<i64>>)>>;
+const CACHED_TABLES: usize = 8;
+
 impl CudaBackend {
+    /// The block table of a packed batch (`[offsets | each block's first row | each block's
+    /// sequence]`) and its number of query blocks: uploaded once per distinct batch layout
+    /// and kept, so a forward pass's layers (and repeated calls) launch without a copy.
+    fn block_table(&self, offsets: &[usize]) -> Result<(Arc<CudaSlice<i64>>, usize), ModelError> {
+        let blocks: usize = offsets.windows(2).map(|w| (w[1] - w[0]).div_ceil(BLOCK_M)).sum();
+        if blocks > i32::MAX as usize {
+            return Err(ModelError::Device("too many query blocks for one launch".into()));
+        }
+        let mut cache = self.inner.block_tables.lock().expect("no panics while held");
+        if let Some(i) = cache.iter().position(|(o, _)| o == offsets) {
+            let entry = cache.remove(i);
+            let table = entry.1.clone();
+            cache.push(entry);
+            return Ok((table, blocks));
+        }
+        let mut table: Vec<i64> = offsets.iter().map(|&o| o as i64).collect();
+        let starts = offsets
+            .windows(2)
+            .enumerate()
+            .flat_map(|(s, w)| (w[0]..w[1]).step_by(BLOCK_M).map(move |q0| (s, q0)));
+        table.extend(starts.clone().map(|(_, q0)| q0 as i64));
+        table.extend(starts.map(|(s, _)| s as i64));
+        let table = Arc::new(self.upload_raw(&table)?);
+        if cache.len() == CACHED_TABLES {
+            cache.remove(0);
+        }
+        cache.push((offsets.to_vec(), table.clone()));
+        Ok((table, blocks))
+    }
+
     /// Runs the attention kernel, writing `out` (`[tokens, heads, head_dim]`).
     pub fn flash_attention<T: AttentionType>(
         &self,
@@ -87,23 +122,8 @@ impl CudaBackend {
         if tokens == 0 {
             return Ok(());
         }
-        // The block table: each block's sequence and first query row.
-        let mut block_seq = Vec::new();
-        let mut block_q0 = Vec::new();
-        for (s, w) in a.offsets.windows(2).enumerate() {
-            for q0 in (w[0]..w[1]).step_by(BLOCK_M) {
-                block_seq.push(s as i32);
-                block_q0.push(q0 as i64);
-            }
-        }
-        if block_seq.len() > i32::MAX as usize {
-            return Err(ModelError::Device("too many query blocks for one launch".into()));
-        }
-        let offsets: Vec<i64> = a.offsets.iter().map(|&o| o as i64).collect();
-        let offsets = self.upload_raw(&offsets)?;
-        let grid = (block_seq.len() as u32, h as u32);
-        let block_seq = self.upload_raw(&block_seq)?;
-        let block_q0 = self.upload_raw(&block_q0)?;
+        let (table, blocks) = self.block_table(a.offsets)?;
+        let grid = (blocks as u32, h as u32);
         let cfg = LaunchConfig {
             grid_dim: (grid.0, grid.1, 1),
             block_dim: (128, 1, 1),
@@ -117,6 +137,13 @@ impl CudaBackend {
         let (positions, slopes) = a
             .alibi
             .map_or((0, 0), |(p, s)| (p.device_ptr(stream).0, s.device_ptr(stream).0));
+        // The table holds offsets (sequences + 1), then each block's first row, then its
+        // sequence, all i64.
+        let base = table.device_ptr(stream).0;
+        let sequences = a.offsets.len() - 1;
+        let offsets = base;
+        let block_q0 = base + 8 * (sequences + 1) as u64;
+        let block_seq = block_q0 + 8 * blocks as u64;
         launch!(
             self,
             name.as_str(),

@@ -41,6 +41,8 @@ struct Inner {
     description: String,
     /// Keeps the modules the functions came from loaded.
     _modules: Vec<Arc<CudaModule>>,
+    /// Attention block tables of recent packed batches (a forward pass reuses one per layer).
+    block_tables: attention::BlockTables,
 }
 
 /// A `[rows, cols]` matrix on the GPU: bf16, or f32 for the residual stream (the output of
@@ -162,6 +164,7 @@ impl CudaBackend {
                 functions,
                 description,
                 _modules: modules,
+                block_tables: Default::default(),
             }),
         })
     }
