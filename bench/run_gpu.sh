@@ -5,7 +5,8 @@
 #   2. the peer comparison: a generated 40,960² slide at 0.25 µm/px through `run` and through
 #      bench/peer_pipeline.py (CLAM/Trident style), one after the other on the same machine;
 #   3. peak host RSS for a generated 100,000² slide at 0.25 µm/px.
-# Usage: OUT=dir bash bench/run_gpu.sh BINARY MODEL_DIR   (every result lands in $OUT)
+# Usage: OUT=dir bash bench/run_gpu.sh BINARY MODEL_DIR   (every result lands in $OUT;
+# SKIP_100K=1 leaves out part 3)
 set -uo pipefail
 bin=${1:?flashslide binary}
 model=${2:?model directory}
@@ -44,6 +45,7 @@ ours peer "$work/peer/synth-s41-000.svs"
 python3 bench/peer_pipeline.py "$work/peer/synth-s41-000.svs" --json "$out/peer-pipeline.json" \
     >"$out/peer-pipeline.log" 2>&1
 
+[ "${SKIP_100K:-0}" = 1 ] && exit 0
 SECONDS=0
 synth s100k 100 100000 100000 0.25
 echo "synth of 100k: $SECONDS s" >>"$out/machine.txt"

@@ -112,10 +112,15 @@ fn read_size(tile_px: u32, ratio: f64) -> (u32, f64) {
 
 /// Reads one tile as `tile_px` × `tile_px` RGB (outside the slide: white, like glass).
 pub fn read_tile(slide: &Slide, plan: &TilePlan, tile: &Tile) -> Result<Vec<u8>, SlideError> {
+    if plan.read_px == 2 * plan.tile_px {
+        if let Some(rgb) = slide.read_region_halved(plan.level, tile.x, tile.y, plan.read_px)? {
+            return Ok(rgb);
+        }
+    }
     let region = slide.read_region(plan.level, tile.x, tile.y, plan.read_px, plan.read_px)?;
     let side = plan.read_px as usize;
     if plan.read_px == 2 * plan.tile_px {
-        return Ok(halve_rgba_to_rgb(region.data, side, side));
+        return Ok(halve_rgba_to_rgb(&region.data, side, side));
     }
     let rgb = region.to_rgb_on_white();
     if plan.read_px == plan.tile_px {

@@ -280,6 +280,28 @@ impl Slide {
         Ok(RgbaImage { width, height, data })
     }
 
+    /// `side` × `side` pixels of level `level` at level-0 (`x`, `y`), averaged 2 × 2 into
+    /// RGB with transparent pixels white: `read_region` then a 2× box average, in one pass
+    /// over the decoded tiles. `None` where the fast path does not apply (odd positions,
+    /// the level's edge): use `read_region`.
+    pub fn read_region_halved(
+        &self,
+        level: usize,
+        x: i64,
+        y: i64,
+        side: u32,
+    ) -> Result<Option<Vec<u8>>, SlideError> {
+        let err = |kind| SlideError::new(&self.path, kind);
+        let Some(l) = self.levels.get(level) else {
+            return Ok(None);
+        };
+        self.check_size(side as u64, side as u64).map_err(err)?;
+        let lx = (x as f64 / l.downsample).floor() as i64;
+        let ly = (y as f64 / l.downsample).floor() as i64;
+        region::read_region_halved(l.grid.as_ref(), Some((&self.cache, level)), lx, ly, side, side)
+            .map_err(err)
+    }
+
     /// Reads a whole associated image.
     pub fn read_associated(&self, name: &str) -> Result<RgbaImage, SlideError> {
         let err = |kind| SlideError::new(&self.path, kind);

@@ -7,6 +7,7 @@ use super::cache::TileCache;
 use super::codec::Tile;
 use super::error::Result;
 use super::grid::TileGrid;
+use super::resample::halve_rgba_into;
 use rayon::prelude::*;
 use std::sync::Arc;
 
@@ -71,6 +72,63 @@ pub(crate) fn read_region(
     Ok(out)
 }
 
+/// `width` × `height` pixels at (`x`, `y`) of `grid`, averaged 2 × 2 into RGB (transparent
+/// as white), straight from the decoded tiles: no full-size RGBA region is assembled,
+/// cleared or converted. `None` where that does not apply — odd coordinates or sizes, or a
+/// region not wholly inside the grid — and `read_region` does it instead.
+pub(crate) fn read_region_halved(
+    grid: &dyn TileGrid,
+    cache: Option<(&TileCache, usize)>,
+    x: i64,
+    y: i64,
+    width: u32,
+    height: u32,
+) -> Result<Option<Vec<u8>>> {
+    let s = grid.shape();
+    let (tw, th) = (s.tile_width as i64, s.tile_height as i64);
+    let (x1, y1) = (x + width as i64, y + height as i64);
+    let even = |v: i64| v % 2 == 0;
+    if x < 0 || y < 0 || x1 > s.width as i64 || y1 > s.height as i64 || width == 0 || height == 0 {
+        return Ok(None);
+    }
+    if ![x, y, width as i64, height as i64, tw, th].into_iter().all(even) {
+        return Ok(None);
+    }
+    let keys: Vec<(u64, u64)> = ((y / th) as u64..=((y1 - 1) / th) as u64)
+        .flat_map(|r| ((x / tw) as u64..=((x1 - 1) / tw) as u64).map(move |c| (c, r)))
+        .collect();
+    let tiles: Vec<Option<Arc<Tile>>> = keys
+        .par_iter()
+        .map(|&(c, r)| fetch(grid, cache, c, r))
+        .collect::<Result<_>>()?;
+    let out_width = width as usize / 2;
+    let mut out = vec![255u8; out_width * (height as usize / 2) * 3];
+    for (&(c, r), tile) in keys.iter().zip(&tiles) {
+        // A tile the file leaves out stays white, as glass.
+        let Some(tile) = tile else { continue };
+        let (tx, ty) = (c as i64 * tw, r as i64 * th);
+        let (ix0, iy0) = (x.max(tx), y.max(ty));
+        let (ix1, iy1) = (x1.min(tx + tile.width as i64), y1.min(ty + tile.height as i64));
+        if ix1 <= ix0 || iy1 <= iy0 {
+            continue;
+        }
+        if !even(ix1 - ix0) || !even(iy1 - iy0) {
+            return Ok(None);
+        }
+        let src = &tile.rgba[((iy0 - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4..];
+        let dst = &mut out[((iy0 - y) as usize / 2 * out_width + (ix0 - x) as usize / 2) * 3..];
+        halve_rgba_into(
+            src,
+            tile.width as usize,
+            (ix1 - ix0) as usize,
+            (iy1 - iy0) as usize,
+            dst,
+            out_width,
+        );
+    }
+    Ok(Some(out))
+}
+
 fn fetch(
     grid: &dyn TileGrid,
     cache: Option<(&TileCache, usize)>,
@@ -90,4 +148,48 @@ fn fetch(
         cache.insert((id, col, row), tile.clone());
     }
     Ok(Some(tile))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::slide::resample::box_downsample;
+    use crate::slide::Slide;
+
+    /// The one-pass read gives exactly what reading the region, whitening transparent
+    /// pixels and box-averaging 2 × 2 give: across tile seams, at a tile corner, and at the
+    /// slide's edge (where it declines).
+    #[test]
+    fn halved_read_equals_region_then_box_average() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
+        let slide = Slide::open(path).unwrap();
+        let (w, h) = slide.dimensions();
+        for (x, y, side) in [
+            (0, 0, 512),
+            (128, 256, 512),
+            (250, 6, 300),
+            (2048, 1024, 64),
+            (1000, 2000, 258),
+        ] {
+            let fast = slide
+                .read_region_halved(0, x, y, side)
+                .unwrap()
+                .expect("inside the slide");
+            let region = slide.read_region(0, x, y, side, side).unwrap();
+            let (slow, _, _) = box_downsample(&region.to_rgb_on_white(), side as usize, side as usize, 3, 2);
+            assert_eq!(fast, slow, "region at ({x}, {y}), {side} px");
+        }
+        assert!(slide
+            .read_region_halved(0, w as i64 - 100, 0, 512)
+            .unwrap()
+            .is_none());
+        assert!(slide.read_region_halved(0, 0, h as i64 - 4, 4).unwrap().is_some());
+        assert!(
+            slide.read_region_halved(0, 0, h as i64 - 2, 4).unwrap().is_none(),
+            "past the edge"
+        );
+        assert!(
+            slide.read_region_halved(0, 1, 0, 64).unwrap().is_none(),
+            "odd position"
+        );
+    }
 }

@@ -38,31 +38,59 @@ pub(crate) fn box_downsample(
 }
 
 /// RGBA (`width` × `height`, even sides) averaged 2 × 2 into RGB, transparent pixels
-/// counted as white like glass: the read of a model tile from a level twice as fine, in
-/// loops the compiler vectorises (about twice as fast as converting, then box-averaging).
-pub(crate) fn halve_rgba_to_rgb(mut rgba: Vec<u8>, width: usize, height: usize) -> Vec<u8> {
-    for px in rgba.chunks_exact_mut(4) {
-        let glass = ((px[3] == 0) as u8) * 255;
-        px[0] |= glass;
-        px[1] |= glass;
-        px[2] |= glass;
-    }
-    let (w, h) = (width / 2, height / 2);
-    let mut out = vec![0u8; w * h * 3];
+/// counted as white like glass: the read of a model tile from a level twice as fine.
+pub(crate) fn halve_rgba_to_rgb(rgba: &[u8], width: usize, height: usize) -> Vec<u8> {
+    let mut out = vec![0u8; (width / 2) * (height / 2) * 3];
+    halve_rgba_into(rgba, width, width, height, &mut out, width / 2);
+    out
+}
+
+/// [`halve_rgba_to_rgb`] between strided images: `width` × `height` RGBA pixels (even
+/// sides) of `src`, rows `src_stride` pixels apart, into `dst`'s RGB rows `dst_stride`
+/// pixels apart. Row pairs are summed in one pass the compiler vectorises; the alpha sums
+/// tell the rare blocks that hold a transparent pixel, which take the slow path.
+pub(crate) fn halve_rgba_into(
+    src: &[u8],
+    src_stride: usize,
+    width: usize,
+    height: usize,
+    dst: &mut [u8],
+    dst_stride: usize,
+) {
     let mut pair_sums = vec![0u16; width * 4];
-    for (y, out_row) in out.chunks_exact_mut(w * 3).enumerate() {
-        let top = &rgba[2 * y * width * 4..(2 * y + 1) * width * 4];
-        let bottom = &rgba[(2 * y + 1) * width * 4..(2 * y + 2) * width * 4];
+    for y in 0..height / 2 {
+        let top = &src[2 * y * src_stride * 4..][..width * 4];
+        let bottom = &src[(2 * y + 1) * src_stride * 4..][..width * 4];
         for ((sum, &t), &b) in pair_sums.iter_mut().zip(top).zip(bottom) {
             *sum = t as u16 + b as u16;
         }
-        for (o, s) in out_row.chunks_exact_mut(3).zip(pair_sums.chunks_exact(8)) {
-            for i in 0..3 {
-                o[i] = ((s[i] + s[i + 4] + 2) >> 2) as u8;
+        let out_row = &mut dst[y * dst_stride * 3..][..width / 2 * 3];
+        for (x, (o, s)) in out_row
+            .chunks_exact_mut(3)
+            .zip(pair_sums.chunks_exact(8))
+            .enumerate()
+        {
+            if s[3] + s[7] == 4 * 255 {
+                for i in 0..3 {
+                    o[i] = ((s[i] + s[i + 4] + 2) >> 2) as u8;
+                }
+            } else {
+                let pixels = [
+                    &top[8 * x..][..4],
+                    &top[8 * x + 4..][..4],
+                    &bottom[8 * x..][..4],
+                    &bottom[8 * x + 4..][..4],
+                ];
+                for i in 0..3 {
+                    let sum: u16 = pixels
+                        .iter()
+                        .map(|p| if p[3] == 0 { 255 } else { p[i] as u16 })
+                        .sum();
+                    o[i] = ((sum + 2) >> 2) as u8;
+                }
             }
         }
     }
-    out
 }
 
 /// One output row from its block's column sums: `C` channels, blocks `factor` wide (the last
@@ -148,7 +176,7 @@ mod tests {
             data: rgba.clone(),
         };
         let (expected, _, _) = super::box_downsample(&image.to_rgb_on_white(), w, h, 3, 2);
-        assert_eq!(super::halve_rgba_to_rgb(rgba, w, h), expected);
+        assert_eq!(super::halve_rgba_to_rgb(&rgba, w, h), expected);
     }
 
     #[test]

@@ -67,7 +67,12 @@ pub(crate) fn decode(stream: &[u8], max_width: u32, max_height: u32) -> Result<T
         .set_max_width(max_width as usize)
         .set_max_height(max_height as usize)
         .set_strict_mode(false);
-    let mut dec = JpegDecoder::new_with_options(ZCursor::new(stream), opts);
+    // Slides are nearly all YCbCr, decoded to RGBA: ask for that up front, so the common
+    // case reads the headers once.
+    let mut dec = JpegDecoder::new_with_options(
+        ZCursor::new(stream),
+        opts.jpeg_set_out_colorspace(ColorSpace::RGBA),
+    );
     dec.decode_headers().map_err(|e| corrupt(format!("JPEG: {e}")))?;
     let info = dec.info().ok_or_else(|| corrupt("JPEG: no frame header"))?;
     let (width, height) = (info.width as u32, info.height as u32);
@@ -82,10 +87,11 @@ pub(crate) fn decode(stream: &[u8], max_width: u32, max_height: u32) -> Result<T
         ColorSpace::RGB | ColorSpace::CMYK if info.components == 3 => (ColorSpace::RGB, 3),
         other => return Err(corrupt(format!("JPEG with unsupported colour space {other:?}"))),
     };
-    // The output colour space must be set before headers are read: decode with a fresh
-    // decoder now that the input's is known.
-    let mut dec =
-        JpegDecoder::new_with_options(ZCursor::new(stream), opts.jpeg_set_out_colorspace(out_space));
+    // The output colour space must be set before headers are read: for the others, decode
+    // with a fresh decoder now that the input's is known.
+    if out_space != ColorSpace::RGBA {
+        dec = JpegDecoder::new_with_options(ZCursor::new(stream), opts.jpeg_set_out_colorspace(out_space));
+    }
     let pixels = width as usize * height as usize;
     let samples = dec.decode().map_err(|e| corrupt(format!("JPEG: {e}")))?;
     if dec.output_colorspace().map(|c| c.num_components()) != Some(channels)
