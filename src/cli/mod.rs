@@ -3,6 +3,7 @@
 mod bench;
 mod device;
 mod embed;
+mod evaluate;
 mod info;
 mod region;
 mod run;
@@ -35,6 +36,8 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Generate synthetic H&E lymph-node slides with tumour ground truth
     Synth(synth::SynthArgs),
+    /// Score run outputs against ground truth: CAMELYON16 FROC, sensitivity by lesion size, AUROC
+    Evaluate(evaluate::EvaluateArgs),
     /// Benchmarks: reader throughput, attention (CPU or GPU), tile encoder
     Bench(bench::BenchArgs),
     /// Check the GPU backend against the CPU reference on random inputs
@@ -49,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(a) => bench::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::Selftest(a) => selftest::run(a),
     }
 }

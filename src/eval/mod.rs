@@ -5,3 +5,4 @@
 pub mod auroc;
 pub mod froc;
 pub mod lesions;
+pub mod results;

@@ -1,0 +1,28 @@
+use anyhow::{anyhow, Result};
+use clap::Args;
+use flashslide::eval::results::evaluate;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct EvaluateArgs {
+    /// What `flashslide run` wrote: one folder per slide
+    results: PathBuf,
+    /// The ground truth: a folder of <slide stem>.lesions.json (`flashslide synth` writes
+    /// them beside its slides)
+    #[arg(long)]
+    truth: PathBuf,
+    /// Also write the whole evaluation (per slide, the FROC curve) as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
+    let evaluation = evaluate(&args.results, &args.truth).map_err(|e| anyhow!(e))?;
+    print!("{}", evaluation.markdown());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_vec_pretty(&evaluation)?;
+        flashslide::atomic::write_bytes(path, &text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
