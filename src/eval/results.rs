@@ -172,8 +172,11 @@ fn read_detections(path: &Path) -> Result<Vec<(f32, f64, f64)>, String> {
         .collect()
 }
 
-/// The tile objects of qupath.geojson: each token's centre (level-0 pixels) and probability.
-fn read_tokens(path: &Path) -> Result<Vec<((f64, f64), f32)>, String> {
+/// A token's centre (level-0 pixels) and probability.
+type Token = ((f64, f64), f32);
+
+/// The tile objects of qupath.geojson.
+fn read_tokens(path: &Path) -> Result<Vec<Token>, String> {
     let geojson: serde_json::Value = read_json(path)?;
     let features = geojson["features"]
         .as_array()
