@@ -1,5 +1,6 @@
-//! Regions of interest from GeoJSON (QuPath's export; level-0 pixel coordinates): the
-//! analysis is restricted to their polygons (holes respected, even–odd rule).
+//! Polygons from GeoJSON (QuPath's export; level-0 pixel coordinates): regions of interest,
+//! to which the analysis is restricted (holes respected, even–odd rule), and the reading of
+//! classified annotations that ground truth uses.
 
 use crate::tissue::TissueMask;
 use std::path::Path;
@@ -28,8 +29,9 @@ impl Roi {
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let mut roi = Roi::default();
-        collect(&value, &mut roi).map_err(bad)?;
+        let roi = Roi {
+            polygons: geojson_polygons(&value, &|_| true).map_err(bad)?,
+        };
         if roi.polygons.is_empty() {
             return Err(bad("holds no Polygon or MultiPolygon".into()));
         }
@@ -93,7 +95,25 @@ fn polygon(v: &serde_json::Value) -> Result<Vec<Vec<[f64; 2]>>, String> {
         .collect()
 }
 
-fn collect(v: &serde_json::Value, roi: &mut Roi) -> Result<(), String> {
+/// Every Polygon and MultiPolygon of a GeoJSON value (a FeatureCollection, a Feature, a bare
+/// geometry, or QuPath's bare array of features), each as its rings; a feature is taken
+/// when `keep` accepts its properties.
+pub fn geojson_polygons(
+    v: &serde_json::Value,
+    keep: &dyn Fn(&serde_json::Value) -> bool,
+) -> Result<Polygons, String> {
+    let mut polygons = Vec::new();
+    collect(v, &mut polygons, keep)?;
+    Ok(polygons)
+}
+
+type Polygons = Vec<Vec<Vec<[f64; 2]>>>;
+
+fn collect(
+    v: &serde_json::Value,
+    out: &mut Polygons,
+    keep: &dyn Fn(&serde_json::Value) -> bool,
+) -> Result<(), String> {
     match v.get("type").and_then(|t| t.as_str()) {
         Some("FeatureCollection") => {
             for f in v
@@ -101,12 +121,15 @@ fn collect(v: &serde_json::Value, roi: &mut Roi) -> Result<(), String> {
                 .and_then(|f| f.as_array())
                 .ok_or("FeatureCollection without features")?
             {
-                collect(f, roi)?;
+                collect(f, out, keep)?;
             }
         }
         Some("Feature") => {
-            if let Some(g) = v.get("geometry").filter(|g| !g.is_null()) {
-                collect(g, roi)?;
+            if let Some(g) = v
+                .get("geometry")
+                .filter(|g| !g.is_null() && keep(&v["properties"]))
+            {
+                collect(g, out, keep)?;
             }
         }
         Some("GeometryCollection") => {
@@ -115,16 +138,16 @@ fn collect(v: &serde_json::Value, roi: &mut Roi) -> Result<(), String> {
                 .and_then(|g| g.as_array())
                 .ok_or("GeometryCollection without geometries")?
             {
-                collect(g, roi)?;
+                collect(g, out, keep)?;
             }
         }
-        Some("Polygon") => roi.polygons.push(polygon(&v["coordinates"])?),
+        Some("Polygon") => out.push(polygon(&v["coordinates"])?),
         Some("MultiPolygon") => {
             for p in v["coordinates"]
                 .as_array()
                 .ok_or("MultiPolygon coordinates are not an array")?
             {
-                roi.polygons.push(polygon(p)?);
+                out.push(polygon(p)?);
             }
         }
         Some(_) => {}
@@ -132,7 +155,7 @@ fn collect(v: &serde_json::Value, roi: &mut Roi) -> Result<(), String> {
             // QuPath writes a bare array of features.
             if let Some(items) = v.as_array() {
                 for item in items {
-                    collect(item, roi)?;
+                    collect(item, out, keep)?;
                 }
             } else {
                 return Err("not GeoJSON (no \"type\")".into());

@@ -1,5 +1,6 @@
-//! Scores what `flashslide run` wrote for a cohort against the cohort's ground truth
-//! (`<stem>.lesions.json` beside each slide, as `flashslide synth` writes): lesion-level
+//! Scores what `flashslide run` wrote for a cohort against the cohort's ground truth (for
+//! each slide `<stem>.lesions.json` as `flashslide synth` writes, or CAMELYON16's `<stem>.xml`,
+//! or QuPath's `<stem>.geojson`; see [`super::lesions`]): lesion-level
 //! FROC from detections.csv, sensitivity by size class at 1 false positive per slide,
 //! token-level AUROC from qupath.geojson's tile objects (a token is tumour when its centre
 //! lies in a lesion), slide-level AUROC from each slide's highest probability (a slide is
@@ -91,8 +92,13 @@ pub fn evaluate(results: &Path, truth: &Path) -> Result<Evaluation, String> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let truth_path = truth.join(format!("{stem}.lesions.json"));
-        let slide_truth = SlideTruth::load(&truth_path)?;
+        let truth_path = SlideTruth::find(truth, &stem).ok_or_else(|| {
+            format!(
+                "{}: no truth for {stem} (looked for {stem}.lesions.json, {stem}.xml and {stem}.geojson)",
+                truth.display()
+            )
+        })?;
+        let slide_truth = SlideTruth::load(&truth_path, summary.mpp)?;
         let detections = read_detections(&dir.join("detections.csv"))?;
         let mut counts = [0usize; 3];
         for l in &slide_truth.lesions {
