@@ -7,6 +7,7 @@
 //! batch of sequences packed one after another. Weights are matrices too (a bias or a norm
 //! weight is `[1, n]`).
 
+pub mod autodiff;
 pub mod cpu;
 pub mod cuda;
 
@@ -38,6 +39,10 @@ pub trait Backend: Clone + Send + Sync {
 
     /// Host data (row-major `[rows, cols]`) placed where this backend computes.
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, ModelError>;
+    /// A model weight: as `upload`, but a backend that trains makes it a trainable variable.
+    fn upload_weight(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, ModelError> {
+        self.upload(data, rows, cols)
+    }
     fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>, ModelError>;
     /// `(rows, cols)`.
     fn shape(&self, x: &Self::Tensor) -> (usize, usize);

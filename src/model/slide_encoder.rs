@@ -170,6 +170,21 @@ impl<B: Backend> SlideEncoder<B> {
     /// Runs the encoder over `features` (`[N, input_dim]`) at grid `positions` (row, column),
     /// as one sequence.
     pub fn forward(&self, features: &B::Tensor, positions: &[[f32; 2]]) -> Result<SlideOutput, ModelError> {
+        let be = &self.weights.backend;
+        let (token_logits, slide_logit) = self.logits(features, positions)?;
+        Ok(SlideOutput {
+            token_logits: be.download(&token_logits)?,
+            slide_logit: be.download(&slide_logit)?[0],
+        })
+    }
+
+    /// [`SlideEncoder::forward`]'s logits as tensors, `[N, 1]` per token and `[1, 1]` for the
+    /// slide: what training differentiates.
+    pub fn logits(
+        &self,
+        features: &B::Tensor,
+        positions: &[[f32; 2]],
+    ) -> Result<(B::Tensor, B::Tensor), ModelError> {
         let c = &self.config;
         let (be, w) = (&self.weights.backend, &self.weights);
         let n = positions.len();
@@ -199,13 +214,15 @@ impl<B: Backend> SlideEncoder<B> {
             x = be.add(&x, &w.dense(&h, &name("mlp.fc2"))?)?;
         }
         let x = w.norm(&x, "slide.norm", c.norm_eps)?;
-        let token_logits = be.download(&w.dense(&x, "slide.token_head")?)?;
         let pooled = be.mean_rows(&x, 1, 0, n)?;
-        let slide_logit = be.download(&w.dense(&pooled, "slide.slide_head")?)?[0];
-        Ok(SlideOutput {
-            token_logits,
-            slide_logit,
-        })
+        Ok((
+            w.dense(&x, "slide.token_head")?,
+            w.dense(&pooled, "slide.slide_head")?,
+        ))
+    }
+
+    pub fn weights(&self) -> &Weights<B> {
+        &self.weights
     }
 }
 

@@ -48,6 +48,10 @@ impl<B: Backend> TileEncoder<B> {
         &self.weights.backend
     }
 
+    pub fn weights(&self) -> &Weights<B> {
+        &self.weights
+    }
+
     /// Encodes `batch` tiles given as RGB bytes, `side`² pixels each, row-major. A side other
     /// than the model's (a multiple of the patch size) resamples the position embedding as
     /// timm does (bicubic, antialiased).

@@ -72,7 +72,7 @@ impl<B: Backend> Weights<B> {
                 )));
             }
             let (rows, cols) = as_matrix(shape);
-            tensors.insert(name.clone(), backend.upload(&t.data, rows, cols)?);
+            tensors.insert(name.clone(), backend.upload_weight(&t.data, rows, cols)?);
         }
         Ok(Weights {
             backend: backend.clone(),
@@ -107,12 +107,19 @@ impl<B: Backend> Weights<B> {
             } else {
                 (0..rows * cols).map(|_| 0.02 * normal()).collect()
             };
-            tensors.insert(name.clone(), backend.upload(&data, rows, cols)?);
+            tensors.insert(name.clone(), backend.upload_weight(&data, rows, cols)?);
         }
         Ok(Weights {
             backend: backend.clone(),
             tensors,
         })
+    }
+
+    /// Every tensor with its name, in name order.
+    pub fn named(&self) -> Vec<(&str, &B::Tensor)> {
+        let mut all: Vec<_> = self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        all.sort_by_key(|(n, _)| *n);
+        all
     }
 
     /// A tensor whose presence was checked when the weights were taken.
