@@ -19,3 +19,4 @@ pub mod roi;
 pub mod slide;
 pub mod synth;
 pub mod tissue;
+pub mod train;

@@ -9,6 +9,7 @@ mod region;
 mod run;
 mod selftest;
 mod synth;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Generate synthetic H&E lymph-node slides with tumour ground truth
     Synth(synth::SynthArgs),
+    /// Train on annotated slides (stage 1, the tile encoder; the slide encoder stage is to come)
+    Train(train::TrainArgs),
     /// Score run outputs against ground truth: CAMELYON16 FROC, sensitivity by lesion size, AUROC
     Evaluate(evaluate::EvaluateArgs),
     /// Benchmarks: reader throughput, attention (CPU or GPU), tile encoder
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Synth(a) => synth::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Train(a) => train::run(a),
         Command::Selftest(a) => selftest::run(a),
     }
 }

@@ -5,7 +5,7 @@
 
 mod polygon;
 mod render;
-mod rng;
+pub mod rng;
 mod scene;
 mod truth;
 

@@ -53,6 +53,12 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         self.range(0.0, 1.0) < p
     }
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.int(0, i as i64) as usize);
+        }
+    }
     /// Approximately normal (sum of four uniforms), mean 0, standard deviation 1.
     pub fn normal(&mut self) -> f64 {
         let s: f64 = (0..4).map(|_| self.range(-1.0, 1.0)).sum();

@@ -1,0 +1,106 @@
+use anyhow::{anyhow, Context, Result};
+use clap::Args;
+use flashslide::model::config::ModelConfig;
+use flashslide::train::data::load_cohort;
+use flashslide::train::{train_tile_encoder, TrainOptions, TILE_STAGE_FILE};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The bundled architecture, the default.
+const BUNDLED_CONFIG: &str = include_str!("../../bench/configs/flashslide-synth-v1.json");
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Annotated slides: a folder searched recursively; each slide needs <stem>.lesions.json
+    /// (as `synth` writes), <stem>.xml (ASAP/CAMELYON16) or <stem>.geojson (QuPath) beside it
+    #[arg(long)]
+    cohort: PathBuf,
+    /// Where the checkpoint (tile_stage.safetensors) and train_log.json go
+    #[arg(long)]
+    out: PathBuf,
+    /// Architecture: a model config.json (default: the bundled flashslide-synth-v1)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Optimiser steps
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Tiles per step
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate (warm-up over the first 5% of steps, then cosine decay to a tenth)
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.05)]
+    weight_decay: f64,
+    /// Seed of the validation split, tile sampling, order and augmentation
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Validate and write a checkpoint every this many steps
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+    /// No progress bar
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let text = match &args.config {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        None => BUNDLED_CONFIG.to_string(),
+    };
+    let config: ModelConfig = serde_json::from_str(&text).context("the model configuration")?;
+    config.validate().map_err(|e| anyhow!(e))?;
+    let cohort =
+        load_cohort(&args.cohort, config.mpp, config.image_size as u32, args.seed).map_err(|e| anyhow!(e))?;
+    if !args.quiet {
+        eprintln!(
+            "stage 1 (tile encoder): {} training tiles from {} slides, {} validation tiles from {}",
+            cohort.train.len(),
+            cohort.train_slides.len(),
+            cohort.validation.len(),
+            cohort.validation_slides.len()
+        );
+    }
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(args.steps as u64);
+        b.set_style(ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps  loss {msg}  eta {eta}",
+        )?);
+        b
+    };
+    let options = TrainOptions {
+        out: args.out.clone(),
+        config,
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+    let log = train_tile_encoder(&cohort, &options, &|step, loss| {
+        bar.set_position(step as u64);
+        bar.set_message(format!("{loss:.4}"));
+    })
+    .map_err(|e| anyhow!(e))?;
+    bar.finish_and_clear();
+    if !args.quiet {
+        if let Some(last) = log.checkpoints.last() {
+            eprintln!(
+                "step {}: training loss {:.4}, validation loss {}, validation AUROC {}; {}",
+                last.step,
+                last.train_loss,
+                last.validation_loss.map_or("–".into(), |v| format!("{v:.4}")),
+                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
+                args.out.join(TILE_STAGE_FILE).display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
