@@ -2,20 +2,7 @@
 
 mod common;
 
-use common::shared_slides;
-use std::process::Command;
-
-fn flashslide(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_flashslide"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{flashslide, shared_slides};
 
 #[test]
 fn info_and_region_on_a_real_slide() {

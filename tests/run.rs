@@ -4,17 +4,10 @@
 
 mod common;
 
-use common::{bundled_config, write_random_model};
+use common::{bundled_config, fresh_dir as tmp, write_random_model};
 use flashslide::slide::Slide;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// One random-weight model for every test here.
 fn model() -> PathBuf {
