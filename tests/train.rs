@@ -1,6 +1,7 @@
-//! `flashslide train` (stage 1) end to end on the bundled samples, a few steps: the loop,
-//! validation, checkpoints, the same seed giving the same weights, and the checkpoint
-//! loading back into the tile encoder as a model's weights do.
+//! `flashslide train` end to end on the bundled samples, a few steps of each stage: the
+//! loops, validation, checkpoints, the same seed giving the same weights, the stage-1
+//! checkpoint loading into the tile encoder, and the model directory it ends with loading
+//! as `run` loads models.
 
 mod common;
 
@@ -8,6 +9,7 @@ use common::bundled_config;
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::model::tile_encoder::TileEncoder;
 use flashslide::model::weights::read_safetensors;
+use flashslide::model::Model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +25,10 @@ fn train(out: &Path, seed: &str) -> String {
         "2",
         "--seed",
         seed,
+        "--slide-steps",
+        "2",
+        "--crops",
+        "2",
         "--quiet",
     ];
     let o = Command::new(env!("CARGO_BIN_EXE_flashslide"))
@@ -63,7 +69,11 @@ fn trains_checkpoints_and_reloads_deterministically() {
         assert!(c["train_loss"].as_f64().unwrap().is_finite());
         assert!(c["validation_loss"].as_f64().unwrap().is_finite());
     }
-    let weights = |dir: &Path| std::fs::read(dir.join("tile_stage.safetensors")).unwrap();
+    let weights = |dir: &Path| {
+        let mut bytes = std::fs::read(dir.join("tile_stage.safetensors")).unwrap();
+        bytes.extend(std::fs::read(dir.join("model.safetensors")).unwrap());
+        bytes
+    };
     train(&b, "3");
     assert!(weights(&a) == weights(&b), "the same seed gives the same weights");
     train(&c, "4");
@@ -78,4 +88,12 @@ fn trains_checkpoints_and_reloads_deterministically() {
     let pooled = encoder.forward(&tile, 1, 256).unwrap().pooled;
     let values = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert!(values.iter().all(|v| v.is_finite()));
+
+    // Stage 2 ends with a model directory (both stages, bf16) that loads as run loads one.
+    let model = Model::load(&a, &CpuBackend).unwrap();
+    assert!(model.slide_encoder.is_some());
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("train_log_slide.json")).unwrap()).unwrap();
+    assert_eq!(log.as_array().unwrap().last().unwrap()["step"], 2);
+    assert!(std::fs::metadata(a.join("model.safetensors")).unwrap().len() < 4 << 20);
 }

@@ -37,7 +37,7 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Generate synthetic H&E lymph-node slides with tumour ground truth
     Synth(synth::SynthArgs),
-    /// Train on annotated slides (stage 1, the tile encoder; the slide encoder stage is to come)
+    /// Train both stages on annotated slides; ends with a model directory `run` takes
     Train(train::TrainArgs),
     /// Score run outputs against ground truth: CAMELYON16 FROC, sensitivity by lesion size, AUROC
     Evaluate(evaluate::EvaluateArgs),

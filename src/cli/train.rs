@@ -1,7 +1,9 @@
 use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use flashslide::model::config::ModelConfig;
+use flashslide::model::weights::read_safetensors;
 use flashslide::train::data::load_cohort;
+use flashslide::train::slide_stage::{slide_tokens, token_model, train_slide_encoder};
 use flashslide::train::{train_tile_encoder, TrainOptions, TILE_STAGE_FILE};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -37,9 +39,18 @@ pub struct TrainArgs {
     /// Seed of the validation split, tile sampling, order and augmentation
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Validate and write a checkpoint every this many steps
+    /// Validate and write a checkpoint every this many steps (both stages)
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
+    /// Stage 2 (the slide encoder) optimiser steps; 0 stops after stage 1
+    #[arg(long, default_value_t = 1000)]
+    slide_steps: usize,
+    /// Stage 2: crops of a slide's token grid per step
+    #[arg(long, default_value_t = 4)]
+    crops: usize,
+    /// Stage 2: a crop's side, in tokens
+    #[arg(long, default_value_t = 24)]
+    crop_side: usize,
     /// No progress bar
     #[arg(long)]
     quiet: bool,
@@ -99,6 +110,70 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
                 last.validation_loss.map_or("–".into(), |v| format!("{v:.4}")),
                 last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
                 args.out.join(TILE_STAGE_FILE).display()
+            );
+        }
+    }
+    if args.slide_steps == 0 {
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Stage 2 on the trained tile encoder's tokens.
+    let checkpoint = args.out.join(TILE_STAGE_FILE);
+    let tile_host = read_safetensors(&checkpoint)?;
+    let model = token_model(&options.config, &tile_host, &checkpoint).map_err(|e| anyhow!(e))?;
+    let tokens = |paths: &[PathBuf]| -> Result<Vec<_>> {
+        paths
+            .iter()
+            .map(|p| slide_tokens(p, &model).map_err(|e| anyhow!(e)))
+            .collect()
+    };
+    let (train, validation) = (tokens(&cohort.train_paths)?, tokens(&cohort.validation_paths)?);
+    let count =
+        |s: &[flashslide::train::slide_stage::SlideTokens]| s.iter().map(|t| t.labels.len()).sum::<usize>();
+    if !args.quiet {
+        eprintln!(
+            "stage 2 (slide encoder): {} training tokens, {} validation tokens",
+            count(&train),
+            count(&validation)
+        );
+    }
+    let bar = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(args.slide_steps as u64);
+        b.set_style(ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps  loss {msg}  eta {eta}",
+        )?);
+        b
+    };
+    let stage2 = TrainOptions {
+        steps: args.slide_steps,
+        batch: args.crops,
+        ..options
+    };
+    let checkpoints = train_slide_encoder(
+        &tile_host,
+        &train,
+        &validation,
+        &stage2,
+        args.crop_side,
+        &|step, loss| {
+            bar.set_position(step as u64);
+            bar.set_message(format!("{loss:.4}"));
+        },
+    )
+    .map_err(|e| anyhow!(e))?;
+    bar.finish_and_clear();
+    let text = serde_json::to_vec_pretty(&checkpoints)?;
+    flashslide::atomic::write_bytes(&args.out.join("train_log_slide.json"), &text)?;
+    if !args.quiet {
+        if let Some(last) = checkpoints.last() {
+            eprintln!(
+                "stage 2, step {}: training loss {:.4}, validation token AUROC {}; model in {}",
+                last.step,
+                last.train_loss,
+                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
+                args.out.display()
             );
         }
     }

@@ -41,6 +41,9 @@ pub struct Cohort {
     /// Slide file names on each side of the split.
     pub train_slides: Vec<String>,
     pub validation_slides: Vec<String>,
+    /// The slides' paths, likewise.
+    pub train_paths: Vec<std::path::PathBuf>,
+    pub validation_paths: Vec<std::path::PathBuf>,
 }
 
 /// Tumour-free tiles kept per tumour tile (at least `MIN_NEGATIVES` a slide).
@@ -85,6 +88,8 @@ pub fn load_cohort(dir: &Path, model_mpp: f64, tile_px: u32, seed: u64) -> Resul
         },
         train_slides: Vec::new(),
         validation_slides: Vec::new(),
+        train_paths: Vec::new(),
+        validation_paths: Vec::new(),
     };
     for (i, job) in jobs.iter().enumerate() {
         let name = job
@@ -92,13 +97,22 @@ pub fn load_cohort(dir: &Path, model_mpp: f64, tile_px: u32, seed: u64) -> Resul
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (set, names) = if i < held_out {
-            (&mut cohort.validation, &mut cohort.validation_slides)
+        let (set, names, paths) = if i < held_out {
+            (
+                &mut cohort.validation,
+                &mut cohort.validation_slides,
+                &mut cohort.validation_paths,
+            )
         } else {
-            (&mut cohort.train, &mut cohort.train_slides)
+            (
+                &mut cohort.train,
+                &mut cohort.train_slides,
+                &mut cohort.train_paths,
+            )
         };
         add_slide(&job.path, model_mpp, tile_px, &mut rng, set)?;
         names.push(name);
+        paths.push(job.path.clone());
     }
     Ok(cohort)
 }

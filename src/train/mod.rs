@@ -1,11 +1,12 @@
 //! Training on an annotated cohort (issue 7), on the CPU through the differentiable backend.
-//! Stage 1, written: the tile encoder with a linear head learns each tile's tumour
-//! fraction (binary cross-entropy on soft labels), AdamW with warm-up and cosine decay,
-//! dihedral augmentation, validation on held-out slides, checkpoints written atomically,
-//! the same seed giving the same weights. Stage 2 (the slide encoder on cached features)
-//! is not written yet.
+//! Stage 1 (here): the tile encoder with a linear head learns each tile's tumour fraction
+//! (binary cross-entropy on soft labels), AdamW with warm-up and cosine decay, dihedral
+//! augmentation, validation on held-out slides, checkpoints written atomically, the same
+//! seed giving the same weights. Stage 2 ([`slide_stage`]): the slide encoder on the tokens
+//! of the trained tile encoder.
 
 pub mod data;
+pub mod slide_stage;
 
 use crate::backend::autodiff::AutodiffBackend;
 use crate::eval::auroc::auroc;

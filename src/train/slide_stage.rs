@@ -1,0 +1,280 @@
+//! Stage 2: the slide encoder learns each stage-2 token's tumour label from the trained tile
+//! encoder's tokens. Every tissue tile of every slide is encoded once (CPU, the tiled
+//! kernel, as `run` does); steps then draw crops of a slide's token grid (half of them
+//! around a tumour token when the slide has one), and the loss is the tokens'
+//! cross-entropy plus a tenth of the crop-level one on the slide head. Validation runs the
+//! current weights over whole held-out slides, as `run` will.
+
+use super::{bce_with_logits, schedule, AdamW, Checkpoint, TrainOptions};
+use crate::backend::autodiff::AutodiffBackend;
+use crate::backend::cpu::CpuBackend;
+use crate::backend::Backend;
+use crate::eval::auroc::auroc;
+use crate::eval::lesions::SlideTruth;
+use crate::grid::plan_tiles;
+use crate::model::slide_encoder::SlideEncoder;
+use crate::model::tile_encoder::TileEncoder;
+use crate::model::weights::HostTensor;
+use crate::model::Model;
+use crate::pipeline::{encode_tiles, StageSeconds};
+use crate::slide::Slide;
+use crate::synth::rng::Rng;
+use crate::tissue::{detect_tissue, TissueOptions};
+use candle_core::{Device, Tensor, Var};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One slide's stage-2 tokens: features `[n, dim]`, grid cells (row, column), labels.
+pub struct SlideTokens {
+    pub features: Vec<f32>,
+    pub cells: Vec<[f32; 2]>,
+    pub labels: Vec<f32>,
+}
+
+/// Encodes every tissue tile of the slide at `path` into labelled stage-2 tokens.
+pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideTokens, String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let slide = Slide::open(path).map_err(|e| err(&e))?;
+    let mpp = slide
+        .mpp()
+        .map(|m| m.x)
+        .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let truth_path = SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem)
+        .ok_or_else(|| err(&"no ground truth beside it"))?;
+    let truth = SlideTruth::load(&truth_path, mpp)?;
+    let c = &model.config;
+    let slide_encoder = model.slide_encoder.as_ref().expect("built with a slide encoder");
+    let mask = detect_tissue(&slide, mpp, &TissueOptions::default()).map_err(|e| err(&e))?;
+    let plan = plan_tiles(&slide, mpp, c.mpp, c.image_size as u32, &mask, 0.25).map_err(|e| err(&e))?;
+    let per_side = slide_encoder
+        .config
+        .group_patches
+        .map_or(1, |k| c.patches_per_side() / k);
+    let token = plan.tile_level0 / per_side as f64;
+    let be = model.tile_encoder.backend();
+    let mut out = SlideTokens {
+        features: Vec::new(),
+        cells: Vec::new(),
+        labels: Vec::new(),
+    };
+    let mut seconds = StageSeconds::default();
+    encode_tiles(
+        &slide,
+        &plan,
+        model,
+        64,
+        &mut seconds,
+        &|_, _| {},
+        &mut |chunk, encoded| {
+            let positions: Vec<[u32; 2]> = chunk.iter().map(|t| [t.row, t.col]).collect();
+            let (features, cells) = slide_encoder.tokens_from_tiles(c, encoded, &positions)?;
+            out.features.extend(be.download(&features)?);
+            for cell in &cells {
+                let (x, y) = ((cell[1] as f64 + 0.5) * token, (cell[0] as f64 + 0.5) * token);
+                let inside = truth.lesions.iter().any(|l| l.outline.contains(x, y));
+                out.labels.push(if inside { 1.0 } else { 0.0 });
+            }
+            out.cells.extend(cells);
+            Ok(())
+        },
+    )
+    .map_err(|e| err(&e))?;
+    Ok(out)
+}
+
+/// Trains the slide encoder on `train` slides' tokens, validating on `validation`'s; writes
+/// the model directory (config.json, model.safetensors with both stages) to `o.out`.
+pub fn train_slide_encoder(
+    tile_host: &HashMap<String, HostTensor>,
+    train: &[SlideTokens],
+    validation: &[SlideTokens],
+    o: &TrainOptions,
+    crop_side: usize,
+    progress: &dyn Fn(usize, f64),
+) -> Result<Vec<Checkpoint>, String> {
+    let config = o
+        .config
+        .slide_encoder
+        .clone()
+        .ok_or("the configuration has no slide encoder")?;
+    let dim = config.input_dim;
+    let be = AutodiffBackend::default();
+    let encoder = SlideEncoder::random(&be, config.clone()).map_err(|e| e.to_string())?;
+    let params: Vec<(String, Var)> = encoder
+        .weights()
+        .named()
+        .into_iter()
+        .map(|(name, t)| Ok((name.to_string(), Var::from_tensor(t)?)))
+        .collect::<candle_core::Result<_>>()
+        .map_err(|e| e.to_string())?;
+    let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
+    let shapes: HashMap<String, Vec<usize>> = config.expected_shapes().into_iter().collect();
+    let usable: Vec<&SlideTokens> = train.iter().filter(|s| !s.labels.is_empty()).collect();
+    if usable.is_empty() {
+        return Err("no training slide has tissue tokens".into());
+    }
+    let mut rng = Rng::new(o.seed ^ 0x5EED_0002);
+    let mut checkpoints = Vec::new();
+    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+    for step in 1..=o.steps {
+        let mut total: Option<Tensor> = None;
+        for _ in 0..o.batch {
+            let slide = usable[rng.int(0, usable.len() as i64 - 1) as usize];
+            let indices = crop(slide, crop_side, &mut rng);
+            let features: Vec<f32> = indices
+                .iter()
+                .flat_map(|&i| slide.features[i * dim..(i + 1) * dim].iter().copied())
+                .collect();
+            let positions: Vec<[f32; 2]> = indices.iter().map(|&i| slide.cells[i]).collect();
+            let labels: Vec<f32> = indices.iter().map(|&i| slide.labels[i]).collect();
+            let x = be
+                .upload(&features, indices.len(), dim)
+                .map_err(|e| e.to_string())?;
+            let (tokens, slide_logit) = encoder.logits(&x, &positions).map_err(|e| e.to_string())?;
+            let any = if labels.iter().any(|&l| l > 0.5) { 1.0 } else { 0.0 };
+            let loss =
+                (|| bce_with_logits(&tokens, &labels)? + (bce_with_logits(&slide_logit, &[any])? * 0.1)?)()
+                    .map_err(|e| e.to_string())?;
+            total = Some(match total {
+                None => loss,
+                Some(t) => (t + loss).map_err(|e| e.to_string())?,
+            });
+        }
+        let loss = (total.expect("batch ≥ 1") / o.batch.max(1) as f64).map_err(|e| e.to_string())?;
+        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())? as f64;
+        let grads = loss.backward().map_err(|e| e.to_string())?;
+        optimiser
+            .step(&params, &grads, schedule(o.learning_rate, step, o.steps))
+            .map_err(|e| e.to_string())?;
+        loss_sum += value;
+        loss_count += 1;
+        progress(step, value);
+        if step % o.checkpoint_every.max(1) == 0 || step == o.steps {
+            let slide_host = to_host(&params, &shapes)?;
+            let validation_auroc = validate(&config, &slide_host, validation)?;
+            checkpoints.push(Checkpoint {
+                step,
+                train_loss: loss_sum / loss_count as f64,
+                validation_loss: None,
+                validation_auroc,
+            });
+            (loss_sum, loss_count) = (0.0, 0);
+            write_model_dir(&o.out, &o.config, tile_host, &slide_host)?;
+        }
+    }
+    Ok(checkpoints)
+}
+
+/// Token indices of a `side` × `side` window of the slide's grid, around a tumour token half
+/// the time when there is one, else around any token.
+fn crop(slide: &SlideTokens, side: usize, rng: &mut Rng) -> Vec<usize> {
+    let positives: Vec<usize> = (0..slide.labels.len())
+        .filter(|&i| slide.labels[i] > 0.5)
+        .collect();
+    let centre = if !positives.is_empty() && rng.chance(0.5) {
+        positives[rng.int(0, positives.len() as i64 - 1) as usize]
+    } else {
+        rng.int(0, slide.labels.len() as i64 - 1) as usize
+    };
+    let [r0, c0] = slide.cells[centre];
+    let half = side as f32 / 2.0;
+    (0..slide.cells.len())
+        .filter(|&i| {
+            let [r, c] = slide.cells[i];
+            (r - r0).abs() < half && (c - c0).abs() < half
+        })
+        .collect()
+}
+
+/// The variables as host tensors in a model directory's shapes (they live as matrices).
+fn to_host(
+    params: &[(String, Var)],
+    shapes: &HashMap<String, Vec<usize>>,
+) -> Result<HashMap<String, HostTensor>, String> {
+    params
+        .iter()
+        .map(|(name, v)| {
+            let t = v.as_tensor();
+            let data = t
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| e.to_string())?;
+            let shape = shapes.get(name).cloned().unwrap_or_else(|| t.dims().to_vec());
+            Ok((name.clone(), HostTensor { data, shape }))
+        })
+        .collect()
+}
+
+/// Token AUROC of the current weights over whole validation slides, on the CPU backend
+/// (its tiled attention), as `run` would score them.
+fn validate(
+    config: &crate::model::slide_encoder::SlideEncoderConfig,
+    host: &HashMap<String, HostTensor>,
+    validation: &[SlideTokens],
+) -> Result<Option<f64>, String> {
+    let encoder = SlideEncoder::new(&CpuBackend, config.clone(), host, Path::new("(training)"))
+        .map_err(|e| e.to_string())?;
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    for slide in validation.iter().filter(|s| !s.labels.is_empty()) {
+        let x = CpuBackend
+            .upload(&slide.features, slide.labels.len(), config.input_dim)
+            .map_err(|e| e.to_string())?;
+        let out = encoder.forward(&x, &slide.cells).map_err(|e| e.to_string())?;
+        scores.extend(out.token_logits);
+        labels.extend(slide.labels.iter().map(|&l| l > 0.5));
+    }
+    Ok(auroc(&scores, &labels))
+}
+
+/// Writes `out/config.json` and `out/model.safetensors` (both stages; bf16, as shipped
+/// models are), each under a temporary name then renamed.
+fn write_model_dir(
+    out: &Path,
+    config: &crate::model::config::ModelConfig,
+    tile_host: &HashMap<String, HostTensor>,
+    slide_host: &HashMap<String, HostTensor>,
+) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut tensors = HashMap::new();
+    for (name, t) in tile_host
+        .iter()
+        .filter(|(n, _)| !n.starts_with("tile_head."))
+        .chain(slide_host)
+    {
+        let tensor = Tensor::from_slice(&t.data, t.shape.as_slice(), &Device::Cpu)
+            .and_then(|x| x.to_dtype(candle_core::DType::BF16))
+            .map_err(|e| e.to_string())?;
+        tensors.insert(name.clone(), tensor);
+    }
+    let path: PathBuf = out.join("model.safetensors");
+    let partial = crate::atomic::partial_path(&path);
+    candle_core::safetensors::save(&tensors, &partial)
+        .and_then(|()| Ok(std::fs::rename(&partial, &path)?))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = serde_json::to_vec_pretty(config).map_err(|e| e.to_string())?;
+    crate::atomic::write_bytes(&out.join("config.json"), &text).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// The trained tile encoder of stage 1 with a slide encoder for grouping its tokens (its
+/// weights are not used for that), on the CPU.
+pub fn token_model(
+    config: &crate::model::config::ModelConfig,
+    tile_host: &HashMap<String, HostTensor>,
+    source: &Path,
+) -> Result<Model<CpuBackend>, String> {
+    let slide_config = config
+        .slide_encoder
+        .clone()
+        .ok_or("the configuration has no slide encoder")?;
+    Ok(Model {
+        config: config.clone(),
+        tile_encoder: TileEncoder::new(&CpuBackend, config.clone(), tile_host, source)
+            .map_err(|e| e.to_string())?,
+        slide_encoder: Some(SlideEncoder::random(&CpuBackend, slide_config).map_err(|e| e.to_string())?),
+        hash: String::new(),
+    })
+}
