@@ -1,7 +1,7 @@
 //! `flashslide train` end to end on the bundled samples, a few steps of each stage: the
 //! loops, validation, checkpoints, the same seed giving the same weights, the stage-1
 //! checkpoint loading into the tile encoder, and the model directory it ends with loading
-//! as `run` loads models.
+//! as `run` loads models; then `bench baseline` with that model as its one arm.
 
 mod common;
 
@@ -96,4 +96,29 @@ fn trains_checkpoints_and_reloads_deterministically() {
         serde_json::from_str(&std::fs::read_to_string(a.join("train_log_slide.json")).unwrap()).unwrap();
     assert_eq!(log.as_array().unwrap().last().unwrap()["step"], 2);
     assert!(std::fs::metadata(a.join("model.safetensors")).unwrap().len() < 4 << 20);
+
+    // The benchmark over the same two slides with that model as its only arm.
+    let out = tmp("baseline");
+    let _ = std::fs::remove_dir_all(&out);
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let o = Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(["bench", "baseline", "--device", "cpu", "--quiet", "--cohort"])
+        .args([&samples, Path::new("--out"), &out, Path::new("--model"), &a])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(out.join("baseline.md")).unwrap();
+    assert!(table.contains("| train-a | 0.5 |"), "{table}");
+    let arms: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("baseline.json")).unwrap()).unwrap();
+    let evaluation = &arms[0]["evaluation"];
+    assert_eq!(evaluation["slides"].as_array().unwrap().len(), 2);
+    assert!(evaluation["froc"]["score"].as_f64().unwrap() >= 0.0);
+    let plot = image::open(out.join("froc.png")).unwrap();
+    assert_eq!((plot.width(), plot.height()), (900, 560));
+    assert!(out
+        .join("train-a")
+        .join("synth-s101-000")
+        .join("detections.csv")
+        .is_file());
 }

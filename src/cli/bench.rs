@@ -52,6 +52,25 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Full resolution against downscaled analysis: every model run over a held-out
+    /// cohort and scored (CAMELYON16 FROC, sensitivity by lesion size, AUROC, cost);
+    /// writes baseline.md, baseline.json and froc.png
+    Baseline {
+        /// Annotated slides (as for `train`), none of them seen in training
+        #[arg(long)]
+        cohort: PathBuf,
+        /// Where each arm's results and the comparison go
+        #[arg(long, default_value = "baseline")]
+        out: PathBuf,
+        /// The arms' models, one directory each (default: the bundled full-resolution
+        /// model and its downscaled baselines, those of them in models/)
+        #[arg(long = "model")]
+        models: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Device::Auto)]
+        device: Device,
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Reader throughput: every level-0 tile as an RGBA region, tile cache off
     Read {
         /// Slides to read
@@ -97,8 +116,83 @@ fn bench_encoders<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The bundled arms: the full-resolution model, then its baselines at 2 and 8 µm/px.
+const BUNDLED_ARMS: [&str; 3] = [
+    "models/flashslide-synth-v1",
+    "models/flashslide-synth-v1-2um",
+    "models/flashslide-synth-v1-8um",
+];
+
+fn bench_baseline<B: Backend>(
+    backend: &B,
+    cohort: &std::path::Path,
+    out: &std::path::Path,
+    models: &[PathBuf],
+    quiet: bool,
+) -> Result<ExitCode> {
+    use flashslide::bench::baseline::{markdown, run_arm, write_outputs};
+    use flashslide::model::Model;
+    let mut arms = Vec::new();
+    for dir in models {
+        let model = Model::load(dir, backend)?;
+        if !quiet {
+            eprintln!(
+                "{}: {} µm/px on {}",
+                model.config.name,
+                model.config.mpp,
+                backend.describe()
+            );
+        }
+        let arm = run_arm(&model, dir, cohort, out, &|done, total| {
+            if !quiet {
+                eprintln!("  {done}/{total} slides");
+            }
+        })
+        .map_err(anyhow::Error::msg)?;
+        for failure in &arm.failed {
+            eprintln!("flashslide: {}: FAILED: {failure}", arm.name);
+        }
+        arms.push(arm);
+    }
+    write_outputs(out, &arms, cohort).map_err(anyhow::Error::msg)?;
+    print!("{}", markdown(&arms));
+    let failed = arms.iter().any(|a| !a.failed.is_empty());
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.what {
+        BenchCommand::Baseline {
+            cohort,
+            out,
+            models,
+            device,
+            quiet,
+        } => {
+            let models = if models.is_empty() {
+                BUNDLED_ARMS
+                    .iter()
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_dir())
+                    .collect()
+            } else {
+                models
+            };
+            if models.is_empty() {
+                anyhow::bail!(
+                    "no models: none of {} is here; name them with --model",
+                    BUNDLED_ARMS.join(", ")
+                );
+            }
+            match device::open(device, quiet)? {
+                Selected::Cpu(b) => bench_baseline(&b, &cohort, &out, &models, quiet),
+                Selected::Cuda(b) => bench_baseline(&b, &cohort, &out, &models, quiet),
+            }
+        }
         BenchCommand::Encoder {
             configs,
             device,

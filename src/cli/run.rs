@@ -18,9 +18,10 @@ pub struct RunArgs {
     /// Output directory: one folder per slide, a batch report
     #[arg(long)]
     out: PathBuf,
-    /// Model directory (config.json and model.safetensors with a slide encoder)
+    /// Model directory (config.json and model.safetensors with a slide encoder); default:
+    /// the bundled models/flashslide-synth-v1
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     device: Device,
     /// Take shard I of N (0 ≤ I < N) of the slides, by a hash of each one's path; default
@@ -61,16 +62,36 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
 }
 
+/// The bundled model's directory, as a path from the working directory or from the
+/// checkout the executable was built in (target/<profile>/flashslide).
+const BUNDLED_MODEL: &str = "models/flashslide-synth-v1";
+
+fn bundled_model() -> Result<PathBuf> {
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|root| root.join(BUNDLED_MODEL)));
+    std::iter::once(PathBuf::from(BUNDLED_MODEL))
+        .chain(beside_binary)
+        .find(|dir| dir.join("config.json").is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!("the bundled model {BUNDLED_MODEL} is not here (run from the flashslide checkout) and no --model was given")
+        })
+}
+
 fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
     let shard = match &args.shard {
         Some(s) => Some(parse_shard(s).map_err(anyhow::Error::msg)?),
         None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
     };
-    let model = Model::load(&args.model, backend)?;
+    let model_dir = match &args.model {
+        Some(dir) => dir.clone(),
+        None => bundled_model()?,
+    };
+    let model = Model::load(&model_dir, backend)?;
     if model.slide_encoder.is_none() {
         bail!(
             "{}: the model has no slide encoder (stage 2), which `run` needs",
-            args.model.display()
+            model_dir.display()
         );
     }
     check_output_dir(&args.out).map_err(anyhow::Error::msg)?;

@@ -2,7 +2,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Args;
 use flashslide::model::config::ModelConfig;
 use flashslide::model::weights::read_safetensors;
-use flashslide::train::data::load_cohort;
+use flashslide::train::data::{load_cohort, Cohort};
 use flashslide::train::slide_stage::{slide_tokens, token_model, train_slide_encoder};
 use flashslide::train::{train_tile_encoder, TrainOptions, TILE_STAGE_FILE};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,6 +25,10 @@ pub struct TrainArgs {
     /// Architecture: a model config.json (default: the bundled flashslide-synth-v1)
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Microns per pixel the model analyses at (default: the configuration's); the same
+    /// architecture at 2 or 8 µm/px makes the downscaled baselines
+    #[arg(long)]
+    mpp: Option<f64>,
     /// Optimiser steps
     #[arg(long, default_value_t = 2000)]
     steps: usize,
@@ -45,12 +49,19 @@ pub struct TrainArgs {
     /// Stage 2 (the slide encoder) optimiser steps; 0 stops after stage 1
     #[arg(long, default_value_t = 1000)]
     slide_steps: usize,
+    /// Stage 2: peak learning rate
+    #[arg(long, default_value_t = 3e-4)]
+    slide_lr: f64,
     /// Stage 2: crops of a slide's token grid per step
     #[arg(long, default_value_t = 4)]
     crops: usize,
     /// Stage 2: a crop's side, in tokens
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 32)]
     crop_side: usize,
+    /// Skip stage 1: take the tile encoder from this stage-1 checkpoint (a
+    /// tile_stage.safetensors of an earlier run) and train only the slide encoder
+    #[arg(long)]
+    tile_stage: Option<PathBuf>,
     /// No progress bar
     #[arg(long)]
     quiet: bool,
@@ -63,7 +74,14 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
         None => BUNDLED_CONFIG.to_string(),
     };
-    let config: ModelConfig = serde_json::from_str(&text).context("the model configuration")?;
+    let mut config: ModelConfig = serde_json::from_str(&text).context("the model configuration")?;
+    if let Some(mpp) = args.mpp {
+        config.mpp = mpp;
+    }
+    // The model is called what its directory is.
+    if let Some(name) = args.out.file_name() {
+        config.name = name.to_string_lossy().into_owned();
+    }
     config.validate().map_err(|e| anyhow!(e))?;
     let cohort =
         load_cohort(&args.cohort, config.mpp, config.image_size as u32, args.seed).map_err(|e| anyhow!(e))?;
@@ -76,15 +94,6 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             cohort.validation_slides.len()
         );
     }
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(args.steps as u64);
-        b.set_style(ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps  loss {msg}  eta {eta}",
-        )?);
-        b
-    };
     let options = TrainOptions {
         out: args.out.clone(),
         config,
@@ -95,30 +104,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
     };
-    let log = train_tile_encoder(&cohort, &options, &|step, loss| {
-        bar.set_position(step as u64);
-        bar.set_message(format!("{loss:.4}"));
-    })
-    .map_err(|e| anyhow!(e))?;
-    bar.finish_and_clear();
-    if !args.quiet {
-        if let Some(last) = log.checkpoints.last() {
-            eprintln!(
-                "step {}: training loss {:.4}, validation loss {}, validation AUROC {}; {}",
-                last.step,
-                last.train_loss,
-                last.validation_loss.map_or("–".into(), |v| format!("{v:.4}")),
-                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
-                args.out.join(TILE_STAGE_FILE).display()
-            );
+    let checkpoint = match &args.tile_stage {
+        Some(path) => path.clone(),
+        None => {
+            train_stage_one(&args, &cohort, &options)?;
+            args.out.join(TILE_STAGE_FILE)
         }
-    }
+    };
     if args.slide_steps == 0 {
         return Ok(ExitCode::SUCCESS);
     }
 
     // Stage 2 on the trained tile encoder's tokens.
-    let checkpoint = args.out.join(TILE_STAGE_FILE);
     let tile_host = read_safetensors(&checkpoint)?;
     let model = token_model(&options.config, &tile_host, &checkpoint).map_err(|e| anyhow!(e))?;
     let tokens = |paths: &[PathBuf]| -> Result<Vec<_>> {
@@ -137,18 +134,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             count(&validation)
         );
     }
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(args.slide_steps as u64);
-        b.set_style(ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} steps  loss {msg}  eta {eta}",
-        )?);
-        b
-    };
+    let bar = progress_bar(args.slide_steps, args.quiet)?;
     let stage2 = TrainOptions {
         steps: args.slide_steps,
         batch: args.crops,
+        learning_rate: args.slide_lr,
         ..options
     };
     let checkpoints = train_slide_encoder(
@@ -178,4 +168,39 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn train_stage_one(args: &TrainArgs, cohort: &Cohort, options: &TrainOptions) -> Result<()> {
+    let bar = progress_bar(args.steps, args.quiet)?;
+    let log = train_tile_encoder(cohort, options, &|step, loss| {
+        bar.set_position(step as u64);
+        bar.set_message(format!("{loss:.4}"));
+    })
+    .map_err(|e| anyhow!(e))?;
+    bar.finish_and_clear();
+    if !args.quiet {
+        if let Some(last) = log.checkpoints.last() {
+            eprintln!(
+                "step {}: training loss {:.4}, validation loss {}, validation AUROC {}; {}",
+                last.step,
+                last.train_loss,
+                last.validation_loss.map_or("–".into(), |v| format!("{v:.4}")),
+                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
+                args.out.join(TILE_STAGE_FILE).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A bar of `steps` with the loss, or a hidden one when quiet or not on a terminal.
+fn progress_bar(steps: usize, quiet: bool) -> Result<ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return Ok(ProgressBar::hidden());
+    }
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} steps  loss {msg}  eta {eta}",
+    )?);
+    Ok(bar)
 }

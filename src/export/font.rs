@@ -1,29 +1,18 @@
-//! A 5 × 7 pixel font for the few labels drawn on heatmaps (digits, '.', 'm', 'µ', ' ').
+//! Text for the labels drawn on pictures (heatmap scale bars, benchmark plots): the public
+//! domain 8 × 8 bitmap font of the font8x8 crate, ASCII and Latin-1 (µ included).
 
-/// Rows of a glyph, top to bottom, the five low bits of each byte left to right.
-fn glyph(c: char) -> Option<[u8; 7]> {
-    Some(match c {
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
-        'm' => [0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11],
-        'µ' => [0x00, 0x00, 0x11, 0x11, 0x13, 0x1D, 0x10],
-        ' ' => [0; 7],
-        _ => return None,
-    })
+use font8x8::UnicodeFonts;
+
+/// One glyph's rows, top to bottom, the low bit leftmost.
+fn glyph(c: char) -> Option<[u8; 8]> {
+    font8x8::BASIC_FONTS
+        .get(c)
+        .or_else(|| font8x8::LATIN_FONTS.get(c))
 }
 
 /// Width in pixels of `text` drawn at `scale`.
 pub fn text_width(text: &str, scale: usize) -> usize {
-    text.chars().count() * 6 * scale
+    text.chars().count() * 8 * scale
 }
 
 /// Draws `text` with its top-left at (x, y) into an RGB image `width` pixels wide; pixels
@@ -41,13 +30,13 @@ pub fn draw_text(
     for (i, c) in text.chars().enumerate() {
         let Some(rows) = glyph(c) else { continue };
         for (gy, bits) in rows.iter().enumerate() {
-            for gx in 0..5 {
-                if bits & (0x10 >> gx) == 0 {
+            for gx in 0..8 {
+                if bits & (1 << gx) == 0 {
                     continue;
                 }
                 for dy in 0..scale {
                     for dx in 0..scale {
-                        let (px, py) = (x + (i * 6 + gx) * scale + dx, y + gy * scale + dy);
+                        let (px, py) = (x + (i * 8 + gx) * scale + dx, y + gy * scale + dy);
                         if px < width && py < height {
                             img[(py * width + px) * 3..][..3].copy_from_slice(&colour);
                         }
@@ -55,5 +44,23 @@ pub fn draw_text(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_letters_digits_and_micro() {
+        let width = 80;
+        let mut img = vec![0u8; width * 8 * 3];
+        draw_text(&mut img, width, 0, 0, "FP 2 µm", 1, [255, 255, 255]);
+        // Every character but the spaces leaves pixels in its cell.
+        for (i, c) in "FP 2 µm".chars().enumerate() {
+            let lit = (0..8).any(|y| (0..8).any(|x| img[(y * width + i * 8 + x) * 3] == 255));
+            assert_eq!(lit, c != ' ', "{c:?}");
+        }
+        assert_eq!(text_width("FP 2 µm", 2), 7 * 16);
     }
 }

@@ -1,11 +1,12 @@
 //! Training tiles from an annotated cohort: every slide with ground truth (see
 //! [`crate::eval::lesions`]) is tiled at the model's resolution as `run` tiles it, each tile
 //! labelled with the fraction of it inside lesions, and the slides split into training and
-//! validation by the seed. Tumour tiles are all kept; tumour-free ones are sampled to match.
+//! validation by the seed. Tumour tiles are all kept, with copies half a tile off the grid;
+//! tumour-free ones are sampled six to one.
 
 use crate::batch::discover::discover;
 use crate::eval::lesions::SlideTruth;
-use crate::grid::{plan_tiles, read_tile};
+use crate::grid::{plan_tiles, read_tile, Tile};
 use crate::slide::Slide;
 use crate::synth::rng::Rng;
 use crate::tissue::{detect_tissue, TissueOptions};
@@ -46,11 +47,18 @@ pub struct Cohort {
     pub validation_paths: Vec<std::path::PathBuf>,
 }
 
-/// Tumour-free tiles kept per tumour tile (at least `MIN_NEGATIVES` a slide).
-const NEGATIVES_PER_POSITIVE: usize = 1;
-const MIN_NEGATIVES: usize = 32;
+/// Tumour-free tiles kept per tumour tile of the grid (at least `MIN_NEGATIVES` a slide):
+/// most of a node is benign, and its mimics (germinal centres, histiocytes) must be among
+/// them for hard-negative mining to find.
+const NEGATIVES_PER_POSITIVE: usize = 6;
+const MIN_NEGATIVES: usize = 128;
 /// Points per side of the grid that measures a tile's tumour fraction.
 const LABEL_SAMPLES: usize = 8;
+/// Tiles with less tissue are not analysed by `run` either (its default `--min-tissue`).
+const MIN_TISSUE: f64 = 0.25;
+/// Tumour tiles are also taken half a tile off the grid, right, down and both: four views
+/// of every lesion edge, and small lesions not always cut in four.
+const HALF_TILE_SHIFTS: [(f64, f64); 3] = [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)];
 
 /// Reads the cohort in `dir` for a model of `tile_px`-pixel tiles at `model_mpp`; a fifth of
 /// the slides (at least one, when there are two or more) go to validation.
@@ -137,7 +145,7 @@ fn add_slide(
         SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem).expect("checked when listed");
     let truth = SlideTruth::load(&truth_path, mpp)?;
     let mask = detect_tissue(&slide, mpp, &TissueOptions::default()).map_err(|e| e.to_string())?;
-    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, 0.25).map_err(|e| e.to_string())?;
+    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, MIN_TISSUE).map_err(|e| e.to_string())?;
     let fraction = |x: f64, y: f64| -> f32 {
         let step = plan.tile_level0 / LABEL_SAMPLES as f64;
         let inside = (0..LABEL_SAMPLES * LABEL_SAMPLES)
@@ -151,20 +159,35 @@ fn add_slide(
             .count();
         inside as f32 / (LABEL_SAMPLES * LABEL_SAMPLES) as f32
     };
-    let labelled: Vec<(usize, f32)> = plan
+    let labelled: Vec<(Tile, f32)> = plan
         .tiles
         .iter()
-        .enumerate()
-        .map(|(i, t)| (i, fraction(t.x as f64, t.y as f64)))
+        .map(|t| (*t, fraction(t.x as f64, t.y as f64)))
         .collect();
-    let mut positives: Vec<(usize, f32)> = labelled.iter().copied().filter(|l| l.1 > 0.0).collect();
-    let mut negatives: Vec<(usize, f32)> = labelled.iter().copied().filter(|l| l.1 == 0.0).collect();
+    let mut positives: Vec<(Tile, f32)> = labelled.iter().copied().filter(|l| l.1 > 0.0).collect();
+    let mut negatives: Vec<(Tile, f32)> = labelled.iter().copied().filter(|l| l.1 == 0.0).collect();
     rng.shuffle(&mut negatives);
     negatives.truncate((positives.len() * NEGATIVES_PER_POSITIVE).max(MIN_NEGATIVES));
+    let shifted: Vec<(Tile, f32)> = positives
+        .iter()
+        .flat_map(|(t, _)| {
+            HALF_TILE_SHIFTS.iter().map(move |(dx, dy)| Tile {
+                x: t.x + (dx * plan.tile_level0).round() as i64,
+                y: t.y + (dy * plan.tile_level0).round() as i64,
+                ..*t
+            })
+        })
+        .map(|t| (t, fraction(t.x as f64, t.y as f64)))
+        .filter(|(t, f)| {
+            *f > 0.0
+                && mask.fraction(t.x as f64, t.y as f64, plan.tile_level0, plan.tile_level0) >= MIN_TISSUE
+        })
+        .collect();
+    positives.extend(shifted);
     positives.append(&mut negatives);
     let pixels: Vec<Vec<u8>> = positives
         .par_iter()
-        .map(|&(i, _)| read_tile(&slide, &plan, &plan.tiles[i]))
+        .map(|(tile, _)| read_tile(&slide, &plan, tile))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     for (p, (_, label)) in pixels.into_iter().zip(&positives) {

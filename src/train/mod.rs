@@ -1,8 +1,10 @@
 //! Training on an annotated cohort (issue 7), on the CPU through the differentiable backend.
 //! Stage 1 (here): the tile encoder with a linear head learns each tile's tumour fraction
 //! (binary cross-entropy on soft labels), AdamW with warm-up and cosine decay, dihedral
-//! augmentation, validation on held-out slides, checkpoints written atomically, the same
-//! seed giving the same weights. Stage 2 ([`slide_stage`]): the slide encoder on the tokens
+//! augmentation, hard-negative mining (benign tissue that looks like tumour — germinal
+//! centres, histiocytes — is what costs false positives, as CAMELYON16's winners found),
+//! validation on held-out slides, checkpoints written atomically, the same seed giving the
+//! same weights. Stage 2 ([`slide_stage`]): the slide encoder on the tokens
 //! of the trained tile encoder.
 
 pub mod data;
@@ -51,6 +53,12 @@ pub struct TrainLog {
     pub checkpoints: Vec<Checkpoint>,
 }
 
+/// Fractions of training after which every tumour-free training tile is scored and the
+/// highest-scoring quarter becomes the hard negatives.
+const MINING_AT: [f64; 2] = [0.3, 0.6];
+/// Once mined, the share of each batch drawn from the hard negatives.
+const HARD_SHARE: f64 = 0.25;
+
 /// The checkpoint of stage 1 in `out`: the tile encoder's tensors (timm names) and the head.
 pub const TILE_STAGE_FILE: &str = "tile_stage.safetensors";
 
@@ -66,13 +74,7 @@ pub fn train_tile_encoder(
     let width = o.config.width;
     let head_w = Var::zeros((1, width), DType::F32, &Device::Cpu).map_err(|e| e.to_string())?;
     let head_b = Var::zeros((1, 1), DType::F32, &Device::Cpu).map_err(|e| e.to_string())?;
-    let mut params: Vec<(String, Var)> = encoder
-        .weights()
-        .named()
-        .into_iter()
-        .map(|(name, t)| Ok((name.to_string(), Var::from_tensor(t)?)))
-        .collect::<candle_core::Result<_>>()
-        .map_err(|e| e.to_string())?;
+    let mut params = trainable(encoder.weights().named())?;
     params.push(("tile_head.weight".into(), head_w.clone()));
     params.push(("tile_head.bias".into(), head_b.clone()));
     let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
@@ -100,17 +102,32 @@ pub fn train_tile_encoder(
     if cohort.train.is_empty() {
         return Err("no training tiles".into());
     }
+    let negatives: Vec<usize> = (0..cohort.train.len())
+        .filter(|&i| cohort.train.labels[i] == 0.0)
+        .collect();
+    let mining_steps: Vec<usize> = MINING_AT
+        .iter()
+        .map(|f| (f * o.steps as f64).round() as usize)
+        .collect();
+    let mut hard: Vec<usize> = Vec::new();
     let (mut loss_sum, mut loss_count) = (0.0, 0usize);
     for step in 1..=o.steps {
+        if mining_steps.contains(&step) {
+            hard = hardest_quarter(&cohort.train, &negatives, &logits)?;
+        }
         let mut pixels = Vec::with_capacity(o.batch * side * side * 3);
         let mut labels = Vec::with_capacity(o.batch);
         for _ in 0..o.batch {
-            if cursor == order.len() {
-                rng.shuffle(&mut order);
-                cursor = 0;
-            }
-            let i = order[cursor];
-            cursor += 1;
+            let i = if !hard.is_empty() && rng.chance(HARD_SHARE) {
+                hard[rng.int(0, hard.len() as i64 - 1) as usize]
+            } else {
+                if cursor == order.len() {
+                    rng.shuffle(&mut order);
+                    cursor = 0;
+                }
+                cursor += 1;
+                order[cursor - 1]
+            };
             pixels.extend(dihedral(cohort.train.tile(i), side, rng.int(0, 7) as u8));
             labels.push(cohort.train.labels[i]);
         }
@@ -140,6 +157,28 @@ pub fn train_tile_encoder(
 
 /// Tiles (RGB bytes, how many) to their head's logits `[n, 1]`.
 type Logits<'a> = dyn Fn(&[u8], usize) -> Result<Tensor, String> + 'a;
+
+/// The quarter of `candidates` (indices into `set`) the current weights score highest.
+fn hardest_quarter(set: &TileSet, candidates: &[usize], logits: &Logits) -> Result<Vec<usize>, String> {
+    let n = set.side * set.side * 3;
+    let mut scored: Vec<(f32, usize)> = Vec::with_capacity(candidates.len());
+    for chunk in candidates.chunks(32) {
+        let mut pixels = Vec::with_capacity(chunk.len() * n);
+        for &i in chunk {
+            pixels.extend_from_slice(set.tile(i));
+        }
+        let z = logits(&pixels, chunk.len())?
+            .detach()
+            .flatten_all()
+            .and_then(|z| z.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        scored.extend(z.into_iter().zip(chunk.iter().copied()));
+    }
+    // Ties broken by index, so the same seed mines the same tiles.
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.truncate(candidates.len().div_ceil(4));
+    Ok(scored.into_iter().map(|(_, i)| i).collect())
+}
 
 /// Validation loss and AUROC, in batches of 32 tiles.
 fn validate(set: &TileSet, logits: &Logits) -> Result<(Option<f64>, Option<f64>), String> {
@@ -259,6 +298,23 @@ impl AdamW {
     }
 }
 
+/// The weights as variables the optimiser updates, by name.
+fn trainable(named: Vec<(&str, &Tensor)>) -> Result<Vec<(String, Var)>, String> {
+    named
+        .into_iter()
+        .map(|(name, t)| Ok((name.to_string(), Var::from_tensor(t)?)))
+        .collect::<candle_core::Result<_>>()
+        .map_err(|e| e.to_string())
+}
+
+/// Writes `tensors` to `path` under a temporary name, then renames it into place.
+fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), String> {
+    let partial = crate::atomic::partial_path(path);
+    candle_core::safetensors::save(tensors, &partial)
+        .and_then(|()| Ok(std::fs::rename(&partial, path)?))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Writes the checkpoint and the log, each under a temporary name then renamed.
 fn save(
     out: &Path,
@@ -280,11 +336,7 @@ fn save(
         })
         .collect::<candle_core::Result<_>>()
         .map_err(|e| e.to_string())?;
-    let path = out.join(TILE_STAGE_FILE);
-    let partial = crate::atomic::partial_path(&path);
-    candle_core::safetensors::save(&tensors, &partial)
-        .and_then(|()| Ok(std::fs::rename(&partial, &path)?))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    save_safetensors(&tensors, &out.join(TILE_STAGE_FILE))?;
     let text = serde_json::to_vec_pretty(log).map_err(|e| e.to_string())?;
     crate::atomic::write_bytes(&out.join("train_log.json"), &text)
         .map_err(|e| format!("{}: {e}", out.display()))

@@ -5,7 +5,7 @@
 //! cross-entropy plus a tenth of the crop-level one on the slide head. Validation runs the
 //! current weights over whole held-out slides, as `run` will.
 
-use super::{bce_with_logits, schedule, AdamW, Checkpoint, TrainOptions};
+use super::{bce_with_logits, save_safetensors, schedule, trainable, AdamW, Checkpoint, TrainOptions};
 use crate::backend::autodiff::AutodiffBackend;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
@@ -22,7 +22,7 @@ use crate::synth::rng::Rng;
 use crate::tissue::{detect_tissue, TissueOptions};
 use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One slide's stage-2 tokens: features `[n, dim]`, grid cells (row, column), labels.
 pub struct SlideTokens {
@@ -104,13 +104,7 @@ pub fn train_slide_encoder(
     let dim = config.input_dim;
     let be = AutodiffBackend::default();
     let encoder = SlideEncoder::random(&be, config.clone()).map_err(|e| e.to_string())?;
-    let params: Vec<(String, Var)> = encoder
-        .weights()
-        .named()
-        .into_iter()
-        .map(|(name, t)| Ok((name.to_string(), Var::from_tensor(t)?)))
-        .collect::<candle_core::Result<_>>()
-        .map_err(|e| e.to_string())?;
+    let params = trainable(encoder.weights().named())?;
     let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
     let shapes: HashMap<String, Vec<usize>> = config.expected_shapes().into_iter().collect();
     let usable: Vec<&SlideTokens> = train.iter().filter(|s| !s.labels.is_empty()).collect();
@@ -250,11 +244,7 @@ fn write_model_dir(
             .map_err(|e| e.to_string())?;
         tensors.insert(name.clone(), tensor);
     }
-    let path: PathBuf = out.join("model.safetensors");
-    let partial = crate::atomic::partial_path(&path);
-    candle_core::safetensors::save(&tensors, &partial)
-        .and_then(|()| Ok(std::fs::rename(&partial, &path)?))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    save_safetensors(&tensors, &out.join("model.safetensors"))?;
     let text = serde_json::to_vec_pretty(config).map_err(|e| e.to_string())?;
     crate::atomic::write_bytes(&out.join("config.json"), &text).map_err(|e| format!("{}: {e}", out.display()))
 }
