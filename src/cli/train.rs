@@ -47,7 +47,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 200)]
     checkpoint_every: usize,
     /// Stage 2 (the slide encoder) optimiser steps; 0 stops after stage 1
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 400)]
     slide_steps: usize,
     /// Stage 2: peak learning rate
     #[arg(long, default_value_t = 3e-4)]
