@@ -83,9 +83,17 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         config.name = name.to_string_lossy().into_owned();
     }
     config.validate().map_err(|e| anyhow!(e))?;
-    let cohort =
-        load_cohort(&args.cohort, config.mpp, config.image_size as u32, args.seed).map_err(|e| anyhow!(e))?;
-    if !args.quiet {
+    // With a stage-1 checkpoint given, only the split is needed, not stage 1's tiles.
+    let trains_stage_one = args.tile_stage.is_none();
+    let cohort = load_cohort(
+        &args.cohort,
+        config.mpp,
+        config.image_size as u32,
+        args.seed,
+        trains_stage_one,
+    )
+    .map_err(|e| anyhow!(e))?;
+    if !args.quiet && trains_stage_one {
         eprintln!(
             "stage 1 (tile encoder): {} training tiles from {} slides, {} validation tiles from {}",
             cohort.train.len(),

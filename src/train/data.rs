@@ -6,10 +6,10 @@
 
 use crate::batch::discover::discover;
 use crate::eval::lesions::SlideTruth;
-use crate::grid::{plan_tiles, read_tile, Tile};
+use crate::grid::{plan_tiles, read_tile, Tile, TilePlan};
 use crate::slide::Slide;
 use crate::synth::rng::Rng;
-use crate::tissue::{detect_tissue, TissueOptions};
+use crate::tissue::{detect_tissue, TissueMask, TissueOptions};
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -62,7 +62,13 @@ const HALF_TILE_SHIFTS: [(f64, f64); 3] = [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5)];
 
 /// Reads the cohort in `dir` for a model of `tile_px`-pixel tiles at `model_mpp`; a fifth of
 /// the slides (at least one, when there are two or more) go to validation.
-pub fn load_cohort(dir: &Path, model_mpp: f64, tile_px: u32, seed: u64) -> Result<Cohort, String> {
+pub fn load_cohort(
+    dir: &Path,
+    model_mpp: f64,
+    tile_px: u32,
+    seed: u64,
+    read_tiles: bool,
+) -> Result<Cohort, String> {
     let mut jobs = discover(&[dir.to_path_buf()]).map_err(|e| e.to_string())?;
     jobs.retain(|j| {
         let stem = j
@@ -118,11 +124,47 @@ pub fn load_cohort(dir: &Path, model_mpp: f64, tile_px: u32, seed: u64) -> Resul
                 &mut cohort.train_paths,
             )
         };
-        add_slide(&job.path, model_mpp, tile_px, &mut rng, set)?;
+        if read_tiles {
+            add_slide(&job.path, model_mpp, tile_px, &mut rng, set)?;
+        }
         names.push(name);
         paths.push(job.path.clone());
     }
     Ok(cohort)
+}
+
+/// A slide with its ground truth and its tile grid for a model of `tile_px`-pixel tiles at
+/// `model_mpp`, as `run` tiles it.
+pub struct AnnotatedSlide {
+    pub slide: Slide,
+    pub truth: SlideTruth,
+    pub mask: TissueMask,
+    pub plan: TilePlan,
+}
+
+/// Opens the slide at `path` and the ground truth beside it; errors name the file.
+pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<AnnotatedSlide, String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let slide = Slide::open(path).map_err(|e| err(&e))?;
+    let mpp = slide
+        .mpp()
+        .map(|m| m.x)
+        .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let truth_path = SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem)
+        .ok_or_else(|| err(&"no ground truth beside it"))?;
+    let truth = SlideTruth::load(&truth_path, mpp)?;
+    let mask = detect_tissue(&slide, mpp, &TissueOptions::default()).map_err(|e| err(&e))?;
+    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, MIN_TISSUE).map_err(|e| err(&e))?;
+    Ok(AnnotatedSlide {
+        slide,
+        truth,
+        mask,
+        plan,
+    })
 }
 
 fn add_slide(
@@ -132,20 +174,12 @@ fn add_slide(
     rng: &mut Rng,
     set: &mut TileSet,
 ) -> Result<(), String> {
-    let slide = Slide::open(path).map_err(|e| e.to_string())?;
-    let mpp = slide
-        .mpp()
-        .map(|m| m.x)
-        .ok_or_else(|| format!("{}: the slide does not state its pixel size", path.display()))?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let truth_path =
-        SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem).expect("checked when listed");
-    let truth = SlideTruth::load(&truth_path, mpp)?;
-    let mask = detect_tissue(&slide, mpp, &TissueOptions::default()).map_err(|e| e.to_string())?;
-    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, MIN_TISSUE).map_err(|e| e.to_string())?;
+    let AnnotatedSlide {
+        slide,
+        truth,
+        mask,
+        plan,
+    } = open_annotated(path, model_mpp, tile_px)?;
     let fraction = |x: f64, y: f64| -> f32 {
         let step = plan.tile_level0 / LABEL_SAMPLES as f64;
         let inside = (0..LABEL_SAMPLES * LABEL_SAMPLES)

@@ -5,21 +5,18 @@
 //! cross-entropy plus a tenth of the crop-level one on the slide head. Validation runs the
 //! current weights over whole held-out slides, as `run` will.
 
+use super::data::{open_annotated, AnnotatedSlide};
 use super::{bce_with_logits, save_safetensors, schedule, trainable, AdamW, Checkpoint, TrainOptions};
 use crate::backend::autodiff::AutodiffBackend;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::eval::auroc::auroc;
-use crate::eval::lesions::SlideTruth;
-use crate::grid::plan_tiles;
 use crate::model::slide_encoder::SlideEncoder;
 use crate::model::tile_encoder::TileEncoder;
 use crate::model::weights::HostTensor;
 use crate::model::Model;
 use crate::pipeline::{encode_tiles, StageSeconds};
-use crate::slide::Slide;
 use crate::synth::rng::Rng;
-use crate::tissue::{detect_tissue, TissueOptions};
 use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,22 +31,11 @@ pub struct SlideTokens {
 /// Encodes every tissue tile of the slide at `path` into labelled stage-2 tokens.
 pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideTokens, String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let slide = Slide::open(path).map_err(|e| err(&e))?;
-    let mpp = slide
-        .mpp()
-        .map(|m| m.x)
-        .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let truth_path = SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem)
-        .ok_or_else(|| err(&"no ground truth beside it"))?;
-    let truth = SlideTruth::load(&truth_path, mpp)?;
     let c = &model.config;
     let slide_encoder = model.slide_encoder.as_ref().expect("built with a slide encoder");
-    let mask = detect_tissue(&slide, mpp, &TissueOptions::default()).map_err(|e| err(&e))?;
-    let plan = plan_tiles(&slide, mpp, c.mpp, c.image_size as u32, &mask, 0.25).map_err(|e| err(&e))?;
+    let AnnotatedSlide {
+        slide, truth, plan, ..
+    } = open_annotated(path, c.mpp, c.image_size as u32)?;
     let per_side = slide_encoder
         .config
         .group_patches
