@@ -44,7 +44,7 @@ pub enum GridError {
 
 /// Plans the tiles of `slide` (level-0 pixels of `slide_mpp` µm) for a model that takes
 /// `tile_px`-pixel tiles at `model_mpp` µm per pixel, keeping tiles whose tissue fraction in
-/// `mask` is at least `min_tissue`.
+/// `mask` is at least `min_tissue` (any tissue at all when the slide is a single tile).
 pub fn plan_tiles(
     slide: &Slide,
     slide_mpp: f64,
@@ -68,6 +68,9 @@ pub fn plan_tiles(
     let (w, h) = slide.dimensions();
     let cols = (w as f64 / tile_level0).ceil() as u32;
     let rows = (h as f64 / tile_level0).ceil() as u32;
+    // A slide that is one tile (a model of whole-slide images) is analysed whenever it has
+    // tissue: the minimum is for skipping glass between tissue, not the slide.
+    let min_tissue = if cols * rows == 1 { f64::MIN_POSITIVE } else { min_tissue };
     let mut tiles = Vec::new();
     for row in 0..rows {
         for col in 0..cols {

@@ -79,6 +79,12 @@ fn tiles_cover_the_tissue_at_the_model_resolution() {
         read_tile(&slide, &coarse, &coarse.tiles[0]).unwrap().len(),
         256 * 256 * 3
     );
+    // A slide that fits one tile (a model of whole-slide images) is that tile, however much
+    // glass is around its tissue.
+    let (w, h) = slide.dimensions();
+    let whole_mpp = w.max(h) as f64 * 0.5 / 1024.0;
+    let whole = plan_tiles(&slide, 0.5, whole_mpp, 1024, &mask, 0.99).unwrap();
+    assert_eq!((whole.cols, whole.rows, whole.tiles.len()), (1, 1, 1));
     // A model finer than the slide would need upsampling: refused.
     assert!(plan_tiles(&slide, 0.5, 0.25, 256, &mask, 0.25).is_err());
 }

@@ -1,7 +1,8 @@
 //! `flashslide train` end to end on the bundled samples, a few steps of each stage: the
 //! loops, validation, checkpoints, the same seed giving the same weights, the stage-1
 //! checkpoint loading into the tile encoder, and the model directory it ends with loading
-//! as `run` loads models; then `bench baseline` with that model as its one arm.
+//! as `run` loads models; then `bench baseline` with that model as its one arm. And the
+//! one-image baseline (`--whole-slide-image`), which `run` analyses as a single tile.
 
 mod common;
 
@@ -121,4 +122,51 @@ fn trains_checkpoints_and_reloads_deterministically() {
         .join("synth-s101-000")
         .join("detections.csv")
         .is_file());
+}
+
+#[test]
+fn trains_the_one_image_baseline_that_run_analyses_as_one_tile() {
+    let out = tmp("one-image");
+    let _ = std::fs::remove_dir_all(&out);
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let o = Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(["train", "--whole-slide-image", "256", "--steps", "2", "--batch", "2"])
+        .args(["--checkpoint-every", "1", "--quiet", "--cohort"])
+        .args([&samples, Path::new("--out"), &out])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("train_log.json")).unwrap()).unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    let model = Model::load(&out, &CpuBackend).unwrap();
+    let c = &model.config;
+    assert_eq!((c.image_size, c.patch_size), (256, 32));
+    assert_eq!(c.slide_encoder.as_ref().unwrap().group_patches, Some(1));
+    // The largest sample fits 256 pixels at this resolution, and no coarser one is needed.
+    let largest = ["synth-s101-000.svs", "synth-s102-000.svs"]
+        .iter()
+        .map(|name| {
+            let slide = flashslide::slide::Slide::open(samples.join(name)).unwrap();
+            let (w, h) = slide.dimensions();
+            w.max(h) as f64 * slide.mpp().unwrap().x
+        })
+        .fold(0.0, f64::max);
+    assert!(largest / c.mpp <= 256.0 && largest / (c.mpp - 0.01) > 256.0, "{}", c.mpp);
+
+    // `run` analyses each slide as one tile of 8 × 8 patch tokens.
+    let results = tmp("one-image-run");
+    let _ = std::fs::remove_dir_all(&results);
+    let o = Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(["run", "--device", "cpu", "--quiet"])
+        .args([&samples, Path::new("--out"), &results, Path::new("--model"), &out])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for stem in ["synth-s101-000", "synth-s102-000"] {
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(results.join(stem).join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!((summary["tissue_tiles"].as_u64(), summary["tokens"].as_u64()), (Some(1), Some(64)));
+    }
 }

@@ -116,11 +116,13 @@ fn bench_encoders<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The bundled arms: the full-resolution model, then its baselines at 2 and 8 µm/px.
-const BUNDLED_ARMS: [&str; 3] = [
+/// The bundled arms: the full-resolution model, its baselines at 2 and 8 µm/px, and the
+/// one-image baseline (each slide one image of at most 1,024 pixels).
+const BUNDLED_ARMS: [&str; 4] = [
     "models/flashslide-synth-v1",
     "models/flashslide-synth-v1-2um",
     "models/flashslide-synth-v1-8um",
+    "models/flashslide-synth-v1-1024px",
 ];
 
 fn bench_baseline<B: Backend>(

@@ -5,7 +5,9 @@ use flashslide::model::weights::read_safetensors;
 use flashslide::train::data::{load_cohort, Cohort};
 use flashslide::train::slide_stage::{slide_tokens, token_model, train_slide_encoder};
 use flashslide::train::{train_tile_encoder, TrainOptions, TILE_STAGE_FILE};
+use flashslide::train::whole_image::{slide_image, train_whole_image, whole_image_config, whole_image_mpp};
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,12 @@ pub struct TrainArgs {
     /// tile_stage.safetensors of an earlier run) and train only the slide encoder
     #[arg(long)]
     tile_stage: Option<PathBuf>,
+    /// Train instead the one-image baseline (arm 3 of `bench baseline`): each slide as one
+    /// image of at most this many pixels on its long side (the µm per pixel chosen so that
+    /// every slide of the cohort fits), through the same-size ViT, tile and slide encoder
+    /// blocks trained together; --steps, --batch (images per step) and --lr apply
+    #[arg(long, value_name = "PIXELS", conflicts_with_all = ["mpp", "tile_stage"])]
+    whole_slide_image: Option<usize>,
     /// No progress bar
     #[arg(long)]
     quiet: bool,
@@ -83,6 +91,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         config.name = name.to_string_lossy().into_owned();
     }
     config.validate().map_err(|e| anyhow!(e))?;
+    if let Some(side) = args.whole_slide_image {
+        return train_one_image(&args, config, side);
+    }
     // With a stage-1 checkpoint given, only the split is needed, not stage 1's tiles.
     let trains_stage_one = args.tile_stage.is_none();
     let cohort = load_cohort(
@@ -168,6 +179,60 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         if let Some(last) = checkpoints.last() {
             eprintln!(
                 "stage 2, step {}: training loss {:.4}, validation token AUROC {}; model in {}",
+                last.step,
+                last.train_loss,
+                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
+                args.out.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arm 3: the cohort's slides as one image each, the model trained end to end on them.
+fn train_one_image(args: &TrainArgs, config: ModelConfig, side: usize) -> Result<ExitCode> {
+    let split = load_cohort(&args.cohort, config.mpp, config.image_size as u32, args.seed, false)
+        .map_err(|e| anyhow!(e))?;
+    let all: Vec<PathBuf> = split.train_paths.iter().chain(&split.validation_paths).cloned().collect();
+    let mpp = whole_image_mpp(&all, side).map_err(|e| anyhow!(e))?;
+    let config = whole_image_config(config, side, mpp).map_err(|e| anyhow!(e))?;
+    let images = |paths: &[PathBuf]| -> Result<Vec<_>> {
+        paths
+            .par_iter()
+            .map(|p| slide_image(p, &config).map_err(|e| anyhow!(e)))
+            .collect()
+    };
+    let (train, validation) = (images(&split.train_paths)?, images(&split.validation_paths)?);
+    if !args.quiet {
+        eprintln!(
+            "one image per slide, {side} px at {mpp} µm/px: {} training slides, {} validation slides",
+            train.len(),
+            validation.len()
+        );
+    }
+    let options = TrainOptions {
+        out: args.out.clone(),
+        config,
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+    let bar = progress_bar(args.steps, args.quiet)?;
+    let checkpoints = train_whole_image(&train, &validation, &options, &|step, loss| {
+        bar.set_position(step as u64);
+        bar.set_message(format!("{loss:.4}"));
+    })
+    .map_err(|e| anyhow!(e))?;
+    bar.finish_and_clear();
+    let text = serde_json::to_vec_pretty(&checkpoints)?;
+    flashslide::atomic::write_bytes(&args.out.join("train_log.json"), &text)?;
+    if !args.quiet {
+        if let Some(last) = checkpoints.last() {
+            eprintln!(
+                "step {}: training loss {:.4}, validation token AUROC {}; model in {}",
                 last.step,
                 last.train_loss,
                 last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),

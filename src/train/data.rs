@@ -167,6 +167,22 @@ pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<Annot
     })
 }
 
+/// The fraction of the `side` × `side` square at (`x`, `y`) (level-0 pixels) inside a lesion,
+/// measured on a grid of points.
+pub fn tumour_fraction(truth: &SlideTruth, x: f64, y: f64, side: f64) -> f32 {
+    let step = side / LABEL_SAMPLES as f64;
+    let inside = (0..LABEL_SAMPLES * LABEL_SAMPLES)
+        .filter(|i| {
+            let (px, py) = (
+                x + (i % LABEL_SAMPLES) as f64 * step + step / 2.0,
+                y + (i / LABEL_SAMPLES) as f64 * step + step / 2.0,
+            );
+            truth.lesions.iter().any(|l| l.outline.contains(px, py))
+        })
+        .count();
+    inside as f32 / (LABEL_SAMPLES * LABEL_SAMPLES) as f32
+}
+
 fn add_slide(
     path: &Path,
     model_mpp: f64,
@@ -180,19 +196,7 @@ fn add_slide(
         mask,
         plan,
     } = open_annotated(path, model_mpp, tile_px)?;
-    let fraction = |x: f64, y: f64| -> f32 {
-        let step = plan.tile_level0 / LABEL_SAMPLES as f64;
-        let inside = (0..LABEL_SAMPLES * LABEL_SAMPLES)
-            .filter(|i| {
-                let (px, py) = (
-                    x + (i % LABEL_SAMPLES) as f64 * step + step / 2.0,
-                    y + (i / LABEL_SAMPLES) as f64 * step + step / 2.0,
-                );
-                truth.lesions.iter().any(|l| l.outline.contains(px, py))
-            })
-            .count();
-        inside as f32 / (LABEL_SAMPLES * LABEL_SAMPLES) as f32
-    };
+    let fraction = |x: f64, y: f64| tumour_fraction(&truth, x, y, plan.tile_level0);
     let labelled: Vec<(Tile, f32)> = plan
         .tiles
         .iter()

@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod slide_stage;
+pub mod whole_image;
 
 use crate::backend::autodiff::AutodiffBackend;
 use crate::eval::auroc::auroc;
@@ -128,7 +129,7 @@ pub fn train_tile_encoder(
                 cursor += 1;
                 order[cursor - 1]
             };
-            pixels.extend(dihedral(cohort.train.tile(i), side, rng.int(0, 7) as u8));
+            pixels.extend(dihedral(cohort.train.tile(i), side, 3, rng.int(0, 7) as u8));
             labels.push(cohort.train.labels[i]);
         }
         let z = logits(&pixels, o.batch)?;
@@ -224,9 +225,10 @@ fn schedule(peak: f64, step: usize, steps: usize) -> f64 {
     peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
 }
 
-/// One of a tile's 8 flips and quarter turns (`k` in 0..8): tissue has no up or left.
-fn dihedral(tile: &[u8], side: usize, k: u8) -> Vec<u8> {
-    let mut out = vec![0u8; tile.len()];
+/// One of the 8 flips and quarter turns (`k` in 0..8) of a square `side` × `side` image of
+/// `channels` values per pixel: tissue has no up or left.
+fn dihedral<T: Copy + Default>(tile: &[T], side: usize, channels: usize, k: u8) -> Vec<T> {
+    let mut out = vec![T::default(); tile.len()];
     for y in 0..side {
         for x in 0..side {
             let (sx, sy) = match k % 4 {
@@ -236,7 +238,8 @@ fn dihedral(tile: &[u8], side: usize, k: u8) -> Vec<u8> {
                 _ => (side - 1 - y, x),
             };
             let sx = if k >= 4 { side - 1 - sx } else { sx };
-            out[(y * side + x) * 3..][..3].copy_from_slice(&tile[(sy * side + sx) * 3..][..3]);
+            out[(y * side + x) * channels..][..channels]
+                .copy_from_slice(&tile[(sy * side + sx) * channels..][..channels]);
         }
     }
     out
@@ -350,7 +353,7 @@ mod tests {
     fn the_eight_dihedral_variants_are_distinct_and_invertible() {
         let side = 3;
         let tile: Vec<u8> = (0..side * side * 3).map(|i| i as u8).collect();
-        let variants: Vec<Vec<u8>> = (0..8).map(|k| dihedral(&tile, side, k)).collect();
+        let variants: Vec<Vec<u8>> = (0..8).map(|k| dihedral(&tile, side, 3, k)).collect();
         for (i, a) in variants.iter().enumerate() {
             for b in &variants[i + 1..] {
                 assert_ne!(a, b);
@@ -359,7 +362,7 @@ mod tests {
         // Four quarter turns come back.
         let mut t = tile.clone();
         for _ in 0..4 {
-            t = dihedral(&t, side, 1);
+            t = dihedral(&t, side, 3, 1);
         }
         assert_eq!(t, tile);
     }

@@ -171,7 +171,7 @@ fn crop(slide: &SlideTokens, side: usize, rng: &mut Rng) -> Vec<usize> {
 }
 
 /// The variables as host tensors in a model directory's shapes (they live as matrices).
-fn to_host(
+pub(super) fn to_host(
     params: &[(String, Var)],
     shapes: &HashMap<String, Vec<usize>>,
 ) -> Result<HashMap<String, HostTensor>, String> {
@@ -212,7 +212,7 @@ fn validate(
 
 /// Writes `out/config.json` and `out/model.safetensors` (both stages; bf16, as shipped
 /// models are), each under a temporary name then renamed.
-fn write_model_dir(
+pub(super) fn write_model_dir(
     out: &Path,
     config: &crate::model::config::ModelConfig,
     tile_host: &HashMap<String, HostTensor>,

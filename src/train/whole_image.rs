@@ -1,0 +1,193 @@
+//! Arm 3 of the baseline benchmark: the usual shortcut, one downscaled image of the whole
+//! slide (at most a given number of pixels on its long side) through a ViT of the same size
+//! as flashslide's two stages: the tile encoder's blocks over all the image's patches, then
+//! the slide encoder's over the same tokens, each patch scored. The model directory written
+//! is an ordinary one (the image is the model's one tile: `image_size` its side,
+//! `group_patches` 1, `mpp` such that every slide of the cohort fits), so `run` and `bench
+//! baseline` run it as they run the others. Trained end to end: each step a batch of whole
+//! slide images, flipped and turned, each patch token's tumour fraction its soft label, plus
+//! a tenth of the slide label's loss, as stage 2 weighs it.
+
+use super::data::{open_annotated, tumour_fraction, AnnotatedSlide};
+use super::slide_stage::{to_host, write_model_dir};
+use super::{bce_with_logits, dihedral, schedule, trainable, AdamW, Checkpoint, TrainOptions};
+use crate::backend::autodiff::AutodiffBackend;
+use crate::eval::auroc::auroc;
+use crate::grid::{read_tile, Tile};
+use crate::model::config::ModelConfig;
+use crate::model::slide_encoder::{group_positions, SlideEncoder};
+use crate::model::tile_encoder::{expected_shapes, TileEncoder};
+use crate::slide::Slide;
+use crate::synth::rng::Rng;
+use candle_core::Tensor;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// A slide as one image (`side`² RGB) and each patch token's tumour fraction, row by row.
+pub struct SlideImage {
+    pub pixels: Vec<u8>,
+    pub labels: Vec<f32>,
+}
+
+/// The microns per pixel at which the largest slide of `paths` is at most `long_side`
+/// pixels on its long side, rounded up to a hundredth of a micron.
+pub fn whole_image_mpp(paths: &[PathBuf], long_side: usize) -> Result<f64, String> {
+    let mut coarsest: f64 = 0.0;
+    for path in paths {
+        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+        let slide = Slide::open(path).map_err(|e| err(&e))?;
+        let mpp = slide
+            .mpp()
+            .map(|m| m.x)
+            .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
+        let (w, h) = slide.dimensions();
+        coarsest = coarsest.max(w.max(h) as f64 * mpp / long_side as f64);
+    }
+    Ok((coarsest * 100.0).ceil() / 100.0)
+}
+
+/// `config` made the one-image model: `side`-pixel images at `mpp`, every patch a token of
+/// the slide encoder.
+pub fn whole_image_config(mut config: ModelConfig, side: usize, mpp: f64) -> Result<ModelConfig, String> {
+    config.image_size = side;
+    config.mpp = mpp;
+    config
+        .slide_encoder
+        .as_mut()
+        .ok_or("the configuration has no slide encoder")?
+        .group_patches = Some(1);
+    config.validate()?;
+    Ok(config)
+}
+
+/// Reads the slide at `path` as the one image `config` takes, with its labels.
+pub fn slide_image(path: &std::path::Path, config: &ModelConfig) -> Result<SlideImage, String> {
+    let AnnotatedSlide {
+        slide, truth, plan, ..
+    } = open_annotated(path, config.mpp, config.image_size as u32)?;
+    if plan.cols > 1 || plan.rows > 1 {
+        return Err(format!(
+            "{}: larger than one {}-pixel image at {} µm/px",
+            path.display(),
+            config.image_size,
+            config.mpp
+        ));
+    }
+    let whole = Tile {
+        col: 0,
+        row: 0,
+        x: 0,
+        y: 0,
+    };
+    let pixels = read_tile(&slide, &plan, &whole).map_err(|e| format!("{}: {e}", path.display()))?;
+    let g = config.patches_per_side();
+    let patch = plan.tile_level0 / g as f64;
+    let labels = (0..g * g)
+        .map(|i| tumour_fraction(&truth, (i % g) as f64 * patch, (i / g) as f64 * patch, patch))
+        .collect();
+    Ok(SlideImage { pixels, labels })
+}
+
+/// Trains the one-image model on `train`, validating on `validation` (token AUROC, tokens
+/// at least half tumour against the rest); writes the model directory to `o.out` at every
+/// checkpoint.
+pub fn train_whole_image(
+    train: &[SlideImage],
+    validation: &[SlideImage],
+    o: &TrainOptions,
+    progress: &dyn Fn(usize, f64),
+) -> Result<Vec<Checkpoint>, String> {
+    let e = |e: crate::model::ModelError| e.to_string();
+    let c = &o.config;
+    let slide_config = c.slide_encoder.clone().ok_or("the configuration has no slide encoder")?;
+    if train.is_empty() {
+        return Err("no training slides".into());
+    }
+    let be = AutodiffBackend::default();
+    let tile_encoder = TileEncoder::random(&be, c.clone()).map_err(e)?;
+    let slide_encoder = SlideEncoder::random(&be, slide_config.clone()).map_err(e)?;
+    let mut params = trainable(tile_encoder.weights().named())?;
+    params.extend(trainable(slide_encoder.weights().named())?);
+    let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
+    let shapes: HashMap<String, Vec<usize>> = expected_shapes(c)
+        .into_iter()
+        .chain(slide_config.expected_shapes())
+        .collect();
+    let (side, g) = (c.image_size, c.patches_per_side());
+    let cells = group_positions(&[[0, 0]], g);
+    // Per image, the tokens' logits `[g², 1]` and the slide's `[1, 1]`.
+    let logits = |pixels: &[u8], n: usize| -> Result<Vec<(Tensor, Tensor)>, String> {
+        let encoded = tile_encoder.forward(pixels, n, side).map_err(e)?;
+        let (features, _) = slide_encoder
+            .tokens_from_tiles(c, &encoded, &vec![[0, 0]; n])
+            .map_err(e)?;
+        (0..n)
+            .map(|b| {
+                let x = features.narrow(0, b * g * g, g * g).map_err(|e| e.to_string())?;
+                slide_encoder.logits(&x, &cells).map_err(e)
+            })
+            .collect()
+    };
+    let mut rng = Rng::new(o.seed ^ 0x5EED_0003);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut cursor = order.len();
+    let mut checkpoints = Vec::new();
+    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+    for step in 1..=o.steps {
+        let mut pixels = Vec::with_capacity(o.batch * side * side * 3);
+        let mut labels = Vec::with_capacity(o.batch);
+        for _ in 0..o.batch {
+            if cursor == order.len() {
+                rng.shuffle(&mut order);
+                cursor = 0;
+            }
+            let image = &train[order[cursor]];
+            cursor += 1;
+            let k = rng.int(0, 7) as u8;
+            pixels.extend(dihedral(&image.pixels, side, 3, k));
+            labels.push(dihedral(&image.labels, g, 1, k));
+        }
+        let mut total: Option<Tensor> = None;
+        for ((tokens, slide_logit), labels) in logits(&pixels, o.batch)?.iter().zip(&labels) {
+            let any = if labels.iter().any(|&l| l > 0.0) { 1.0 } else { 0.0 };
+            let loss = (|| bce_with_logits(tokens, labels)? + (bce_with_logits(slide_logit, &[any])? * 0.1)?)()
+                .map_err(|e| e.to_string())?;
+            total = Some(match total {
+                None => loss,
+                Some(t) => (t + loss).map_err(|e| e.to_string())?,
+            });
+        }
+        let loss = (total.ok_or("a batch of no images")? / o.batch as f64).map_err(|e| e.to_string())?;
+        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())? as f64;
+        let grads = loss.backward().map_err(|e| e.to_string())?;
+        optimiser
+            .step(&params, &grads, schedule(o.learning_rate, step, o.steps))
+            .map_err(|e| e.to_string())?;
+        loss_sum += value;
+        loss_count += 1;
+        progress(step, value);
+        if step % o.checkpoint_every.max(1) == 0 || step == o.steps {
+            let (mut scores, mut positive) = (Vec::new(), Vec::new());
+            for image in validation {
+                let (tokens, _) = &logits(&image.pixels, 1)?[0];
+                scores.extend(
+                    tokens
+                        .detach()
+                        .flatten_all()
+                        .and_then(|t| t.to_vec1::<f32>())
+                        .map_err(|e| e.to_string())?,
+                );
+                positive.extend(image.labels.iter().map(|&l| l >= 0.5));
+            }
+            checkpoints.push(Checkpoint {
+                step,
+                train_loss: loss_sum / loss_count as f64,
+                validation_loss: None,
+                validation_auroc: auroc(&scores, &positive),
+            });
+            (loss_sum, loss_count) = (0.0, 0);
+            write_model_dir(&o.out, c, &to_host(&params, &shapes)?, &HashMap::new())?;
+        }
+    }
+    Ok(checkpoints)
+}
