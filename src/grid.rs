@@ -70,7 +70,11 @@ pub fn plan_tiles(
     let rows = (h as f64 / tile_level0).ceil() as u32;
     // A slide that is one tile (a model of whole-slide images) is analysed whenever it has
     // tissue: the minimum is for skipping glass between tissue, not the slide.
-    let min_tissue = if cols * rows == 1 { f64::MIN_POSITIVE } else { min_tissue };
+    let min_tissue = if cols * rows == 1 {
+        f64::MIN_POSITIVE
+    } else {
+        min_tissue
+    };
     let mut tiles = Vec::new();
     for row in 0..rows {
         for col in 0..cols {

@@ -130,7 +130,15 @@ fn trains_the_one_image_baseline_that_run_analyses_as_one_tile() {
     let _ = std::fs::remove_dir_all(&out);
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
     let o = Command::new(env!("CARGO_BIN_EXE_flashslide"))
-        .args(["train", "--whole-slide-image", "256", "--steps", "2", "--batch", "2"])
+        .args([
+            "train",
+            "--whole-slide-image",
+            "256",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+        ])
         .args(["--checkpoint-every", "1", "--quiet", "--cohort"])
         .args([&samples, Path::new("--out"), &out])
         .output()
@@ -152,7 +160,11 @@ fn trains_the_one_image_baseline_that_run_analyses_as_one_tile() {
             w.max(h) as f64 * slide.mpp().unwrap().x
         })
         .fold(0.0, f64::max);
-    assert!(largest / c.mpp <= 256.0 && largest / (c.mpp - 0.01) > 256.0, "{}", c.mpp);
+    assert!(
+        largest / c.mpp <= 256.0 && largest / (c.mpp - 0.01) > 256.0,
+        "{}",
+        c.mpp
+    );
 
     // `run` analyses each slide as one tile of 8 × 8 patch tokens.
     let results = tmp("one-image-run");
@@ -167,6 +179,9 @@ fn trains_the_one_image_baseline_that_run_analyses_as_one_tile() {
         let summary: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(results.join(stem).join("summary.json")).unwrap())
                 .unwrap();
-        assert_eq!((summary["tissue_tiles"].as_u64(), summary["tokens"].as_u64()), (Some(1), Some(64)));
+        assert_eq!(
+            (summary["tissue_tiles"].as_u64(), summary["tokens"].as_u64()),
+            (Some(1), Some(64))
+        );
     }
 }

@@ -4,8 +4,8 @@ use flashslide::model::config::ModelConfig;
 use flashslide::model::weights::read_safetensors;
 use flashslide::train::data::{load_cohort, Cohort};
 use flashslide::train::slide_stage::{slide_tokens, token_model, train_slide_encoder};
-use flashslide::train::{train_tile_encoder, TrainOptions, TILE_STAGE_FILE};
 use flashslide::train::whole_image::{slide_image, train_whole_image, whole_image_config, whole_image_mpp};
+use flashslide::train::{train_tile_encoder, Checkpoint, TrainOptions, TILE_STAGE_FILE};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::io::IsTerminal;
@@ -113,16 +113,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             cohort.validation_slides.len()
         );
     }
-    let options = TrainOptions {
-        out: args.out.clone(),
-        config,
-        steps: args.steps,
-        batch: args.batch,
-        learning_rate: args.lr,
-        weight_decay: args.weight_decay,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-    };
+    let options = train_options(&args, config);
     let checkpoint = match &args.tile_stage {
         Some(path) => path.clone(),
         None => {
@@ -166,34 +157,29 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         &validation,
         &stage2,
         args.crop_side,
-        &|step, loss| {
-            bar.set_position(step as u64);
-            bar.set_message(format!("{loss:.4}"));
-        },
+        &show(&bar),
     )
     .map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();
-    let text = serde_json::to_vec_pretty(&checkpoints)?;
-    flashslide::atomic::write_bytes(&args.out.join("train_log_slide.json"), &text)?;
-    if !args.quiet {
-        if let Some(last) = checkpoints.last() {
-            eprintln!(
-                "stage 2, step {}: training loss {:.4}, validation token AUROC {}; model in {}",
-                last.step,
-                last.train_loss,
-                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
-                args.out.display()
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    write_log(&args, &checkpoints, "train_log_slide.json", "stage 2, ")
 }
 
 /// Arm 3: the cohort's slides as one image each, the model trained end to end on them.
 fn train_one_image(args: &TrainArgs, config: ModelConfig, side: usize) -> Result<ExitCode> {
-    let split = load_cohort(&args.cohort, config.mpp, config.image_size as u32, args.seed, false)
-        .map_err(|e| anyhow!(e))?;
-    let all: Vec<PathBuf> = split.train_paths.iter().chain(&split.validation_paths).cloned().collect();
+    let split = load_cohort(
+        &args.cohort,
+        config.mpp,
+        config.image_size as u32,
+        args.seed,
+        false,
+    )
+    .map_err(|e| anyhow!(e))?;
+    let all: Vec<PathBuf> = split
+        .train_paths
+        .iter()
+        .chain(&split.validation_paths)
+        .cloned()
+        .collect();
     let mpp = whole_image_mpp(&all, side).map_err(|e| anyhow!(e))?;
     let config = whole_image_config(config, side, mpp).map_err(|e| anyhow!(e))?;
     let images = |paths: &[PathBuf]| -> Result<Vec<_>> {
@@ -210,46 +196,17 @@ fn train_one_image(args: &TrainArgs, config: ModelConfig, side: usize) -> Result
             validation.len()
         );
     }
-    let options = TrainOptions {
-        out: args.out.clone(),
-        config,
-        steps: args.steps,
-        batch: args.batch,
-        learning_rate: args.lr,
-        weight_decay: args.weight_decay,
-        seed: args.seed,
-        checkpoint_every: args.checkpoint_every,
-    };
+    let options = train_options(args, config);
     let bar = progress_bar(args.steps, args.quiet)?;
-    let checkpoints = train_whole_image(&train, &validation, &options, &|step, loss| {
-        bar.set_position(step as u64);
-        bar.set_message(format!("{loss:.4}"));
-    })
-    .map_err(|e| anyhow!(e))?;
+    let checkpoints =
+        train_whole_image(&train, &validation, &options, &show(&bar)).map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();
-    let text = serde_json::to_vec_pretty(&checkpoints)?;
-    flashslide::atomic::write_bytes(&args.out.join("train_log.json"), &text)?;
-    if !args.quiet {
-        if let Some(last) = checkpoints.last() {
-            eprintln!(
-                "step {}: training loss {:.4}, validation token AUROC {}; model in {}",
-                last.step,
-                last.train_loss,
-                last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
-                args.out.display()
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    write_log(args, &checkpoints, "train_log.json", "")
 }
 
 fn train_stage_one(args: &TrainArgs, cohort: &Cohort, options: &TrainOptions) -> Result<()> {
     let bar = progress_bar(args.steps, args.quiet)?;
-    let log = train_tile_encoder(cohort, options, &|step, loss| {
-        bar.set_position(step as u64);
-        bar.set_message(format!("{loss:.4}"));
-    })
-    .map_err(|e| anyhow!(e))?;
+    let log = train_tile_encoder(cohort, options, &show(&bar)).map_err(|e| anyhow!(e))?;
     bar.finish_and_clear();
     if !args.quiet {
         if let Some(last) = log.checkpoints.last() {
@@ -264,6 +221,43 @@ fn train_stage_one(args: &TrainArgs, cohort: &Cohort, options: &TrainOptions) ->
         }
     }
     Ok(())
+}
+
+fn train_options(args: &TrainArgs, config: ModelConfig) -> TrainOptions {
+    TrainOptions {
+        out: args.out.clone(),
+        config,
+        steps: args.steps,
+        batch: args.batch,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    }
+}
+
+/// Writes the checkpoints to `file` in the output directory and says how the last one scored.
+fn write_log(args: &TrainArgs, checkpoints: &[Checkpoint], file: &str, stage: &str) -> Result<ExitCode> {
+    let text = serde_json::to_vec_pretty(checkpoints)?;
+    flashslide::atomic::write_bytes(&args.out.join(file), &text)?;
+    if let (false, Some(last)) = (args.quiet, checkpoints.last()) {
+        eprintln!(
+            "{stage}step {}: training loss {:.4}, validation token AUROC {}; model in {}",
+            last.step,
+            last.train_loss,
+            last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
+            args.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The training loops' progress callback: the step and the loss on `bar`.
+fn show(bar: &ProgressBar) -> impl Fn(usize, f64) + '_ {
+    move |step, loss| {
+        bar.set_position(step as u64);
+        bar.set_message(format!("{loss:.4}"));
+    }
 }
 
 /// A bar of `steps` with the loss, or a hidden one when quiet or not on a terminal.

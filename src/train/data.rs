@@ -142,14 +142,21 @@ pub struct AnnotatedSlide {
     pub plan: TilePlan,
 }
 
-/// Opens the slide at `path` and the ground truth beside it; errors name the file.
-pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<AnnotatedSlide, String> {
+/// Opens the slide at `path` with the microns per pixel of its level 0; errors name the file.
+pub fn open_with_mpp(path: &Path) -> Result<(Slide, f64), String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let slide = Slide::open(path).map_err(|e| err(&e))?;
     let mpp = slide
         .mpp()
         .map(|m| m.x)
         .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
+    Ok((slide, mpp))
+}
+
+/// Opens the slide at `path` and the ground truth beside it; errors name the file.
+pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<AnnotatedSlide, String> {
+    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let (slide, mpp) = open_with_mpp(path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

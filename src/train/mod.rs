@@ -111,7 +111,7 @@ pub fn train_tile_encoder(
         .map(|f| (f * o.steps as f64).round() as usize)
         .collect();
     let mut hard: Vec<usize> = Vec::new();
-    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+    let mut meter = CheckpointMeter::new(o);
     for step in 1..=o.steps {
         if mining_steps.contains(&step) {
             hard = hardest_quarter(&cohort.train, &negatives, &logits)?;
@@ -134,26 +134,57 @@ pub fn train_tile_encoder(
         }
         let z = logits(&pixels, o.batch)?;
         let loss = bce_with_logits(&z, &labels).map_err(|e| e.to_string())?;
-        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())? as f64;
-        let grads = loss.backward().map_err(|e| e.to_string())?;
-        let lr = schedule(o.learning_rate, step, o.steps);
-        optimiser.step(&params, &grads, lr).map_err(|e| e.to_string())?;
-        loss_sum += value;
-        loss_count += 1;
+        let value = step_on_mean(
+            &mut optimiser,
+            &params,
+            vec![loss],
+            schedule(o.learning_rate, step, o.steps),
+        )?;
         progress(step, value);
-        if step % o.checkpoint_every.max(1) == 0 || step == o.steps {
+        if let Some(train_loss) = meter.record(step, value) {
             let (validation_loss, validation_auroc) = validate(&cohort.validation, &logits)?;
             log.checkpoints.push(Checkpoint {
                 step,
-                train_loss: loss_sum / loss_count as f64,
+                train_loss,
                 validation_loss,
                 validation_auroc,
             });
-            (loss_sum, loss_count) = (0.0, 0);
             save(&o.out, &params, &shapes, &log)?;
         }
     }
     Ok(log)
+}
+
+/// The mean training loss between checkpoints, and the steps they fall on: every
+/// `checkpoint_every` steps and the last.
+struct CheckpointMeter {
+    sum: f64,
+    count: usize,
+    every: usize,
+    steps: usize,
+}
+
+impl CheckpointMeter {
+    fn new(o: &TrainOptions) -> CheckpointMeter {
+        CheckpointMeter {
+            sum: 0.0,
+            count: 0,
+            every: o.checkpoint_every.max(1),
+            steps: o.steps,
+        }
+    }
+
+    /// Records a step's loss; at a checkpoint, the mean loss since the previous one.
+    fn record(&mut self, step: usize, loss: f64) -> Option<f64> {
+        self.sum += loss;
+        self.count += 1;
+        if step % self.every != 0 && step != self.steps {
+            return None;
+        }
+        let mean = self.sum / self.count as f64;
+        (self.sum, self.count) = (0.0, 0);
+        Some(mean)
+    }
 }
 
 /// Tiles (RGB bytes, how many) to their head's logits `[n, 1]`.
@@ -212,6 +243,35 @@ fn bce_with_logits(z: &Tensor, labels: &[f32]) -> candle_core::Result<Tensor> {
     let y = Tensor::from_slice(labels, (labels.len(), 1), &Device::Cpu)?;
     let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
     (softplus - (z * y)?)?.mean_all()
+}
+
+/// The loss of one sequence of scored tokens: their cross-entropy against their labels plus
+/// a tenth of the slide logit's against "any tumour among them".
+fn token_and_slide_loss(tokens: &Tensor, slide_logit: &Tensor, labels: &[f32]) -> Result<Tensor, String> {
+    let any = if labels.iter().any(|&l| l > 0.0) { 1.0 } else { 0.0 };
+    (|| bce_with_logits(tokens, labels)? + (bce_with_logits(slide_logit, &[any])? * 0.1)?)()
+        .map_err(|e| e.to_string())
+}
+
+/// One optimiser step at learning rate `lr` on the mean of `losses` (scalars); returns the
+/// mean's value.
+fn step_on_mean(
+    optimiser: &mut AdamW,
+    params: &[(String, Var)],
+    losses: Vec<Tensor>,
+    lr: f64,
+) -> Result<f64, String> {
+    if losses.is_empty() {
+        return Err("a batch of nothing".into());
+    }
+    let n = losses.len() as f64;
+    let mut step = || -> candle_core::Result<f64> {
+        let loss = (Tensor::stack(&losses, 0)?.sum_all()? / n)?;
+        let grads = loss.backward()?;
+        optimiser.step(params, &grads, lr)?;
+        Ok(loss.to_scalar::<f32>()? as f64)
+    };
+    step().map_err(|e| e.to_string())
 }
 
 /// Learning rate at `step` of `steps`: linear warm-up over the first 5%, then cosine decay
@@ -365,6 +425,18 @@ mod tests {
             t = dihedral(&t, side, 3, 1);
         }
         assert_eq!(t, tile);
+    }
+
+    #[test]
+    fn checkpoints_fall_every_n_steps_and_on_the_last_with_the_mean_loss_since() {
+        let mut meter = CheckpointMeter {
+            sum: 0.0,
+            count: 0,
+            every: 2,
+            steps: 5,
+        };
+        let got: Vec<Option<f64>> = (1..=5).map(|step| meter.record(step, step as f64)).collect();
+        assert_eq!(got, vec![None, Some(1.5), None, Some(3.5), Some(5.0)]);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! current weights over whole held-out slides, as `run` will.
 
 use super::data::{open_annotated, AnnotatedSlide};
-use super::{bce_with_logits, save_safetensors, schedule, trainable, AdamW, Checkpoint, TrainOptions};
+use super::{
+    save_safetensors, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint,
+    CheckpointMeter, TrainOptions,
+};
 use crate::backend::autodiff::AutodiffBackend;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
@@ -99,9 +102,9 @@ pub fn train_slide_encoder(
     }
     let mut rng = Rng::new(o.seed ^ 0x5EED_0002);
     let mut checkpoints = Vec::new();
-    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+    let mut meter = CheckpointMeter::new(o);
     for step in 1..=o.steps {
-        let mut total: Option<Tensor> = None;
+        let mut losses = Vec::with_capacity(o.batch);
         for _ in 0..o.batch {
             let slide = usable[rng.int(0, usable.len() as i64 - 1) as usize];
             let indices = crop(slide, crop_side, &mut rng);
@@ -115,34 +118,24 @@ pub fn train_slide_encoder(
                 .upload(&features, indices.len(), dim)
                 .map_err(|e| e.to_string())?;
             let (tokens, slide_logit) = encoder.logits(&x, &positions).map_err(|e| e.to_string())?;
-            let any = if labels.iter().any(|&l| l > 0.5) { 1.0 } else { 0.0 };
-            let loss =
-                (|| bce_with_logits(&tokens, &labels)? + (bce_with_logits(&slide_logit, &[any])? * 0.1)?)()
-                    .map_err(|e| e.to_string())?;
-            total = Some(match total {
-                None => loss,
-                Some(t) => (t + loss).map_err(|e| e.to_string())?,
-            });
+            losses.push(token_and_slide_loss(&tokens, &slide_logit, &labels)?);
         }
-        let loss = (total.expect("batch ≥ 1") / o.batch.max(1) as f64).map_err(|e| e.to_string())?;
-        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())? as f64;
-        let grads = loss.backward().map_err(|e| e.to_string())?;
-        optimiser
-            .step(&params, &grads, schedule(o.learning_rate, step, o.steps))
-            .map_err(|e| e.to_string())?;
-        loss_sum += value;
-        loss_count += 1;
+        let value = step_on_mean(
+            &mut optimiser,
+            &params,
+            losses,
+            schedule(o.learning_rate, step, o.steps),
+        )?;
         progress(step, value);
-        if step % o.checkpoint_every.max(1) == 0 || step == o.steps {
+        if let Some(train_loss) = meter.record(step, value) {
             let slide_host = to_host(&params, &shapes)?;
             let validation_auroc = validate(&config, &slide_host, validation)?;
             checkpoints.push(Checkpoint {
                 step,
-                train_loss: loss_sum / loss_count as f64,
+                train_loss,
                 validation_loss: None,
                 validation_auroc,
             });
-            (loss_sum, loss_count) = (0.0, 0);
             write_model_dir(&o.out, &o.config, tile_host, &slide_host)?;
         }
     }

@@ -8,16 +8,18 @@
 //! slide images, flipped and turned, each patch token's tumour fraction its soft label, plus
 //! a tenth of the slide label's loss, as stage 2 weighs it.
 
-use super::data::{open_annotated, tumour_fraction, AnnotatedSlide};
+use super::data::{open_annotated, open_with_mpp, tumour_fraction, AnnotatedSlide};
 use super::slide_stage::{to_host, write_model_dir};
-use super::{bce_with_logits, dihedral, schedule, trainable, AdamW, Checkpoint, TrainOptions};
+use super::{
+    dihedral, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint, CheckpointMeter,
+    TrainOptions,
+};
 use crate::backend::autodiff::AutodiffBackend;
 use crate::eval::auroc::auroc;
 use crate::grid::{read_tile, Tile};
 use crate::model::config::ModelConfig;
 use crate::model::slide_encoder::{group_positions, SlideEncoder};
 use crate::model::tile_encoder::{expected_shapes, TileEncoder};
-use crate::slide::Slide;
 use crate::synth::rng::Rng;
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -34,12 +36,7 @@ pub struct SlideImage {
 pub fn whole_image_mpp(paths: &[PathBuf], long_side: usize) -> Result<f64, String> {
     let mut coarsest: f64 = 0.0;
     for path in paths {
-        let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-        let slide = Slide::open(path).map_err(|e| err(&e))?;
-        let mpp = slide
-            .mpp()
-            .map(|m| m.x)
-            .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
+        let (slide, mpp) = open_with_mpp(path)?;
         let (w, h) = slide.dimensions();
         coarsest = coarsest.max(w.max(h) as f64 * mpp / long_side as f64);
     }
@@ -99,7 +96,10 @@ pub fn train_whole_image(
 ) -> Result<Vec<Checkpoint>, String> {
     let e = |e: crate::model::ModelError| e.to_string();
     let c = &o.config;
-    let slide_config = c.slide_encoder.clone().ok_or("the configuration has no slide encoder")?;
+    let slide_config = c
+        .slide_encoder
+        .clone()
+        .ok_or("the configuration has no slide encoder")?;
     if train.is_empty() {
         return Err("no training slides".into());
     }
@@ -132,7 +132,7 @@ pub fn train_whole_image(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut cursor = order.len();
     let mut checkpoints = Vec::new();
-    let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+    let mut meter = CheckpointMeter::new(o);
     for step in 1..=o.steps {
         let mut pixels = Vec::with_capacity(o.batch * side * side * 3);
         let mut labels = Vec::with_capacity(o.batch);
@@ -147,26 +147,19 @@ pub fn train_whole_image(
             pixels.extend(dihedral(&image.pixels, side, 3, k));
             labels.push(dihedral(&image.labels, g, 1, k));
         }
-        let mut total: Option<Tensor> = None;
-        for ((tokens, slide_logit), labels) in logits(&pixels, o.batch)?.iter().zip(&labels) {
-            let any = if labels.iter().any(|&l| l > 0.0) { 1.0 } else { 0.0 };
-            let loss = (|| bce_with_logits(tokens, labels)? + (bce_with_logits(slide_logit, &[any])? * 0.1)?)()
-                .map_err(|e| e.to_string())?;
-            total = Some(match total {
-                None => loss,
-                Some(t) => (t + loss).map_err(|e| e.to_string())?,
-            });
-        }
-        let loss = (total.ok_or("a batch of no images")? / o.batch as f64).map_err(|e| e.to_string())?;
-        let value = loss.to_scalar::<f32>().map_err(|e| e.to_string())? as f64;
-        let grads = loss.backward().map_err(|e| e.to_string())?;
-        optimiser
-            .step(&params, &grads, schedule(o.learning_rate, step, o.steps))
-            .map_err(|e| e.to_string())?;
-        loss_sum += value;
-        loss_count += 1;
+        let losses = logits(&pixels, o.batch)?
+            .iter()
+            .zip(&labels)
+            .map(|((tokens, slide_logit), labels)| token_and_slide_loss(tokens, slide_logit, labels))
+            .collect::<Result<Vec<_>, _>>()?;
+        let value = step_on_mean(
+            &mut optimiser,
+            &params,
+            losses,
+            schedule(o.learning_rate, step, o.steps),
+        )?;
         progress(step, value);
-        if step % o.checkpoint_every.max(1) == 0 || step == o.steps {
+        if let Some(train_loss) = meter.record(step, value) {
             let (mut scores, mut positive) = (Vec::new(), Vec::new());
             for image in validation {
                 let (tokens, _) = &logits(&image.pixels, 1)?[0];
@@ -181,11 +174,10 @@ pub fn train_whole_image(
             }
             checkpoints.push(Checkpoint {
                 step,
-                train_loss: loss_sum / loss_count as f64,
+                train_loss,
                 validation_loss: None,
                 validation_auroc: auroc(&scores, &positive),
             });
-            (loss_sum, loss_count) = (0.0, 0);
             write_model_dir(&o.out, c, &to_host(&params, &shapes)?, &HashMap::new())?;
         }
     }
