@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The `flashslide run` figures of bench/RESULTS.md, in one job on a GPU machine:
 #   1. a generated 40,000² slide at 0.5 µm/px through `run --device cuda`, with nvidia-smi
-#      sampling how busy the GPU is;
+#      sampling how busy the GPU is, tiles decoded by the GPU's JPEG decoder and then, for
+#      comparison, by the CPU (`--cpu-decoding`);
 #   2. the peer comparison: a generated 40,960² slide at 0.25 µm/px through `run` and through
 #      bench/peer_pipeline.py (CLAM/Trident style), one after the other on the same machine;
 #   3. peak host RSS for a generated 100,000² slide at 0.25 µm/px.
@@ -26,11 +27,11 @@ synth() { # name seed width height mpp
 }
 
 # One slide through `run` on the GPU, nvidia-smi sampling utilisation every 20 ms meanwhile.
-ours() { # label slide
+ours() { # label slide [run options]
     nvidia-smi --query-gpu=timestamp,utilization.gpu --format=csv,noheader,nounits -lms 20 \
         >"$out/smi-$1.csv" &
     local smi=$!
-    "$bin" run "$2" --out "$work/out-$1" --model "$model" --device cuda --quiet 2>"$out/log-$1.txt"
+    "$bin" run "$2" --out "$work/out-$1" --model "$model" --device cuda --quiet "${@:3}" 2>"$out/log-$1.txt"
     kill "$smi"
     cp "$work/out-$1"/*/summary.json "$out/summary-$1.json"
 }
@@ -41,7 +42,9 @@ synth peer 41 40960 40960 0.25
 echo "synth of both: $SECONDS s" >>"$out/machine.txt"
 
 ours s40k "$work/s40k/synth-s40-000.svs"
+ours s40k-cpudec "$work/s40k/synth-s40-000.svs" --cpu-decoding
 ours peer "$work/peer/synth-s41-000.svs"
+ours peer-cpudec "$work/peer/synth-s41-000.svs" --cpu-decoding
 python3 bench/peer_pipeline.py "$work/peer/synth-s41-000.svs" --json "$out/peer-pipeline.json" \
     >"$out/peer-pipeline.log" 2>&1
 

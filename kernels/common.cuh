@@ -8,6 +8,9 @@ typedef long long i64;
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// A grid-stride loop with 64-bit indices: any n fits whatever the grid.
+#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
 __device__ __forceinline__ float bf16_to_f32(half_bits h) {
     return __uint_as_float(((unsigned)h) << 16);
 }

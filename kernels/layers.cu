@@ -9,8 +9,6 @@
 __device__ __forceinline__ float ld(const half_bits* p, i64 i) { return bf16_to_f32(p[i]); }
 __device__ __forceinline__ float ld(const float* p, i64 i) { return p[i]; }
 
-#define GRID_STRIDE(i, n) for (i64 i = blockIdx.x * (i64)blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
-
 __device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 
 // x[r, c] += bias[c], then GELU when `gelu` is set: a linear layer's epilogue.

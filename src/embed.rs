@@ -58,6 +58,7 @@ pub fn embed_slide<B: Backend>(
         &plan,
         model,
         batch,
+        true,
         &mut seconds,
         progress,
         &mut |_, encoded| {

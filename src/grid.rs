@@ -34,6 +34,24 @@ pub struct TilePlan {
     pub tiles: Vec<Tile>,
 }
 
+impl TilePlan {
+    /// A plan with no tiles of its own, for reading tiles placed by hand: `tile_px`-pixel
+    /// tiles, each averaged from `read_px` pixels of level 0 (of `slide_mpp` µm).
+    pub fn for_reading(slide_mpp: f64, tile_px: u32, read_px: u32) -> TilePlan {
+        TilePlan {
+            slide_mpp,
+            model_mpp: slide_mpp * read_px as f64 / tile_px as f64,
+            tile_px,
+            tile_level0: read_px as f64,
+            level: 0,
+            read_px,
+            cols: 1,
+            rows: 1,
+            tiles: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GridError {
     #[error("the slide's pixels ({slide_mpp} µm) are coarser than the model's ({model_mpp} µm): tiles would be upsampled")]

@@ -12,6 +12,7 @@ pub mod eval;
 pub mod export;
 pub mod features;
 pub mod grid;
+pub mod jpeg_batch;
 pub mod model;
 pub mod pipeline;
 pub mod process;

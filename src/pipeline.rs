@@ -2,8 +2,9 @@
 //! parallel into a bounded queue that feeds stage 1 (decoding overlaps compute) → stage 2
 //! over every token of the slide at once → a tumour probability per stage-2 token.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, TileDecoder};
 use crate::grid::{plan_tiles, read_tile, GridError, Tile, TilePlan};
+use crate::jpeg_batch::JpegBatch;
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
@@ -32,6 +33,8 @@ pub struct PipelineOptions {
     pub tissue: TissueOptions,
     /// Keep each tile's pooled stage-1 feature (for `--features`).
     pub keep_features: bool,
+    /// Decode JPEG tiles on the backend's device where it can (the GPU's JPEG decoder).
+    pub decode_on_device: bool,
 }
 
 impl Default for PipelineOptions {
@@ -41,16 +44,44 @@ impl Default for PipelineOptions {
             min_tissue: 0.25,
             tissue: TissueOptions::default(),
             keep_features: false,
+            decode_on_device: true,
         }
     }
 }
 
-/// Wall seconds of each stage. Reading overlaps stage 1: `read` is the time the decoding
-/// thread spent, `stage1` the time the encoder spent (waiting for tiles excluded).
+/// Where stage 1's tiles were decoded.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TileDecoding {
+    /// The device's decoder, when there was one.
+    pub device: Option<String>,
+    pub tiles_on_device: usize,
+    pub tiles: usize,
+}
+
+impl std::fmt::Display for TileDecoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.device {
+            Some(d) if self.tiles_on_device > 0 => {
+                write!(
+                    f,
+                    "{d}: {} of {} tiles, the rest on the CPU",
+                    self.tiles_on_device, self.tiles
+                )
+            }
+            _ => write!(f, "CPU"),
+        }
+    }
+}
+
+/// Wall seconds of each stage. Reading overlaps stage 1: `read` is the time the reading
+/// thread spent (reading stored tiles, and decoding them where the CPU does), `decode` the
+/// time the next thread spent decoding on the device or uploading, `stage1` the time the
+/// encoder spent (waiting for tiles excluded).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct StageSeconds {
     pub tissue: f64,
     pub read: f64,
+    pub decode: f64,
     pub stage1: f64,
     /// Time stage 1 waited for decoded tiles: decoding starving the encoder.
     pub stage1_waiting: f64,
@@ -74,6 +105,7 @@ pub struct SlideAnalysis {
     pub tile_features: Option<Vec<f32>>,
     pub feature_dim: usize,
     pub seconds: StageSeconds,
+    pub tile_decoding: TileDecoding,
 }
 
 impl SlideAnalysis {
@@ -96,65 +128,180 @@ fn sigmoid(x: f32) -> f32 {
 /// What [`encode_tiles`] does with each batch: its tiles and their encoding.
 pub type OnBatch<'a, B> = dyn FnMut(&[Tile], &Encoded<<B as Backend>::Tensor>) -> Result<(), ModelError> + 'a;
 
-/// Stage 1 over every tile of `plan`, `batch` tiles a forward pass: a decoder thread reads
-/// the tiles of the coming batches in parallel into a bounded queue (two batches ahead, so
-/// memory stays bounded whatever the slide's size) while the encoder works; `on_batch` gets
-/// each batch's tiles and their encoding, `progress(done, total)` follows. Adds the decoding,
-/// encoding and waiting time to `seconds`.
+/// A batch of tiles as the reading thread leaves it: stored JPEG tiles for the device's
+/// decoder, or pixels the CPU decoded.
+enum ReadBatch {
+    Stored(JpegBatch),
+    Decoded(Vec<u8>),
+}
+
+/// Reads a batch: its stored JPEG tiles when the device will decode them and the level
+/// allows, else its pixels decoded by the CPU, in parallel.
+fn read_batch(
+    slide: &Slide,
+    plan: &TilePlan,
+    tiles: &[Tile],
+    for_device: bool,
+) -> Result<ReadBatch, SlideError> {
+    if for_device {
+        if let Some(batch) = JpegBatch::read(slide, plan, tiles)? {
+            return Ok(ReadBatch::Stored(batch));
+        }
+    }
+    let rgb = tiles
+        .par_iter()
+        .map(|tile| read_tile(slide, plan, tile))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReadBatch::Decoded(rgb.concat()))
+}
+
+/// Stage 1 over every tile of `plan`, `batch` tiles a forward pass, in threads passing each
+/// batch on through queues one batch deep (so memory stays bounded whatever the slide's
+/// size): one reads (stored JPEG tiles for the device's decoders when `decode_on_device` and
+/// the backend has them, else pixels decoded by the CPU in parallel); one per device decoder
+/// (or one, uploading) takes every n-th batch and places its pixels on the device; this one
+/// encodes the batches in order. `on_batch` gets each batch's tiles and their encoding,
+/// `progress(done, total)` follows. A batch the device does not decode (its decoder still
+/// starting, or failing on the batch) is decoded by the CPU, which names any bad tile. Adds
+/// the reading, decoding, encoding and waiting time to `seconds`; says where tiles were
+/// decoded.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_tiles<B: Backend>(
     slide: &Slide,
     plan: &TilePlan,
     model: &Model<B>,
     batch: usize,
+    decode_on_device: bool,
     seconds: &mut StageSeconds,
     progress: &dyn Fn(usize, usize),
     on_batch: &mut OnBatch<B>,
-) -> Result<(), PipelineError> {
+) -> Result<TileDecoding, PipelineError> {
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
     let side = model.config.image_size;
-    let chunks: Vec<_> = plan.tiles.chunks(batch.max(1)).collect();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, SlideError>>(2);
-    let mut read_seconds = 0.0;
+    let backend = model.tile_encoder.backend();
+    let chunks: &Vec<_> = &plan.tiles.chunks(batch.max(1)).collect();
+    let decoders = if decode_on_device {
+        backend.tile_decoders()
+    } else {
+        Vec::new()
+    };
+    let for_device = !decoders.is_empty();
+    let device = decoders.first().map(|d| d.describe());
+    // One placing thread per decoder, or one that uploads.
+    let mut placers: Vec<Option<Box<dyn TileDecoder<B::Pixels>>>> = decoders.into_iter().map(Some).collect();
+    if placers.is_empty() {
+        placers.push(None);
+    }
+    let lanes = placers.len();
+    type Lane<T> = (SyncSender<T>, Receiver<T>);
+    let reads: Vec<Lane<Result<ReadBatch, SlideError>>> = (0..lanes).map(|_| sync_channel(1)).collect();
+    let pixels: Vec<Lane<Result<B::Pixels, PipelineError>>> = (0..lanes).map(|_| sync_channel(1)).collect();
+    let (read_txs, read_rxs): (Vec<_>, Vec<_>) = reads.into_iter().unzip();
+    let (pixel_txs, pixel_rxs): (Vec<_>, Vec<_>) = pixels.into_iter().unzip();
+    let mut decoding = TileDecoding {
+        device,
+        tiles_on_device: 0,
+        tiles: plan.tiles.len(),
+    };
+    let (mut read_seconds, mut decode_seconds) = (0.0, 0.0);
     std::thread::scope(|scope| -> Result<(), PipelineError> {
-        // Owned here, so that an early return drops it and unblocks the decoder.
-        let rx = rx;
-        let decoder = scope.spawn(|| {
+        // Each receiver is owned by the thread reading it, so that a thread that stops early
+        // drops it and unblocks the one feeding it.
+        let reader = scope.spawn(move || {
             let mut spent = 0.0;
-            for chunk in &chunks {
+            for (i, chunk) in chunks.iter().enumerate() {
                 let t = Instant::now();
-                let pixels = chunk
-                    .par_iter()
-                    .map(|tile| read_tile(slide, plan, tile))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|tiles| tiles.concat());
+                let read = read_batch(slide, plan, chunk, for_device);
                 spent += t.elapsed().as_secs_f64();
-                let failed = pixels.is_err();
-                // A closed channel means the encoder stopped on an error: stop too.
-                if tx.send(pixels).is_err() || failed {
+                let failed = read.is_err();
+                if read_txs[i % lanes].send(read).is_err() || failed {
                     break;
                 }
             }
-            drop(tx);
             spent
         });
+        let workers: Vec<_> = placers
+            .into_iter()
+            .zip(read_rxs)
+            .zip(pixel_txs)
+            .enumerate()
+            .map(|(lane, ((mut decoder, read_rx), pixel_tx))| {
+                scope.spawn(move || {
+                    let (mut spent, mut on_device) = (0.0, 0);
+                    for chunk in chunks.iter().skip(lane).step_by(lanes) {
+                        let Ok(read) = read_rx.recv() else { break };
+                        let t = Instant::now();
+                        let placed = place_batch(slide, plan, chunk, backend, read, decoder.as_deref_mut());
+                        spent += t.elapsed().as_secs_f64();
+                        let placed = placed.map(|(pixels, device)| {
+                            on_device += if device { chunk.len() } else { 0 };
+                            pixels
+                        });
+                        let failed = placed.is_err();
+                        // A closed channel means the encoder stopped on an error: stop too.
+                        if pixel_tx.send(placed).is_err() || failed {
+                            break;
+                        }
+                    }
+                    (spent, on_device)
+                })
+            })
+            .collect();
         let mut done = 0;
-        for chunk in &chunks {
+        let mut result = Ok(());
+        for (i, chunk) in chunks.iter().enumerate() {
             let t = Instant::now();
-            let Ok(pixels) = rx.recv() else { break };
+            let Ok(pixels) = pixel_rxs[i % lanes].recv() else {
+                break;
+            };
             seconds.stage1_waiting += t.elapsed().as_secs_f64();
-            let pixels = pixels?;
             let t = Instant::now();
-            let encoded = model.tile_encoder.forward(&pixels, chunk.len(), side)?;
-            on_batch(chunk, &encoded)?;
+            let encoded =
+                pixels.and_then(|p| Ok(model.tile_encoder.forward_pixels(&p, chunk.len(), side)?));
+            if let Err(e) = encoded.and_then(|encoded| Ok(on_batch(chunk, &encoded)?)) {
+                result = Err(e);
+                break;
+            }
             seconds.stage1 += t.elapsed().as_secs_f64();
             done += chunk.len();
             progress(done, plan.tiles.len());
         }
-        drop(rx);
-        read_seconds = decoder.join().unwrap_or(0.0);
-        Ok(())
+        drop(pixel_rxs);
+        for worker in workers {
+            let (spent, on_device) = worker.join().unwrap_or((0.0, 0));
+            decode_seconds += spent;
+            decoding.tiles_on_device += on_device;
+        }
+        read_seconds = reader.join().unwrap_or(0.0);
+        result
     })?;
     seconds.read += read_seconds;
-    Ok(())
+    seconds.decode += decode_seconds;
+    Ok(decoding)
+}
+
+/// A read batch's pixels where the backend computes: decoded by the device's `decoder`
+/// (says so), else by the CPU and uploaded.
+fn place_batch<B: Backend>(
+    slide: &Slide,
+    plan: &TilePlan,
+    tiles: &[Tile],
+    backend: &B,
+    read: Result<ReadBatch, SlideError>,
+    decoder: Option<&mut (dyn TileDecoder<B::Pixels> + 'static)>,
+) -> Result<(B::Pixels, bool), PipelineError> {
+    let stored = match (read?, decoder) {
+        (ReadBatch::Decoded(rgb), _) => return Ok((backend.upload_pixels(rgb)?, false)),
+        (ReadBatch::Stored(batch), Some(decoder)) => decoder.decode(&batch).ok(),
+        (ReadBatch::Stored(_), None) => None,
+    };
+    if let Some(pixels) = stored {
+        return Ok((pixels, true));
+    }
+    match read_batch(slide, plan, tiles, false)? {
+        ReadBatch::Decoded(rgb) => Ok((backend.upload_pixels(rgb)?, false)),
+        ReadBatch::Stored(_) => unreachable!("read for the CPU"),
+    }
 }
 
 /// Runs both stages over `slide` (level-0 pixels of `mpp` µm). `tissue_filter` may edit
@@ -184,11 +331,12 @@ pub fn analyse_slide<B: Backend>(
     let mut features = Vec::new();
     let mut cells = Vec::with_capacity(plan.tiles.len());
     let mut tile_features = options.keep_features.then(Vec::new);
-    encode_tiles(
+    let tile_decoding = encode_tiles(
         slide,
         &plan,
         model,
         options.batch,
+        options.decode_on_device,
         &mut seconds,
         progress,
         &mut |chunk, encoded| {
@@ -231,5 +379,6 @@ pub fn analyse_slide<B: Backend>(
         feature_dim: c.width,
         plan,
         seconds,
+        tile_decoding,
     })
 }

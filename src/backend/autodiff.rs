@@ -53,6 +53,7 @@ impl AutodiffBackend {
 impl Backend for AutodiffBackend {
     type Tensor = Tensor;
     type Positions = AutodiffPositions;
+    type Pixels = Vec<u8>;
 
     fn describe(&self) -> String {
         format!("cpu, differentiable ({} threads)", rayon::current_num_threads())
@@ -105,9 +106,17 @@ impl Backend for AutodiffBackend {
         self.cpu.concat_rows(parts)
     }
 
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, ModelError> {
+        Ok(rgb)
+    }
+
+    fn pixel_bytes(&self, pixels: &Vec<u8>) -> usize {
+        pixels.len()
+    }
+
     fn patchify(
         &self,
-        rgb: &[u8],
+        rgb: &Vec<u8>,
         batch: usize,
         side: usize,
         patch: usize,

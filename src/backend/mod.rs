@@ -11,6 +11,7 @@ pub mod autodiff;
 pub mod cpu;
 pub mod cuda;
 
+use crate::jpeg_batch::JpegBatch;
 use crate::model::ModelError;
 
 /// Where each token of a sequence sits on the slide's grid (row, column), and what attention
@@ -24,10 +25,19 @@ pub struct PositionSpec<'a> {
     pub alibi: bool,
 }
 
+/// Decodes batches of stored JPEG tiles into model tiles on a backend's device.
+pub trait TileDecoder<Pixels>: Send {
+    /// What decodes ("nvJPEG, hardware"), for reports.
+    fn describe(&self) -> String;
+    fn decode(&mut self, batch: &JpegBatch) -> Result<Pixels, ModelError>;
+}
+
 pub trait Backend: Clone + Send + Sync {
     type Tensor: Clone;
     /// A [`PositionSpec`] prepared once for the layers that share it.
     type Positions;
+    /// RGB tiles where this backend computes (bytes, row-major, `side`² pixels a tile).
+    type Pixels: Send;
 
     /// A short description for logs and reports ("cpu", "cuda:0 NVIDIA H100 ...").
     fn describe(&self) -> String;
@@ -80,13 +90,27 @@ pub trait Backend: Clone + Send + Sync {
     fn scale_columns(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
     fn concat_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor, ModelError>;
 
+    /// Host RGB tiles placed where this backend computes.
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Self::Pixels, ModelError>;
+    /// Bytes in `pixels`.
+    fn pixel_bytes(&self, pixels: &Self::Pixels) -> usize;
+    /// Decoders of stored JPEG tiles on this backend's device, each for a thread of its own,
+    /// where it has them; none: the CPU decodes tiles and [`Backend::upload_pixels`] places
+    /// them.
+    fn tile_decoders(&self) -> Vec<Box<dyn TileDecoder<Self::Pixels>>> {
+        Vec::new()
+    }
+    /// Starts the device's tile decoder in the background where it takes a while to start,
+    /// so that a run's first slide need not start without it.
+    fn prepare_tile_decoder(&self) {}
+
     /// Patches of `batch` RGB tiles (`side`² pixels each, row-major bytes): one row per
     /// `patch`² patch, in raster order within a tile, holding its pixels normalised to
     /// `(v/255 − mean[c]) / std[c]` in (channel, row, column) order (a stride-`patch`
     /// convolution's weight order).
     fn patchify(
         &self,
-        rgb: &[u8],
+        rgb: &Self::Pixels,
         batch: usize,
         side: usize,
         patch: usize,

@@ -92,6 +92,9 @@ pub struct Summary {
     pub model_sha256: String,
     pub settings: serde_json::Value,
     pub device: String,
+    /// Where stage 1's tiles were decoded ("CPU", or the GPU's decoder and its share).
+    #[serde(default)]
+    pub tile_decoding: String,
     pub mpp: f64,
     pub mpp_source: String,
     pub dimensions: [u64; 2],
@@ -116,6 +119,8 @@ pub struct Summary {
 pub struct Seconds {
     pub tissue: f64,
     pub read: f64,
+    #[serde(default)]
+    pub decode: f64,
     pub stage1: f64,
     pub stage1_waiting: f64,
     pub stage2: f64,
@@ -128,6 +133,7 @@ impl Seconds {
         Seconds {
             tissue: s.tissue,
             read: s.read,
+            decode: s.decode,
             stage1: s.stage1,
             stage1_waiting: s.stage1_waiting,
             stage2: s.stage2,
@@ -430,6 +436,7 @@ fn process_slide<B: Backend>(
         model_sha256: model.hash.clone(),
         settings,
         device: be.describe(),
+        tile_decoding: analysis.tile_decoding.to_string(),
         mpp,
         mpp_source,
         dimensions: [slide.dimensions().0, slide.dimensions().1],

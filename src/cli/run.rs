@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// Keep tiles with at least this fraction of tissue
     #[arg(long, default_value_t = 0.25)]
     min_tissue: f64,
+    /// Decode tiles on the CPU even where the GPU's JPEG decoder could (for comparisons)
+    #[arg(long)]
+    cpu_decoding: bool,
     /// Take over a slide's lock when its heartbeat is older than this many seconds
     #[arg(long, default_value_t = 600)]
     stale_lock_seconds: u64,
@@ -87,6 +90,9 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
         Some(dir) => dir.clone(),
         None => bundled_model()?,
     };
+    if !args.cpu_decoding {
+        backend.prepare_tile_decoder();
+    }
     let model = Model::load(&model_dir, backend)?;
     if model.slide_encoder.is_none() {
         bail!(
@@ -107,6 +113,7 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
     options.pipeline.batch = args.batch;
     options.pipeline.min_tissue = args.min_tissue;
     options.pipeline.keep_features = args.features;
+    options.pipeline.decode_on_device = !args.cpu_decoding;
     options.stale_lock = std::time::Duration::from_secs(args.stale_lock_seconds);
 
     let terminal = !args.quiet && std::io::stderr().is_terminal();

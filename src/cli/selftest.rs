@@ -34,6 +34,9 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>>>()?;
     if !args.json {
         println!("{}", gpu.describe());
+        if let Some(why) = gpu.tile_decoding_unavailable() {
+            println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
+        }
         println!(
             "{:<84} {:>10} {:>10} {:>8}",
             "check", "rel. err", "max |Δ|", "result"

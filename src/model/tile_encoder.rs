@@ -56,6 +56,18 @@ impl<B: Backend> TileEncoder<B> {
     /// than the model's (a multiple of the patch size) resamples the position embedding as
     /// timm does (bicubic, antialiased).
     pub fn forward(&self, rgb: &[u8], batch: usize, side: usize) -> Result<Encoded<B::Tensor>, ModelError> {
+        let pixels = self.weights.backend.upload_pixels(rgb.to_vec())?;
+        self.forward_pixels(&pixels, batch, side)
+    }
+
+    /// As [`TileEncoder::forward`], for tiles already where the backend computes (uploaded,
+    /// or decoded there).
+    pub fn forward_pixels(
+        &self,
+        rgb: &B::Pixels,
+        batch: usize,
+        side: usize,
+    ) -> Result<Encoded<B::Tensor>, ModelError> {
         let c = &self.config;
         let be = &self.weights.backend;
         let (s, p) = (side, c.patch_size);
@@ -64,10 +76,10 @@ impl<B: Backend> TileEncoder<B> {
                 "tile side {s} is not a multiple of the patch size {p}"
             )));
         }
-        if batch == 0 || rgb.len() != batch * s * s * 3 {
+        let bytes = be.pixel_bytes(rgb);
+        if batch == 0 || bytes != batch * s * s * 3 {
             return Err(ModelError::Input(format!(
-                "{} bytes for {batch} tiles of {s}x{s} RGB",
-                rgb.len()
+                "{bytes} bytes for {batch} tiles of {s}x{s} RGB"
             )));
         }
         // Patch embedding: the convolution with stride = kernel = p is a matmul over

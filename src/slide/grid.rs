@@ -4,6 +4,7 @@
 
 use super::codec::Tile;
 use super::error::Result;
+use super::StoredTile;
 
 /// Width, height and tile size of a tile grid, in its own pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,4 +31,18 @@ pub(crate) trait TileGrid: Send + Sync {
     /// Decodes tile (`col`, `row`) to RGBA; `None` for a tile the file leaves out (drawn
     /// transparent). A tile may be smaller than the tile size at the right and bottom edges.
     fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>>;
+
+    /// Whether every tile is stored as a baseline YCbCr JPEG stream of the full tile size,
+    /// which any JPEG decoder (the GPU's) turns into the tile's RGB with no help from us.
+    fn stores_jpeg_tiles(&self) -> bool {
+        false
+    }
+
+    /// Tile (`col`, `row`) as a complete JPEG stream. Only for grids whose
+    /// [`TileGrid::stores_jpeg_tiles`] is true.
+    fn jpeg_stream(&self, _col: u64, _row: u64) -> Result<StoredTile> {
+        Err(super::error::unsupported(
+            "this image's tiles are not stand-alone JPEG streams",
+        ))
+    }
 }

@@ -51,6 +51,58 @@ pub struct Level {
     grid: Arc<dyn TileGrid>,
 }
 
+impl Level {
+    /// The level pixel holding level-0 pixel (`x`, `y`): reads start at the level's own
+    /// pixels, never between them.
+    fn pixel_at(&self, x: i64, y: i64) -> (i64, i64) {
+        (
+            (x as f64 / self.downsample).floor() as i64,
+            (y as f64 / self.downsample).floor() as i64,
+        )
+    }
+}
+
+/// One stored tile of a [`JpegLevel`].
+pub enum StoredTile {
+    /// A complete baseline JPEG stream decoding to the level's tile size, three components.
+    Jpeg(Vec<u8>),
+    /// A tile the file leaves out (glass).
+    Missing,
+    /// Stored otherwise (progressive, another size): for the CPU's decoder.
+    Other,
+}
+
+/// A pyramid level whose tiles are stand-alone JPEG streams ([`Slide::jpeg_level`]).
+pub struct JpegLevel<'a> {
+    slide: &'a Slide,
+    level: &'a Level,
+}
+
+impl JpegLevel<'_> {
+    /// The size every stored tile decodes to (those at the right and bottom edges too).
+    pub fn tile_size(&self) -> (u32, u32) {
+        (self.level.tile_width, self.level.tile_height)
+    }
+
+    /// The level's size in its pixels; stored tiles reach past it at the right and bottom.
+    pub fn dimensions(&self) -> (u64, u64) {
+        (self.level.width, self.level.height)
+    }
+
+    /// The level pixel holding level-0 pixel (`x`, `y`), as `read_region` maps it.
+    pub fn pixel_at(&self, x: i64, y: i64) -> (i64, i64) {
+        self.level.pixel_at(x, y)
+    }
+
+    /// Stored tile (`col`, `row`), as a complete JPEG stream where it is one.
+    pub fn stream(&self, col: u64, row: u64) -> Result<StoredTile, SlideError> {
+        self.level
+            .grid
+            .jpeg_stream(col, row)
+            .map_err(|kind| SlideError::new(&self.slide.path, kind))
+    }
+}
+
 impl std::fmt::Debug for Level {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Level")
@@ -273,8 +325,7 @@ impl Slide {
             )))
         })?;
         self.check_size(width as u64, height as u64).map_err(err)?;
-        let lx = (x as f64 / l.downsample).floor() as i64;
-        let ly = (y as f64 / l.downsample).floor() as i64;
+        let (lx, ly) = l.pixel_at(x, y);
         let data = region::read_region(l.grid.as_ref(), Some((&self.cache, level)), lx, ly, width, height)
             .map_err(err)?;
         Ok(RgbaImage { width, height, data })
@@ -296,10 +347,20 @@ impl Slide {
             return Ok(None);
         };
         self.check_size(side as u64, side as u64).map_err(err)?;
-        let lx = (x as f64 / l.downsample).floor() as i64;
-        let ly = (y as f64 / l.downsample).floor() as i64;
+        let (lx, ly) = l.pixel_at(x, y);
         region::read_region_halved(l.grid.as_ref(), Some((&self.cache, level)), lx, ly, side, side)
             .map_err(err)
+    }
+
+    /// Level `level`'s tiles as stand-alone JPEG streams, where the file stores them so (tiled
+    /// TIFF, baseline YCbCr JPEG: most brightfield slides), for decoding elsewhere, as on the
+    /// GPU. `None` otherwise: read it with `read_region`.
+    pub fn jpeg_level(&self, level: usize) -> Option<JpegLevel<'_>> {
+        let l = self.levels.get(level)?;
+        l.grid.stores_jpeg_tiles().then_some(JpegLevel {
+            slide: self,
+            level: l,
+        })
     }
 
     /// Reads a whole associated image.

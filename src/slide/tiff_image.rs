@@ -8,6 +8,7 @@ use super::error::{corrupt, unsupported, Result};
 use super::grid::{GridShape, TileGrid};
 use super::io::SlideFile;
 use super::tifflike::{tag, Directory};
+use super::StoredTile;
 use std::sync::Arc;
 
 /// Largest tile or strip we decode in one piece (pixels); larger ones are refused.
@@ -155,6 +156,18 @@ impl TiffImage {
 }
 
 impl TiffImage {
+    /// Tile or strip (`col`, `row`)'s index and stored bytes; `None` where the file leaves
+    /// it out.
+    fn stored(&self, col: u64, row: u64) -> Result<Option<(usize, Vec<u8>)>> {
+        let index = (row * self.shape.tiles_across() + col) as usize;
+        let (offset, count) = (self.offsets[index], self.byte_counts[index]);
+        if offset == 0 || count == 0 {
+            return Ok(None);
+        }
+        let data = self.file.read_at(offset, count, &format!("tile {index}"))?;
+        Ok(Some((index, data)))
+    }
+
     /// The bounding box (x, y, width, height) of the tiles the file stores, when some are
     /// left out; `None` when every tile is present (or none is).
     pub fn stored_bounds(&self) -> Option<(u64, u64, u64, u64)> {
@@ -191,12 +204,9 @@ impl TileGrid for TiffImage {
 
     fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>> {
         let s = self.shape;
-        let index = (row * s.tiles_across() + col) as usize;
-        let (offset, count) = (self.offsets[index], self.byte_counts[index]);
-        if offset == 0 || count == 0 {
+        let Some((index, data)) = self.stored(col, row)? else {
             return Ok(None);
-        }
-        let data = self.file.read_at(offset, count, &format!("tile {index}"))?;
+        };
         // Strips are only as tall as the rows left; tiles are always whole.
         let (width, height) = if self.strips {
             let rows = (s.height - row * s.tile_height as u64).min(s.tile_height as u64);
@@ -235,5 +245,23 @@ impl TileGrid for TiffImage {
             }
         };
         Ok(Some(tile))
+    }
+
+    fn stores_jpeg_tiles(&self) -> bool {
+        matches!(self.codec, Codec::Jpeg(JpegColour::YCbCr)) && self.channels == 3 && !self.strips
+    }
+
+    fn jpeg_stream(&self, col: u64, row: u64) -> Result<StoredTile> {
+        let Some((_, data)) = self.stored(col, row)? else {
+            return Ok(StoredTile::Missing);
+        };
+        let stream = jpeg::complete_stream(&data, self.jpeg_tables.as_deref(), JpegColour::YCbCr)?;
+        let s = self.shape;
+        Ok(match jpeg::parse_layout(&stream) {
+            Ok(l) if (l.width, l.height, l.components) == (s.tile_width, s.tile_height, 3) => {
+                StoredTile::Jpeg(stream)
+            }
+            _ => StoredTile::Other,
+        })
     }
 }

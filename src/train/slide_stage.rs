@@ -56,6 +56,8 @@ pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideToken
         &plan,
         model,
         64,
+        // Training data the same on every machine: the CPU's decoder.
+        false,
         &mut seconds,
         &|_, _| {},
         &mut |chunk, encoded| {

@@ -23,6 +23,7 @@ pub struct CpuPositions {
 impl Backend for CpuBackend {
     type Tensor = Tensor;
     type Positions = CpuPositions;
+    type Pixels = Vec<u8>;
 
     fn describe(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
@@ -79,9 +80,17 @@ impl Backend for CpuBackend {
         Ok(Tensor::cat(parts, 0)?)
     }
 
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, ModelError> {
+        Ok(rgb)
+    }
+
+    fn pixel_bytes(&self, pixels: &Vec<u8>) -> usize {
+        pixels.len()
+    }
+
     fn patchify(
         &self,
-        rgb: &[u8],
+        rgb: &Vec<u8>,
         batch: usize,
         side: usize,
         p: usize,

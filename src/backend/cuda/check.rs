@@ -1,7 +1,8 @@
 //! The CUDA backend checked against the CPU reference on fresh random inputs, output
 //! buffers poisoned (NaN) before each run: attention over many shapes (bf16 and fp16, head
 //! dims 64 and 128, packed batches, ALiBi), a 2^20-token sequence on sampled rows against
-//! f64, and whole tile- and slide-encoder forward passes. `flashslide selftest` runs it.
+//! f64, whole tile- and slide-encoder forward passes, and tiles decoded on the GPU against
+//! the CPU's reading of the same generated slide. `flashslide selftest` runs it.
 
 use super::attention::{AttentionType, FlashArgs};
 use super::CudaBackend;
@@ -9,11 +10,14 @@ use crate::backend::cpu::attention::{alibi_slopes, attention as cpu_attention, A
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::bench::attention::random_inputs;
+use crate::grid::{read_tile, Tile, TilePlan};
+use crate::jpeg_batch::JpegBatch;
 use crate::model::config::ModelConfig;
 use crate::model::slide_encoder::{SlideEncoder, SlideEncoderConfig};
 use crate::model::tile_encoder::{expected_shapes, TileEncoder};
 use crate::model::weights::HostTensor;
 use crate::model::ModelError;
+use crate::slide::Slide;
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -343,6 +347,88 @@ fn check_slide_encoder(
     ))
 }
 
+/// Model tiles decoded and assembled on the GPU against the CPU's `read_tile`, on a slide
+/// generated in a temporary directory: read at the level's own resolution and 2 × 2
+/// averaged, aligned with the stored tiles and straddling them, at the slide's edges.
+/// The two JPEG decoders round differently (IDCT, chroma upsampling), so pixel values differ
+/// by a few levels; a misplaced tile would differ by far more. `None` without nvJPEG.
+fn check_tile_decoding(gpu: &CudaBackend) -> Result<Option<Vec<Check>>, ModelError> {
+    // Waits for the decoder to start.
+    if gpu.tile_decoding_unavailable().is_some() {
+        return Ok(None);
+    }
+    let Some(mut decoder) = gpu.tile_decoders().into_iter().next() else {
+        return Ok(None);
+    };
+    let fail = |e: &dyn std::fmt::Display| ModelError::Device(format!("tile decoding check: {e}"));
+    let dir = std::env::temp_dir().join(format!("flashslide-selftest-{}", std::process::id()));
+    let options = crate::synth::SynthOptions {
+        width: 2100,
+        height: 1700,
+        mpp: 0.25,
+        jpeg_quality: Some(85),
+    };
+    let made = crate::synth::generate_slide(&dir, "decode", 17, &options, None);
+    let slide = made
+        .map_err(|e| fail(&e))
+        .and_then(|_| Slide::open(dir.join("decode.svs")).map_err(|e| fail(&e)));
+    let _ = std::fs::remove_dir_all(&dir);
+    let slide = slide?;
+    let mut checks = Vec::new();
+    for (tile_px, read_px) in [(256u32, 256u32), (256, 512)] {
+        let plan = TilePlan::for_reading(0.25, tile_px, read_px);
+        let corners = [
+            (0, 0),
+            (512, 256),
+            (300, 700),
+            (1000, 130),
+            (1900, 1500),
+            (1600, 60),
+            (5, 1400),
+        ];
+        let tiles: Vec<Tile> = corners
+            .iter()
+            .map(|&(x, y)| Tile { col: 0, row: 0, x, y })
+            .collect();
+        let batch = JpegBatch::read(&slide, &plan, &tiles)
+            .map_err(|e| fail(&e))?
+            .ok_or_else(|| fail(&"the generated slide's tiles are not stand-alone JPEG"))?;
+        let mut decode = || -> Result<Vec<u8>, ModelError> {
+            let pixels = decoder.decode(&batch)?;
+            gpu.inner
+                .stream
+                .clone_dtoh(pixels.data())
+                .map_err(super::device_err)
+        };
+        let got = decode()?;
+        let repeatable = decode()? == got;
+        let want: Vec<f64> = tiles
+            .iter()
+            .map(|t| read_tile(&slide, &plan, t).map_err(|e| fail(&e)))
+            .collect::<Result<Vec<_>, _>>()?
+            .concat()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let got: Vec<f32> = got[..want.len().min(got.len())]
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        checks.push(compare(
+            format!(
+                "tiles by {}, {} px from {read_px}, {} tiles",
+                decoder.describe(),
+                tile_px,
+                tiles.len()
+            ),
+            &got,
+            &want,
+            repeatable,
+        ));
+    }
+    Ok(Some(checks))
+}
+
 /// Everything, in order; `on_check` sees each result as it comes. `configs` are tile-encoder
 /// configurations to check (each may carry a slide encoder).
 pub fn run_all(
@@ -387,6 +473,9 @@ pub fn run_all(
     );
     if long {
         push(gpu.check_long_attention(1 << 20, 8, 64, 512)?, &mut all);
+    }
+    for c in check_tile_decoding(gpu)?.unwrap_or_default() {
+        push(c, &mut all);
     }
     for config in configs {
         for c in check_tile_encoder(gpu, config, 8)? {

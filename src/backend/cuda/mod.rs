@@ -8,11 +8,14 @@
 pub mod attention;
 mod bench;
 pub mod check;
+mod nvjpeg;
 pub mod nvrtc;
+mod tile_decoder;
 
 pub use bench::GpuAttentionRun;
+pub use tile_decoder::CudaPixels;
 
-use super::{Backend, PositionSpec};
+use super::{Backend, PositionSpec, TileDecoder};
 use crate::model::ModelError;
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
@@ -21,7 +24,8 @@ use cudarc::driver::{
 };
 use half::bf16;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use tile_decoder::{JpegDecoder, SharedJpegDecoder};
 
 /// Why the CUDA backend cannot run here.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,26 @@ struct Inner {
     _modules: Vec<Arc<CudaModule>>,
     /// Attention block tables of recent packed batches (a forward pass reuses one per layer).
     block_tables: attention::BlockTables,
+    /// The JPEG decoders, each set once opened (on first use); why not where nvJPEG is
+    /// unusable.
+    jpeg: Arc<[OnceLock<JpegDecoderOrWhyNot>; JPEG_DECODERS]>,
+    /// The thread starting it, joined before the context goes: a process must not exit
+    /// while nvJPEG is starting.
+    jpeg_starting: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+type JpegDecoderOrWhyNot = Result<Mutex<JpegDecoder>, String>;
+
+/// JPEG decoders, each for a thread of its own: one thread parses about 45,000 256-px tiles
+/// a second for the JPEG engines, fewer than an H100's engines and encoder take.
+const JPEG_DECODERS: usize = 3;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(starting) = self.jpeg_starting.get_mut().ok().and_then(Option::take) {
+            let _ = starting.join();
+        }
+    }
 }
 
 /// A `[rows, cols]` matrix on the GPU: bf16, or f32 for the residual stream (the output of
@@ -111,10 +135,12 @@ impl CudaBackend {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| fail(&e))?;
-        // One stream orders everything, so cudarc's per-buffer events are not needed.
+        // One stream orders everything, so cudarc's per-buffer events are not needed (the
+        // JPEG decoder's own stream hands its buffers over finished: tile_decoder.rs).
         // SAFETY: no buffer exists yet, and every buffer is used on this one stream.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        // Not the legacy default stream, which would wait for (and hold up) the decoder's.
+        let stream = ctx.new_stream().map_err(|e| fail(&e))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| fail(&e))?;
         let (major, minor) = ctx.compute_capability().map_err(|e| fail(&e))?;
         if major < 8 {
@@ -156,7 +182,7 @@ impl CudaBackend {
             driver / 1000,
             driver % 1000 / 10
         );
-        Ok(CudaBackend {
+        let backend = CudaBackend {
             inner: Arc::new(Inner {
                 ctx,
                 stream,
@@ -165,12 +191,51 @@ impl CudaBackend {
                 description,
                 _modules: modules,
                 block_tables: Default::default(),
+                jpeg: Default::default(),
+                jpeg_starting: Mutex::new(None),
             }),
-        })
+        };
+        Ok(backend)
     }
 
     pub fn stream(&self) -> &Arc<CudaStream> {
         &self.inner.stream
+    }
+
+    /// Opens the JPEG decoders in the background, each usable as soon as it is open.
+    fn start_jpeg_decoders(&self) {
+        let inner = &self.inner;
+        let (ctx, compute, assemble) = (
+            inner.ctx.clone(),
+            inner.stream.clone(),
+            self.function("assemble_tiles").clone(),
+        );
+        let cells = inner.jpeg.clone();
+        let open = move || {
+            let nvjpeg = match JpegDecoder::start(&ctx) {
+                Ok(n) => n,
+                Err(why) => return cells.iter().for_each(|c| drop(c.set(Err(why.clone())))),
+            };
+            for cell in cells.iter() {
+                let _ = cell.set(JpegDecoder::open(&nvjpeg, &ctx, &compute, &assemble).map(Mutex::new));
+            }
+        };
+        if let Ok(mut starting) = inner.jpeg_starting.lock() {
+            if starting.is_none() && inner.jpeg[0].get().is_none() {
+                *starting = Some(std::thread::spawn(open));
+            }
+        }
+    }
+
+    /// Why tiles are decoded on the CPU with this GPU, if they are (no libnvjpeg, say).
+    /// Waits for the decoder to start.
+    pub fn tile_decoding_unavailable(&self) -> Option<String> {
+        self.start_jpeg_decoders();
+        let starting = self.inner.jpeg_starting.lock().ok().and_then(|mut s| s.take());
+        if let Some(starting) = starting {
+            let _ = starting.join();
+        }
+        self.inner.jpeg[0].get().and_then(|r| r.as_ref().err().cloned())
     }
 
     /// Bytes of device memory (free, total).
@@ -257,6 +322,7 @@ const KERNELS: &[(&str, &[&str])] = &[
         ],
     ),
     ("flash_attn.cu", attention::FUNCTIONS),
+    ("tiles.cu", &["assemble_tiles"]),
 ];
 
 /// Launches `$name` over `$cfg` with the arguments given, mapping errors.
@@ -275,6 +341,7 @@ pub(crate) use launch;
 impl Backend for CudaBackend {
     type Tensor = CudaTensor;
     type Positions = CudaPositions;
+    type Pixels = CudaPixels;
 
     fn describe(&self) -> String {
         self.inner.description.clone()
@@ -459,16 +526,41 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, rows, cols))
     }
 
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, ModelError> {
+        Ok(CudaPixels::uploaded(self.upload_raw(&rgb)?, rgb.len()))
+    }
+
+    fn pixel_bytes(&self, pixels: &CudaPixels) -> usize {
+        pixels.len()
+    }
+
+    fn prepare_tile_decoder(&self) {
+        self.start_jpeg_decoders();
+    }
+
+    fn tile_decoders(&self) -> Vec<Box<dyn TileDecoder<CudaPixels>>> {
+        self.start_jpeg_decoders();
+        if let Some(Err(_)) = self.inner.jpeg[0].get() {
+            return Vec::new();
+        }
+        (0..JPEG_DECODERS)
+            .map(|index| {
+                let backend = self.clone();
+                Box::new(SharedJpegDecoder { backend, index }) as Box<dyn TileDecoder<CudaPixels>>
+            })
+            .collect()
+    }
+
     fn patchify(
         &self,
-        rgb: &[u8],
+        rgb: &CudaPixels,
         batch: usize,
         side: usize,
         patch: usize,
         mean: [f32; 3],
         std: [f32; 3],
     ) -> Result<CudaTensor, ModelError> {
-        let pixels = self.upload_raw(rgb)?;
+        let pixels = rgb.data();
         let (rows, cols) = (batch * (side / patch).pow(2), 3 * patch * patch);
         let mut out = self.alloc::<bf16>(rows * cols)?;
         let (b, s, p) = (batch as i32, side as i32, patch as i32);
@@ -476,7 +568,7 @@ impl Backend for CudaBackend {
             self,
             "patchify",
             Self::elementwise(rows * cols),
-            &pixels,
+            pixels,
             &mut out,
             &b,
             &s,

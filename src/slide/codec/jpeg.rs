@@ -116,6 +116,7 @@ pub(crate) struct JpegLayout {
     pub sof_size_at: usize,
     pub width: u32,
     pub height: u32,
+    pub components: u32,
     pub mcu_width: u32,
     pub mcu_height: u32,
     /// MCUs per restart interval; 0 when the stream has no restart markers.
@@ -131,7 +132,7 @@ pub(crate) fn parse_layout(head: &[u8]) -> Result<JpegLayout> {
     }
     let mut header = SOI.to_vec();
     let mut pos = 2usize;
-    let mut sof: Option<(usize, u32, u32, u32, u32)> = None;
+    let mut sof: Option<(usize, u32, u32, u32, u32, u32)> = None;
     let mut restart_interval = 0u32;
     loop {
         // Skip fill bytes before a marker.
@@ -164,7 +165,7 @@ pub(crate) fn parse_layout(head: &[u8]) -> Result<JpegLayout> {
                     hmax = hmax.max((s >> 4) as u32);
                     vmax = vmax.max((s & 15) as u32);
                 }
-                sof = Some((header.len() + 5, width, height, hmax * 8, vmax * 8));
+                sof = Some((header.len() + 5, width, height, ncomp as u32, hmax * 8, vmax * 8));
                 header.extend_from_slice(seg);
             }
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
@@ -182,7 +183,7 @@ pub(crate) fn parse_layout(head: &[u8]) -> Result<JpegLayout> {
             }
             0xDA => {
                 header.extend_from_slice(seg);
-                let (sof_size_at, width, height, mcu_width, mcu_height) =
+                let (sof_size_at, width, height, components, mcu_width, mcu_height) =
                     sof.ok_or_else(|| corrupt("JPEG scan before its frame header"))?;
                 if width == 0 || height == 0 {
                     return Err(corrupt("JPEG frame of zero size"));
@@ -192,6 +193,7 @@ pub(crate) fn parse_layout(head: &[u8]) -> Result<JpegLayout> {
                     sof_size_at,
                     width,
                     height,
+                    components,
                     mcu_width,
                     mcu_height,
                     restart_interval,

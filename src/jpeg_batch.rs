@@ -1,0 +1,243 @@
+//! A batch of model tiles described by the stored JPEG tiles they are cut from, for a decoder
+//! on the device: the GPU decodes each stored tile once and assembles the model's tiles from
+//! them (box-averaged where the level is a whole multiple finer than the model), so decoding
+//! leaves the CPU and no pixel crosses the bus. It applies where the level stores
+//! stand-alone JPEG tiles and a model pixel is a whole number of level pixels; elsewhere the
+//! CPU reads tiles ([`crate::grid::read_tile`]).
+
+use crate::grid::{Tile, TilePlan};
+use crate::slide::{Slide, SlideError, StoredTile};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// What a device decoder needs for one batch. Assembling it must give exactly what
+/// [`crate::grid::read_tile`] gives for each tile, up to the JPEG decoders' own rounding.
+#[derive(Debug)]
+pub struct JpegBatch {
+    /// The stored tiles the batch needs, each once: complete JPEG streams, each decoding to
+    /// `stored_size` RGB pixels (their frame headers say so).
+    pub streams: Vec<Vec<u8>>,
+    pub stored_size: [u32; 2],
+    /// The level's width and height: pixels past them are glass (white).
+    pub level_size: [i64; 2],
+    /// Model tiles are `tile_px` pixels square, each the mean of `factor` × `factor` level
+    /// pixels.
+    pub tile_px: u32,
+    pub factor: u32,
+    /// Per model tile, the level pixel at its top-left corner.
+    pub origins: Vec<[i64; 2]>,
+    /// Stored tiles across and down that one model tile can touch.
+    pub span: [u32; 2],
+    /// Per model tile, `span[1]` rows of `span[0]` entries: the index in `streams` of the
+    /// stored tile at (its origin's stored column + c, row + r), or −1 for glass (a tile the
+    /// file leaves out, or past the level's edge).
+    pub sources: Vec<i32>,
+}
+
+impl JpegBatch {
+    /// The batch for `tiles` of `plan`, reading their stored tiles' bytes; `None` where a
+    /// device decoder cannot make them (the level is not stored as baseline JPEG tiles of its
+    /// tile size, or the model's tile is resampled rather than box-averaged).
+    pub fn read(slide: &Slide, plan: &TilePlan, tiles: &[Tile]) -> Result<Option<JpegBatch>, SlideError> {
+        if plan.read_px % plan.tile_px != 0 {
+            return Ok(None);
+        }
+        let Some(level) = slide.jpeg_level(plan.level) else {
+            return Ok(None);
+        };
+        let (tw, th) = level.tile_size();
+        let (width, height) = level.dimensions();
+        let read = plan.read_px as i64;
+        let span = [plan.read_px.div_ceil(tw) + 1, plan.read_px.div_ceil(th) + 1];
+        let mut wanted: Vec<(u64, u64)> = Vec::new();
+        let mut index_of: HashMap<(u64, u64), i32> = HashMap::new();
+        let mut origins = Vec::with_capacity(tiles.len());
+        let mut sources = Vec::with_capacity(tiles.len() * (span[0] * span[1]) as usize);
+        for tile in tiles {
+            let (x, y) = level.pixel_at(tile.x, tile.y);
+            origins.push([x, y]);
+            let (first_col, first_row) = (x.div_euclid(tw as i64), y.div_euclid(th as i64));
+            for r in 0..span[1] as i64 {
+                for c in 0..span[0] as i64 {
+                    let (col, row) = (first_col + c, first_row + r);
+                    let (left, top) = (col * tw as i64, row * th as i64);
+                    let touched =
+                        left < x + read && top < y + read && left + tw as i64 > x && top + th as i64 > y;
+                    let inside = col >= 0 && row >= 0 && (left as u64) < width && (top as u64) < height;
+                    if !(touched && inside) {
+                        sources.push(-1);
+                        continue;
+                    }
+                    let key = (col as u64, row as u64);
+                    let next = wanted.len() as i32;
+                    let index = *index_of.entry(key).or_insert_with(|| {
+                        wanted.push(key);
+                        next
+                    });
+                    sources.push(index);
+                }
+            }
+        }
+        let stored: Vec<StoredTile> = wanted
+            .par_iter()
+            .map(|&(col, row)| level.stream(col, row))
+            .collect::<Result<_, _>>()?;
+        // Tiles the file leaves out become glass; the others are renumbered densely.
+        let mut renumbered = Vec::with_capacity(stored.len());
+        let mut streams = Vec::with_capacity(stored.len());
+        for stream in stored {
+            renumbered.push(match stream {
+                StoredTile::Jpeg(s) => {
+                    streams.push(s);
+                    streams.len() as i32 - 1
+                }
+                StoredTile::Missing => -1,
+                StoredTile::Other => return Ok(None),
+            });
+        }
+        for s in sources.iter_mut().filter(|s| **s >= 0) {
+            *s = renumbered[*s as usize];
+        }
+        Ok(Some(JpegBatch {
+            streams,
+            stored_size: [tw, th],
+            level_size: [width as i64, height as i64],
+            tile_px: plan.tile_px,
+            factor: plan.read_px / plan.tile_px,
+            origins,
+            span,
+            sources,
+        }))
+    }
+
+    pub fn len(&self) -> usize {
+        self.origins.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.origins.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JpegBatch;
+    use crate::grid::{read_tile, Tile, TilePlan};
+    use crate::slide::Slide;
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    use zune_jpeg::JpegDecoder;
+
+    const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
+
+    /// What a device decoder does, on the CPU: each stored tile decoded by the CPU's own
+    /// decoder, model tiles assembled from them by the batch's table.
+    fn assemble(batch: &JpegBatch) -> Vec<u8> {
+        let decoded: Vec<Vec<u8>> = batch
+            .streams
+            .iter()
+            .map(|s| {
+                let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+                JpegDecoder::new_with_options(ZCursor::new(s.as_slice()), options)
+                    .decode()
+                    .unwrap()
+            })
+            .collect();
+        let [tw, th] = batch.stored_size.map(|v| v as i64);
+        let (k, side) = (batch.factor as i64, batch.tile_px as i64);
+        let mut out = Vec::new();
+        for (t, &[x0, y0]) in batch.origins.iter().enumerate() {
+            let table = &batch.sources[t * (batch.span[0] * batch.span[1]) as usize..];
+            let pixel = |x: i64, y: i64, c: usize| -> u32 {
+                if x >= batch.level_size[0] || y >= batch.level_size[1] {
+                    return 255;
+                }
+                let (col, row) = (x / tw - x0 / tw, y / th - y0 / th);
+                match table[(row * batch.span[0] as i64 + col) as usize] {
+                    -1 => 255,
+                    i => decoded[i as usize][(((y % th) * tw + x % tw) * 3) as usize + c] as u32,
+                }
+            };
+            for oy in 0..side {
+                for ox in 0..side {
+                    for c in 0..3 {
+                        let mut sum = 0;
+                        for j in 0..k {
+                            for i in 0..k {
+                                sum += pixel(x0 + ox * k + i, y0 + oy * k + j, c);
+                            }
+                        }
+                        out.push(((sum + (k * k) as u32 / 2) / (k * k) as u32) as u8);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Every way a model tile meets the stored tiles: aligned with them, straddling two or
+    /// four, reaching past the slide's right and bottom edges, at 1 and 2 level pixels per
+    /// model pixel. The device's recipe, run on the CPU, gives exactly `read_tile`'s pixels.
+    #[test]
+    fn batches_assemble_to_what_read_tile_reads() {
+        let slide = Slide::open(SAMPLE).unwrap();
+        let (w, h) = slide.dimensions();
+        let (tw, th) = slide.jpeg_level(0).expect("samples store JPEG tiles").tile_size();
+        assert_eq!((tw, th), (256, 256));
+        for (tile_px, read_px) in [(256, 256), (128, 256), (96, 192)] {
+            let plan = TilePlan::for_reading(0.5, tile_px, read_px);
+            let corners = [
+                (0, 0),
+                (256, 512),
+                (100, 300),
+                (130, 250),
+                (w as i64 - 100, 40),
+                (40, h as i64 - 60),
+                (w as i64 - read_px as i64 + 2, h as i64 - 10),
+            ];
+            let tiles: Vec<Tile> = corners
+                .iter()
+                .map(|&(x, y)| Tile { col: 0, row: 0, x, y })
+                .collect();
+            let batch = JpegBatch::read(&slide, &plan, &tiles).unwrap().unwrap();
+            assert_eq!(batch.len(), tiles.len());
+            let expected: Vec<u8> = tiles
+                .iter()
+                .flat_map(|t| read_tile(&slide, &plan, t).unwrap())
+                .collect();
+            let got = assemble(&batch);
+            assert_eq!(got.len(), expected.len());
+            let differing = got.iter().zip(&expected).filter(|(a, b)| a != b).count();
+            assert_eq!(
+                differing, 0,
+                "tile {tile_px} from {read_px}: {differing} values differ"
+            );
+        }
+    }
+
+    /// A model tile that is resampled (not a whole number of level pixels per model pixel)
+    /// stays on the CPU.
+    #[test]
+    fn resampled_tiles_are_left_to_the_cpu() {
+        let slide = Slide::open(SAMPLE).unwrap();
+        let plan = TilePlan {
+            slide_mpp: 0.3,
+            model_mpp: 0.5,
+            tile_px: 256,
+            tile_level0: 426.67,
+            level: 0,
+            read_px: 427,
+            cols: 1,
+            rows: 1,
+            tiles: Vec::new(),
+        };
+        let tile = Tile {
+            col: 0,
+            row: 0,
+            x: 0,
+            y: 0,
+        };
+        assert!(JpegBatch::read(&slide, &plan, &[tile]).unwrap().is_none());
+    }
+}
