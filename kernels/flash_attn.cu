@@ -1,8 +1,8 @@
 // Exact softmax attention, FlashAttention-2 style, on tensor cores (mma.sync m16n8k16).
 //
 // A block of 4 warps owns 128 query rows of one head of one sequence (32 a warp); keys and
-// values stream through shared memory 64 rows at a time, double
-// buffered with cp.async, and an online softmax (running maximum and sum per row, in base 2
+// values stream through shared memory 64 rows at a time, double buffered with cp.async (one
+// barrier an iteration), and an online softmax (running maximum and sum per row, in base 2
 // with the 1/sqrt(d) scale folded in) keeps memory O(N·d). Shared-memory rows are swizzled
 // in 16-byte chunks (chunk ^ row % 8) so that ldmatrix reads hit 8 different bank groups.
 //
@@ -118,14 +118,15 @@ __device__ __forceinline__ void flash_forward(
     const int blocks = (int)((seq_end - seq_start + BN - 1) / BN);
     for (int j = 0; j < blocks; ++j) {
         const i64 k0 = seq_start + (i64)j * BN;
+        // Stage j is the only copy in flight. Once every thread has it and is past this
+        // barrier, iteration j − 1 is over everywhere, so its stage takes the next copy:
+        // one barrier an iteration.
+        cp_async_wait<0>();
+        __syncthreads();
         if (j + 1 < blocks) {
             load_kv((j + 1) & 1, k0 + BN);
             cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
         }
-        __syncthreads();
         const half_bits* kt = sk + (j & 1) * BN * D;
         const half_bits* vt = sv + (j & 1) * BN * D;
         if constexpr (Q_IN_REGS) {
@@ -278,7 +279,6 @@ __device__ __forceinline__ void flash_forward(
                 }
             }
         }
-        __syncthreads();  // the next iteration's loads overwrite the stage just read
     }
 
 #pragma unroll
@@ -313,7 +313,9 @@ __device__ __forceinline__ void flash_forward(
 // pointer steps (one 64-bit address a stage, no per-copy multiply): predicted +3-5%,
 // measured +7% at d = 64 and +9-10% at d = 128 (64k: 288 -> 307, 317 -> 344), and the 4-byte
 // spill at d = 128 gone; the copies alone gave most of it (304, 341), the trees alone +2%
-// at d = 64 and nothing at d = 128.
+// at d = 64 and nothing at d = 128. One barrier an iteration instead of two (the next
+// stage's copy issued after the barrier, into the stage the last iteration read; on an
+// H200, predicted +1-3%): d = 64 +2.4% at 16k and +0.9% at 64k, d = 128 +1.2% and +0.3%.
 #define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS, SKIP)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
