@@ -75,8 +75,8 @@ impl std::fmt::Display for TileDecoding {
 
 /// Wall seconds of each stage. Reading overlaps stage 1: `read` is the time the reading
 /// thread spent (reading stored tiles, and decoding them where the CPU does), `decode` the
-/// time the next thread spent decoding on the device or uploading, `stage1` the time the
-/// encoder spent (waiting for tiles excluded).
+/// time the placing threads spent decoding on the device or uploading (summed: they run at
+/// once), `stage1` the time the encoder spent (waiting for tiles excluded).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct StageSeconds {
     pub tissue: f64,
@@ -148,11 +148,16 @@ fn read_batch(
             return Ok(ReadBatch::Stored(batch));
         }
     }
+    decode_on_cpu(slide, plan, tiles).map(ReadBatch::Decoded)
+}
+
+/// A batch's pixels, decoded by the CPU in parallel.
+fn decode_on_cpu(slide: &Slide, plan: &TilePlan, tiles: &[Tile]) -> Result<Vec<u8>, SlideError> {
     let rgb = tiles
         .par_iter()
         .map(|tile| read_tile(slide, plan, tile))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ReadBatch::Decoded(rgb.concat()))
+    Ok(rgb.concat())
 }
 
 /// Stage 1 over every tile of `plan`, `batch` tiles a forward pass, in threads passing each
@@ -298,10 +303,8 @@ fn place_batch<B: Backend>(
     if let Some(pixels) = stored {
         return Ok((pixels, true));
     }
-    match read_batch(slide, plan, tiles, false)? {
-        ReadBatch::Decoded(rgb) => Ok((backend.upload_pixels(rgb)?, false)),
-        ReadBatch::Stored(_) => unreachable!("read for the CPU"),
-    }
+    let rgb = decode_on_cpu(slide, plan, tiles)?;
+    Ok((backend.upload_pixels(rgb)?, false))
 }
 
 /// Runs both stages over `slide` (level-0 pixels of `mpp` µm). `tissue_filter` may edit

@@ -27,7 +27,7 @@ pub struct PositionSpec<'a> {
 
 /// Decodes batches of stored JPEG tiles into model tiles on a backend's device.
 pub trait TileDecoder<Pixels>: Send {
-    /// What decodes ("nvJPEG, hardware"), for reports.
+    /// What decodes ("GPU (nvJPEG, hardware backend)"), for reports.
     fn describe(&self) -> String;
     fn decode(&mut self, batch: &JpegBatch) -> Result<Pixels, ModelError>;
 }

@@ -9,9 +9,8 @@ use super::{device_err, CudaBackend};
 use crate::backend::TileDecoder;
 use crate::jpeg_batch::JpegBatch;
 use crate::model::ModelError;
-use cudarc::driver::CudaContext;
 use cudarc::driver::{
-    CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
