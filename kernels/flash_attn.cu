@@ -147,26 +147,35 @@ __device__ __forceinline__ void flash_forward(
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+        // Walked as one sequence of (k-slice, key pair) steps so that each step's K fragment
+        // is read from shared memory while the previous step's MMAs run.
+        auto load_k = [&](unsigned* b, int step) {
+            const int kk = step / (NT / 2), np = step % (NT / 2);
+            ldmatrix_x4(b, smem_addr(kt + swz<D>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
+        };
+        {
+            constexpr int STEPS = D / 16 * (NT / 2);
+            unsigned a[MT][4], b[2][4];
+            load_k(b[0], 0);
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            unsigned a[MT][4];
+            for (int step = 0; step < STEPS; ++step) {
+                const int kk = step / (NT / 2), np = step % (NT / 2);
+                if (step + 1 < STEPS) load_k(b[(step + 1) & 1], step + 1);
+                if (np == 0) {
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                if constexpr (Q_IN_REGS) {
+                    for (int mt = 0; mt < MT; ++mt) {
+                        if constexpr (Q_IN_REGS) {
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) a[mt][e] = qf[mt][kk][e];
-                } else {
-                    ldmatrix_x4(a[mt], smem_addr(sq + swz<D>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+                            for (int e = 0; e < 4; ++e) a[mt][e] = qf[mt][kk][e];
+                        } else {
+                            ldmatrix_x4(a[mt], smem_addr(sq + swz<D>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+                        }
+                    }
                 }
-            }
-#pragma unroll
-            for (int np = 0; np < NT / 2; ++np) {
-                unsigned b[4];
-                ldmatrix_x4(b, smem_addr(kt + swz<D>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
-                    mma_16816<BF16>(s[mt][2 * np], a[mt], b);
-                    mma_16816<BF16>(s[mt][2 * np + 1], a[mt], b + 2);
+                    mma_16816<BF16>(s[mt][2 * np], a[mt], b[step & 1]);
+                    mma_16816<BF16>(s[mt][2 * np + 1], a[mt], b[step & 1] + 2);
                 }
             }
         }
@@ -316,6 +325,10 @@ __device__ __forceinline__ void flash_forward(
 // at d = 64 and nothing at d = 128. One barrier an iteration instead of two (the next
 // stage's copy issued after the barrier, into the stage the last iteration read; on an
 // H200, predicted +1-3%): d = 64 +2.4% at 16k and +0.9% at 64k, d = 128 +1.2% and +0.3%.
+// Each K fragment read one step ahead of its MMAs (on an H100, two runs of each against
+// the last version, interleaved): predicted +1-2%, measured +0.3-1.8% at d = 64 and
+// +0.4-1.5% at d = 128; the same for V fragments, or Q fragments one k-slice ahead too,
+// gave nothing or lost (Q ahead spills 12 bytes at d = 128).
 #define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS, SKIP)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
