@@ -49,7 +49,7 @@ pub fn embed_slide<B: Backend>(
 ) -> Result<SlideEmbedding, EmbedError> {
     let c = &model.config;
     let mask = detect_tissue(slide, mpp, &TissueOptions::default())?;
-    let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, min_tissue)?;
+    let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, min_tissue)?.in_batch_order(batch);
     let mut features = Vec::with_capacity(plan.tiles.len() * c.width);
     let be = model.tile_encoder.backend();
     let mut seconds = StageSeconds::default();

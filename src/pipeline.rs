@@ -61,6 +61,9 @@ pub struct TileDecoding {
 impl std::fmt::Display for TileDecoding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.device {
+            Some(d) if self.tiles_on_device == self.tiles && self.tiles > 0 => {
+                write!(f, "{d}: all {} tiles", self.tiles)
+            }
             Some(d) if self.tiles_on_device > 0 => {
                 write!(
                     f,
@@ -327,7 +330,8 @@ pub fn analyse_slide<B: Backend>(
     let t = Instant::now();
     let mut mask = detect_tissue(slide, mpp, &options.tissue)?;
     tissue_filter(&mut mask);
-    let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, options.min_tissue)?;
+    let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, options.min_tissue)?
+        .in_batch_order(options.batch);
     seconds.tissue = t.elapsed().as_secs_f64();
 
     let be = model.tile_encoder.backend();
