@@ -5,6 +5,7 @@
 use crate::backend::{Backend, TileDecoder};
 use crate::grid::{plan_tiles, read_tile, GridError, Tile, TilePlan};
 use crate::jpeg_batch::JpegBatch;
+use crate::model::config::ModelConfig;
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
@@ -310,9 +311,48 @@ fn place_batch<B: Backend>(
     Ok((backend.upload_pixels(rgb)?, false))
 }
 
-/// Runs both stages over `slide` (level-0 pixels of `mpp` µm). `tissue_filter` may edit
-/// the tissue mask before tiles are planned (pen ink, regions of interest);
-/// `progress(done, total)` after each stage-1 batch.
+/// A slide's tissue mask and tile grid: the CPU's work before the model runs, done for
+/// the next slide of a batch while the GPU works on this one.
+pub struct PlannedSlide {
+    pub mpp: f64,
+    pub mask: TissueMask,
+    pub plan: TilePlan,
+    /// Seconds spent on the mask and the grid.
+    pub seconds: f64,
+}
+
+/// Finds `slide`'s tissue (level-0 pixels of `mpp` µm) and plans its tiles for `model`.
+/// `tissue_filter` may edit the mask before tiles are planned (pen ink, regions of
+/// interest).
+pub fn plan_slide(
+    slide: &Slide,
+    mpp: f64,
+    model: &ModelConfig,
+    options: &PipelineOptions,
+    tissue_filter: &dyn Fn(&mut TissueMask),
+) -> Result<PlannedSlide, PipelineError> {
+    let t = Instant::now();
+    let mut mask = detect_tissue(slide, mpp, &options.tissue)?;
+    tissue_filter(&mut mask);
+    let plan = plan_tiles(
+        slide,
+        mpp,
+        model.mpp,
+        model.image_size as u32,
+        &mask,
+        options.min_tissue,
+    )?
+    .in_batch_order(options.batch);
+    Ok(PlannedSlide {
+        mpp,
+        mask,
+        plan,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// Runs both stages over `slide` (level-0 pixels of `mpp` µm); `tissue_filter` as in
+/// [`plan_slide`], `progress(done, total)` after each stage-1 batch.
 pub fn analyse_slide<B: Backend>(
     slide: &Slide,
     mpp: f64,
@@ -321,18 +361,28 @@ pub fn analyse_slide<B: Backend>(
     tissue_filter: &dyn Fn(&mut TissueMask),
     progress: &dyn Fn(usize, usize),
 ) -> Result<SlideAnalysis, PipelineError> {
+    let planned = plan_slide(slide, mpp, &model.config, options, tissue_filter)?;
+    analyse_planned(slide, planned, model, options, progress)
+}
+
+/// Runs both stages over the tiles planned for `slide`.
+pub fn analyse_planned<B: Backend>(
+    slide: &Slide,
+    planned: PlannedSlide,
+    model: &Model<B>,
+    options: &PipelineOptions,
+    progress: &dyn Fn(usize, usize),
+) -> Result<SlideAnalysis, PipelineError> {
     let slide_encoder = model
         .slide_encoder
         .as_ref()
         .ok_or(PipelineError::NoSlideEncoder)?;
     let c = &model.config;
-    let mut seconds = StageSeconds::default();
-    let t = Instant::now();
-    let mut mask = detect_tissue(slide, mpp, &options.tissue)?;
-    tissue_filter(&mut mask);
-    let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, options.min_tissue)?
-        .in_batch_order(options.batch);
-    seconds.tissue = t.elapsed().as_secs_f64();
+    let PlannedSlide { mpp, mask, plan, .. } = planned;
+    let mut seconds = StageSeconds {
+        tissue: planned.seconds,
+        ..Default::default()
+    };
 
     let be = model.tile_encoder.backend();
     let mut features = Vec::new();

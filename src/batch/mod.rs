@@ -11,8 +11,11 @@ pub mod lock;
 use crate::backend::Backend;
 use crate::export::{self, ProbabilityGrid};
 use crate::features::write_features;
+use crate::model::config::ModelConfig;
 use crate::model::Model;
-use crate::pipeline::{analyse_slide, PipelineOptions, StageSeconds};
+use crate::pipeline::{
+    analyse_planned, plan_slide, PipelineOptions, PlannedSlide, SlideAnalysis, StageSeconds,
+};
 use crate::roi::Roi;
 use crate::slide::Slide;
 use discover::SlideJob;
@@ -125,6 +128,9 @@ pub struct Seconds {
     pub stage1_waiting: f64,
     pub stage2: f64,
     pub export: f64,
+    /// From the start of the slide's work to its summary. Slides of a batch overlap (the
+    /// next one's tissue is found while this one is analysed, its outputs written while the
+    /// next is), so the totals add up to more than the batch's wall time.
     pub total: f64,
 }
 
@@ -194,40 +200,74 @@ pub fn check_output_dir(out: &Path) -> Result<(), String> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
-/// Analyses every job in turn; returns one report per job.
+/// Analyses every job; returns one report per job, in their order. Three slides are in
+/// flight at once: the next one's tissue and tiles are planned (CPU) while this one goes
+/// through the model (GPU) and the last one's outputs are written (CPU), so that the GPU
+/// does not wait on the CPU's part of each slide.
 pub fn run_batch<B: Backend>(
     jobs: &[SlideJob],
     model: &Model<B>,
     options: &BatchOptions,
-    on_event: &dyn Fn(Event),
+    on_event: &(dyn Fn(Event) + Sync),
 ) -> Vec<SlideReport> {
-    let mut reports = Vec::with_capacity(jobs.len());
-    for (index, job) in jobs.iter().enumerate() {
-        on_event(Event::SlideStarted {
-            index,
-            total: jobs.len(),
-            job,
+    use std::sync::mpsc::sync_channel;
+    type Step<T> = (usize, Instant, Result<Option<T>, SlideFailure>);
+    let (config, hash) = (&model.config, model.hash.as_str());
+    std::thread::scope(|scope| {
+        // Rendezvous channels: one slide planned ahead, one handed to the writer.
+        let (prepared_tx, prepared_rx) = sync_channel::<Step<Prepared>>(0);
+        let (analysed_tx, analysed_rx) = sync_channel::<Step<Analysed>>(0);
+        scope.spawn(move || {
+            for (index, job) in jobs.iter().enumerate() {
+                let start = Instant::now();
+                let prepared = prepare(job, config, hash, options);
+                if prepared_tx.send((index, start, prepared)).is_err() {
+                    break;
+                }
+            }
         });
-        let start = Instant::now();
-        let outcome = match process_slide(job, model, options, on_event) {
-            Ok(Some(())) => Outcome::Done {
-                seconds: start.elapsed().as_secs_f64(),
-            },
-            Ok(None) => Outcome::Busy,
-            Err(SlideFailure::Skipped) => Outcome::Skipped,
-            Err(SlideFailure::Failed(reason)) => Outcome::Failed { reason },
-        };
-        on_event(Event::SlideFinished {
-            job,
-            outcome: &outcome,
+        let writer = scope.spawn(move || {
+            let mut reports = Vec::with_capacity(jobs.len());
+            for (index, start, analysed) in analysed_rx {
+                let job = &jobs[index];
+                let written = analysed.and_then(|a| {
+                    a.map(|a| write_outputs(a, job, config, hash, options))
+                        .transpose()
+                });
+                let outcome = match written {
+                    Ok(Some(())) => Outcome::Done {
+                        seconds: start.elapsed().as_secs_f64(),
+                    },
+                    Ok(None) => Outcome::Busy,
+                    Err(SlideFailure::Skipped) => Outcome::Skipped,
+                    Err(SlideFailure::Failed(reason)) => Outcome::Failed { reason },
+                };
+                on_event(Event::SlideFinished {
+                    job,
+                    outcome: &outcome,
+                });
+                reports.push(SlideReport {
+                    slide: job.path.display().to_string(),
+                    name: job.name.clone(),
+                    outcome,
+                });
+            }
+            reports
         });
-        reports.push(SlideReport {
-            slide: job.path.display().to_string(),
-            name: job.name.clone(),
-            outcome,
-        });
-    }
-    reports
+        for (index, start, prepared) in prepared_rx {
+            on_event(Event::SlideStarted {
+                index,
+                total: jobs.len(),
+                job: &jobs[index],
+            });
+            let analysed = prepared.and_then(|p| p.map(|p| analyse(p, model, options, on_event)).transpose());
+            if analysed_tx.send((index, start, analysed)).is_err() {
+                break;
+            }
+        }
+        drop(analysed_tx);
+        writer.join().expect("the writing thread does not panic")
+    })
 }
 
 enum SlideFailure {
@@ -247,13 +287,38 @@ fn finished(dir: &Path, print: &Fingerprint, model_sha256: &str, settings: &serd
         .is_some_and(|s| &s.fingerprint == print && s.model_sha256 == model_sha256 && &s.settings == settings)
 }
 
-/// Ok(Some) done, Ok(None) busy elsewhere.
-fn process_slide<B: Backend>(
+/// A slide being worked on: its lock held, its reader open.
+struct InProgress {
+    dir: PathBuf,
+    _lock: SlideLock,
+    print: Fingerprint,
+    settings: serde_json::Value,
+    slide: Slide,
+    mpp_source: String,
+    started: Instant,
+}
+
+/// A slide ready for the model: tissue found, tiles planned.
+struct Prepared {
+    slide: InProgress,
+    planned: PlannedSlide,
+}
+
+/// A slide the model has been through, for its outputs to be written.
+struct Analysed {
+    slide: InProgress,
+    analysis: SlideAnalysis,
+    device: String,
+    device_memory_bytes: Option<u64>,
+}
+
+/// Locks, opens and plans a slide: Ok(None) when another worker has it.
+fn prepare(
     job: &SlideJob,
-    model: &Model<B>,
+    config: &ModelConfig,
+    hash: &str,
     options: &BatchOptions,
-    on_event: &dyn Fn(Event),
-) -> Result<Option<()>, SlideFailure> {
+) -> Result<Option<Prepared>, SlideFailure> {
     let started = Instant::now();
     let dir = options.out.join(&job.name);
     let roi_path = roi_for(job, options.roi.as_deref());
@@ -272,17 +337,17 @@ fn process_slide<B: Backend>(
         None => serde_json::Value::Null,
     };
     let print = fingerprint(&job.path).map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
-    if finished(&dir, &print, &model.hash, &settings) {
+    if finished(&dir, &print, hash, &settings) {
         return Err(SlideFailure::Skipped);
     }
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
-    let Some(_lock) = SlideLock::acquire(&dir.join(".lock"), options.stale_lock, options.heartbeat)
+    let Some(lock) = SlideLock::acquire(&dir.join(".lock"), options.stale_lock, options.heartbeat)
         .map_err(|e| failed(format!("{}: {e}", dir.display())))?
     else {
         return Ok(None);
     };
     // Another worker may have finished it between the check and the lock.
-    if finished(&dir, &print, &model.hash, &settings) {
+    if finished(&dir, &print, hash, &settings) {
         return Err(SlideFailure::Skipped);
     }
     crate::atomic::remove_partials(&dir);
@@ -303,16 +368,66 @@ fn process_slide<B: Backend>(
             roi.restrict(mask)
         }
     };
-    let analysis = analyse_slide(
-        &slide,
-        mpp,
-        model,
-        &options.pipeline,
-        &restrict,
-        &|done, total| on_event(Event::Tiles { done, total }),
-    )
-    .map_err(failed)?;
+    let planned = plan_slide(&slide, mpp, config, &options.pipeline, &restrict).map_err(failed)?;
+    Ok(Some(Prepared {
+        slide: InProgress {
+            dir,
+            _lock: lock,
+            print,
+            settings,
+            slide,
+            mpp_source,
+            started,
+        },
+        planned,
+    }))
+}
 
+/// Both stages of the model over a prepared slide.
+fn analyse<B: Backend>(
+    prepared: Prepared,
+    model: &Model<B>,
+    options: &BatchOptions,
+    on_event: &dyn Fn(Event),
+) -> Result<Analysed, SlideFailure> {
+    let Prepared { slide, planned } = prepared;
+    let analysis = analyse_planned(&slide.slide, planned, model, &options.pipeline, &|done, total| {
+        on_event(Event::Tiles { done, total })
+    })
+    .map_err(failed)?;
+    let be = model.tile_encoder.backend();
+    Ok(Analysed {
+        slide,
+        analysis,
+        device: be.describe(),
+        device_memory_bytes: be.memory_in_use(),
+    })
+}
+
+/// Writes a slide's outputs, summary.json last.
+fn write_outputs(
+    analysed: Analysed,
+    job: &SlideJob,
+    config: &ModelConfig,
+    hash: &str,
+    options: &BatchOptions,
+) -> Result<(), SlideFailure> {
+    let Analysed {
+        slide:
+            InProgress {
+                dir,
+                _lock,
+                print,
+                settings,
+                slide,
+                mpp_source,
+                started,
+            },
+        analysis,
+        device,
+        device_memory_bytes,
+    } = analysed;
+    let mpp = analysis.mpp;
     let export_start = Instant::now();
     let grid = ProbabilityGrid::from_analysis(&analysis);
     let io = |what: &str| {
@@ -321,8 +436,8 @@ fn process_slide<B: Backend>(
     };
     let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
     let feature_metadata = BTreeMap::from([
-        ("model".to_string(), model.config.name.clone()),
-        ("model_sha256".to_string(), model.hash.clone()),
+        ("model".to_string(), config.name.clone()),
+        ("model_sha256".to_string(), hash.to_string()),
         ("slide".to_string(), job.path.display().to_string()),
         ("mpp".to_string(), format!("{mpp}")),
         (
@@ -427,15 +542,14 @@ fn process_slide<B: Backend>(
     let detections = detections.into_inner().expect("detections.csv found them");
     let export_seconds = export_start.elapsed().as_secs_f64();
 
-    let be = model.tile_encoder.backend();
     let summary = Summary {
         software: format!("flashslide {}", env!("CARGO_PKG_VERSION")),
         slide: job.path.display().to_string(),
         fingerprint: print,
-        model: model.config.name.clone(),
-        model_sha256: model.hash.clone(),
+        model: config.name.clone(),
+        model_sha256: hash.to_string(),
         settings,
-        device: be.describe(),
+        device,
         tile_decoding: analysis.tile_decoding.to_string(),
         mpp,
         mpp_source,
@@ -445,7 +559,7 @@ fn process_slide<B: Backend>(
         token_um: analysis.token_level0() * mpp,
         seconds: Seconds::from_stages(&analysis.seconds, export_seconds, started.elapsed().as_secs_f64()),
         peak_rss_bytes: crate::process::peak_rss(),
-        device_memory_bytes: be.memory_in_use(),
+        device_memory_bytes,
         slide_probability: analysis.slide_probability,
         max_probability: analysis.probabilities.iter().cloned().fold(0.0, f32::max),
         tumour_area_mm2: regions.iter().map(|r| r.area_mm2).sum(),
@@ -459,7 +573,7 @@ fn process_slide<B: Backend>(
         std::io::Write::write_all(out, text.as_bytes())
     })
     .map_err(io("summary.json"))?;
-    Ok(Some(()))
+    Ok(())
 }
 
 /// The region-of-interest file for `job`: `roi` itself when it is a file, else

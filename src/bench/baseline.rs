@@ -35,7 +35,7 @@ pub fn run_arm<B: Backend>(
     model_dir: &Path,
     cohort: &Path,
     out: &Path,
-    progress: &dyn Fn(usize, usize),
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ArmResult, String> {
     let name = model.config.name.clone();
     let arm_out = out.join(&name);
