@@ -4,6 +4,8 @@
 //! coloured too and is excluded first, by its optical density (see [`is_pen_ink`]).
 
 use crate::slide::{Slide, SlideError};
+use rayon::prelude::*;
+use std::sync::OnceLock;
 
 #[derive(Clone, Debug)]
 pub struct TissueOptions {
@@ -69,10 +71,34 @@ impl TissueMask {
 /// absorbs red well above green and hardly any blue, green ink red and blue but not green.
 /// Black ink absorbs every channel strongly and evenly.
 pub fn is_pen_ink(rgb: [u8; 3]) -> bool {
-    let [r, g, b] = rgb.map(|v| -((v as f32 + 1.0) / 256.0).ln());
+    let od = optical_densities();
+    let [r, g, b] = rgb.map(|v| od[v as usize]);
     let blue_or_green = r > 0.4 && r > 1.15 * g && (b < 0.6 * r || g < 0.6 * r);
     let black = r.min(g).min(b) > 1.6 && r.max(g).max(b) < 1.5 * r.min(g).min(b);
     blue_or_green || black
+}
+
+/// −ln((v + 1) / 256) for each byte value: looked up, not computed for every mask pixel.
+fn optical_densities() -> &'static [f32; 256] {
+    static TABLE: OnceLock<[f32; 256]> = OnceLock::new();
+    TABLE.get_or_init(|| std::array::from_fn(|v| -((v as f32 + 1.0) / 256.0).ln()))
+}
+
+/// A mask pixel's colour: `None` for pen ink (neither tissue nor glass), else its
+/// saturation (0–255).
+fn saturation_unless_ink(rgb: [u8; 3]) -> Option<u8> {
+    if is_pen_ink(rgb) {
+        return None;
+    }
+    let (max, min) = (
+        rgb.iter().max().copied().unwrap_or(0),
+        rgb.iter().min().copied().unwrap_or(0),
+    );
+    Some(if max == 0 {
+        0
+    } else {
+        (255 * (max - min) as u32 / max as u32) as u8
+    })
 }
 
 /// Computes the tissue mask of `slide`, whose level-0 pixels are `mpp` µm.
@@ -89,36 +115,31 @@ pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result
     );
     let mut saturation = vec![0u8; w * h];
     let mut opaque = vec![false; w * h];
-    for y in 0..h {
-        for x in 0..w {
-            let (mut sum, mut n) = ([0u32; 3], 0u32);
-            for sy in y * factor..((y + 1) * factor).min(l.height as usize) {
-                for sx in x * factor..((x + 1) * factor).min(l.width as usize) {
-                    let p = &img.data[(sy * l.width as usize + sx) * 4..][..4];
-                    if p[3] > 0 {
-                        (0..3).for_each(|c| sum[c] += p[c] as u32);
-                        n += 1;
+    let (level_w, level_h) = (l.width as usize, l.height as usize);
+    saturation
+        .par_chunks_mut(w)
+        .zip(opaque.par_chunks_mut(w))
+        .enumerate()
+        .for_each(|(y, (saturation, opaque))| {
+            for x in 0..w {
+                let (mut sum, mut n) = ([0u32; 3], 0u32);
+                for sy in y * factor..((y + 1) * factor).min(level_h) {
+                    let row = &img.data[sy * level_w * 4..(sy + 1) * level_w * 4];
+                    for p in row[x * factor * 4..((x + 1) * factor).min(level_w) * 4].chunks_exact(4) {
+                        if p[3] > 0 {
+                            (0..3).for_each(|c| sum[c] += p[c] as u32);
+                            n += 1;
+                        }
+                    }
+                }
+                if n > 0 {
+                    if let Some(s) = saturation_unless_ink(sum.map(|s| (s / n) as u8)) {
+                        saturation[x] = s;
+                        opaque[x] = true;
                     }
                 }
             }
-            if n > 0 {
-                let rgb = sum.map(|s| (s / n) as i32);
-                if is_pen_ink([rgb[0] as u8, rgb[1] as u8, rgb[2] as u8]) {
-                    continue; // neither tissue nor glass: left out of the threshold too
-                }
-                let (max, min) = (
-                    rgb.iter().max().copied().unwrap_or(0),
-                    rgb.iter().min().copied().unwrap_or(0),
-                );
-                saturation[y * w + x] = if max == 0 {
-                    0
-                } else {
-                    (255 * (max - min) / max) as u8
-                };
-                opaque[y * w + x] = true;
-            }
-        }
-    }
+        });
     let threshold = otsu(
         saturation
             .iter()
@@ -186,38 +207,65 @@ pub fn otsu(values: impl Iterator<Item = u8>) -> u8 {
 
 /// Flips 4-connected components of `value` smaller than `min_size` pixels to `!value`. For
 /// holes (`value == false`), components touching the border are background, never holes.
+/// Components are found as runs of `value` along rows, joined (union–find) where runs of
+/// neighbouring rows share a column: a few thousand runs instead of millions of pixels.
 fn remove_small(mask: &mut [bool], w: usize, h: usize, value: bool, min_size: usize) {
-    let mut seen = vec![false; mask.len()];
-    let mut stack = Vec::new();
-    let mut component = Vec::new();
-    for start in 0..mask.len() {
-        if seen[start] || mask[start] != value {
-            continue;
+    // Runs (row, first column, end column), row by row; `row_start[y]` is row y's first.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    let mut row_start = Vec::with_capacity(h + 1);
+    for y in 0..h {
+        row_start.push(runs.len());
+        let row = &mask[y * w..(y + 1) * w];
+        let mut x = 0;
+        while x < w {
+            let begin = x;
+            while x < w && row[x] == value {
+                x += 1;
+            }
+            if x > begin {
+                runs.push((y, begin, x));
+            }
+            x += 1;
         }
-        component.clear();
-        stack.push(start);
-        seen[start] = true;
-        let mut touches_border = false;
-        while let Some(i) = stack.pop() {
-            component.push(i);
-            let (x, y) = (i % w, i / w);
-            touches_border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
-            let neighbours = [
-                (x > 0).then(|| i - 1),
-                (x + 1 < w).then(|| i + 1),
-                (y > 0).then(|| i - w),
-                (y + 1 < h).then(|| i + w),
-            ];
-            for j in neighbours.into_iter().flatten() {
-                if !seen[j] && mask[j] == value {
-                    seen[j] = true;
-                    stack.push(j);
-                }
+    }
+    row_start.push(runs.len());
+
+    let mut parent: Vec<usize> = (0..runs.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for y in 1..h {
+        let (mut above, mut below) = (row_start[y - 1], row_start[y]);
+        while above < row_start[y] && below < row_start[y + 1] {
+            let ((_, a0, a1), (_, b0, b1)) = (runs[above], runs[below]);
+            if a0 < b1 && b0 < a1 {
+                let (ra, rb) = (root(&mut parent, above), root(&mut parent, below));
+                parent[ra.max(rb)] = ra.min(rb);
+            }
+            if a1 < b1 {
+                above += 1;
+            } else {
+                below += 1;
             }
         }
-        let is_hole_at_border = !value && touches_border;
-        if component.len() < min_size && !is_hole_at_border {
-            component.iter().for_each(|&i| mask[i] = !value);
+    }
+
+    let mut size = vec![0usize; runs.len()];
+    let mut touches_border = vec![false; runs.len()];
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
+        let r = root(&mut parent, i);
+        size[r] += x1 - x0;
+        touches_border[r] |= y == 0 || y == h - 1 || x0 == 0 || x1 == w;
+    }
+    for (i, &(y, x0, x1)) in runs.iter().enumerate() {
+        let r = root(&mut parent, i);
+        let is_hole_at_border = !value && touches_border[r];
+        if size[r] < min_size && !is_hole_at_border {
+            mask[y * w + x0..y * w + x1].fill(!value);
         }
     }
 }
@@ -257,6 +305,64 @@ mod tests {
         let values = (0..1000).map(|i| if i % 3 == 0 { 200 } else { 20 });
         let t = otsu(values);
         assert!((20..200).contains(&t), "{t}");
+    }
+
+    /// Pixel-by-pixel flood fill: the definition `remove_small` must agree with.
+    fn remove_small_by_flood_fill(mask: &mut [bool], w: usize, h: usize, value: bool, min_size: usize) {
+        let mut seen = vec![false; mask.len()];
+        for start in 0..mask.len() {
+            if seen[start] || mask[start] != value {
+                continue;
+            }
+            let (mut stack, mut component, mut touches_border) = (vec![start], Vec::new(), false);
+            seen[start] = true;
+            while let Some(i) = stack.pop() {
+                component.push(i);
+                let (x, y) = (i % w, i / w);
+                touches_border |= x == 0 || y == 0 || x == w - 1 || y == h - 1;
+                let neighbours = [
+                    (x > 0).then(|| i - 1),
+                    (x + 1 < w).then(|| i + 1),
+                    (y > 0).then(|| i - w),
+                    (y + 1 < h).then(|| i + w),
+                ];
+                for j in neighbours.into_iter().flatten() {
+                    if !seen[j] && mask[j] == value {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+            if component.len() < min_size && (value || !touches_border) {
+                component.iter().for_each(|&i| mask[i] = !value);
+            }
+        }
+    }
+
+    #[test]
+    fn runs_find_the_components_a_flood_fill_finds() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for case in 0..200 {
+            let (w, h) = (1 + case % 23, 1 + case % 17);
+            // Random masks of varying density, blobby enough for long runs and holes.
+            let density = (case % 5) as u64 + 3;
+            let mask: Vec<bool> = (0..w * h)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state % 10 < density
+                })
+                .collect();
+            for value in [true, false] {
+                for min_size in [1, 2, 3, 5, 9, 40] {
+                    let (mut by_runs, mut by_fill) = (mask.clone(), mask.clone());
+                    remove_small(&mut by_runs, w, h, value, min_size);
+                    remove_small_by_flood_fill(&mut by_fill, w, h, value, min_size);
+                    assert_eq!(by_runs, by_fill, "{w}x{h} value {value} min {min_size}");
+                }
+            }
+        }
     }
 
     #[test]
