@@ -15,12 +15,8 @@ fi
 out=${OUT:?set OUT}
 work=${WORK:-/tmp/flashslide-bench}
 mkdir -p "$work" "$out"
-synth() { # name seed width height mpp
-    [ -f "$work/$1/synth-s$2-000.svs" ] || "$bin" synth --out "$work/$1" --seed "$2" --width "$3" \
-        --height "$4" --mpp "$5" --quiet
-}
-synth s40k 40 40000 40000 0.5
-synth peer 41 40960 40960 0.25
+source "$(dirname "$0")/slides.sh"
+benchmark_slides
 for set in s40k:synth-s40-000 peer:synth-s41-000; do
     name=${set%%:*}
     rm -rf "$work/batch-$name" && mkdir -p "$work/batch-$name"

@@ -13,12 +13,8 @@ shift
 out=${OUT:?set OUT}
 work=${WORK:-/tmp/flashslide-bench}
 mkdir -p "$work" "$out"
-synth() { # name seed width height mpp
-    [ -f "$work/$1/synth-s$2-000.svs" ] || "$bin" synth --out "$work/$1" --seed "$2" --width "$3" \
-        --height "$4" --mpp "$5" --quiet
-}
-synth s40k 40 40000 40000 0.5
-synth peer 41 40960 40960 0.25
+source "$(dirname "$0")/slides.sh"
+benchmark_slides
 rm -rf "$work/twice" && mkdir -p "$work/twice"
 for name in a b; do ln "$work/s40k/synth-s40-000.svs" "$work/twice/$name.svs"; done
 for name in c d; do ln "$work/peer/synth-s41-000.svs" "$work/twice/$name.svs"; done

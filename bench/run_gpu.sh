@@ -21,10 +21,7 @@ mkdir -p "$work" "$out"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 } >"$out/machine.txt"
 
-synth() { # name seed width height mpp
-    [ -f "$work/$1/synth-s$2-000.svs" ] || "$bin" synth --out "$work/$1" --seed "$2" --width "$3" \
-        --height "$4" --mpp "$5" --quiet
-}
+source "$(dirname "$0")/slides.sh"
 
 # One slide through `run` on the GPU, nvidia-smi sampling utilisation every 20 ms meanwhile.
 ours() { # label slide [run options]
@@ -37,8 +34,7 @@ ours() { # label slide [run options]
 }
 
 SECONDS=0
-synth s40k 40 40000 40000 0.5
-synth peer 41 40960 40960 0.25
+benchmark_slides
 echo "synth of both: $SECONDS s" >>"$out/machine.txt"
 
 ours s40k "$work/s40k/synth-s40-000.svs"

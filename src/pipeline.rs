@@ -351,21 +351,8 @@ pub fn plan_slide(
     })
 }
 
-/// Runs both stages over `slide` (level-0 pixels of `mpp` µm); `tissue_filter` as in
-/// [`plan_slide`], `progress(done, total)` after each stage-1 batch.
-pub fn analyse_slide<B: Backend>(
-    slide: &Slide,
-    mpp: f64,
-    model: &Model<B>,
-    options: &PipelineOptions,
-    tissue_filter: &dyn Fn(&mut TissueMask),
-    progress: &dyn Fn(usize, usize),
-) -> Result<SlideAnalysis, PipelineError> {
-    let planned = plan_slide(slide, mpp, &model.config, options, tissue_filter)?;
-    analyse_planned(slide, planned, model, options, progress)
-}
-
-/// Runs both stages over the tiles planned for `slide`.
+/// Runs both stages over the tiles planned for `slide`; `progress(done, total)` after each
+/// stage-1 batch.
 pub fn analyse_planned<B: Backend>(
     slide: &Slide,
     planned: PlannedSlide,
