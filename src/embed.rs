@@ -19,8 +19,6 @@ pub enum EmbedError {
     Grid(#[from] GridError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-    #[error("{}: the slide does not state its pixel size; pass --mpp", .0.display())]
-    NoMpp(PathBuf),
     #[error("{}: {msg}", path.display())]
     Image { path: PathBuf, msg: String },
 }
@@ -66,6 +64,7 @@ pub fn embed_slide<B: Backend>(
             Ok(())
         },
     )?;
+    crate::pipeline::check_finite(&features, "stage 1 (the tile encoder)")?;
     Ok(SlideEmbedding {
         features,
         dim: c.width,
@@ -92,5 +91,7 @@ pub fn embed_image<B: Backend>(path: &Path, model: &Model<B>) -> Result<Vec<f32>
         )));
     }
     let encoded = model.tile_encoder.forward(img.as_raw(), 1, w as usize)?;
-    Ok(model.tile_encoder.backend().download(&encoded.pooled)?)
+    let feature = model.tile_encoder.backend().download(&encoded.pooled)?;
+    crate::pipeline::check_finite(&feature, "stage 1 (the tile encoder)")?;
+    Ok(feature)
 }

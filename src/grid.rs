@@ -65,10 +65,31 @@ impl TilePlan {
     }
 }
 
+/// Largest side, in pixels of the level read, of the region one tile is averaged from: a
+/// 224-px tile from a slide with no pyramid level near the model's resolution (32× at most
+/// for an 8 µm/px model over a 0.25 µm/px slide) stays within it; beyond, one tile would cost
+/// gigabytes.
+const MAX_READ_PX: f64 = 8192.0;
+/// Most grid cells a slide may have at the model's resolution: 2^24, forty times the largest
+/// 40x slide's 256-px tiles.
+const MAX_GRID_CELLS: f64 = (1u64 << 24) as f64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GridError {
     #[error("the slide's pixels ({slide_mpp} µm) are coarser than the model's ({model_mpp} µm): tiles would be upsampled")]
     TooCoarse { slide_mpp: f64, model_mpp: f64 },
+    #[error("the slide's pixel size: {0}; pass --mpp with the right value")]
+    SlideMpp(String),
+    #[error("the model's pixel size: {0}")]
+    ModelMpp(String),
+    #[error("one {tile_px}-px tile at the model's resolution would be read from {read_px:.0} × {read_px:.0} pixels of the slide (at most {MAX_READ_PX}): the slide has no pyramid level near the model's {model_mpp} µm/px")]
+    TileTooLarge {
+        tile_px: u32,
+        read_px: f64,
+        model_mpp: f64,
+    },
+    #[error("the slide is {cols:.0} × {rows:.0} tiles at the model's resolution, more than {MAX_GRID_CELLS} in all")]
+    TooManyTiles { cols: f64, rows: f64 },
     #[error(transparent)]
     Slide(#[from] SlideError),
 }
@@ -84,6 +105,8 @@ pub fn plan_tiles(
     mask: &TissueMask,
     min_tissue: f64,
 ) -> Result<TilePlan, GridError> {
+    crate::mpp::check_mpp(slide_mpp).map_err(GridError::SlideMpp)?;
+    crate::mpp::check_mpp(model_mpp).map_err(GridError::ModelMpp)?;
     // 1% slack: scanners write 0.2527 for a nominal 0.25.
     if slide_mpp > model_mpp * 1.01 {
         return Err(GridError::TooCoarse { slide_mpp, model_mpp });
@@ -94,11 +117,24 @@ pub fn plan_tiles(
         .rposition(|l| slide_mpp * l.downsample <= model_mpp * 1.01)
         .unwrap_or(0);
     let downsample = slide.levels()[level].downsample;
-    let (read_px, tile_level0) = read_size(tile_px, model_mpp / slide_mpp / downsample);
+    let ratio = model_mpp / slide_mpp / downsample;
+    // Sizes are checked in f64 before any becomes an integer, so none can wrap.
+    let exact_read = tile_px as f64 * ratio;
+    if !(exact_read <= MAX_READ_PX) {
+        return Err(GridError::TileTooLarge {
+            tile_px,
+            read_px: exact_read,
+            model_mpp,
+        });
+    }
+    let (read_px, tile_level0) = read_size(tile_px, ratio);
     let tile_level0 = tile_level0 * downsample;
     let (w, h) = slide.dimensions();
-    let cols = (w as f64 / tile_level0).ceil() as u32;
-    let rows = (h as f64 / tile_level0).ceil() as u32;
+    let (cols, rows) = ((w as f64 / tile_level0).ceil(), (h as f64 / tile_level0).ceil());
+    if !(cols * rows <= MAX_GRID_CELLS) {
+        return Err(GridError::TooManyTiles { cols, rows });
+    }
+    let (cols, rows) = (cols as u32, rows as u32);
     // A slide that is one tile (a model of whole-slide images) is analysed whenever it has
     // tissue: the minimum is for skipping glass between tissue, not the slide.
     let min_tissue = if cols * rows == 1 {

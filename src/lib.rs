@@ -14,6 +14,7 @@ pub mod features;
 pub mod grid;
 pub mod jpeg_batch;
 pub mod model;
+pub mod mpp;
 pub mod pipeline;
 pub mod process;
 pub mod roi;

@@ -23,6 +23,41 @@ pub enum PipelineError {
     Model(#[from] ModelError),
     #[error("the model has no slide encoder (stage 2), which `run` needs for its tumour probabilities")]
     NoSlideEncoder,
+    #[error("{0} gave non-finite values (NaN or infinity): the model's weights or the tiles are broken")]
+    NonFinite(&'static str),
+}
+
+/// The pixel size (µm) of `slide`'s level 0 and where it came from: `given` (`--mpp`) when
+/// there is one, else what the slide states. A slide that states none, or an implausible one
+/// (a zero or a typo in its description), is refused with the advice to pass `--mpp`: with
+/// a wrong size the tiles would be at the wrong scale, or there would be none.
+pub fn slide_mpp(slide: &Slide, given: Option<f64>) -> Result<(f64, String), String> {
+    if let Some(m) = given {
+        return crate::mpp::check_mpp(m)
+            .map(|m| (m, "--mpp".to_string()))
+            .map_err(|e| format!("--mpp: {e}"));
+    }
+    let Some(m) = slide.mpp() else {
+        return Err("the slide does not state its pixel size; pass --mpp".into());
+    };
+    crate::mpp::check_mpp(m.x)
+        .and_then(|_| crate::mpp::check_mpp(m.y))
+        .map(|_| (m.x, m.source.clone()))
+        .map_err(|e| {
+            format!(
+                "the slide states a pixel size of {} × {} µm/px ({}): {e}; pass --mpp",
+                m.x, m.y, m.source
+            )
+        })
+}
+
+/// `values` with nothing NaN or infinite, or which stage broke: checked once per stage.
+pub fn check_finite(values: &[f32], stage: &'static str) -> Result<(), PipelineError> {
+    if values.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(PipelineError::NonFinite(stage))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -401,6 +436,12 @@ pub fn analyse_planned<B: Backend>(
     } else {
         let all = be.concat_rows(&features)?;
         drop(features);
+        // Stage 1's tokens: their mean is finite exactly when every one is (or nearly: a sum
+        // overflowing f32 is as broken).
+        check_finite(
+            &be.download(&be.mean_rows(&all, 1, 0, cells.len())?)?,
+            "stage 1 (the tile encoder)",
+        )?;
         let positions: Vec<[f32; 2]> = cells.iter().map(|c| [c[0] as f32, c[1] as f32]).collect();
         let out = slide_encoder.forward(&all, &positions)?;
         (
@@ -408,6 +449,11 @@ pub fn analyse_planned<B: Backend>(
             sigmoid(out.slide_logit),
         )
     };
+    check_finite(&probabilities, "stage 2 (the slide encoder)")?;
+    check_finite(&[slide_probability], "stage 2 (the slide encoder)")?;
+    if let Some(features) = &tile_features {
+        check_finite(features, "stage 1 (the tile encoder)")?;
+    }
     seconds.stage2 = t.elapsed().as_secs_f64();
     Ok(SlideAnalysis {
         mpp,

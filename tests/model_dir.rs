@@ -72,3 +72,92 @@ fn a_missing_tensor_or_inconsistent_config_is_a_clear_error() {
     let msg = Model::load(&dir, &CpuBackend).err().unwrap().to_string();
     assert!(msg.contains("groups of 3"), "{msg}");
 }
+
+/// The error `config` (written over a good model directory's config.json) gives at load.
+fn load_error(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    let dir = write_model(name, &bundled_config(), None);
+    let mut value = serde_json::to_value(bundled_config()).unwrap();
+    edit(&mut value);
+    std::fs::write(dir.join("config.json"), value.to_string()).unwrap();
+    match Model::load(&dir, &CpuBackend) {
+        Ok(_) => panic!("{name}: a hostile config loaded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn hostile_configs_are_refused_before_anything_is_allocated_for_them() {
+    use serde_json::json;
+    let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 10] = [
+        (
+            "depth-1e9",
+            &|v| v["depth"] = json!(1_000_000_000u64),
+            "depth 1000000000",
+        ),
+        (
+            "slide-depth-1e8",
+            &|v| v["slide_encoder"]["depth"] = json!(100_000_000u64),
+            "depth 100000000",
+        ),
+        // Within the limits, but more parameters than the small weight file has bytes.
+        ("depth-1000", &|v| v["depth"] = json!(1000), "holds only"),
+        (
+            "slide-depth-900",
+            &|v| v["slide_encoder"]["depth"] = json!(900),
+            "holds only",
+        ),
+        ("width-1e6", &|v| v["width"] = json!(1_000_000), "width 1000000"),
+        (
+            "mpp-2-25",
+            &|v| v["mpp"] = json!(33554432.0),
+            "not a plausible pixel size",
+        ),
+        ("mpp-0", &|v| v["mpp"] = json!(0.0), "not a plausible pixel size"),
+        ("norm-eps-negative", &|v| v["norm_eps"] = json!(-1e-6), "norm_eps"),
+        (
+            "slide-norm-eps-0",
+            &|v| v["slide_encoder"]["norm_eps"] = json!(0.0),
+            "norm_eps",
+        ),
+        ("image-size-0", &|v| v["image_size"] = json!(0), "image_size 0"),
+    ];
+    for (name, edit, says) in cases {
+        let msg = load_error(&format!("model-hostile-{name}"), edit);
+        assert!(msg.contains("config.json") && msg.contains(says), "{name}: {msg}");
+    }
+}
+
+#[test]
+fn non_finite_weights_fail_at_load_naming_the_tensor() {
+    use candle_core::{Device, Tensor};
+    let dir = write_model("model-nan-weight", &bundled_config(), None);
+    let file = dir.join("model.safetensors");
+    for (bad, name) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf")] {
+        let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+        let t = &tensors["blocks.0.attn.proj.weight"];
+        let mut values = t
+            .flatten_all()
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        values[17] = bad;
+        let poisoned = Tensor::from_vec(values, t.dims(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(t.dtype())
+            .unwrap();
+        tensors.insert("blocks.0.attn.proj.weight".into(), poisoned);
+        candle_core::safetensors::save(&tensors, &file).unwrap();
+        let msg = Model::load(&dir, &CpuBackend)
+            .err()
+            .expect("poisoned weights loaded")
+            .to_string();
+        assert!(
+            msg.contains("model.safetensors")
+                && msg.contains("blocks.0.attn.proj.weight")
+                && msg.contains(name),
+            "{msg}"
+        );
+    }
+}

@@ -162,3 +162,43 @@ fn nothing_appears_until_finished() {
         .count();
     assert_eq!(leftovers, 0, "the partial file is removed");
 }
+
+/// Valid pyramids with level ratios that do not divide 256 (3, 5) or are very large (512):
+/// probability.tiff follows the slide's levels whatever their ratios.
+#[test]
+fn probability_tiff_follows_any_level_ratio() {
+    use flashslide::export::probability_tiff::write_probability_tiff;
+    use flashslide::export::ProbabilityGrid;
+    for (name, tile, factors, w, h) in [
+        ("ratios-3-5.tiff", 240u32, vec![3u32, 5], 2000u64, 1500u64),
+        ("ratio-512.tiff", 512, vec![512], 3000, 2600),
+    ] {
+        let path = scratch(name);
+        let mut options = deflate(Samples::Rgb, w, h);
+        options.tile_size = tile;
+        options.level_factors = factors;
+        write(&path, w, h, options);
+        let slide = Slide::open(&path).unwrap();
+        // A 10 × 8 grid of tokens with a probability gradient, one hole.
+        let (rows, cols) = (8usize, 10usize);
+        let mut values: Vec<f32> = (0..rows * cols).map(|i| i as f32 / 80.0).collect();
+        values[13] = f32::NAN;
+        let grid = ProbabilityGrid {
+            rows,
+            cols,
+            cell: 200.0,
+            values,
+            mpp: 0.25,
+        };
+        let out = scratch(&format!("probability-{name}"));
+        write_probability_tiff(&out, &slide, &grid).unwrap();
+        let map = Slide::open(&out).unwrap();
+        let levels = |s: &Slide| s.levels().iter().map(|l| (l.width, l.height)).collect::<Vec<_>>();
+        assert_eq!(levels(&map), levels(&slide), "{name}");
+        // Token (2, 3) is 0.2875 → 73; the hole is 0.
+        let px = map.read_region(0, 3 * 200 + 100, 2 * 200 + 100, 1, 1).unwrap();
+        assert_eq!(px.data[0], (23.0f32 / 80.0 * 255.0).round() as u8, "{name}");
+        let hole = map.read_region(0, 3 * 200 + 100, 200 + 100, 1, 1).unwrap();
+        assert_eq!(hole.data[0], 0, "{name}");
+    }
+}

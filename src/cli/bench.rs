@@ -22,7 +22,7 @@ enum BenchCommand {
         configs: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Device::Cpu)]
         device: Device,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = super::values::batch)]
         batch: usize,
         #[arg(long, default_value_t = 3)]
         batches: usize,

@@ -24,13 +24,13 @@ pub struct EmbedArgs {
     #[arg(short, long)]
     output: PathBuf,
     /// Microns per pixel of the slide, when the file does not say (or to override it)
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::mpp)]
     mpp: Option<f64>,
     /// Tiles per forward pass
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch)]
     batch: usize,
     /// Keep tiles with at least this fraction of tissue
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::unit_interval)]
     min_tissue: f64,
     /// Where to run the model
     #[arg(long, value_enum, default_value_t = Device::Auto)]
@@ -80,14 +80,8 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
         write_output(&args.output, &feature, feature.len(), &[[0, 0]], geometry, &meta)?;
         return Ok(ExitCode::SUCCESS);
     };
-    let (mpp, source) = match (args.mpp, slide.mpp()) {
-        (Some(m), _) => (m, "--mpp".to_string()),
-        (None, Some(m)) => (m.x, m.source.clone()),
-        (None, None) => bail!(
-            "{}: the slide does not state its pixel size; pass --mpp",
-            args.input.display()
-        ),
-    };
+    let (mpp, source) = flashslide::pipeline::slide_mpp(&slide, args.mpp)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {

@@ -10,6 +10,7 @@ mod run;
 mod selftest;
 mod synth;
 mod train;
+mod values;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -23,7 +23,7 @@ pub struct SynthArgs {
     #[arg(long, default_value_t = 16_000)]
     height: u64,
     /// Microns per pixel of level 0
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::values::mpp)]
     mpp: f64,
     /// JPEG quality (default: drawn per slide from the seed, 70–92)
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]

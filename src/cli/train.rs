@@ -29,13 +29,13 @@ pub struct TrainArgs {
     config: Option<PathBuf>,
     /// Microns per pixel the model analyses at (default: the configuration's); the same
     /// architecture at 2 or 8 µm/px makes the downscaled baselines
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::mpp)]
     mpp: Option<f64>,
     /// Optimiser steps
     #[arg(long, default_value_t = 2000)]
     steps: usize,
     /// Tiles per step
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::values::batch)]
     batch: usize,
     /// Peak learning rate (warm-up over the first 5% of steps, then cosine decay to a tenth)
     #[arg(long, default_value_t = 1e-3)]

@@ -14,13 +14,7 @@ const TILE: usize = 256;
 
 pub fn write_probability_tiff(path: &Path, slide: &Slide, grid: &ProbabilityGrid) -> Result<(), SlideError> {
     let (width, height) = slide.dimensions();
-    // The slide's levels as whole ratios between neighbours (4× for Aperio, 2× for NDPI).
-    let level_factors: Vec<u32> = slide
-        .levels()
-        .windows(2)
-        .map(|w| (w[1].downsample / w[0].downsample).round() as u32)
-        .filter(|&f| f >= 2)
-        .collect();
+    let level_factors = level_factors(slide);
     let options = PyramidOptions {
         tile_size: TILE as u32,
         // Level 1: the tiles are a few flat blocks, which it packs nearly as small as level
@@ -34,6 +28,36 @@ pub fn write_probability_tiff(path: &Path, slide: &Slide, grid: &ProbabilityGrid
     };
     let writer = PyramidWriter::create(path, width, height, options)?;
     writer.write_painted(|at, tile| paint_tile(grid, width, height, at, tile))
+}
+
+/// The slide's levels as whole ratios between neighbours (4× for Aperio, 2× for NDPI, any
+/// other ratio a scanner chose), each picked so that the map's level has the slide's level
+/// size exactly where a whole ratio gives it (the ratio of widths, of heights, or of the
+/// downsamples, in that order); levels closer than 2× are left out.
+fn level_factors(slide: &Slide) -> Vec<u32> {
+    let mut factors = Vec::new();
+    let (mut w, mut h) = slide.dimensions();
+    for pair in slide.levels().windows(2) {
+        let (next_w, next_h) = (pair[1].width.max(1), pair[1].height.max(1));
+        let candidates = [
+            w as f64 / next_w as f64,
+            h as f64 / next_h as f64,
+            pair[1].downsample / pair[0].downsample,
+        ]
+        .map(|r| r.round().clamp(0.0, u32::MAX as f64) as u32);
+        let fits = |f: u32| f >= 2 && w.div_ceil(f as u64) == next_w && h.div_ceil(f as u64) == next_h;
+        let Some(f) = candidates
+            .iter()
+            .copied()
+            .find(|&f| fits(f))
+            .or(Some(candidates[2]).filter(|&f| f >= 2))
+        else {
+            continue;
+        };
+        factors.push(f);
+        (w, h) = (w.div_ceil(f as u64), h.div_ceil(f as u64));
+    }
+    factors
 }
 
 /// The byte of token (r, c): probability × 255, 0 where there is no token.

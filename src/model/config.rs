@@ -23,6 +23,41 @@ pub enum GlobalPool {
     Avg,
 }
 
+/// Largest tile side a model may take (the reader's largest tile, too).
+const MAX_IMAGE_SIZE: usize = 4096;
+/// Widths and depths beyond the largest vision transformers (ViT-22B: 6,144 wide, 48 deep).
+pub(crate) const MAX_WIDTH: usize = 16384;
+pub(crate) const MAX_DEPTH: usize = 1024;
+const MAX_REGISTERS: usize = 256;
+
+/// `value` within `min..=max`, or why not.
+pub(crate) fn check_size(name: &str, value: usize, min: usize, max: usize) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{name} {value} is outside {min}..={max}"))
+    }
+}
+
+/// An MLP ratio is finite, positive and at most 16 (timm's largest is 8).
+pub(crate) fn check_mlp_ratio(ratio: f64) -> Result<(), String> {
+    if ratio > 0.0 && ratio <= 16.0 {
+        Ok(())
+    } else {
+        Err(format!("mlp_ratio {ratio} is outside (0, 16]"))
+    }
+}
+
+/// A layer norm's epsilon is finite and in (0, 1): zero or negative values make NaN of
+/// constant rows.
+pub(crate) fn check_norm_eps(eps: f64) -> Result<(), String> {
+    if eps > 0.0 && eps < 1.0 {
+        Ok(())
+    } else {
+        Err(format!("norm_eps {eps} is outside (0, 1)"))
+    }
+}
+
 /// The tile encoder: a timm VisionTransformer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,8 +115,15 @@ impl ModelConfig {
         if self.global_pool == GlobalPool::Token && !self.class_token {
             return Err("token pooling needs a class token".into());
         }
-        if self.mpp.is_nan() || self.mpp <= 0.0 || self.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
-            return Err("mpp and std must be positive".into());
+        check_size("image_size", self.image_size, 1, MAX_IMAGE_SIZE)?;
+        check_size("width", self.width, 1, MAX_WIDTH)?;
+        check_size("depth", self.depth, 0, MAX_DEPTH)?;
+        check_size("register_tokens", self.register_tokens, 0, MAX_REGISTERS)?;
+        check_mlp_ratio(self.mlp_ratio)?;
+        check_norm_eps(self.norm_eps)?;
+        crate::mpp::check_mpp(self.mpp).map_err(|e| format!("mpp: {e}"))?;
+        if self.mean.iter().any(|m| !m.is_finite()) || self.std.iter().any(|&s| !(s.is_finite() && s > 0.0)) {
+            return Err("mean must be finite and std finite and positive".into());
         }
         if let Some(s) = &self.slide_encoder {
             s.validate()?;
@@ -101,6 +143,18 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// A lower bound on the parameters this configuration needs, both stages (their weight
+    /// matrices and the position embedding): what its weight file must hold at least a byte
+    /// of each, checked before anything is allocated for them. Within the limits `validate`
+    /// sets it cannot overflow.
+    pub fn parameter_floor(&self) -> u64 {
+        let (w, p) = (self.width as u64, self.patch_size as u64);
+        let block = 4 * w * w + w * self.mlp_hidden() as u64;
+        let tokens = (self.patches_per_side() as u64).pow(2);
+        let tile = self.depth as u64 * block + 3 * p * p * w + tokens * w;
+        tile + self.slide_encoder.as_ref().map_or(0, |s| s.parameter_floor())
     }
 
     pub fn head_dim(&self) -> usize {

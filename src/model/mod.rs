@@ -57,6 +57,17 @@ impl<B: Backend> Model<B> {
             .validate()
             .map_err(|e| ModelError::Config(format!("{}: {e}", config_path.display())))?;
         let weights_path = dir.join("model.safetensors");
+        // A config that asks for more parameters than the file has bytes is refused before
+        // anything is allocated for them (a depth of 10^3 over a small file).
+        let file_bytes = std::fs::metadata(&weights_path).map_err(io(&weights_path))?.len();
+        let floor = config.parameter_floor();
+        if floor > file_bytes {
+            return Err(ModelError::Config(format!(
+                "{}: the configuration needs at least {floor} parameters, but {} holds only {file_bytes} bytes",
+                config_path.display(),
+                weights_path.display()
+            )));
+        }
         // Streamed: a foundation model's weights can be gigabytes.
         let mut hasher = Sha256::new();
         std::fs::File::open(&weights_path)

@@ -39,6 +39,15 @@ pub struct SlideEncoderConfig {
 
 impl SlideEncoderConfig {
     pub fn validate(&self) -> Result<(), String> {
+        use super::config::{check_mlp_ratio, check_norm_eps, check_size, MAX_DEPTH, MAX_WIDTH};
+        check_size("slide encoder input_dim", self.input_dim, 1, MAX_WIDTH)?;
+        check_size("slide encoder width", self.width, 1, MAX_WIDTH)?;
+        check_size("slide encoder depth", self.depth, 0, MAX_DEPTH)?;
+        check_mlp_ratio(self.mlp_ratio)?;
+        check_norm_eps(self.norm_eps)?;
+        if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
+            return Err(format!("rope_base {} must be finite and above 1", self.rope_base));
+        }
         if self.heads == 0 || self.width % self.heads != 0 {
             return Err(format!(
                 "slide encoder width {} does not split into {} heads",
@@ -52,6 +61,13 @@ impl SlideEncoderConfig {
             return Err("group_patches must be at least 1".into());
         }
         Ok(())
+    }
+
+    /// A lower bound on the parameters (weight matrices only); see
+    /// [`super::config::ModelConfig::parameter_floor`].
+    pub fn parameter_floor(&self) -> u64 {
+        let w = self.width as u64;
+        w * self.input_dim as u64 + self.depth as u64 * (4 * w * w + 2 * w * self.mlp_hidden() as u64)
     }
 
     fn mlp_hidden(&self) -> usize {

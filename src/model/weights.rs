@@ -7,6 +7,9 @@ use candle_core::{DType, Device};
 use std::collections::HashMap;
 use std::path::Path;
 
+/// Most parameters a random-weight model (benchmarks) may have: 2^34, beyond ViT-22B.
+const MAX_RANDOM_PARAMETERS: usize = 1 << 34;
+
 /// A tensor on the host: f32 values and the shape the file gives.
 pub struct HostTensor {
     pub data: Vec<f32>,
@@ -35,6 +38,14 @@ pub fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>, Mode
             .flatten_all()
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        // A NaN or infinite weight makes every output NaN: refused here, once, rather than
+        // discovered as null probabilities.
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor {name} holds a non-finite value ({}) at element {i}",
+                data[i]
+            )));
+        }
         map.insert(name, HostTensor { data, shape });
     }
     Ok(map)
@@ -87,6 +98,12 @@ impl<B: Backend> Weights<B> {
         expected: &[(String, Vec<usize>)],
         seed: u64,
     ) -> Result<Weights<B>, ModelError> {
+        let parameters: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        if parameters > MAX_RANDOM_PARAMETERS {
+            return Err(ModelError::Config(format!(
+                "{parameters} random parameters asked for, more than {MAX_RANDOM_PARAMETERS}"
+            )));
+        }
         let mut state = seed | 1;
         let mut normal = move || {
             // Box–Muller over xorshift uniforms.

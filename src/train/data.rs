@@ -146,10 +146,7 @@ pub struct AnnotatedSlide {
 pub fn open_with_mpp(path: &Path) -> Result<(Slide, f64), String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let slide = Slide::open(path).map_err(|e| err(&e))?;
-    let mpp = slide
-        .mpp()
-        .map(|m| m.x)
-        .ok_or_else(|| err(&"the slide does not state its pixel size"))?;
+    let (mpp, _) = crate::pipeline::slide_mpp(&slide, None).map_err(|e| err(&e))?;
     Ok((slide, mpp))
 }
 

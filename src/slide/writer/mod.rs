@@ -155,9 +155,9 @@ impl PyramidWriter {
                 "cannot write a {width}x{height} image in {t}-px tiles"
             )));
         }
-        if options.level_factors.iter().any(|&f| f < 2 || t % f != 0) {
+        if options.level_factors.iter().any(|&f| f < 2) {
             return Err(bad(format!(
-                "level factors {:?} must divide the tile size {t}",
+                "level factors {:?} must be at least 2",
                 options.level_factors
             )));
         }
@@ -218,13 +218,20 @@ impl PyramidWriter {
     /// Writes the next band of level 0: `next_band_rows()` rows of the full width, samples
     /// interleaved (RGB or grey, as the options say).
     pub fn write_band(&mut self, band: &[u8]) -> Result<(), SlideError> {
+        let bad = |msg: String| SlideError::new(&self.path, SlideErrorKind::BadRequest(msg));
+        // Bands pass down the pyramid whole, so each level's factor must divide the tile
+        // size; painted pyramids (`write_painted`) take any factor.
+        let t = self.options.tile_size;
+        if self.options.level_factors.iter().any(|&f| t % f != 0) {
+            return Err(bad(format!(
+                "level factors {:?} must divide the tile size {t} to write in bands",
+                self.options.level_factors
+            )));
+        }
         let rows = self.next_band_rows();
         let expected = rows as usize * self.levels[0].width as usize * self.options.samples.per_pixel();
         if rows == 0 || band.len() != expected {
-            return Err(SlideError::new(
-                &self.path,
-                SlideErrorKind::BadRequest(format!("band of {} bytes, expected {expected}", band.len())),
-            ));
+            return Err(bad(format!("band of {} bytes, expected {expected}", band.len())));
         }
         self.accept(0, band, rows)
     }
