@@ -161,3 +161,33 @@ fn non_finite_weights_fail_at_load_naming_the_tensor() {
         );
     }
 }
+
+/// Weights that are finite but overflow f32 on any tile: stage 1 gives infinities and NaN.
+#[test]
+fn non_finite_features_fail_the_slide_with_a_reason() {
+    use candle_core::{Device, Tensor};
+    use flashslide::pipeline::{analyse_planned, plan_slide, PipelineError, PipelineOptions};
+    use flashslide::slide::Slide;
+    let config = bundled_config();
+    let dir = write_model("model-overflowing", &config, None);
+    let file = dir.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let t = &tensors["patch_embed.proj.weight"];
+    let huge = Tensor::full(3.0e38f32, t.dims(), &Device::Cpu)
+        .unwrap()
+        .to_dtype(t.dtype())
+        .unwrap();
+    tensors.insert("patch_embed.proj.weight".into(), huge);
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let model = Model::load(&dir, &CpuBackend).unwrap();
+    let slide = Slide::open(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs")).unwrap();
+    let options = PipelineOptions::default();
+    let mpp = slide.mpp().unwrap().x;
+    let planned = plan_slide(&slide, mpp, &model.config, &options, &|_| {}).unwrap();
+    assert!(!planned.plan.tiles.is_empty());
+    match analyse_planned(&slide, planned, &model, &options, &|_, _| {}) {
+        Err(e @ PipelineError::NonFinite(_)) => assert!(e.to_string().contains("stage 1"), "{e}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("NaN probabilities were reported as a result"),
+    }
+}
