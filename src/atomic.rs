@@ -52,3 +52,19 @@ pub fn remove_partials(dir: &Path) {
         }
     }
 }
+
+/// Removes `path` (absent is fine) and syncs its directory, so that the removal is on disk
+/// before whatever the caller writes next: how a finished slide's mark is withdrawn before
+/// its outputs are replaced.
+pub fn remove_durably(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

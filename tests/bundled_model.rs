@@ -20,7 +20,7 @@ fn the_bundled_model_finds_the_sample_micrometastasis_and_nothing_on_the_clean_s
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("synth-s101-000/summary.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(out.join("synth-s101-000.svs/summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["model"], "flashslide-synth-v1", "{summary}");
 
@@ -39,7 +39,7 @@ fn the_bundled_model_finds_the_sample_micrometastasis_and_nothing_on_the_clean_s
     assert_eq!(e["froc"]["score"], 1.0, "{e}");
     assert_eq!(e["slide_auroc"], 1.0, "{e}");
     assert!(e["token_auroc"].as_f64().unwrap() > 0.9, "{e}");
-    let clean = std::fs::read_to_string(out.join("synth-s102-000/detections.csv")).unwrap();
+    let clean = std::fs::read_to_string(out.join("synth-s102-000.svs/detections.csv")).unwrap();
     let above_half = clean
         .lines()
         .filter_map(|l| l.split(',').next()?.parse::<f32>().ok())

@@ -67,7 +67,7 @@ fn run_writes_features_h5_beside_the_safetensors() {
         "--features",
         "--quiet",
     ]);
-    let dir = out.join("synth-s101-000");
+    let dir = out.join("synth-s101-000.svs");
     let coords = check_against_safetensors(&dir.join("features.h5"), &dir.join("features.safetensors"));
     // The bundled architecture: 256-px tiles at 0.5 µm on a 0.5 µm slide.
     assert_eq!(attr_i64(&coords, "patch_size_level0"), 256);

@@ -82,7 +82,7 @@ fn writes_every_output_registered_to_the_slide() {
     assert_eq!(code, 0, "{err}");
     // The ground-truth masks beside the slides are flashslide's own images, not inputs.
     assert_eq!(outcomes(&out), vec!["done", "done"]);
-    let dir = out.join("synth-s101-000");
+    let dir = out.join("synth-s101-000.svs");
     for f in [
         "heatmap.png",
         "probability.tiff",
@@ -236,23 +236,16 @@ fn resumes_and_a_killed_run_leaves_nothing_counted_as_done() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         // Whatever exists, no slide counts as done without its summary and outputs.
-        for name in ["a", "b"] {
+        for name in ["a.svs", "b.svs"] {
             let dir = out.join(name);
             if dir.join("summary.json").exists() {
                 assert_eq!(outputs(&dir), outputs(&clean.join(name)));
             }
         }
-        // The dead worker's lock is still there: take it over at once for the rerun.
-        let (code, err) = run(&[
-            input.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-            "--stale-lock-seconds",
-            "0",
-        ]);
+        // The dead worker's lock is still there: its pid is gone, so it is taken at once.
+        let (code, err) = run(&[input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
         assert_eq!(code, 0, "{err}");
-        for name in ["a", "b"] {
+        for name in ["a.svs", "b.svs"] {
             assert_eq!(
                 outputs(&out.join(name)),
                 outputs(&clean.join(name)),
@@ -277,43 +270,47 @@ fn a_corrupt_slide_fails_alone_and_a_busy_one_is_left_to_its_worker() {
     let slides = r["slides"].as_array().unwrap();
     assert_eq!(slides.len(), 3);
     let by_name = |n: &str| slides.iter().find(|s| s["name"] == n).unwrap();
-    assert_eq!(by_name("good")["outcome"], "done");
-    for bad in ["truncated", "not-a-slide"] {
+    assert_eq!(by_name("good.svs")["outcome"], "done");
+    for bad in ["truncated.svs", "not-a-slide.svs"] {
         assert_eq!(by_name(bad)["outcome"], "failed");
         let reason = by_name(bad)["reason"].as_str().unwrap();
-        assert!(reason.contains(&format!("{bad}.svs")), "{reason}");
+        assert!(reason.contains(bad), "{reason}");
         assert!(!out.join(bad).join("summary.json").exists());
     }
     assert!(err.contains("truncated.svs: FAILED"), "{err}");
     // index.html shows the good slide's heatmap and links, and the failures with reasons.
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(
-        html.contains("good/heatmap.png") && html.contains("good/qupath.geojson"),
+        html.contains("good.svs/heatmap.png") && html.contains("good.svs/qupath.geojson"),
         "{html}"
     );
     assert!(html.contains("truncated") && html.contains("not-a-slide") && html.contains("2 failed"));
 
     // A live lock (fresh heartbeat) held by another worker: left alone, not a failure.
     let busy = tmp("run-busy");
-    std::fs::create_dir_all(busy.join("good")).unwrap();
+    std::fs::create_dir_all(busy.join("good.svs")).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     std::fs::write(
-        busy.join("good/.lock"),
+        busy.join("good.svs/.lock"),
         format!(r#"{{"host":"node9","pid":1,"heartbeat":{now}}}"#),
     )
     .unwrap();
-    let (code, _) = run(&[
+    let (code, err) = run(&[
         input.join("good.svs").to_str().unwrap(),
         "--out",
         busy.to_str().unwrap(),
-        "--quiet",
     ]);
-    assert_eq!(code, 0);
+    assert_eq!(code, 0, "{err}");
     assert_eq!(outcomes(&busy), vec!["busy"]);
-    assert!(!busy.join("good/summary.json").exists());
+    assert_eq!(report(&busy)["slides"][0]["holder"], "host node9, pid 1");
+    assert!(
+        err.contains("1 held by other live workers") && err.contains("good.svs (host node9, pid 1)"),
+        "{err}"
+    );
+    assert!(!busy.join("good.svs/summary.json").exists());
 }
 
 #[test]
@@ -353,9 +350,10 @@ fn a_region_of_interest_restricts_the_analysis_to_its_polygons() {
         "--quiet",
     ]);
     assert_eq!(code, 0, "{err}");
-    let geo: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("synth-s101-000/qupath.geojson")).unwrap())
-            .unwrap();
+    let geo: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("synth-s101-000.svs/qupath.geojson")).unwrap(),
+    )
+    .unwrap();
     let tiles: Vec<_> = geo["features"]
         .as_array()
         .unwrap()

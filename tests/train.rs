@@ -119,7 +119,7 @@ fn trains_checkpoints_and_reloads_deterministically() {
     assert_eq!((plot.width(), plot.height()), (900, 560));
     assert!(out
         .join("train-a")
-        .join("synth-s101-000")
+        .join("synth-s101-000.svs")
         .join("detections.csv")
         .is_file());
 }

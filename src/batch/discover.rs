@@ -1,8 +1,21 @@
 //! Which files are slides, what each one's output folder is called, and which shard of a
 //! cluster job takes it.
+//!
+//! The walk is safe on any share: it opens nothing but regular files (a FIFO, socket or
+//! device is skipped with a note, judged by its type before any open, a symlink by its
+//! target's), searches each directory once (by device and inode, so a symlink loop neither
+//! grows the walk nor finds a slide twice), goes at most [`MAX_DEPTH`] levels below an input,
+//! and tells slides from other files by cheap checks (extension, TIFF header, flashslide's own
+//! description in the first directory). The slide itself is opened by its own work, where a
+//! failure is that slide's alone.
 
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// A slide to analyse.
@@ -10,132 +23,369 @@ use std::path::{Path, PathBuf};
 pub struct SlideJob {
     pub path: PathBuf,
     /// Path relative to the input it was found under (the file name for a file given
-    /// directly): what shards hash and output names are made from.
+    /// directly): what shards hash.
     pub relative: String,
-    /// The output folder's name: safe on any file system, unique within the batch.
+    /// The output folder's name: see [`output_name`].
     pub name: String,
 }
+
+/// What a walk found: the slides, and what it skipped and why.
+pub struct Discovery {
+    pub jobs: Vec<SlideJob>,
+    pub notes: Vec<String>,
+}
+
+/// Directories deeper than this below an input are not searched (with a note).
+pub const MAX_DEPTH: usize = 64;
 
 /// Extensions of the formats flashslide reads; such a file is a slide even when its content
 /// is damaged (so that it is reported, not skipped).
 const SLIDE_EXTENSIONS: &[&str] = &["svs", "ndpi", "tif", "tiff", "btf", "scn", "bif"];
 
-/// flashslide's own images (ground-truth masks, probability maps) say so in their
-/// description: inputs of a run are slides, not those.
-fn is_flashslide_output(path: &Path) -> bool {
-    crate::slide::Slide::open(path).is_ok_and(|s| {
-        s.properties()
-            .get("tiff.ImageDescription")
-            .is_some_and(|d| d.starts_with("flashslide"))
-    })
+/// Entries of a first TIFF directory looked through for its description (real files have
+/// a few dozen).
+const MAX_ENTRIES: u64 = 4096;
+
+/// Opens a file for reading without ever blocking: should it have been replaced by a FIFO
+/// since its type was checked, the open returns at once and the type check fails.
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }
 
-/// A slide by content (a TIFF or BigTIFF header) or by extension.
-fn looks_like_slide(path: &Path) -> bool {
+/// The first ten bytes of the ImageDescription of the first directory of the TIFF or
+/// BigTIFF at `path`: the header, that directory's entries (up to [`MAX_ENTRIES`]) and those
+/// ten bytes are all it reads.
+fn description_head(path: &Path) -> Option<[u8; 10]> {
+    let mut f = open_regular(path).ok()?;
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head[..8]).ok()?;
+    let le = match &head[..2] {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    // An unsigned integer of 2, 4 or 8 bytes in the file's byte order.
+    let uint = |b: &[u8]| {
+        let mut a = [0u8; 8];
+        if le {
+            a[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(a)
+        } else {
+            a[8 - b.len()..].copy_from_slice(b);
+            u64::from_be_bytes(a)
+        }
+    };
+    let big = match uint(&head[2..4]) {
+        42 => false,
+        43 => true,
+        _ => return None,
+    };
+    // Classic: 2-byte entry count, 12-byte entries of 4-byte counts and values; BigTIFF: 8,
+    // 20 and 8.
+    let (count_len, word) = if big { (8, 8) } else { (2, 4) };
+    let ifd = if big {
+        f.read_exact(&mut head[8..16]).ok()?;
+        uint(&head[8..16])
+    } else {
+        uint(&head[4..8])
+    };
+    f.seek(SeekFrom::Start(ifd)).ok()?;
+    let mut count = [0u8; 8];
+    f.read_exact(&mut count[..count_len]).ok()?;
+    let entry_len = 4 + 2 * word;
+    let mut entries = vec![0u8; uint(&count[..count_len]).min(MAX_ENTRIES) as usize * entry_len];
+    f.read_exact(&mut entries).ok()?;
+    let entry = entries.chunks_exact(entry_len).find(|e| uint(&e[..2]) == 270)?;
+    // Ten bytes or more are never stored in the entry itself: the value is their offset.
+    if uint(&entry[4..4 + word]) < 10 {
+        return None;
+    }
+    f.seek(SeekFrom::Start(uint(&entry[4 + word..]))).ok()?;
+    let mut text = [0u8; 10];
+    f.read_exact(&mut text).ok()?;
+    Some(text)
+}
+
+/// A slide by extension or by content (a TIFF or BigTIFF header), unless it is one of
+/// flashslide's own images (ground-truth masks, probability maps), which say so in their
+/// description.
+fn is_slide(path: &Path) -> bool {
     let by_extension = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
     let mut magic = [0u8; 4];
-    let by_content = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+    let by_content = open_regular(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
         && matches!(&magic, b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+");
-    by_extension || by_content
+    (by_extension || by_content) && description_head(path) != Some(*b"flashslide")
+}
+
+/// A file's identity: device and inode, the same through every path to it.
+#[cfg(unix)]
+fn file_id(_path: &Path, meta: &Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn file_id(path: &Path, _meta: &Metadata) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .hash(&mut h);
+    (0, h.finish())
+}
+
+/// What kind of special file `meta` is, for a note.
+fn special_kind(meta: &Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "FIFO";
+        } else if t.is_socket() {
+            return "socket";
+        } else if t.is_block_device() || t.is_char_device() {
+            return "device";
+        }
+    }
+    let _ = meta;
+    "special file"
+}
+
+/// How a file or directory was reached: through how many symlinks, under which input, by
+/// which path below it. The least way names a slide, so that another path to it (a symlink,
+/// an overlapping input) never renames it, and directories are searched in this order, so
+/// that each is searched by its least way.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Way {
+    links: usize,
+    input: usize,
+    relative: Vec<OsString>,
+}
+
+impl Way {
+    fn relative_path(&self) -> PathBuf {
+        self.relative.iter().collect()
+    }
 }
 
 /// Every slide under `inputs` (files, and directories searched recursively), in a stable
-/// order. Unreadable directories are errors; hidden files and folders, and flashslide's own
-/// masks and probability maps, are skipped (a file given by name is always taken).
+/// order; see [`walk`].
 pub fn discover(inputs: &[PathBuf]) -> std::io::Result<Vec<SlideJob>> {
-    let mut found: Vec<(PathBuf, String)> = Vec::new();
-    for input in inputs {
-        let meta = std::fs::metadata(input).map_err(|e| with_path(input, e))?;
-        if meta.is_file() {
-            let name = input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            found.push((input.clone(), name));
+    walk(inputs).map(|d| d.jobs)
+}
+
+/// Every slide under `inputs` (files, and directories searched recursively), in a stable
+/// order, with notes on what was skipped. Unreadable directories are errors; hidden files
+/// and folders, special files, and flashslide's own masks and probability maps are skipped
+/// (a regular file given by name is always taken).
+pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
+    let mut notes = Vec::new();
+    let mut files: HashMap<(u64, u64), (Way, PathBuf)> = HashMap::new();
+    let mut take = |id, way: Way, path: PathBuf| {
+        let slot = files.entry(id).or_insert_with(|| (way.clone(), path.clone()));
+        if way < slot.0 {
+            *slot = (way, path);
+        }
+    };
+    let mut dirs = BinaryHeap::new();
+    for (input, path) in inputs.iter().enumerate() {
+        let meta = std::fs::metadata(path).map_err(|e| with_path(path, e))?;
+        let way = Way {
+            links: 0,
+            input,
+            relative: path.file_name().map(OsStr::to_os_string).into_iter().collect(),
+        };
+        if meta.is_dir() {
+            dirs.push(Reverse((
+                Way {
+                    relative: vec![],
+                    ..way
+                },
+                path.clone(),
+                file_id(path, &meta),
+            )));
+        } else if meta.is_file() {
+            take(file_id(path, &meta), way, path.clone());
+        } else {
+            notes.push(format!(
+                "{}: a {}, not a slide: skipped",
+                path.display(),
+                special_kind(&meta)
+            ));
+        }
+    }
+    let mut searched: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    while let Some(Reverse((way, dir, id))) = dirs.pop() {
+        if let Some(first) = searched.get(&id) {
+            notes.push(format!(
+                "{}: the same folder as {}, not searched again",
+                dir.display(),
+                first.display()
+            ));
             continue;
         }
-        let mut stack = vec![input.clone()];
-        while let Some(dir) = stack.pop() {
-            let mut entries: Vec<_> = std::fs::read_dir(&dir)
-                .map_err(|e| with_path(&dir, e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| with_path(&dir, e))?;
-            entries.sort_by_key(|e| e.file_name());
-            for entry in entries {
-                let path = entry.path();
-                if entry.file_name().to_string_lossy().starts_with('.') {
+        searched.insert(id, dir.clone());
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| with_path(&dir, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| with_path(&dir, e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            let mut child = way.clone();
+            child.relative.push(entry.file_name());
+            // Never stat through a link before knowing it is one; a link is judged by its
+            // target (stat does not open, so a FIFO cannot block it).
+            let link = entry.file_type().map_err(|e| with_path(&path, e))?.is_symlink();
+            let meta = if link {
+                child.links += 1;
+                std::fs::metadata(&path)
+            } else {
+                entry.metadata()
+            };
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) => {
+                    notes.push(format!("{}: {e}: skipped", path.display()));
                     continue;
                 }
-                if path.is_dir() {
-                    stack.push(path);
-                } else if looks_like_slide(&path) && !is_flashslide_output(&path) {
-                    let relative = path
-                        .strip_prefix(input)
-                        .unwrap_or(&path)
-                        .components()
-                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
-                        .join("/");
-                    found.push((path, relative));
+            };
+            if meta.is_dir() {
+                if child.relative.len() > MAX_DEPTH {
+                    notes.push(format!(
+                        "{}: more than {MAX_DEPTH} folders deep: not searched",
+                        path.display()
+                    ));
+                } else {
+                    dirs.push(Reverse((child, path.clone(), file_id(&path, &meta))));
                 }
+            } else if !meta.is_file() {
+                notes.push(format!(
+                    "{}: a {}, not a slide: skipped",
+                    path.display(),
+                    special_kind(&meta)
+                ));
+            } else if is_slide(&path) {
+                take(file_id(&path, &meta), child, path);
             }
         }
     }
-    found.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-    found.dedup_by(|a, b| a.0 == b.0);
-    let mut used = HashSet::new();
-    Ok(found
+    let mut found: Vec<(Way, PathBuf)> = files.into_values().collect();
+    found.sort_by_key(|(way, path)| (lossy(&way.relative_path()), path.clone()));
+    // Two inputs can hold the same relative path: those slides are named by their own
+    // absolute paths instead, which no other slide changes.
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for (way, _) in &found {
+        *uses.entry(output_name(&way.relative_path())).or_default() += 1;
+    }
+    let jobs = found
         .into_iter()
-        .map(|(path, relative)| {
-            let mut name = safe_name(&relative);
-            if !used.insert(name.clone()) {
-                name = format!("{name}-{}", &hex_hash(path.to_string_lossy().as_bytes())[..8]);
-                used.insert(name.clone());
+        .map(|(way, path)| {
+            let relative = way.relative_path();
+            let mut name = output_name(&relative);
+            if uses[&name] > 1 {
+                let absolute = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                name = hashed_name(&relative, &bytes(absolute.as_os_str()));
             }
-            SlideJob { path, relative, name }
+            SlideJob {
+                relative: lossy(&relative),
+                path,
+                name,
+            }
         })
-        .collect())
+        .collect();
+    Ok(Discovery { jobs, notes })
+}
+
+fn lossy(relative: &Path) -> String {
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn with_path(path: &Path, e: std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// The relative path without its extension, folders joined by "__", every character
-/// outside [A-Za-z0-9._-] replaced by '_' (so "a/b c.svs" → "a__b_c").
-pub fn safe_name(relative: &str) -> String {
-    let stem = match relative.rfind('.') {
-        Some(i) if i > relative.rfind('/').map_or(0, |j| j + 1) => &relative[..i],
-        _ => relative,
+/// A name's bytes (on Unix exactly; elsewhere as UTF-8, lossily).
+fn bytes(s: &OsStr) -> Cow<'_, [u8]> {
+    #[cfg(unix)]
+    return Cow::Borrowed(std::os::unix::ffi::OsStrExt::as_bytes(s));
+    #[cfg(not(unix))]
+    return Cow::Owned(s.to_string_lossy().into_owned().into_bytes());
+}
+
+/// Longest output folder name kept as it is (file systems allow 255 bytes).
+const MAX_NAME: usize = 200;
+
+fn safe_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// The output folder's name for a slide at `relative` (its path below the input it was
+/// found under), a function of that path alone. Folders are joined by "__", the extension
+/// kept: `s.tif` → `s.tif`, `a/b/s.svs` → `a__b__s.svs`. A path that this would not map
+/// one-to-one — a character outside [A-Za-z0-9._-], a part that is empty, starts with '.',
+/// starts or ends with '_' or holds "__", or a name over 200 bytes — has those characters
+/// replaced by '_' and `~` and 16 hex digits of the path's SHA-256 added before the
+/// extension (`a/b c.svs` → `a__b_c~<hash>.svs`); plain names hold no `~`, so the two kinds
+/// never meet.
+pub fn output_name(relative: &Path) -> String {
+    let parts: Vec<Cow<[u8]>> = relative.components().map(|c| bytes(c.as_os_str())).collect();
+    let plain = |p: &[u8]| {
+        !p.is_empty()
+            && !matches!(p[0], b'.' | b'_')
+            && p.last() != Some(&b'_')
+            && !p.windows(2).any(|w| w == b"__")
+            && p.iter().all(|&b| safe_byte(b))
     };
-    let name: String = stem
+    let joined = parts.join(&b"__"[..]);
+    if !parts.is_empty() && parts.iter().all(|p| plain(p)) && joined.len() <= MAX_NAME {
+        return String::from_utf8(joined).expect("only ASCII bytes");
+    }
+    hashed_name(relative, &parts.join(&b"/"[..]))
+}
+
+/// `relative` made safe, with a hash of `identity` before its extension.
+fn hashed_name(relative: &Path, identity: &[u8]) -> String {
+    let hash: String = Sha256::digest(identity)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let ext = relative
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .filter(|e| e.len() <= 16 && e.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map_or(String::new(), |e| format!(".{e}"));
+    let full = lossy(relative);
+    let stem: String = full[..full.len() - ext.len()]
         .split('/')
         .collect::<Vec<_>>()
         .join("__")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .bytes()
+        .map(|b| if safe_byte(b) { b as char } else { '_' })
+        .take(MAX_NAME - 40)
         .collect();
-    let name = name.trim_start_matches('.').to_string();
-    if name.is_empty() {
-        "slide".into()
-    } else {
-        name
-    }
-}
-
-fn hex_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    format!("{}~{hash}{ext}", stem.trim_start_matches('.'))
 }
 
 /// Whether shard `index` of `count` takes `job`: by a hash of its relative path, so adding
@@ -198,14 +448,45 @@ fn check_shard(index: usize, count: usize) -> Result<(usize, usize), String> {
 mod tests {
     use super::*;
 
+    fn name(relative: &str) -> String {
+        output_name(Path::new(relative))
+    }
+
     #[test]
-    fn names_are_safe_and_keep_folders_apart() {
-        assert_eq!(safe_name("a/b c.svs"), "a__b_c");
-        assert_eq!(safe_name("x/slide.1.ndpi"), "x__slide.1");
-        assert_eq!(safe_name(".hidden.svs"), "hidden");
-        assert_eq!(safe_name("..svs"), "slide");
-        assert_eq!(safe_name("weird:*?.tif"), "weird___");
-        assert_ne!(safe_name("a/s.svs"), safe_name("b/s.svs"));
+    fn names_are_safe_one_to_one_and_keep_the_extension() {
+        assert_eq!(name("s.tif"), "s.tif");
+        assert_eq!(name("x/slide.1.ndpi"), "x__slide.1.ndpi");
+        assert_ne!(name("s.tif"), name("s.svs"));
+        assert_ne!(name("a/s.svs"), name("b/s.svs"));
+        // Paths the plain rule would merge get a hash of themselves, never each other's name.
+        let hashed = [
+            "a/b c.svs",
+            "a__b_c.svs",
+            "a__b.svs",
+            "a/_b.svs",
+            "a_/b.svs",
+            ".hidden.svs",
+            "weird:*?.tif",
+            "é.svs",
+        ];
+        let mut all: Vec<String> = hashed.iter().map(|p| name(p)).collect();
+        assert_eq!(all[0], format!("a__b_c~{}.svs", &all[0][7..23]));
+        assert!(
+            all.iter()
+                .all(|n| n.contains('~') && n.bytes().all(|b| safe_byte(b) || b == b'~')),
+            "{all:?}"
+        );
+        assert!(!all[5].starts_with('.') && all[6].ends_with(".tif"));
+        all.push(name("a/b.svs"));
+        all.push(name("a/b_c.svs"));
+        assert_eq!(all.last().unwrap(), "a__b_c.svs");
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "{all:?}");
+        // Long paths stay within file-system limits.
+        let deep = vec!["folder"; 64].join("/") + "/s.svs";
+        assert!(name(&deep).len() < 255 && name(&deep).ends_with(".svs"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Many slides: each analysed into OUT/<name>/ with every output written under a temporary
-//! name and renamed, summary.json last (the mark of a finished slide); a slide whose
-//! summary matches its input fingerprint, model and settings is skipped (resume); a lock
-//! file keeps concurrent workers apart; a failure is recorded with its reason and the batch
-//! goes on.
+//! name and renamed, summary.json last (the mark of a finished slide) and a previous
+//! summary.json removed before any output is replaced; a slide whose summary matches its
+//! input fingerprint, model and settings is skipped (resume); a lock file keeps concurrent
+//! workers apart; a failure — an error or a panic anywhere in the slide's work — is recorded
+//! with its reason and the batch goes on.
 
 pub mod discover;
 pub mod fingerprint;
@@ -20,14 +21,15 @@ use crate::roi::Roi;
 use crate::slide::Slide;
 use discover::SlideJob;
 use fingerprint::{fingerprint, Fingerprint};
-use lock::SlideLock;
+use lock::{Acquired, SlideLock};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug)]
 pub struct BatchOptions {
@@ -70,19 +72,34 @@ impl BatchOptions {
     }
 
     /// What, besides the slide and the model, decides the outputs: a finished slide is
-    /// reused only under the same settings.
+    /// reused only under the same settings. Every value reads back as itself from
+    /// summary.json: no null (an absent `--mpp` is an absent key), no NaN.
     fn settings(&self) -> serde_json::Value {
-        serde_json::json!({
-            "mpp_override": self.mpp,
+        let mut settings = serde_json::json!({
             "features": self.features,
-            "threshold": self.threshold,
-            "detection_floor": self.detection_floor,
-            "nms_um": self.nms_um,
+            "threshold": number(self.threshold),
+            "detection_floor": number(self.detection_floor),
+            "nms_um": number(self.nms_um),
             "heatmap_px": self.heatmap_px,
-            "min_tissue": self.pipeline.min_tissue,
-            "tissue_mask_um": self.pipeline.tissue.mask_um,
-        })
+            "min_tissue": number(self.pipeline.min_tissue),
+            "tissue_mask_um": number(self.pipeline.tissue.mask_um),
+        });
+        if let Some(mpp) = self.mpp {
+            settings["mpp_override"] = number(mpp);
+        }
+        settings
     }
+}
+
+/// A setting as JSON: the number as written (0.6, not the f32's 0.6000000238418579), or
+/// for NaN and the infinities, which JSON numbers cannot hold (serde writes them as null,
+/// equal to an absent setting), their text, so that they still compare as themselves.
+fn number(v: impl Into<f64> + std::fmt::Display) -> serde_json::Value {
+    let text = v.to_string();
+    text.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::String(text), serde_json::Value::Number)
 }
 
 /// What a run records for a finished slide (OUT/<name>/summary.json).
@@ -159,10 +176,14 @@ pub enum Outcome {
     /// Finished by an earlier run with the same input, model and settings.
     Skipped,
     /// Another live worker holds its lock.
-    Busy,
+    Busy {
+        holder: String,
+    },
     Failed {
         reason: String,
     },
+    /// The run was stopped (a signal) before the slide was finished.
+    Interrupted,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -171,6 +192,16 @@ pub struct SlideReport {
     pub name: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// When the outcome was reached, in seconds since the epoch: of two runs' reports on
+    /// one slide, the newer one stands.
+    pub time: f64,
+}
+
+/// Seconds since the epoch.
+pub fn unix_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Progress, for the command line to show.
@@ -185,8 +216,9 @@ pub enum Event<'a> {
         total: usize,
     },
     SlideFinished {
+        index: usize,
         job: &'a SlideJob,
-        outcome: &'a Outcome,
+        report: &'a SlideReport,
     },
 }
 
@@ -211,7 +243,7 @@ pub fn run_batch<B: Backend>(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Vec<SlideReport> {
     use std::sync::mpsc::sync_channel;
-    type Step<T> = (usize, Instant, Result<Option<T>, SlideFailure>);
+    type Step<T> = (usize, Instant, Result<T, NotDone>);
     let (config, hash) = (&model.config, model.hash.as_str());
     std::thread::scope(|scope| {
         // Rendezvous channels: one slide planned ahead, one handed to the writer.
@@ -220,7 +252,7 @@ pub fn run_batch<B: Backend>(
         scope.spawn(move || {
             for (index, job) in jobs.iter().enumerate() {
                 let start = Instant::now();
-                let prepared = prepare(job, config, hash, options);
+                let prepared = contained(&job.path, || prepare(job, config, hash, options));
                 if prepared_tx.send((index, start, prepared)).is_err() {
                     break;
                 }
@@ -230,27 +262,31 @@ pub fn run_batch<B: Backend>(
             let mut reports = Vec::with_capacity(jobs.len());
             for (index, start, analysed) in analysed_rx {
                 let job = &jobs[index];
-                let written = analysed.and_then(|a| {
-                    a.map(|a| write_outputs(a, job, config, hash, options))
-                        .transpose()
-                });
-                let outcome = match written {
-                    Ok(Some(())) => Outcome::Done {
-                        seconds: start.elapsed().as_secs_f64(),
-                    },
-                    Ok(None) => Outcome::Busy,
-                    Err(SlideFailure::Skipped) => Outcome::Skipped,
-                    Err(SlideFailure::Failed(reason)) => Outcome::Failed { reason },
+                let written = analysed
+                    .and_then(|a| contained(&job.path, || write_outputs(a, job, config, hash, options)));
+                let (outcome, time) = match written {
+                    Ok(()) => (
+                        Outcome::Done {
+                            seconds: start.elapsed().as_secs_f64(),
+                        },
+                        unix_time(),
+                    ),
+                    Err(NotDone::Busy { holder, seen }) => (Outcome::Busy { holder }, seen),
+                    Err(NotDone::Skipped) => (Outcome::Skipped, unix_time()),
+                    Err(NotDone::Failed(reason)) => (Outcome::Failed { reason }, unix_time()),
                 };
-                on_event(Event::SlideFinished {
-                    job,
-                    outcome: &outcome,
-                });
-                reports.push(SlideReport {
+                let report = SlideReport {
                     slide: job.path.display().to_string(),
                     name: job.name.clone(),
                     outcome,
+                    time,
+                };
+                on_event(Event::SlideFinished {
+                    index,
+                    job,
+                    report: &report,
                 });
+                reports.push(report);
             }
             reports
         });
@@ -260,7 +296,8 @@ pub fn run_batch<B: Backend>(
                 total: jobs.len(),
                 job: &jobs[index],
             });
-            let analysed = prepared.and_then(|p| p.map(|p| analyse(p, model, options, on_event)).transpose());
+            let analysed =
+                prepared.and_then(|p| contained(&jobs[index].path, || analyse(p, model, options, on_event)));
             if analysed_tx.send((index, start, analysed)).is_err() {
                 break;
             }
@@ -270,13 +307,35 @@ pub fn run_batch<B: Backend>(
     })
 }
 
-enum SlideFailure {
+/// Why a slide's work stopped short of its outputs.
+enum NotDone {
     Skipped,
+    /// Another live worker holds the slide (seen at `seen`, seconds since the epoch).
+    Busy {
+        holder: String,
+        seen: f64,
+    },
     Failed(String),
 }
 
-fn failed(e: impl std::fmt::Display) -> SlideFailure {
-    SlideFailure::Failed(e.to_string())
+fn failed(e: impl std::fmt::Display) -> NotDone {
+    NotDone::Failed(e.to_string())
+}
+
+/// `work`, with a panic anywhere in it (a reader's bug on a hostile file, say) made the
+/// slide's failure instead of the batch's end.
+fn contained<T>(slide: &Path, work: impl FnOnce() -> Result<T, NotDone>) -> Result<T, NotDone> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(NotDone::Failed(format!(
+            "{}: internal error (a panic: {message})",
+            slide.display()
+        )))
+    })
 }
 
 /// Whether `dir` holds a finished result for this input, model and settings.
@@ -312,64 +371,62 @@ struct Analysed {
     device_memory_bytes: Option<u64>,
 }
 
-/// Locks, opens and plans a slide: Ok(None) when another worker has it.
+/// Locks, opens and plans a slide.
 fn prepare(
     job: &SlideJob,
     config: &ModelConfig,
     hash: &str,
     options: &BatchOptions,
-) -> Result<Option<Prepared>, SlideFailure> {
+) -> Result<Prepared, NotDone> {
     let started = Instant::now();
     let dir = options.out.join(&job.name);
     let roi_path = roi_for(job, options.roi.as_deref());
     let mut settings = options.settings();
     // The region of interest decides the outputs too: its content, not just its name.
-    settings["roi_sha256"] = match &roi_path {
-        Some(p) => {
-            let bytes = std::fs::read(p).map_err(|e| failed(format!("{}: {e}", p.display())))?;
-            serde_json::Value::String(
-                sha2::Sha256::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect(),
-            )
-        }
-        None => serde_json::Value::Null,
-    };
+    if let Some(p) = &roi_path {
+        let bytes = std::fs::read(p).map_err(|e| failed(format!("{}: {e}", p.display())))?;
+        settings["roi_sha256"] = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into();
+    }
     let print = fingerprint(&job.path).map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
     if finished(&dir, &print, hash, &settings) {
-        return Err(SlideFailure::Skipped);
+        return Err(NotDone::Skipped);
     }
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
-    let Some(lock) = SlideLock::acquire(&dir.join(".lock"), options.stale_lock, options.heartbeat)
+    let lock = match SlideLock::acquire(&dir.join(".lock"), options.stale_lock, options.heartbeat)
         .map_err(|e| failed(format!("{}: {e}", dir.display())))?
-    else {
-        return Ok(None);
+    {
+        Acquired::Locked(lock) => lock,
+        Acquired::Held(holder) => {
+            return Err(NotDone::Busy {
+                holder,
+                seen: unix_time(),
+            })
+        }
     };
     // Another worker may have finished it between the check and the lock.
     if finished(&dir, &print, hash, &settings) {
-        return Err(SlideFailure::Skipped);
+        return Err(NotDone::Skipped);
     }
+    // The folder stops counting as finished before any of its outputs is replaced: a run
+    // killed half-way through leaves no summary over outputs of other settings.
+    let summary = dir.join("summary.json");
+    crate::atomic::remove_durably(&summary).map_err(|e| failed(format!("{}: {e}", summary.display())))?;
     crate::atomic::remove_partials(&dir);
     let roi = roi_path.as_deref().map(Roi::load).transpose().map_err(failed)?;
     let slide = Slide::open(&job.path).map_err(failed)?;
-    let (mpp, mpp_source) = match (options.mpp, slide.mpp()) {
-        (Some(m), _) => (m, "--mpp".to_string()),
-        (None, Some(m)) => (m.x, m.source.clone()),
-        (None, None) => {
-            return Err(failed(format!(
-                "{}: the slide does not state its pixel size; pass --mpp",
-                job.path.display()
-            )))
-        }
-    };
+    let (mpp, mpp_source) = crate::pipeline::slide_mpp(&slide, options.mpp)
+        .map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
     let restrict = |mask: &mut crate::tissue::TissueMask| {
         if let Some(roi) = &roi {
             roi.restrict(mask)
         }
     };
     let planned = plan_slide(&slide, mpp, config, &options.pipeline, &restrict).map_err(failed)?;
-    Ok(Some(Prepared {
+    Ok(Prepared {
         slide: InProgress {
             dir,
             _lock: lock,
@@ -380,7 +437,7 @@ fn prepare(
             started,
         },
         planned,
-    }))
+    })
 }
 
 /// Both stages of the model over a prepared slide.
@@ -389,7 +446,7 @@ fn analyse<B: Backend>(
     model: &Model<B>,
     options: &BatchOptions,
     on_event: &dyn Fn(Event),
-) -> Result<Analysed, SlideFailure> {
+) -> Result<Analysed, NotDone> {
     let Prepared { slide, planned } = prepared;
     let analysis = analyse_planned(&slide.slide, planned, model, &options.pipeline, &|done, total| {
         on_event(Event::Tiles { done, total })
@@ -411,7 +468,7 @@ fn write_outputs(
     config: &ModelConfig,
     hash: &str,
     options: &BatchOptions,
-) -> Result<(), SlideFailure> {
+) -> Result<(), NotDone> {
     let Analysed {
         slide:
             InProgress {
@@ -448,7 +505,7 @@ fn write_outputs(
     // The outputs are independent: written side by side, each with the seconds it took.
     let regions = OnceLock::new();
     let detections = OnceLock::new();
-    type Write<'a> = Box<dyn Fn() -> Result<(), SlideFailure> + Sync + 'a>;
+    type Write<'a> = Box<dyn Fn() -> Result<(), NotDone> + Sync + 'a>;
     let mut writes: Vec<(&str, Write)> = vec![
         (
             "heatmap.png",
@@ -536,7 +593,7 @@ fn write_outputs(
             write()?;
             Ok((name.to_string(), t.elapsed().as_secs_f64()))
         })
-        .collect::<Result<_, SlideFailure>>()?;
+        .collect::<Result<_, NotDone>>()?;
     drop(writes);
     let regions = regions.into_inner().expect("qupath.geojson traced them");
     let detections = detections.into_inner().expect("detections.csv found them");
@@ -587,12 +644,92 @@ fn roi_for(job: &SlideJob, roi: Option<&Path>) -> Option<PathBuf> {
     Some(roi.join(format!("{stem}.geojson"))).filter(|p| p.is_file())
 }
 
-/// Writes the batch report (every slide's outcome, failures with their reasons).
-pub fn write_report(path: &Path, reports: &[SlideReport]) -> std::io::Result<()> {
+/// Writes the batch report at `path`: every slide's outcome (failures with their reasons,
+/// busy slides with their holder) and `notes` on what discovery skipped. Runs sharing an
+/// output folder merge their views: under a short lock (`.NAME.lock` beside it), the report
+/// there is read, and for each slide (by folder name) the newer outcome kept.
+pub fn write_report(path: &Path, reports: &[SlideReport], notes: &[String]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let _lock = report_lock(&path.with_file_name(format!(".{name}.lock")));
+    let earlier: serde_json::Value = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut slides: BTreeMap<String, serde_json::Value> = earlier["slides"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["name"].as_str()?.to_string(), s.clone())))
+        .collect();
+    for report in reports {
+        let report = serde_json::to_value(report).map_err(std::io::Error::other)?;
+        let name = report["name"].as_str().unwrap_or_default().to_string();
+        let older = |s: &serde_json::Value| {
+            s["time"].as_f64().unwrap_or(0.0) <= report["time"].as_f64().unwrap_or(0.0)
+        };
+        if slides.get(&name).is_none_or(older) {
+            slides.insert(name, report);
+        }
+    }
     let text = serde_json::to_string_pretty(&serde_json::json!({
         "software": format!("flashslide {}", env!("CARGO_PKG_VERSION")),
-        "slides": reports,
+        "slides": slides.into_values().collect::<Vec<_>>(),
+        "skipped_files": notes,
     }))
     .map_err(std::io::Error::other)?;
     crate::atomic::write_bytes(path, text.as_bytes())
+}
+
+/// The report's lock, waited for up to half a minute (a report is written in milliseconds;
+/// a dead writer's lock is taken over as any slide's), else None: the report is then
+/// written without it rather than not at all.
+fn report_lock(path: &Path) -> Option<SlideLock> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match SlideLock::acquire(path, Duration::from_secs(30), Duration::from_secs(5)) {
+            Ok(Acquired::Locked(lock)) => return Some(lock),
+            Ok(Acquired::Held(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_slides_work_is_that_slides_failure() {
+        let outcome = contained(Path::new("/slides/x.svs"), || -> Result<(), NotDone> {
+            panic!("index out of bounds")
+        });
+        match outcome {
+            Err(NotDone::Failed(reason)) => assert_eq!(
+                reason,
+                "/slides/x.svs: internal error (a panic: index out of bounds)"
+            ),
+            _ => panic!("not a failure"),
+        }
+    }
+
+    #[test]
+    fn settings_read_back_as_themselves() {
+        let mut options = BatchOptions::new("out".into());
+        options.threshold = 0.6;
+        let plain = options.settings();
+        assert_eq!(plain["threshold"], 0.6);
+        assert!(plain.get("mpp_override").is_none(), "no --mpp, no key: {plain}");
+        options.mpp = Some(f64::NAN);
+        let nan = options.settings();
+        assert_eq!(nan["mpp_override"], "NaN");
+        for s in [plain.clone(), nan.clone()] {
+            let back: serde_json::Value = serde_json::from_str(&s.to_string()).unwrap();
+            assert_eq!(back, s);
+        }
+        assert_ne!(plain, nan);
+    }
 }

@@ -2,13 +2,16 @@ use super::device::{self, Device};
 use anyhow::{bail, Result};
 use clap::Args;
 use flashslide::backend::{Backend, Selected};
-use flashslide::batch::discover::{discover, in_shard, parse_shard, shard_from_env};
-use flashslide::batch::{check_output_dir, run_batch, write_report, BatchOptions, Event, Outcome};
+use flashslide::batch::discover::{in_shard, parse_shard, shard_from_env, walk};
+use flashslide::batch::{
+    check_output_dir, run_batch, unix_time, write_report, BatchOptions, Event, Outcome, SlideReport,
+};
 use flashslide::model::Model;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -59,10 +62,112 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    // Before any thread is started, so that every one inherits the mask.
+    let termination = Termination::block();
     match device::open(args.device, args.quiet)? {
-        Selected::Cpu(b) => run_on(args, &b),
-        Selected::Cuda(b) => run_on(args, &b),
+        Selected::Cpu(b) => run_on(args, &b, termination),
+        Selected::Cuda(b) => run_on(args, &b, termination),
     }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (what SLURM and Kubernetes send), blocked in every thread
+/// and waited for by one of their own: a signal never stops a thread at a random point, and
+/// that thread writes what the batch has so far before the process exits (128 + the
+/// signal's number: 130, 143). SIGKILL cannot be caught: the dead lock holder's pid lets the
+/// next run take its slides at once.
+#[cfg(unix)]
+#[derive(Clone, Copy)]
+struct Termination(libc::sigset_t);
+
+#[cfg(unix)]
+impl Termination {
+    fn block() -> Termination {
+        // SAFETY: `set` is plain data, initialised by sigemptyset before it is read;
+        // pthread_sigmask reads it and changes only this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Termination(set)
+        }
+    }
+
+    /// Waits for one of the signals; its number and name.
+    fn wait(&self) -> (i32, &'static str) {
+        let mut signal = 0;
+        // SAFETY: the set was initialised by `block`; sigwait writes one int.
+        while unsafe { libc::sigwait(&self.0, &mut signal) } != 0 {}
+        (
+            signal,
+            if signal == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            },
+        )
+    }
+}
+
+/// Elsewhere the signals keep their default action.
+#[cfg(not(unix))]
+#[derive(Clone, Copy)]
+struct Termination;
+
+#[cfg(not(unix))]
+impl Termination {
+    fn block() -> Termination {
+        Termination
+    }
+
+    fn wait(&self) -> (i32, &'static str) {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+/// Every slide's outcome so far (those not finished: interrupted), shared with the thread
+/// that waits for signals; None once the final report is written.
+type Tally = Arc<Mutex<Option<Vec<SlideReport>>>>;
+
+/// The report and index.html, from `reports`.
+fn write_results(out: &Path, report_name: &str, reports: &[SlideReport], notes: &[String]) -> Result<()> {
+    write_report(&out.join(report_name), reports, notes)?;
+    flashslide::export::index::write_index(out)?;
+    Ok(())
+}
+
+/// On a signal: the report of the slides finished so far, the others marked interrupted,
+/// the locks released, and exit.
+fn on_signal(termination: Termination, tally: Tally, out: PathBuf, report_name: String, notes: Vec<String>) {
+    let (signal, name) = termination.wait();
+    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut reports) = tally.take() else {
+        return; // the batch is over and its report written: it exits by itself
+    };
+    let now = unix_time();
+    for r in reports
+        .iter_mut()
+        .filter(|r| matches!(r.outcome, Outcome::Interrupted))
+    {
+        r.time = now;
+    }
+    flashslide::batch::lock::release_all();
+    let written = write_results(&out, &report_name, &reports, &notes);
+    let finished = reports
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Interrupted))
+        .count();
+    eprintln!(
+        "flashslide: stopped by {}: {finished} of {} slides had an outcome, the others are marked interrupted; report: {}{}",
+        name,
+        reports.len(),
+        out.join(&report_name).display(),
+        written.err().map_or(String::new(), |e| format!(" (not written: {e:#})"))
+    );
+    std::process::exit(128 + signal);
 }
 
 /// The bundled model's directory, as a path from the working directory or from the
@@ -81,7 +186,7 @@ fn bundled_model() -> Result<PathBuf> {
         })
 }
 
-fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
+fn run_on<B: Backend>(args: RunArgs, backend: &B, termination: Termination) -> Result<ExitCode> {
     let shard = match &args.shard {
         Some(s) => Some(parse_shard(s).map_err(anyhow::Error::msg)?),
         None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
@@ -101,9 +206,45 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
         );
     }
     check_output_dir(&args.out).map_err(anyhow::Error::msg)?;
-    let mut jobs = discover(&args.inputs)?;
+    let discovery = walk(&args.inputs)?;
+    let (mut jobs, notes) = (discovery.jobs, discovery.notes);
     if let Some((i, n)) = shard {
         jobs.retain(|j| in_shard(j, i, n));
+    }
+    if !args.quiet {
+        const SHOWN: usize = 20;
+        for note in notes.iter().take(SHOWN) {
+            eprintln!("flashslide: note: {note}");
+        }
+        if notes.len() > SHOWN {
+            eprintln!(
+                "flashslide: and {} more notes (in the report)",
+                notes.len() - SHOWN
+            );
+        }
+    }
+    let report_name = match shard {
+        Some((i, n)) => format!("batch-report-shard-{i}-of-{n}.json"),
+        None => "batch-report.json".into(),
+    };
+    let tally: Tally = Arc::new(Mutex::new(Some(
+        jobs.iter()
+            .map(|j| SlideReport {
+                slide: j.path.display().to_string(),
+                name: j.name.clone(),
+                outcome: Outcome::Interrupted,
+                time: 0.0,
+            })
+            .collect(),
+    )));
+    {
+        let (tally, out, report_name, notes) = (
+            tally.clone(),
+            args.out.clone(),
+            report_name.clone(),
+            notes.clone(),
+        );
+        std::thread::spawn(move || on_signal(termination, tally, out, report_name, notes));
     }
     let mut options = BatchOptions::new(args.out.clone());
     options.mpp = args.mpp;
@@ -153,13 +294,20 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
             tiles_bar.set_length(total as u64);
             tiles_bar.set_position(done as u64);
         }
-        Event::SlideFinished { job, outcome } => {
+        Event::SlideFinished { index, job, report } => {
+            if let Some(reports) = tally.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                reports[index] = report.clone();
+            }
             slides_bar.inc(1);
+            let outcome = &report.outcome;
             let line = match outcome {
                 Outcome::Done { seconds } => format!("{}: done in {seconds:.1} s", job.relative),
                 Outcome::Skipped => format!("{}: already done, skipped", job.relative),
-                Outcome::Busy => format!("{}: another worker has it, skipped", job.relative),
+                Outcome::Busy { holder } => {
+                    format!("{}: held by another worker ({holder}), left to it", job.relative)
+                }
                 Outcome::Failed { reason } => format!("{}: FAILED: {reason}", job.relative),
+                Outcome::Interrupted => format!("{}: interrupted", job.relative),
             };
             if matches!(outcome, Outcome::Failed { .. }) && !log {
                 bars.suspend(|| eprintln!("flashslide: {line}"));
@@ -170,28 +318,35 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B) -> Result<ExitCode> {
     });
     slides_bar.finish_and_clear();
     tiles_bar.finish_and_clear();
-    let report_name = match shard {
-        Some((i, n)) => format!("batch-report-shard-{i}-of-{n}.json"),
-        None => "batch-report.json".into(),
-    };
-    write_report(&args.out.join(&report_name), &reports)?;
-    flashslide::export::index::write_index(&args.out)?;
-    let failed = reports
+    {
+        // Under the tally's lock, so that a signal now neither writes a report of its own
+        // nor cuts this one short.
+        let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+        write_results(&args.out, &report_name, &reports, &notes)?;
+        *tally = None;
+    }
+    let count = |f: fn(&Outcome) -> bool| reports.iter().filter(|r| f(&r.outcome)).count();
+    let failed = count(|o| matches!(o, Outcome::Failed { .. }));
+    let held: Vec<String> = reports
         .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
-        .count();
+        .filter_map(|r| match &r.outcome {
+            Outcome::Busy { holder } => Some(format!("{} ({holder})", r.slide)),
+            _ => None,
+        })
+        .collect();
     if !args.quiet {
-        let done = reports
-            .iter()
-            .filter(|r| matches!(r.outcome, Outcome::Done { .. }))
-            .count();
-        let skipped = reports.len() - done - failed;
         eprintln!(
-            "flashslide: {done} analysed, {skipped} skipped, {failed} failed; report: {}, index: {}",
+            "flashslide: {} analysed, {} already done, {failed} failed, {} held by other live workers{}; report: {}, index: {}",
+            count(|o| matches!(o, Outcome::Done { .. })),
+            count(|o| matches!(o, Outcome::Skipped)),
+            held.len(),
+            if held.is_empty() { String::new() } else { format!(" ({})", held.join(", ")) },
             args.out.join(report_name).display(),
             args.out.join("index.html").display()
         );
     }
+    // Every slide done, already done, or held by a live worker (the lock rule takes a dead
+    // one's at once): 0.
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -1,7 +1,8 @@
 //! OUT/index.html: one static page over a whole output directory — every finished slide's
-//! heatmap, key numbers and links to its files, then the failures with their reasons (from
-//! every batch report there, so the shards of a cluster job show up together). Built from
-//! what is on disk, so it also covers slides finished by earlier runs.
+//! heatmap, key numbers and links to its files, then the failures with their reasons and the
+//! slides not finished (interrupted, or held by another worker), from every batch report
+//! there, so the shards of a cluster job show up together. Built from what is on disk, so it
+//! also covers slides finished by earlier runs.
 
 use super::write_atomically;
 use crate::batch::Summary;
@@ -33,6 +34,7 @@ fn href(name: &str, file: &str) -> String {
 pub fn write_index(out: &Path) -> std::io::Result<()> {
     let mut finished: BTreeMap<String, Summary> = BTreeMap::new();
     let mut failures: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut unfinished: BTreeMap<String, (String, String)> = BTreeMap::new();
     for entry in std::fs::read_dir(out)?.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -49,14 +51,25 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default();
             for s in report["slides"].as_array().into_iter().flatten() {
-                if s["outcome"] == "failed" {
-                    let field = |k: &str| s[k].as_str().unwrap_or("").to_string();
-                    failures.insert(field("name"), (field("slide"), field("reason")));
+                let field = |k: &str| s[k].as_str().unwrap_or("").to_string();
+                match s["outcome"].as_str() {
+                    Some("failed") => {
+                        failures.insert(field("name"), (field("slide"), field("reason")));
+                    }
+                    Some("interrupted") => {
+                        unfinished.insert(field("name"), (field("slide"), "interrupted".into()));
+                    }
+                    Some("busy") => {
+                        let why = format!("held by another worker ({})", field("holder"));
+                        unfinished.insert(field("name"), (field("slide"), why));
+                    }
+                    _ => {}
                 }
             }
         }
     }
     failures.retain(|name, _| !finished.contains_key(name));
+    unfinished.retain(|name, _| !finished.contains_key(name) && !failures.contains_key(name));
     write_atomically(&out.join("index.html"), |f| {
         writeln!(
             f,
@@ -103,9 +116,12 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
             writeln!(f, "</p></div>")?;
         }
         writeln!(f, "</div>")?;
-        if !failures.is_empty() {
-            writeln!(f, "<h2 class=\"fail\">Failed</h2><ul>")?;
-            for (name, (slide, reason)) in &failures {
+        for (title, class, list) in [("Failed", "fail", &failures), ("Not finished", "", &unfinished)] {
+            if list.is_empty() {
+                continue;
+            }
+            writeln!(f, "<h2 class=\"{class}\">{title}</h2><ul>")?;
+            for (name, (slide, reason)) in list {
                 writeln!(
                     f,
                     "<li><b>{}</b> ({}): {}</li>",
