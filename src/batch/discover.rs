@@ -48,7 +48,7 @@ const MAX_ENTRIES: u64 = 4096;
 
 /// Opens a file for reading without ever blocking: should it have been replaced by a FIFO
 /// since its type was checked, the open returns at once and the type check fails.
-fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]

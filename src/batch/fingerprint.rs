@@ -17,7 +17,8 @@ pub struct Fingerprint {
 const MIB: u64 = 1 << 20;
 
 pub fn fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
-    let mut f = std::fs::File::open(path)?;
+    // Not blocking should the slide have become a FIFO since the walk saw a file.
+    let mut f = super::discover::open_regular(path)?;
     let meta = f.metadata()?;
     let size = meta.len();
     let modified = meta

@@ -64,9 +64,12 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     // Before any thread is started, so that every one inherits the mask.
     let termination = Termination::block();
+    let stage: Tally = Arc::new(Mutex::new(Stage::Starting));
+    let waiting = stage.clone();
+    std::thread::spawn(move || on_signal(termination, waiting));
     match device::open(args.device, args.quiet)? {
-        Selected::Cpu(b) => run_on(args, &b, termination),
-        Selected::Cuda(b) => run_on(args, &b, termination),
+        Selected::Cpu(b) => run_on(args, &b, stage),
+        Selected::Cuda(b) => run_on(args, &b, stage),
     }
 }
 
@@ -128,9 +131,23 @@ impl Termination {
     }
 }
 
-/// Every slide's outcome so far (those not finished: interrupted), shared with the thread
-/// that waits for signals; None once the final report is written.
-type Tally = Arc<Mutex<Option<Vec<SlideReport>>>>;
+/// Where the batch is, for the thread that waits for signals.
+enum Stage {
+    /// Nothing locked or written yet (the model loads, the inputs are searched).
+    Starting,
+    /// Every slide's outcome so far (those without one: interrupted), and where the report
+    /// goes.
+    Running {
+        reports: Vec<SlideReport>,
+        out: PathBuf,
+        report_name: String,
+        notes: Vec<String>,
+    },
+    /// The final report is written: the process exits by itself.
+    Over,
+}
+
+type Tally = Arc<Mutex<Stage>>;
 
 /// The report and index.html, from `reports`.
 fn write_results(out: &Path, report_name: &str, reports: &[SlideReport], notes: &[String]) -> Result<()> {
@@ -141,32 +158,37 @@ fn write_results(out: &Path, report_name: &str, reports: &[SlideReport], notes: 
 
 /// On a signal: the report of the slides finished so far, the others marked interrupted,
 /// the locks released, and exit.
-fn on_signal(termination: Termination, tally: Tally, out: PathBuf, report_name: String, notes: Vec<String>) {
+fn on_signal(termination: Termination, stage: Tally) {
     let (signal, name) = termination.wait();
-    let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(mut reports) = tally.take() else {
-        return; // the batch is over and its report written: it exits by itself
-    };
-    let now = unix_time();
-    for r in reports
-        .iter_mut()
-        .filter(|r| matches!(r.outcome, Outcome::Interrupted))
-    {
-        r.time = now;
+    let mut stage = stage.lock().unwrap_or_else(|e| e.into_inner());
+    match std::mem::replace(&mut *stage, Stage::Over) {
+        Stage::Starting => eprintln!("flashslide: stopped by {name} before any slide was started"),
+        Stage::Running {
+            mut reports,
+            out,
+            report_name,
+            notes,
+        } => {
+            let now = unix_time();
+            let mut finished = reports.len();
+            for r in reports
+                .iter_mut()
+                .filter(|r| matches!(r.outcome, Outcome::Interrupted))
+            {
+                r.time = now;
+                finished -= 1;
+            }
+            flashslide::batch::lock::release_all();
+            let written = write_results(&out, &report_name, &reports, &notes);
+            eprintln!(
+                "flashslide: stopped by {name}: {finished} of {} slides had an outcome, the others are marked interrupted; report: {}{}",
+                reports.len(),
+                out.join(&report_name).display(),
+                written.err().map_or(String::new(), |e| format!(" (not written: {e:#})"))
+            );
+        }
+        Stage::Over => return, // the batch is over and its report written
     }
-    flashslide::batch::lock::release_all();
-    let written = write_results(&out, &report_name, &reports, &notes);
-    let finished = reports
-        .iter()
-        .filter(|r| !matches!(r.outcome, Outcome::Interrupted))
-        .count();
-    eprintln!(
-        "flashslide: stopped by {}: {finished} of {} slides had an outcome, the others are marked interrupted; report: {}{}",
-        name,
-        reports.len(),
-        out.join(&report_name).display(),
-        written.err().map_or(String::new(), |e| format!(" (not written: {e:#})"))
-    );
     std::process::exit(128 + signal);
 }
 
@@ -186,7 +208,7 @@ fn bundled_model() -> Result<PathBuf> {
         })
 }
 
-fn run_on<B: Backend>(args: RunArgs, backend: &B, termination: Termination) -> Result<ExitCode> {
+fn run_on<B: Backend>(args: RunArgs, backend: &B, stage: Tally) -> Result<ExitCode> {
     let shard = match &args.shard {
         Some(s) => Some(parse_shard(s).map_err(anyhow::Error::msg)?),
         None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
@@ -227,8 +249,9 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B, termination: Termination) -> R
         Some((i, n)) => format!("batch-report-shard-{i}-of-{n}.json"),
         None => "batch-report.json".into(),
     };
-    let tally: Tally = Arc::new(Mutex::new(Some(
-        jobs.iter()
+    *stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Running {
+        reports: jobs
+            .iter()
             .map(|j| SlideReport {
                 slide: j.path.display().to_string(),
                 name: j.name.clone(),
@@ -236,16 +259,10 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B, termination: Termination) -> R
                 time: 0.0,
             })
             .collect(),
-    )));
-    {
-        let (tally, out, report_name, notes) = (
-            tally.clone(),
-            args.out.clone(),
-            report_name.clone(),
-            notes.clone(),
-        );
-        std::thread::spawn(move || on_signal(termination, tally, out, report_name, notes));
-    }
+        out: args.out.clone(),
+        report_name: report_name.clone(),
+        notes: notes.clone(),
+    };
     let mut options = BatchOptions::new(args.out.clone());
     options.mpp = args.mpp;
     options.features = args.features;
@@ -295,7 +312,7 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B, termination: Termination) -> R
             tiles_bar.set_position(done as u64);
         }
         Event::SlideFinished { index, job, report } => {
-            if let Some(reports) = tally.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            if let Stage::Running { reports, .. } = &mut *stage.lock().unwrap_or_else(|e| e.into_inner()) {
                 reports[index] = report.clone();
             }
             slides_bar.inc(1);
@@ -319,11 +336,11 @@ fn run_on<B: Backend>(args: RunArgs, backend: &B, termination: Termination) -> R
     slides_bar.finish_and_clear();
     tiles_bar.finish_and_clear();
     {
-        // Under the tally's lock, so that a signal now neither writes a report of its own
+        // Under the stage's lock, so that a signal now neither writes a report of its own
         // nor cuts this one short.
-        let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stage = stage.lock().unwrap_or_else(|e| e.into_inner());
         write_results(&args.out, &report_name, &reports, &notes)?;
-        *tally = None;
+        *stage = Stage::Over;
     }
     let count = |f: fn(&Outcome) -> bool| reports.iter().filter(|r| f(&r.outcome)).count();
     let failed = count(|o| matches!(o, Outcome::Failed { .. }));
