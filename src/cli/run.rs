@@ -53,7 +53,8 @@ pub struct RunArgs {
     /// Decode tiles on the CPU even where the GPU's JPEG decoder could (for comparisons)
     #[arg(long)]
     cpu_decoding: bool,
-    /// Take over a slide's lock when its heartbeat is older than this many seconds
+    /// Take over a slide's lock held from another host when its heartbeat is older than this
+    /// many seconds (on this host a lock is taken over as soon as its process is gone)
     #[arg(long, default_value_t = 600)]
     stale_lock_seconds: u64,
     /// No progress bars or log lines (errors still print)
