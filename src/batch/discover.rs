@@ -490,6 +490,35 @@ mod tests {
     }
 
     #[test]
+    fn the_same_relative_path_under_two_inputs_is_named_by_each_ones_own_path() {
+        let root = std::env::temp_dir().join(format!("flashslide-discover-{}", std::process::id()));
+        let (a, b) = (root.join("a"), root.join("b"));
+        for dir in [&a, &b] {
+            std::fs::create_dir_all(dir.join("sub")).unwrap();
+            std::fs::write(dir.join("sub/s.svs"), dir.to_string_lossy().as_bytes()).unwrap();
+        }
+        let names = |inputs: &[&PathBuf]| -> Vec<String> {
+            let inputs: Vec<PathBuf> = inputs.iter().map(|p| p.to_path_buf()).collect();
+            walk(&inputs).unwrap().jobs.into_iter().map(|j| j.name).collect()
+        };
+        assert_eq!(names(&[&a]), ["sub__s.svs"]);
+        let both = names(&[&a, &b]);
+        assert!(
+            both[0] != both[1]
+                && both
+                    .iter()
+                    .all(|n| n.starts_with("sub__s~") && n.ends_with(".svs"))
+        );
+        // Each one's name is its own: the order of the inputs does not swap them.
+        let mut swapped = names(&[&b, &a]);
+        swapped.sort();
+        let mut sorted = both.clone();
+        sorted.sort();
+        assert_eq!(swapped, sorted);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn shards_split_every_slide_once_and_stay_put() {
         let jobs: Vec<SlideJob> = (0..200)
             .map(|i| SlideJob {
