@@ -37,6 +37,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             "vendor": slide.vendor(),
             "levels": levels,
             "mpp": slide.mpp().map(|m| json!({"x": m.x, "y": m.y, "source": m.source})),
+            "mpp_problem": slide.mpp_problem(),
             "objective_power": slide.objective_power(),
             "associated": associated,
             "properties": slide.properties(),
@@ -60,7 +61,10 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             );
         }
         None => {
-            println!("  MPP               unknown (the file does not say)");
+            match slide.mpp_problem() {
+                Some(problem) => println!("  MPP               unknown: {problem}; pass --mpp to run"),
+                None => println!("  MPP               unknown (the file does not say)"),
+            }
             println!("  size              {w} x {h} px");
         }
     }

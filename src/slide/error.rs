@@ -19,6 +19,24 @@ pub enum SlideErrorKind {
         "region of {width}x{height} pixels exceeds the cap of {cap} pixels (raise it with --max-pixels)"
     )]
     RegionTooLarge { width: u64, height: u64, cap: u64 },
+    /// An error reading one tile, and which: `image` is "level N" or an associated image.
+    #[error("{image}, tile at column {col}, row {row}: {kind}")]
+    Tile {
+        image: String,
+        col: u64,
+        row: u64,
+        kind: Box<SlideErrorKind>,
+    },
+}
+
+impl SlideErrorKind {
+    /// The error itself, without the tile it happened in.
+    pub fn root(&self) -> &SlideErrorKind {
+        match self {
+            SlideErrorKind::Tile { kind, .. } => kind.root(),
+            other => other,
+        }
+    }
 }
 
 /// An error of the slide reader for one file.
@@ -40,7 +58,7 @@ impl SlideError {
     /// True when the file is of a kind flashslide does not read (yet), as opposed to broken.
     pub fn is_unsupported(&self) -> bool {
         matches!(
-            self.kind,
+            self.kind.root(),
             SlideErrorKind::Unsupported(_) | SlideErrorKind::UnknownFormat(_)
         )
     }

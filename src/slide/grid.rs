@@ -3,8 +3,33 @@
 //! each decodable on its own and from any thread.
 
 use super::codec::Tile;
-use super::error::Result;
+use super::error::{corrupt, unsupported, Result};
 use super::StoredTile;
+
+/// Largest tile or strip decoded in one piece, in pixels: 4,096², 64 MiB as RGBA. Scanners
+/// write tiles of 240 to 1,024 pixels; a larger chunk is refused before anything is read.
+const MAX_CHUNK_PIXELS: u64 = 4096 * 4096;
+
+/// The most stored bytes a chunk of `pixels` pixels may take: at most four 8-bit samples a
+/// pixel, and no codec quadruples its input, so a larger byte count is a lie, refused before
+/// it is allocated.
+pub(crate) fn max_stored_bytes(pixels: u64) -> u64 {
+    16 * pixels + (1 << 20)
+}
+
+/// Checks a chunk's size (a tile, a strip, a restart interval) against [`MAX_CHUNK_PIXELS`]
+/// with checked arithmetic, before either side is cast.
+pub(crate) fn chunk_size(width: u64, height: u64) -> Result<(u32, u32)> {
+    if width == 0 || height == 0 {
+        return Err(corrupt(format!("tile or strip size {width}x{height} is empty")));
+    }
+    match width.checked_mul(height) {
+        Some(pixels) if pixels <= MAX_CHUNK_PIXELS => Ok((width as u32, height as u32)),
+        _ => Err(unsupported(format!(
+            "{width}x{height}-pixel tiles or strips (more than 4096x4096 pixels in one piece)"
+        ))),
+    }
+}
 
 /// Width, height and tile size of a tile grid, in its own pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Positional, bounds-checked reads of a slide file, shareable across threads.
 
-use super::error::{corrupt, Result};
+use super::error::{corrupt, Result, SlideErrorKind};
 use std::fs::File;
 use std::path::Path;
 
@@ -11,18 +11,23 @@ pub(crate) struct SlideFile {
 }
 
 impl SlideFile {
+    /// Opens a regular file. Anything else is refused before it is opened: opening a FIFO
+    /// blocks until a writer comes, and reading a device or socket need never end.
     pub fn open(path: &Path) -> Result<Self> {
+        check_regular(&std::fs::metadata(path)?)?;
         let file = File::open(path)?;
+        // Checked again on what was opened, in case the path changed in between.
         let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(super::error::SlideErrorKind::BadRequest(
-                "is a directory, not a slide file".into(),
-            ));
-        }
+        check_regular(&meta)?;
         Ok(SlideFile {
             file,
             len: meta.len(),
         })
+    }
+
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// Checks that `len` bytes at `offset` lie inside the file: call before allocating for them.
@@ -52,6 +57,39 @@ impl SlideFile {
         }
         self.read_at(offset, end - offset, "read")
     }
+}
+
+/// Refuses anything but a regular file, naming what it is.
+fn check_regular(meta: &std::fs::Metadata) -> Result<()> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else {
+        special_file_kind(&kind)
+    };
+    Err(SlideErrorKind::BadRequest(format!("is {what}, not a slide file")))
+}
+
+#[cfg(unix)]
+fn special_file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 #[cfg(unix)]

@@ -20,8 +20,10 @@ pub mod writer;
 pub use error::{SlideError, SlideErrorKind};
 pub use properties::format_double;
 
+use crate::mpp::PLAUSIBLE_MPP;
 use cache::TileCache;
 use grid::TileGrid;
+use region::Image;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +78,7 @@ pub enum StoredTile {
 pub struct JpegLevel<'a> {
     slide: &'a Slide,
     level: &'a Level,
+    index: usize,
 }
 
 impl JpegLevel<'_> {
@@ -94,12 +97,14 @@ impl JpegLevel<'_> {
         self.level.pixel_at(x, y)
     }
 
-    /// Stored tile (`col`, `row`), as a complete JPEG stream where it is one.
+    /// Stored tile (`col`, `row`), as a complete JPEG stream where it is one. A stream is
+    /// checked whole (its restart markers and EOI present) and no larger than a tile before it
+    /// is returned, as for the CPU's decoder.
     pub fn stream(&self, col: u64, row: u64) -> Result<StoredTile, SlideError> {
-        self.level
-            .grid
-            .jpeg_stream(col, row)
-            .map_err(|kind| SlideError::new(&self.slide.path, kind))
+        self.level.grid.jpeg_stream(col, row).map_err(|kind| {
+            let kind = Image::Level(self.index).tile_error(col, row, kind);
+            SlideError::new(&self.slide.path, kind)
+        })
     }
 }
 
@@ -145,6 +150,7 @@ pub struct Slide {
     associated: BTreeMap<String, Arc<dyn TileGrid>>,
     properties: BTreeMap<String, String>,
     mpp: Option<Mpp>,
+    mpp_problem: Option<String>,
     cache: TileCache,
     max_region_pixels: u64,
 }
@@ -221,17 +227,41 @@ impl Slide {
             );
             associated.insert(name, grid);
         }
-        if let Some(m) = &opened.mpp {
+        // The properties say what the file says, as OpenSlide's do; `mpp()` only what is
+        // plausible.
+        if let Some(m) = opened.mpp.as_ref().filter(|m| m.x.is_finite() && m.y.is_finite()) {
             properties.insert(properties::MPP_X.into(), format_double(m.x));
             properties.insert(properties::MPP_Y.into(), format_double(m.y));
         }
+        let (mpp, mpp_problem) = match opened.mpp {
+            Some(m) if PLAUSIBLE_MPP.contains(&m.x) && PLAUSIBLE_MPP.contains(&m.y) => (Some(m), None),
+            Some(m) => {
+                let stated = if m.x == m.y {
+                    properties::format_short(m.x)
+                } else {
+                    format!(
+                        "{} x {}",
+                        properties::format_short(m.x),
+                        properties::format_short(m.y)
+                    )
+                };
+                let (lo, hi) = PLAUSIBLE_MPP.into_inner();
+                let problem = format!(
+                    "the slide states MPP {stated} µm/px (from {}), which is implausible (outside {lo}–{hi} µm/px)",
+                    m.source
+                );
+                (None, Some(problem))
+            }
+            None => (None, None),
+        };
         Ok(Slide {
             path: path.to_path_buf(),
             vendor: opened.vendor,
             levels,
             associated,
             properties,
-            mpp: opened.mpp,
+            mpp,
+            mpp_problem,
             cache: TileCache::new(DEFAULT_TILE_CACHE_BYTES),
             max_region_pixels: DEFAULT_MAX_REGION_PIXELS,
         })
@@ -262,9 +292,17 @@ impl Slide {
         self.properties.get(name).map(String::as_str)
     }
 
-    /// Microns per level-0 pixel and the tag it came from, when the file says.
+    /// Microns per level-0 pixel and the tag it came from, when the file states a plausible
+    /// value ([`crate::mpp::PLAUSIBLE_MPP`]; TIFF's default 72 dpi, 353 µm/px, is not); see [`Slide::mpp_problem`] for one it states but is not.
     pub fn mpp(&self) -> Option<&Mpp> {
         self.mpp.as_ref()
+    }
+
+    /// Why the slide has no [`Slide::mpp`] although the file states one: "the slide states
+    /// MPP 0 µm/px (from aperio.MPP), which is implausible (outside 0.05–100 µm/px)". `None`
+    /// when the MPP is plausible or the file states none.
+    pub fn mpp_problem(&self) -> Option<&str> {
+        self.mpp_problem.as_deref()
     }
 
     /// The scanner's objective magnification (`openslide.objective-power`), when the file says.
@@ -326,8 +364,16 @@ impl Slide {
         })?;
         self.check_size(width as u64, height as u64).map_err(err)?;
         let (lx, ly) = l.pixel_at(x, y);
-        let data = region::read_region(l.grid.as_ref(), Some((&self.cache, level)), lx, ly, width, height)
-            .map_err(err)?;
+        let data = region::read_region(
+            l.grid.as_ref(),
+            &self.cache,
+            Image::Level(level),
+            lx,
+            ly,
+            width,
+            height,
+        )
+        .map_err(err)?;
         Ok(RgbaImage { width, height, data })
     }
 
@@ -348,8 +394,16 @@ impl Slide {
         };
         self.check_size(side as u64, side as u64).map_err(err)?;
         let (lx, ly) = l.pixel_at(x, y);
-        region::read_region_halved(l.grid.as_ref(), Some((&self.cache, level)), lx, ly, side, side)
-            .map_err(err)
+        region::read_region_halved(
+            l.grid.as_ref(),
+            &self.cache,
+            Image::Level(level),
+            lx,
+            ly,
+            side,
+            side,
+        )
+        .map_err(err)
     }
 
     /// Level `level`'s tiles as stand-alone JPEG streams, where the file stores them so (tiled
@@ -360,6 +414,7 @@ impl Slide {
         l.grid.stores_jpeg_tiles().then_some(JpegLevel {
             slide: self,
             level: l,
+            index: level,
         })
     }
 
@@ -373,17 +428,27 @@ impl Slide {
         })?;
         let s = grid.shape();
         self.check_size(s.width, s.height).map_err(err)?;
-        let data =
-            region::read_region(grid.as_ref(), None, 0, 0, s.width as u32, s.height as u32).map_err(err)?;
-        Ok(RgbaImage {
-            width: s.width as u32,
-            height: s.height as u32,
-            data,
-        })
+        // check_size has bounded both sides by u32::MAX.
+        let (width, height) = (s.width as u32, s.height as u32);
+        let data = region::read_region(
+            grid.as_ref(),
+            &self.cache,
+            Image::Associated(name),
+            0,
+            0,
+            width,
+            height,
+        )
+        .map_err(err)?;
+        Ok(RgbaImage { width, height, data })
     }
 
     fn check_size(&self, width: u64, height: u64) -> error::Result<()> {
-        if width * height > self.max_region_pixels || width > u32::MAX as u64 || height > u32::MAX as u64 {
+        let pixels = width.checked_mul(height);
+        if pixels.is_none_or(|p| p > self.max_region_pixels)
+            || width > u32::MAX as u64
+            || height > u32::MAX as u64
+        {
             return Err(SlideErrorKind::RegionTooLarge {
                 width,
                 height,

@@ -17,6 +17,11 @@ pub fn format_double(d: f64) -> String {
     format_g(d, 17)
 }
 
+/// Formats a double for a person to read, as C's `%g` (six significant digits).
+pub(crate) fn format_short(d: f64) -> String {
+    format_g(d, 6)
+}
+
 /// C's `%.{precision}g`.
 fn format_g(d: f64, precision: usize) -> String {
     if d == 0.0 || !d.is_finite() {
@@ -50,8 +55,12 @@ fn strip_zeros(s: &str) -> String {
 
 /// Parses a number as OpenSlide does: commas read as decimal points, no trailing junk.
 pub fn parse_double(s: &str) -> Option<f64> {
-    let v: f64 = s.trim().replace(',', ".").parse().ok()?;
-    v.is_finite().then_some(v)
+    parse_any_double(s).filter(|v| v.is_finite())
+}
+
+/// [`parse_double`], infinities and NaN included, for a value whose nonsense must be reported.
+pub(crate) fn parse_any_double(s: &str) -> Option<f64> {
+    s.trim().replace(',', ".").parse().ok()
 }
 
 /// The `tiff.*` properties OpenSlide takes from a slide's first directory.
@@ -102,19 +111,16 @@ pub(crate) fn icc_property(dir: &Directory, props: &mut Properties) {
     }
 }
 
-/// Microns per pixel from the TIFF resolution tags (inch when the unit is absent).
+/// Microns per pixel from the TIFF resolution tags (inch when the unit is absent), as stated:
+/// a resolution of 0 or below gives a value the slide's plausibility check refuses.
 pub(crate) fn resolution_mpp(dir: &Directory) -> Option<Mpp> {
     let (dividend, unit) = match dir.uint(tag::RESOLUTION_UNIT).ok().flatten() {
         None | Some(2) => (25400.0, "inch"),
         Some(3) => (10000.0, "centimeter"),
         _ => return None,
     };
-    let xr = dir
-        .number(tag::X_RESOLUTION)
-        .filter(|v| *v > 0.0 && v.is_finite())?;
-    let yr = dir
-        .number(tag::Y_RESOLUTION)
-        .filter(|v| *v > 0.0 && v.is_finite())?;
+    let xr = dir.number(tag::X_RESOLUTION)?;
+    let yr = dir.number(tag::Y_RESOLUTION)?;
     Some(Mpp {
         x: dividend / xr,
         y: dividend / yr,
@@ -143,6 +149,9 @@ mod tests {
         for (v, want) in cases {
             assert_eq!(format_double(v), want, "{v}");
         }
+        for (v, want) in [(1e-300, "1e-300"), (352.777_78, "352.778"), (0.25, "0.25")] {
+            assert_eq!(format_short(v), want, "{v}");
+        }
     }
 
     #[test]
@@ -151,5 +160,8 @@ mod tests {
         assert_eq!(parse_double("20"), Some(20.0));
         assert_eq!(parse_double("20x"), None);
         assert_eq!(parse_double(""), None);
+        assert_eq!(parse_double("NaN"), None);
+        assert!(parse_any_double("NaN").is_some_and(f64::is_nan));
+        assert_eq!(parse_any_double("-inf"), Some(f64::NEG_INFINITY));
     }
 }

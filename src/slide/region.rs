@@ -1,21 +1,47 @@
 //! Assembling a rectangular RGBA region from a tile grid: the tiles it touches are decoded
-//! in parallel (a band of tile rows at a time, so memory stays near the region's own size),
-//! served from the cache when already decoded, and copied into place. Pixels outside the
-//! grid stay (0, 0, 0, 0), as in OpenSlide.
+//! in parallel, served from the cache when already decoded, and copied into place as each
+//! is ready, so no more decoded tiles are held at once than there are threads (besides the
+//! cache). Pixels outside the grid stay (0, 0, 0, 0), as in OpenSlide.
 
 use super::cache::TileCache;
 use super::codec::Tile;
-use super::error::Result;
+use super::error::{Result, SlideErrorKind};
 use super::grid::TileGrid;
 use super::resample::halve_rgba_into;
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+
+/// Which image of a slide a grid is: a pyramid level (whose tiles the cache keeps) or an
+/// associated image (read whole, once, so not cached).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Image<'a> {
+    Level(usize),
+    Associated(&'a str),
+}
+
+impl Image<'_> {
+    /// An error from tile (`col`, `row`) of this image, saying which tile.
+    pub fn tile_error(self, col: u64, row: u64, kind: SlideErrorKind) -> SlideErrorKind {
+        let image = match self {
+            Image::Level(level) => format!("level {level}"),
+            Image::Associated(name) => format!("associated image {name:?}"),
+        };
+        SlideErrorKind::Tile {
+            image,
+            col,
+            row,
+            kind: Box::new(kind),
+        }
+    }
+}
 
 /// Reads `width` × `height` pixels at (`x`, `y`) of `grid` (its own pixel coordinates,
 /// possibly negative or past its edges) into a zeroed RGBA buffer.
 pub(crate) fn read_region(
     grid: &dyn TileGrid,
-    cache: Option<(&TileCache, usize)>,
+    cache: &TileCache,
+    image: Image,
     x: i64,
     y: i64,
     width: u32,
@@ -24,51 +50,35 @@ pub(crate) fn read_region(
     let mut out = vec![0u8; width as usize * height as usize * 4];
     let s = grid.shape();
     let (tw, th) = (s.tile_width as i64, s.tile_height as i64);
-    // The part of the request inside the grid, in grid pixels.
+    // The part of the request inside the grid, in grid pixels (saturating: a corner near
+    // i64::MAX reads nothing rather than wrapping).
     let x0 = x.max(0);
     let y0 = y.max(0);
-    let x1 = (x + width as i64).min(s.width as i64);
-    let y1 = (y + height as i64).min(s.height as i64);
+    let x1 = x.saturating_add(width as i64).min(s.width as i64);
+    let y1 = y.saturating_add(height as i64).min(s.height as i64);
     if x0 >= x1 || y0 >= y1 {
         return Ok(out);
     }
     let cols = (x0 / tw) as u64..=((x1 - 1) / tw) as u64;
     let rows = (y0 / th) as u64..=((y1 - 1) / th) as u64;
-    let across = cols.end() - cols.start() + 1;
-    // Enough tile rows per band to give every thread a couple of tiles.
-    let band = (2 * rayon::current_num_threads() as u64).div_ceil(across).max(1);
-
-    let mut row = *rows.start();
-    while row <= *rows.end() {
-        let band_end = (row + band - 1).min(*rows.end());
-        let keys: Vec<(u64, u64)> = (row..=band_end)
-            .flat_map(|r| cols.clone().map(move |c| (c, r)))
-            .collect();
-        let tiles: Vec<Option<Arc<Tile>>> = keys
-            .par_iter()
-            .map(|&(c, r)| fetch(grid, cache, c, r))
-            .collect::<Result<_>>()?;
-        for (&(c, r), tile) in keys.iter().zip(&tiles) {
-            let Some(tile) = tile else { continue };
-            // Intersection of this tile (clipped to its decoded size) with the request.
-            let tx = c as i64 * tw;
-            let ty = r as i64 * th;
-            let ix0 = x0.max(tx);
-            let iy0 = y0.max(ty);
-            let ix1 = x1.min(tx + tile.width as i64);
-            let iy1 = y1.min(ty + tile.height as i64);
-            if ix0 >= ix1 || iy0 >= iy1 {
-                continue;
-            }
-            let n = (ix1 - ix0) as usize * 4;
-            for py in iy0..iy1 {
-                let src = ((py - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4;
-                let dst = ((py - y) as usize * width as usize + (ix0 - x) as usize) * 4;
-                out[dst..dst + n].copy_from_slice(&tile.rgba[src..src + n]);
-            }
+    for_each_tile(grid, cache, image, cols, rows, &mut out, |out, c, r, tile| {
+        // Intersection of this tile (clipped to its decoded size) with the request.
+        let tx = c as i64 * tw;
+        let ty = r as i64 * th;
+        let ix0 = x0.max(tx);
+        let iy0 = y0.max(ty);
+        let ix1 = x1.min(tx + tile.width as i64);
+        let iy1 = y1.min(ty + tile.height as i64);
+        if ix0 >= ix1 || iy0 >= iy1 {
+            return;
         }
-        row = band_end + 1;
-    }
+        let n = (ix1 - ix0) as usize * 4;
+        for py in iy0..iy1 {
+            let src = ((py - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4;
+            let dst = ((py - y) as usize * width as usize + (ix0 - x) as usize) * 4;
+            out[dst..dst + n].copy_from_slice(&tile.rgba[src..src + n]);
+        }
+    })?;
     Ok(out)
 }
 
@@ -78,7 +88,8 @@ pub(crate) fn read_region(
 /// region not wholly inside the grid — and `read_region` does it instead.
 pub(crate) fn read_region_halved(
     grid: &dyn TileGrid,
-    cache: Option<(&TileCache, usize)>,
+    cache: &TileCache,
+    image: Image,
     x: i64,
     y: i64,
     width: u32,
@@ -86,7 +97,7 @@ pub(crate) fn read_region_halved(
 ) -> Result<Option<Vec<u8>>> {
     let s = grid.shape();
     let (tw, th) = (s.tile_width as i64, s.tile_height as i64);
-    let (x1, y1) = (x + width as i64, y + height as i64);
+    let (x1, y1) = (x.saturating_add(width as i64), y.saturating_add(height as i64));
     let even = |v: i64| v % 2 == 0;
     if x < 0 || y < 0 || x1 > s.width as i64 || y1 > s.height as i64 || width == 0 || height == 0 {
         return Ok(None);
@@ -94,58 +105,90 @@ pub(crate) fn read_region_halved(
     if ![x, y, width as i64, height as i64, tw, th].into_iter().all(even) {
         return Ok(None);
     }
-    let keys: Vec<(u64, u64)> = ((y / th) as u64..=((y1 - 1) / th) as u64)
-        .flat_map(|r| ((x / tw) as u64..=((x1 - 1) / tw) as u64).map(move |c| (c, r)))
-        .collect();
-    let tiles: Vec<Option<Arc<Tile>>> = keys
-        .par_iter()
-        .map(|&(c, r)| fetch(grid, cache, c, r))
-        .collect::<Result<_>>()?;
+    let cols = (x / tw) as u64..=((x1 - 1) / tw) as u64;
+    let rows = (y / th) as u64..=((y1 - 1) / th) as u64;
     let out_width = width as usize / 2;
-    let mut out = vec![255u8; out_width * (height as usize / 2) * 3];
-    for (&(c, r), tile) in keys.iter().zip(&tiles) {
-        // A tile the file leaves out stays white, as glass.
-        let Some(tile) = tile else { continue };
-        let (tx, ty) = (c as i64 * tw, r as i64 * th);
-        let (ix0, iy0) = (x.max(tx), y.max(ty));
-        let (ix1, iy1) = (x1.min(tx + tile.width as i64), y1.min(ty + tile.height as i64));
-        if ix1 <= ix0 || iy1 <= iy0 {
-            continue;
-        }
-        if !even(ix1 - ix0) || !even(iy1 - iy0) {
-            return Ok(None);
-        }
-        let src = &tile.rgba[((iy0 - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4..];
-        let dst = &mut out[((iy0 - y) as usize / 2 * out_width + (ix0 - x) as usize / 2) * 3..];
-        halve_rgba_into(
-            src,
-            tile.width as usize,
-            (ix1 - ix0) as usize,
-            (iy1 - iy0) as usize,
-            dst,
-            out_width,
-        );
-    }
-    Ok(Some(out))
+    // A tile the file leaves out stays white, as glass.
+    let mut target = (vec![255u8; out_width * (height as usize / 2) * 3], false);
+    for_each_tile(
+        grid,
+        cache,
+        image,
+        cols,
+        rows,
+        &mut target,
+        |(out, odd), c, r, tile| {
+            let (tx, ty) = (c as i64 * tw, r as i64 * th);
+            let (ix0, iy0) = (x.max(tx), y.max(ty));
+            let (ix1, iy1) = (x1.min(tx + tile.width as i64), y1.min(ty + tile.height as i64));
+            if ix1 <= ix0 || iy1 <= iy0 {
+                return;
+            }
+            if !even(ix1 - ix0) || !even(iy1 - iy0) {
+                *odd = true;
+                return;
+            }
+            let src = &tile.rgba[((iy0 - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4..];
+            let dst = &mut out[((iy0 - y) as usize / 2 * out_width + (ix0 - x) as usize / 2) * 3..];
+            halve_rgba_into(
+                src,
+                tile.width as usize,
+                (ix1 - ix0) as usize,
+                (iy1 - iy0) as usize,
+                dst,
+                out_width,
+            );
+        },
+    )?;
+    let (out, odd) = target;
+    Ok((!odd).then_some(out))
+}
+
+/// Decodes the tiles `cols` × `rows` of `grid` in parallel and hands each to `place`, with
+/// `target` to itself, as soon as it is decoded. An error names the tile it came from.
+fn for_each_tile<T: Send>(
+    grid: &dyn TileGrid,
+    cache: &TileCache,
+    image: Image,
+    cols: RangeInclusive<u64>,
+    rows: RangeInclusive<u64>,
+    target: &mut T,
+    place: impl Fn(&mut T, u64, u64, &Tile) + Sync,
+) -> Result<()> {
+    let target = Mutex::new(target);
+    rows.into_par_iter()
+        .flat_map(|r| cols.clone().into_par_iter().map(move |c| (c, r)))
+        .try_for_each(|(c, r)| {
+            let tile = fetch(grid, cache, image, c, r).map_err(|e| image.tile_error(c, r, e))?;
+            if let Some(tile) = tile {
+                // Placing is a copy, short beside decoding: one lock for the whole target.
+                let mut target = target.lock().unwrap_or_else(|e| e.into_inner());
+                place(&mut **target, c, r, &tile);
+            }
+            Ok(())
+        })
 }
 
 fn fetch(
     grid: &dyn TileGrid,
-    cache: Option<(&TileCache, usize)>,
+    cache: &TileCache,
+    image: Image,
     col: u64,
     row: u64,
 ) -> Result<Option<Arc<Tile>>> {
-    if let Some((cache, id)) = cache {
-        if let Some(tile) = cache.get(&(id, col, row)) {
-            return Ok(Some(tile));
-        }
+    let key = match image {
+        Image::Level(level) => Some((level, col, row)),
+        Image::Associated(_) => None,
+    };
+    if let Some(tile) = key.and_then(|k| cache.get(&k)) {
+        return Ok(Some(tile));
     }
     let Some(tile) = grid.decode_tile(col, row)? else {
         return Ok(None);
     };
     let tile = Arc::new(tile);
-    if let Some((cache, id)) = cache {
-        cache.insert((id, col, row), tile.clone());
+    if let Some(k) = key {
+        cache.insert(k, tile.clone());
     }
     Ok(Some(tile))
 }

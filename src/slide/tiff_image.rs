@@ -5,14 +5,12 @@ use super::codec::jpeg::{self, JpegColour};
 use super::codec::lossless::{self, Lossless};
 use super::codec::{expand_to_rgba, Tile};
 use super::error::{corrupt, unsupported, Result};
-use super::grid::{GridShape, TileGrid};
+use super::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
 use super::io::SlideFile;
 use super::tifflike::{tag, Directory};
 use super::StoredTile;
 use std::sync::Arc;
 
-/// Largest tile or strip we decode in one piece (pixels); larger ones are refused.
-const MAX_CHUNK_PIXELS: u64 = 1 << 28;
 /// Largest image dimension accepted (TIFF allows 2^32-1; no slide comes near 2^31).
 const MAX_DIMENSION: u64 = 1 << 31;
 
@@ -76,21 +74,12 @@ impl TiffImage {
                 .ok_or_else(|| corrupt("stripped directory lacks StripByteCounts"))?;
             (width, rows, offsets, counts)
         };
-        if tile_width == 0 || tile_height == 0 || tile_width > 65536 && dir.is_tiled() {
-            return Err(corrupt(format!(
-                "tile size {tile_width}x{tile_height} is out of range"
-            )));
-        }
-        if tile_width * tile_height > MAX_CHUNK_PIXELS {
-            return Err(unsupported(format!(
-                "{tile_width}x{tile_height}-pixel strips or tiles (too large to decode piecewise)"
-            )));
-        }
+        let (tile_width, tile_height) = chunk_size(tile_width, tile_height)?;
         let shape = GridShape {
             width,
             height,
-            tile_width: tile_width as u32,
-            tile_height: tile_height as u32,
+            tile_width,
+            tile_height,
         };
 
         if dir.uint(tag::PLANAR_CONFIG)?.unwrap_or(1) != 1 {
@@ -98,6 +87,7 @@ impl TiffImage {
                 "TIFF with separate colour planes (PlanarConfiguration 2)",
             ));
         }
+        // At most 2^31 × 2^31 tiles: no overflow.
         let needed = shape.tiles_across() * shape.tiles_down();
         if (offsets.len() as u64) < needed || (byte_counts.len() as u64) < needed {
             return Err(corrupt(format!(
@@ -156,16 +146,22 @@ impl TiffImage {
 }
 
 impl TiffImage {
-    /// Tile or strip (`col`, `row`)'s index and stored bytes; `None` where the file leaves
-    /// it out.
-    fn stored(&self, col: u64, row: u64) -> Result<Option<(usize, Vec<u8>)>> {
+    /// Tile or strip (`col`, `row`)'s stored bytes; `None` where the file leaves it out.
+    fn stored(&self, col: u64, row: u64) -> Result<Option<Vec<u8>>> {
         let index = (row * self.shape.tiles_across() + col) as usize;
         let (offset, count) = (self.offsets[index], self.byte_counts[index]);
         if offset == 0 || count == 0 {
             return Ok(None);
         }
-        let data = self.file.read_at(offset, count, &format!("tile {index}"))?;
-        Ok(Some((index, data)))
+        let s = self.shape;
+        let limit = max_stored_bytes(s.tile_width as u64 * s.tile_height as u64);
+        if count > limit {
+            return Err(corrupt(format!(
+                "stored in {count} bytes, more than any codec needs for {}x{} pixels",
+                s.tile_width, s.tile_height
+            )));
+        }
+        Ok(Some(self.file.read_at(offset, count, "stored tile")?))
     }
 
     /// The bounding box (x, y, width, height) of the tiles the file stores, when some are
@@ -204,7 +200,7 @@ impl TileGrid for TiffImage {
 
     fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>> {
         let s = self.shape;
-        let Some((index, data)) = self.stored(col, row)? else {
+        let Some(data) = self.stored(col, row)? else {
             return Ok(None);
         };
         // Strips are only as tall as the rows left; tiles are always whole.
@@ -225,7 +221,7 @@ impl TileGrid for TiffImage {
                 let tile = jpeg::decode(&stream, s.tile_width, s.tile_height)?;
                 if tile.width < width || tile.height < height {
                     return Err(corrupt(format!(
-                        "tile {index} decodes to {}x{}, expected {width}x{height}",
+                        "JPEG of {}x{} pixels where {width}x{height} are expected",
                         tile.width, tile.height
                     )));
                 }
@@ -233,14 +229,18 @@ impl TileGrid for TiffImage {
             }
             Codec::Lossless(codec) => {
                 let row_bytes = width as usize * self.channels;
-                let mut samples = lossless::decompress(codec, &data, row_bytes * height as usize)?;
+                let pixels = width as usize * height as usize;
+                // Room for RGBA from the start, so the samples expand in place.
+                let mut samples = Vec::with_capacity(pixels * 4);
+                samples.resize(row_bytes * height as usize, 0);
+                lossless::decompress(codec, &data, &mut samples)?;
                 if self.predictor {
                     lossless::undo_horizontal_predictor(&mut samples, row_bytes, self.channels);
                 }
                 if self.min_is_white {
                     samples.iter_mut().for_each(|v| *v = 255 - *v);
                 }
-                let rgba = expand_to_rgba(&samples, self.channels, width as usize * height as usize);
+                let rgba = expand_to_rgba(samples, self.channels, pixels);
                 Tile { width, height, rgba }
             }
         };
@@ -252,16 +252,22 @@ impl TileGrid for TiffImage {
     }
 
     fn jpeg_stream(&self, col: u64, row: u64) -> Result<StoredTile> {
-        let Some((_, data)) = self.stored(col, row)? else {
+        let Some(data) = self.stored(col, row)? else {
             return Ok(StoredTile::Missing);
         };
         let stream = jpeg::complete_stream(&data, self.jpeg_tables.as_deref(), JpegColour::YCbCr)?;
+        // Checked as the CPU's decoder checks, so a device decoder never sees a stream cut
+        // short or larger than a tile.
+        let frame = jpeg::check(&stream, self.shape.tile_width, self.shape.tile_height)?;
         let s = self.shape;
-        Ok(match jpeg::parse_layout(&stream) {
-            Ok(l) if (l.width, l.height, l.components) == (s.tile_width, s.tile_height, 3) => {
+        Ok(
+            if frame.sequential
+                && (frame.width, frame.height, frame.components()) == (s.tile_width, s.tile_height, 3)
+            {
                 StoredTile::Jpeg(stream)
-            }
-            _ => StoredTile::Other,
-        })
+            } else {
+                StoredTile::Other
+            },
+        )
     }
 }

@@ -1,9 +1,11 @@
 //! Defensive TIFF container parsing: classic TIFF, BigTIFF and Hamamatsu NDPI.
 //!
 //! Only the directory structure is read here (tags and their values); pixel data is read
-//! by `chunks`. Every count and offset declared in the file is checked against the file's
+//! by the images. Every count and offset declared in the file is checked against the file's
 //! length before anything is allocated for it, directory chains are walked with cycle
-//! detection, and the total of directory value bytes is capped.
+//! detection, and what all directories declare together (entry tables and the values stored
+//! out of line) must fit in the file: distinct directories and arrays take distinct bytes, so
+//! a small file cannot make many directories share one large array and multiply it.
 //!
 //! NDPI is classic TIFF stretched past 4 GiB: its first-directory and next-directory offsets
 //! are 8 bytes, and after each directory's entries and next offset comes one 32-bit high word
@@ -64,8 +66,12 @@ fn type_size(field_type: u16) -> Option<u64> {
     })
 }
 
-/// Directory value bytes a file may declare in all, beyond which it is refused.
+/// Directory bytes (entry tables and out-of-line values) a file may declare in all, beyond
+/// which it is refused, however large the file.
 const MAX_DIRECTORY_BYTES: u64 = 256 << 20;
+/// Directory bytes allowed beyond the file's length: room for small values a writer might
+/// share between directories (BitsPerSample, resolutions).
+const SHARED_SLACK_BYTES: u64 = 64 << 10;
 /// Directories in one file, beyond which it is refused (real slides have tens).
 const MAX_DIRECTORIES: usize = 4096;
 
@@ -142,7 +148,11 @@ impl TiffFile {
         }
         let e = Endian(head[0] == b'M');
         let version = e.u16(&head[2..4]);
-        let mut value_bytes = 0u64;
+        let limit = file
+            .len()
+            .saturating_add(SHARED_SLACK_BYTES)
+            .min(MAX_DIRECTORY_BYTES);
+        let mut budget = Budget { used: 0, limit };
         let (flavor, first) = if version == 43 {
             if head.len() < 16 || e.u16(&head[4..6]) != 8 {
                 return Err(corrupt("BigTIFF header with an unsupported offset size"));
@@ -153,10 +163,10 @@ impl TiffFile {
             // next 4 bytes are image data there): try it as NDPI first, as OpenSlide does.
             let wide = if head.len() >= 12 { e.u64(&head[4..12]) } else { 0 };
             let is_ndpi = wide != 0
-                && read_directory(file, &e, Flavor::Ndpi, wide, &mut value_bytes)
+                && read_directory(file, &e, Flavor::Ndpi, wide, &mut budget)
                     .map(|(d, _)| d.has(NDPI_FORMAT_FLAG))
                     .unwrap_or(false);
-            value_bytes = 0;
+            budget.used = 0;
             if is_ndpi {
                 (Flavor::Ndpi, wide)
             } else {
@@ -174,7 +184,7 @@ impl TiffFile {
             if directories.len() >= MAX_DIRECTORIES {
                 return Err(corrupt(format!("more than {MAX_DIRECTORIES} directories")));
             }
-            let (dir, following) = read_directory(file, &e, flavor, next, &mut value_bytes)?;
+            let (dir, following) = read_directory(file, &e, flavor, next, &mut budget)?;
             directories.push(dir);
             next = following;
         }
@@ -185,12 +195,32 @@ impl TiffFile {
     }
 }
 
+/// Directory bytes declared so far, and how many the file allows.
+struct Budget {
+    used: u64,
+    limit: u64,
+}
+
+impl Budget {
+    /// Counts `bytes` more declared bytes, refusing them past the limit (before they are read).
+    fn spend(&mut self, bytes: u64) -> Result<()> {
+        self.used = self.used.saturating_add(bytes);
+        if self.used > self.limit {
+            return Err(corrupt(format!(
+                "directories declare more than {} bytes of entries and values, more than the file holds",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn read_directory(
     file: &SlideFile,
     e: &Endian,
     flavor: Flavor,
     offset: u64,
-    value_bytes: &mut u64,
+    budget: &mut Budget,
 ) -> Result<(Directory, u64)> {
     let (count_size, entry_size, inline_size, next_size) = match flavor {
         Flavor::Classic => (2u64, 12u64, 4u64, 4u64),
@@ -208,6 +238,7 @@ fn read_directory(
         .checked_mul(entry_size)
         .and_then(|n| n.checked_add(next_size + high_words))
         .ok_or_else(|| corrupt("directory entry count overflows"))?;
+    budget.spend(count_size + table_len)?;
     let table = file.read_at(offset + count_size, table_len, "directory entries")?;
     let entries_end = (count * entry_size) as usize;
     let next_field = &table[entries_end..entries_end + next_size as usize];
@@ -281,10 +312,7 @@ fn read_directory(
             } else {
                 e.u32(&value_field) as u64
             };
-            *value_bytes += total;
-            if *value_bytes > MAX_DIRECTORY_BYTES {
-                return Err(corrupt("directories declare more than 256 MiB of tag values"));
-            }
+            budget.spend(total)?;
             file.read_at(at, total, &format!("value of tag {tag}"))?
         };
         if n > 0 {

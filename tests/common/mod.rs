@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod tiff_builder;
+
 use std::path::{Path, PathBuf};
 
 /// `../shared/slides` beside the checkout, or `None` (after saying so) when it is absent,

@@ -16,12 +16,30 @@ pub(crate) enum Lossless {
     Zstd,
 }
 
-/// Decompresses `data` into `expected` bytes. A short stream is an error; a long one is cut.
-pub(crate) fn decompress(codec: Lossless, data: &[u8], expected: usize) -> Result<Vec<u8>> {
-    let out = match codec {
-        Lossless::None => data.get(..expected).map(<[u8]>::to_vec).unwrap_or_default(),
+impl Lossless {
+    fn name(self) -> &'static str {
+        match self {
+            Lossless::None => "uncompressed",
+            Lossless::Lzw => "LZW",
+            Lossless::Deflate => "Deflate",
+            Lossless::Zstd => "ZSTD",
+        }
+    }
+}
+
+/// Decompresses `data` into `out`, filling it. A short stream is an error; a long one is cut
+/// (ZSTD's refused). Every decoder writes into the caller's buffer, sized from the TIFF tags,
+/// so what a stream claims about its own size (a ZSTD frame's content size, say) is never
+/// trusted and nothing is allocated from it.
+pub(crate) fn decompress(codec: Lossless, data: &[u8], out: &mut [u8]) -> Result<()> {
+    let expected = out.len();
+    let written = match codec {
+        Lossless::None => {
+            let n = data.len().min(expected);
+            out[..n].copy_from_slice(&data[..n]);
+            n
+        }
         Lossless::Lzw => {
-            let mut out = vec![0u8; expected];
             let mut dec = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
             let (mut read, mut written) = (0, 0);
             while written < expected {
@@ -35,32 +53,32 @@ pub(crate) fn decompress(codec: Lossless, data: &[u8], expected: usize) -> Resul
                     Ok(_) => {}
                 }
             }
-            out.truncate(written);
-            out
+            written
         }
-        Lossless::Deflate => miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(data, expected)
-            .or_else(|e| match e.status {
-                // The limit reached means the chunk is complete: keep what it needs.
-                miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Ok(e.output),
-                _ => Err(corrupt(format!("Deflate: {e}"))),
-            })?,
+        Lossless::Deflate => {
+            use miniz_oxide::inflate::{decompress_slice_iter_to_slice, TINFLStatus};
+            match decompress_slice_iter_to_slice(out, std::iter::once(data), true, false) {
+                Ok(n) => n,
+                // The buffer is full: the chunk is complete, the rest is cut.
+                Err(TINFLStatus::HasMoreOutput) => expected,
+                Err(e) => return Err(corrupt(format!("Deflate stream is corrupt ({e:?})"))),
+            }
+        }
         Lossless::Zstd => {
-            let mut out = vec![0u8; expected];
+            // One-shot decoding into the caller's buffer: no window buffer is sized from the
+            // frame header, and a frame larger than the buffer is an error.
             let mut dec = zstd::bulk::Decompressor::new().map_err(|e| corrupt(format!("ZSTD: {e}")))?;
-            let n = dec
-                .decompress_to_buffer(data, &mut out[..])
-                .map_err(|e| corrupt(format!("ZSTD: {e}")))?;
-            out.truncate(n);
-            out
+            dec.decompress_to_buffer(data, out)
+                .map_err(|e| corrupt(format!("ZSTD: {e}")))?
         }
     };
-    if out.len() < expected {
+    if written < expected {
         return Err(corrupt(format!(
-            "{codec:?} data decompressed to {} bytes, expected {expected}",
-            out.len()
+            "{} data gives {written} bytes, expected {expected}",
+            codec.name()
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Undoes TIFF predictor 2 (horizontal differencing) on 8-bit samples in place.

@@ -45,9 +45,11 @@ pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
     for (key, value) in parse_description(&description) {
         props.insert(format!("aperio.{key}"), value);
     }
+    // As stated, nonsense included (NaN for text that is no number): the slide's
+    // plausibility check reports it.
     let mpp = props
         .get("aperio.MPP")
-        .and_then(|v| parse_double(v))
+        .map(|v| properties::parse_any_double(v).unwrap_or(f64::NAN))
         .map(|m| Mpp {
             x: m,
             y: m,

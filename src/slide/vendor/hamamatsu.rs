@@ -9,7 +9,7 @@ use super::Opened;
 use crate::slide::codec::jpeg::{self, JpegLayout};
 use crate::slide::codec::Tile;
 use crate::slide::error::{corrupt, unsupported, Result};
-use crate::slide::grid::{GridShape, TileGrid};
+use crate::slide::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
 use crate::slide::io::SlideFile;
 use crate::slide::properties::{self, format_double, resolution_mpp, tiff_properties, Properties};
 use crate::slide::resample::box_downsample;
@@ -26,8 +26,6 @@ const REFERENCE: u16 = 65427;
 const MCU_STARTS_HIGH: u16 = 65432;
 const PROPERTY_MAP: u16 = 65449;
 
-/// Largest page decoded in one piece when it has no restart markers.
-const MAX_WHOLE_PAGE_PIXELS: u64 = 1 << 28;
 /// Longest JPEG header (tables, frame, scan headers) we accept.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
 
@@ -62,7 +60,11 @@ pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
         by_width.insert(page.shape.width, page.clone());
         for factor in [2u32, 4, 8] {
             let s = page.shape;
-            if s.tile_width % factor == 0 && s.tile_height % factor == 0 && s.width >= factor as u64 {
+            if s.tile_width % factor == 0
+                && s.tile_height % factor == 0
+                && s.width >= factor as u64
+                && s.height >= factor as u64
+            {
                 let scaled = Downsampled::new(page.clone(), factor);
                 by_width.insert(scaled.shape.width, Arc::new(scaled));
             }
@@ -119,7 +121,8 @@ struct NdpiPage {
     strip_end: u64,
     /// File offsets of each interval's first entropy-coded byte, from the McuStarts tags.
     declared_starts: Option<Vec<u64>>,
-    /// The same, found by scanning for restart markers when the tags are missing.
+    /// The same, found by scanning for restart markers when the tags are missing (or what
+    /// was wrong, kept as text since errors are not `Clone`).
     scanned_starts: OnceLock<std::result::Result<Vec<u64>, String>>,
 }
 
@@ -134,14 +137,12 @@ impl NdpiPage {
         file.check_range(strip_offset, strip_len, "NDPI JPEG strip")?;
         let head = file.read_at(strip_offset, strip_len.min(MAX_HEADER_BYTES), "NDPI JPEG header")?;
         let layout = jpeg::parse_layout(&head)?;
-        let (width, height) = (layout.width as u64, layout.height as u64);
+        let (width, height) = (layout.frame.width as u64, layout.frame.height as u64);
+        // A page without restart markers is decoded whole, so it is one chunk.
         let (tile_width, tile_height, tiles) = if layout.restart_interval == 0 {
-            if width * height > MAX_WHOLE_PAGE_PIXELS {
-                return Err(unsupported(
-                    "NDPI page without restart markers too large to decode whole",
-                ));
-            }
-            (layout.width, layout.height, 1)
+            let (w, h) = chunk_size(width, height)
+                .map_err(|_| unsupported(format!("NDPI page of {width}x{height} pixels without restart markers (more than 4096x4096 to decode whole)")))?;
+            (w, h, 1)
         } else {
             let mcus_per_row = width.div_ceil(layout.mcu_width as u64);
             let ri = layout.restart_interval as u64;
@@ -151,15 +152,20 @@ impl NdpiPage {
                 )));
             }
             let tiles = (mcus_per_row / ri) * height.div_ceil(layout.mcu_height as u64);
-            (layout.mcu_width * ri as u32, layout.mcu_height, tiles)
+            let (w, h) = chunk_size(layout.mcu_width as u64 * ri, layout.mcu_height as u64)?;
+            (w, h, tiles)
         };
         let declared_starts = match (dir.uints(MCU_STARTS)?, dir.uints(MCU_STARTS_HIGH)?) {
             (Some(low), high) if low.len() as u64 == tiles => {
                 let high = high.filter(|h| h.len() == low.len());
+                // Offsets past the strip (or past 2^64) are caught when the interval is read.
                 Some(
                     low.iter()
                         .enumerate()
-                        .map(|(i, &l)| strip_offset + (l | high.as_ref().map_or(0, |h| h[i] << 32)))
+                        .map(|(i, &l)| {
+                            let full = l | high.as_ref().map_or(0, |h| h[i] << 32);
+                            strip_offset.saturating_add(full)
+                        })
                         .collect(),
                 )
             }
@@ -191,19 +197,22 @@ impl NdpiPage {
             return Ok(s);
         }
         self.scanned_starts
-            .get_or_init(|| self.scan_restart_markers().map_err(|e| e.to_string()))
+            .get_or_init(|| self.scan_restart_markers())
             .as_deref()
             .map_err(|e| corrupt(e.clone()))
     }
 
     /// Finds every interval's start by reading the strip for RST markers, 1 MiB at a time.
-    fn scan_restart_markers(&self) -> Result<Vec<u64>> {
+    fn scan_restart_markers(&self) -> std::result::Result<Vec<u64>, String> {
         let count = self.tile_count() as usize;
         let mut starts = vec![self.strip_offset + self.layout.data_start];
         let mut pos = starts[0];
         let mut prev_ff = false;
         while starts.len() < count && pos < self.strip_end {
-            let block = self.file.read_up_to(pos, (1 << 20).min(self.strip_end - pos))?;
+            let block = self
+                .file
+                .read_up_to(pos, (1 << 20).min(self.strip_end - pos))
+                .map_err(|e| e.to_string())?;
             for (i, &b) in block.iter().enumerate() {
                 if prev_ff && (0xD0..=0xD7).contains(&b) {
                     starts.push(pos + i as u64 + 1);
@@ -216,10 +225,10 @@ impl NdpiPage {
             pos += block.len() as u64;
         }
         if starts.len() < count {
-            return Err(corrupt(format!(
+            return Err(format!(
                 "NDPI strip has {} restart intervals, expected {count}",
                 starts.len()
-            )));
+            ));
         }
         Ok(starts)
     }
@@ -237,10 +246,18 @@ impl TileGrid for NdpiPage {
         let end = starts
             .get(index + 1)
             .map_or(self.strip_end, |&next| next.saturating_sub(2));
-        if start > end || start < self.strip_offset || end > self.strip_end {
+        // Each interval but the first follows its restart marker.
+        let marker = if index > 0 { 2 } else { 0 };
+        if start > end || start < self.strip_offset + marker || end > self.strip_end {
             return Err(corrupt(format!("NDPI restart interval {index} has a bad offset")));
         }
-        let marker = if index > 0 { 2 } else { 0 };
+        let s = self.shape;
+        if end - start > max_stored_bytes(s.tile_width as u64 * s.tile_height as u64) {
+            return Err(corrupt(format!(
+                "NDPI restart interval {index} is {} bytes long, more than its pixels can take",
+                end - start
+            )));
+        }
         let bytes = self
             .file
             .read_at(start - marker, end - start + marker, "NDPI restart interval")?;
@@ -249,11 +266,17 @@ impl TileGrid for NdpiPage {
                 "NDPI restart interval {index} does not follow a restart marker"
             )));
         }
-        let entropy = &bytes[marker as usize..];
-        let stream = self
-            .layout
-            .interval_stream(entropy, self.shape.tile_width, self.shape.tile_height);
-        let tile = jpeg::decode(&stream, self.shape.tile_width, self.shape.tile_height)?;
+        let mut entropy = &bytes[marker as usize..];
+        if index as u64 + 1 == self.tile_count() {
+            // The last interval ends with the strip's EOI (perhaps padded with zeros after
+            // it): a strip without one was cut short.
+            let end = entropy.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            entropy = entropy[..end]
+                .strip_suffix(&jpeg::EOI)
+                .ok_or_else(|| corrupt("NDPI JPEG strip ends without an EOI marker (truncated)"))?;
+        }
+        let stream = self.layout.interval_stream(entropy, s.tile_width, s.tile_height);
+        let tile = jpeg::decode(&stream, s.tile_width, s.tile_height)?;
         Ok(Some(tile))
     }
 }
