@@ -320,7 +320,7 @@ pub(crate) fn check(stream: &[u8], max_width: u32, max_height: u32) -> Result<Fr
 fn scan_entropy(data: &[u8], mut pos: usize, restarts: u64) -> Result<(usize, usize)> {
     let mut seen = 0u64;
     loop {
-        let Some(ff) = data[pos..].iter().position(|&b| b == 0xFF).map(|i| pos + i) else {
+        let Some(ff) = find_ff(data, pos) else {
             return Err(corrupt(
                 "JPEG data ends inside a scan, without an EOI marker (truncated)",
             ));
@@ -356,6 +356,23 @@ fn scan_entropy(data: &[u8], mut pos: usize, restarts: u64) -> Result<(usize, us
             }
         }
     }
+}
+
+/// The offset of the first 0xFF byte at or after `from`, eight bytes a step: the scan runs
+/// over every tile before it is decoded, so it must cost little beside decoding (a quarter
+/// of a byte-wise search).
+fn find_ff(data: &[u8], mut from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(word) = data.get(from..from + 8) {
+        // A 0xFF byte is a zero byte of the complement: the classic has-zero-byte test.
+        let x = !u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        from += 8;
+    }
+    data[from..].iter().position(|&b| b == 0xFF).map(|i| from + i)
 }
 
 /// The parts of a baseline JPEG stream needed to cut it into restart intervals.
@@ -429,5 +446,59 @@ impl JpegLayout {
         s.extend_from_slice(entropy);
         s.extend_from_slice(&EOI);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(interval: u16) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 7 % 251) as u8).collect();
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 80);
+        enc.set_restart_interval(interval);
+        enc.encode(&pixels, 64, 48, jpeg_encoder::ColorType::Rgb).unwrap();
+        out
+    }
+
+    #[test]
+    fn ff_search_agrees_with_a_bytewise_one() {
+        let data: Vec<u8> = (0..1000u32)
+            .map(|i| if i % 37 == 0 { 0xFF } else { (i * 13) as u8 | 1 })
+            .collect();
+        for from in 0..data.len() {
+            let want = data[from..].iter().position(|&b| b == 0xFF).map(|i| from + i);
+            assert_eq!(find_ff(&data, from), want, "from {from}");
+        }
+    }
+
+    /// A whole stream passes; every stream cut short of its end fails, before decoding.
+    #[test]
+    fn every_truncation_is_caught() {
+        for interval in [0, 1, 3] {
+            let whole = encoded(interval);
+            let frame = check(&whole, 64, 48).unwrap();
+            assert_eq!((frame.width, frame.height, frame.components()), (64, 48, 3));
+            assert!(check(&whole, 63, 48).is_err(), "a frame larger than the tile");
+            for cut in 0..whole.len() {
+                assert!(
+                    check(&whole[..cut], 64, 48).is_err(),
+                    "interval {interval}, cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_restart_segment_is_refused() {
+        let whole = encoded(2);
+        let dri = whole.windows(2).position(|w| w == [0xFF, 0xDD]).unwrap();
+        let mut short = whole[..dri].to_vec();
+        short.extend_from_slice(&[0xFF, 0xDD, 0x00, 0x02]);
+        short.extend_from_slice(&whole[dri + 6..]);
+        assert!(parse_layout(&short).is_err());
+        assert!(check(&short, 64, 48).is_err());
+        assert_eq!(parse_layout(&whole).unwrap().restart_interval, 2);
     }
 }
