@@ -32,7 +32,7 @@ pub struct RunArgs {
     #[arg(long)]
     shard: Option<String>,
     /// Microns per pixel for slides that do not state it
-    #[arg(long)]
+    #[arg(long, value_parser = super::values::mpp)]
     mpp: Option<f64>,
     /// Also write each tile's feature (features.safetensors; and features.h5, CLAM/Trident layout, in builds with `--features hdf5`)
     #[arg(long)]
@@ -42,13 +42,13 @@ pub struct RunArgs {
     #[arg(long)]
     roi: Option<PathBuf>,
     /// Tumour regions: tokens at or above this probability
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::values::probability)]
     threshold: f32,
     /// Tiles per stage-1 forward pass
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::values::batch)]
     batch: usize,
     /// Keep tiles with at least this fraction of tissue
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.25, value_parser = super::values::unit_interval)]
     min_tissue: f64,
     /// Decode tiles on the CPU even where the GPU's JPEG decoder could (for comparisons)
     #[arg(long)]
