@@ -120,7 +120,7 @@ pub fn plan_tiles(
     let ratio = model_mpp / slide_mpp / downsample;
     // Sizes are checked in f64 before any becomes an integer, so none can wrap.
     let exact_read = tile_px as f64 * ratio;
-    if !(exact_read <= MAX_READ_PX) {
+    if !exact_read.is_finite() || exact_read > MAX_READ_PX {
         return Err(GridError::TileTooLarge {
             tile_px,
             read_px: exact_read,
@@ -131,7 +131,7 @@ pub fn plan_tiles(
     let tile_level0 = tile_level0 * downsample;
     let (w, h) = slide.dimensions();
     let (cols, rows) = ((w as f64 / tile_level0).ceil(), (h as f64 / tile_level0).ceil());
-    if !(cols * rows <= MAX_GRID_CELLS) {
+    if !(cols * rows).is_finite() || cols * rows > MAX_GRID_CELLS {
         return Err(GridError::TooManyTiles { cols, rows });
     }
     let (cols, rows) = (cols as u32, rows as u32);

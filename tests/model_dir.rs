@@ -88,7 +88,8 @@ fn load_error(name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
 #[test]
 fn hostile_configs_are_refused_before_anything_is_allocated_for_them() {
     use serde_json::json;
-    let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 10] = [
+    type Edit = dyn Fn(&mut serde_json::Value);
+    let cases: [(&str, &Edit, &str); 10] = [
         (
             "depth-1e9",
             &|v| v["depth"] = json!(1_000_000_000u64),
