@@ -189,7 +189,8 @@ pub fn discover(inputs: &[PathBuf]) -> std::io::Result<Vec<SlideJob>> {
 }
 
 /// Every slide under `inputs` (files, and directories searched recursively), in a stable
-/// order, with notes on what was skipped. Unreadable directories are errors; hidden files
+/// order, with notes on what was skipped. Unreadable inputs are errors (folders below them
+/// are noted and skipped); hidden files
 /// and folders, special files, and flashslide's own masks and probability maps are skipped
 /// (a regular file given by name is always taken).
 pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
@@ -239,10 +240,17 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
             continue;
         }
         searched.insert(id, dir.clone());
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|e| with_path(&dir, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| with_path(&dir, e))?;
+        let listed = std::fs::read_dir(&dir).and_then(|d| d.collect::<Result<Vec<_>, _>>());
+        let mut entries = match listed {
+            Ok(entries) => entries,
+            // An input the user named must be readable; a folder found below it that is
+            // not (permissions, a vanished mount) is noted and the rest searched.
+            Err(e) if way.relative.is_empty() => return Err(with_path(&dir, e)),
+            Err(e) => {
+                notes.push(format!("{}: {e}: not searched", dir.display()));
+                continue;
+            }
+        };
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             if entry.file_name().to_string_lossy().starts_with('.') {
@@ -253,7 +261,13 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
             child.relative.push(entry.file_name());
             // Never stat through a link before knowing it is one; a link is judged by its
             // target (stat does not open, so a FIFO cannot block it).
-            let link = entry.file_type().map_err(|e| with_path(&path, e))?.is_symlink();
+            let link = match entry.file_type() {
+                Ok(t) => t.is_symlink(),
+                Err(e) => {
+                    notes.push(format!("{}: {e}: skipped", path.display()));
+                    continue;
+                }
+            };
             let meta = if link {
                 child.links += 1;
                 std::fs::metadata(&path)
