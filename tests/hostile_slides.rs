@@ -183,10 +183,16 @@ fn run_case(name: &str, bytes: &[u8], tally: &mut Tally) -> Result<bool, String>
 /// Runs every case of a family and prints its line of the summary table.
 fn run_family(family: &str, cases: Cases) -> Tally {
     let mut tally = Tally::default();
-    // HOSTILE_VERBOSE=1 prints every case's outcome.
+    // HOSTILE_VERBOSE=1 prints every case's outcome; HOSTILE_KEEP=DIR keeps every input there,
+    // to try other readers (or an older flashslide) on them.
     let verbose = std::env::var_os("HOSTILE_VERBOSE").is_some();
+    let keep = std::env::var_os("HOSTILE_KEEP").map(PathBuf::from);
     for (label, bytes) in cases {
         let name = format!("{family}-{label}");
+        if let Some(dir) = &keep {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(&name), &bytes).unwrap();
+        }
         let outcome = run_case(&name, &bytes, &mut tally);
         if verbose {
             let text = match outcome {
