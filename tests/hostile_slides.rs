@@ -911,6 +911,16 @@ fn jpeg_frames() -> Cases {
     variants.push(("progressive".into(), jpeg(256, 256, 0, true)));
     variants.push(("progressive-restarts".into(), jpeg(256, 256, 3, true)));
     variants.push(("smaller-frame-128".into(), jpeg(128, 128, 0, false)));
+    // A 16,384² JPEG in a tile the TIFF declares 16,384² too (1 GiB as RGBA): refused from
+    // the tags.
+    for photometric in [2u64, 6] {
+        let mut img = Image::tiled(16384, 16384, 16384, 7, with_frame_size(&good, 16384, 16384));
+        img.photometric = photometric;
+        cases.push((
+            format!("tile-and-sof-16384-ph{photometric}.svs"),
+            aperio(APERIO, &[img], &[]),
+        ));
+    }
     for (name, tile) in variants {
         for photometric in [2u64, 6] {
             let mut img = Image::jpeg(512, 512);
@@ -1023,6 +1033,19 @@ fn lossless_bombs() -> Cases {
                 ));
             }
         }
+        // A tile declared 16,384² (1 GiB as RGBA) over a stream of 64 MiB of zeros: refused
+        // from the tags, before anything is decompressed.
+        let huge = Image::tiled(
+            16384,
+            16384,
+            16384,
+            compression,
+            compressed_zeros(compression, 64 << 20),
+        );
+        cases.push((
+            format!("c{compression}-16384-tile.tif"),
+            tiff(Flavor::Classic, &[huge]),
+        ));
         // A 64 MiB bomb in a label strip, and with the predictor.
         let label = Image {
             chunks: vec![compressed_zeros(compression, 64 << 20)],
