@@ -37,18 +37,12 @@ pub fn slide_mpp(slide: &Slide, given: Option<f64>) -> Result<(f64, String), Str
             .map(|m| (m, "--mpp".to_string()))
             .map_err(|e| format!("--mpp: {e}"));
     }
-    let Some(m) = slide.mpp() else {
-        return Err("the slide does not state its pixel size; pass --mpp".into());
-    };
-    crate::mpp::check_mpp(m.x)
-        .and_then(|_| crate::mpp::check_mpp(m.y))
-        .map(|_| (m.x, m.source.clone()))
-        .map_err(|e| {
-            format!(
-                "the slide states a pixel size of {} × {} µm/px ({}): {e}; pass --mpp",
-                m.x, m.y, m.source
-            )
-        })
+    // The reader reports only plausible sizes, and says why it dropped one.
+    match (slide.mpp(), slide.mpp_problem()) {
+        (Some(m), _) => Ok((m.x, m.source.clone())),
+        (None, Some(problem)) => Err(format!("{problem}; pass --mpp")),
+        (None, None) => Err("the slide does not state its pixel size; pass --mpp".into()),
+    }
 }
 
 /// `values` with nothing NaN or infinite, or which stage broke: checked once per stage.

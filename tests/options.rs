@@ -55,3 +55,29 @@ fn nonsense_option_values_exit_2_naming_the_option() {
     // Nothing was written.
     assert_eq!(std::fs::read_dir(out).unwrap().count(), 0);
 }
+
+/// A slide whose description states MPP 0 (a zero in the scanner's settings): `run` fails
+/// it with the reason and the advice, and `--mpp` analyses it.
+#[test]
+fn a_slide_stating_an_implausible_mpp_fails_with_the_advice() {
+    let dir = fresh_dir("options-mpp-zero");
+    let data = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs")).unwrap();
+    let at = data.windows(12).position(|w| w == b"MPP = 0.5000").unwrap();
+    let mut patched = data.clone();
+    patched[at..at + 12].copy_from_slice(b"MPP = 0     ");
+    let slide = dir.join("zero.svs");
+    std::fs::write(&slide, patched).unwrap();
+    let (slide, out) = (slide.to_str().unwrap(), dir.join("out"));
+    let out = out.to_str().unwrap();
+    let (code, _, stderr) = flashslide(&["run", slide, "--out", out, "--device", "cpu", "--quiet"]);
+    assert_eq!(code, 1, "{stderr}");
+    let report = std::fs::read_to_string(dir.join("out/batch-report.json")).unwrap();
+    assert!(
+        report.contains("MPP 0") && report.contains("implausible") && report.contains("pass --mpp"),
+        "{report}"
+    );
+    let (code, _, stderr) = flashslide(&[
+        "run", slide, "--out", out, "--device", "cpu", "--quiet", "--mpp", "0.5",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
