@@ -149,7 +149,7 @@ fn a_real_run_is_scored_and_bad_input_names_the_file() {
     assert_eq!(code, 2);
     assert!(stderr.contains("synth-s101-000.lesions.json"), "{stderr}");
     // A corrupt detections file: named, with the line.
-    std::fs::write(out.join("synth-s101-000/detections.csv"), "0.5,12\n").unwrap();
+    std::fs::write(out.join("synth-s101-000.svs/detections.csv"), "0.5,12\n").unwrap();
     let (code, _, stderr) = flashslide(&args);
     assert_eq!(code, 2);
     assert!(stderr.contains("detections.csv: line 1"), "{stderr}");

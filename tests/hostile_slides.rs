@@ -8,51 +8,21 @@
 
 mod common;
 
+use common::counting_alloc::{allocated_since, serial, start_case, CountingAlloc};
 use common::tiff_builder::{tag, ty, Entry, Flavor, TiffBuilder, Value};
 use flashslide::slide::{Slide, StoredTile};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Counts live heap bytes and their peak, so a case can be checked for what it allocated.
-struct CountingAlloc;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's layout is passed on unchanged.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with this layout (in `alloc` above).
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
-/// The allocation peak is process-wide: cases run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const MAX_CASE_BYTES: usize = 256 << 20;
 const MAX_CASE_TIME: Duration = Duration::from_secs(2);
 /// A case still running after this long has hung: the test fails rather than waits.
 const HANG: Duration = Duration::from_secs(30);
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Opens a file and reads from every level (two regions, and the stored JPEG streams a GPU
 /// decoder would get) and every associated image: whether an implausible MPP was reported,
@@ -134,8 +104,7 @@ fn scratch() -> PathBuf {
 fn run_case(name: &str, bytes: &[u8], tally: &mut Tally) -> Result<bool, String> {
     let path = scratch().join(name);
     std::fs::write(&path, bytes).unwrap();
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = start_case();
     let start = Instant::now();
     let (send, receive) = std::sync::mpsc::channel();
     let p = path.clone();
@@ -150,7 +119,7 @@ fn run_case(name: &str, bytes: &[u8], tally: &mut Tally) -> Result<bool, String>
         Err(_) => panic!("{name}: panicked (input kept at {})", path.display()),
     };
     let elapsed = start.elapsed();
-    let allocated = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let allocated = allocated_since(base);
     assert!(
         elapsed < MAX_CASE_TIME,
         "{name}: took {elapsed:?} (input kept at {})",

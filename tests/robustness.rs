@@ -4,39 +4,14 @@
 
 mod common;
 
+use common::counting_alloc::{allocated_since, serial, start_case, CountingAlloc};
 use common::shared_slides;
 use flashslide::slide::Slide;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Counts live heap bytes and their peak, so a case can be checked for what it allocated.
-struct CountingAlloc;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
-
-/// The allocation peak is process-wide: cases run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const MAX_CASE_BYTES: usize = 1 << 30;
 const MAX_CASE_TIME: Duration = Duration::from_secs(5);
@@ -44,8 +19,7 @@ const MAX_CASE_TIME: Duration = Duration::from_secs(5);
 /// Opens a file and reads from every level and associated image; returns the error text if
 /// anything failed. Panics (failing the test) only on a broken promise: time or memory.
 fn exercise(path: &Path) -> Result<(), String> {
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = start_case();
     let start = Instant::now();
     let result = (|| {
         let slide = Slide::open(path).map_err(|e| e.to_string())?;
@@ -65,7 +39,7 @@ fn exercise(path: &Path) -> Result<(), String> {
         Ok(())
     })();
     let elapsed = start.elapsed();
-    let allocated = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    let allocated = allocated_since(base);
     assert!(elapsed < MAX_CASE_TIME, "{}: took {elapsed:?}", path.display());
     assert!(
         allocated < MAX_CASE_BYTES,
@@ -77,7 +51,7 @@ fn exercise(path: &Path) -> Result<(), String> {
 
 #[test]
 fn negative_files_give_clear_errors() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let Some(root) = shared_slides("negative_files_give_clear_errors") else {
         return;
     };
@@ -149,7 +123,7 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_slides_never_panic_hang_or_balloon() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
     let Some(root) = shared_slides("mutated_slides_never_panic_hang_or_balloon") else {
         return;
     };

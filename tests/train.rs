@@ -176,9 +176,10 @@ fn trains_the_one_image_baseline_that_run_analyses_as_one_tile() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for stem in ["synth-s101-000", "synth-s102-000"] {
-        let summary: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(results.join(stem).join("summary.json")).unwrap())
-                .unwrap();
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(results.join(format!("{stem}.svs")).join("summary.json")).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             (summary["tissue_tiles"].as_u64(), summary["tokens"].as_u64()),
             (Some(1), Some(64))

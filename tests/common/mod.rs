@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod counting_alloc;
 pub mod tiff_builder;
 
 use std::path::{Path, PathBuf};
