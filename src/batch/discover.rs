@@ -130,6 +130,32 @@ fn is_slide(path: &Path) -> bool {
     (by_extension || by_content) && description_head(path) != Some(*b"flashslide")
 }
 
+/// Whole-slide formats flashslide does not read yet, by extension (DICOM also by its
+/// preamble's "DICM"): such files are counted in a note, not passed over in silence.
+fn unread_format(path: &Path) -> Option<&'static str> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let kind = match extension.as_deref() {
+        Some("dcm") => "DICOM",
+        Some("mrxs") => "MIRAX",
+        Some("vms" | "vmu") => "Hamamatsu VMS/VMU",
+        Some("isyntax") => "Philips iSyntax",
+        Some("czi") => "Zeiss CZI",
+        Some("svslide") => "Sakura SVSlide",
+        Some("jp2" | "j2k") => "JPEG 2000",
+        _ => {
+            let mut preamble = [0u8; 132];
+            let dicom = open_regular(path)
+                .and_then(|mut f| f.read_exact(&mut preamble))
+                .is_ok_and(|_| &preamble[128..] == b"DICM");
+            return dicom.then_some("DICOM");
+        }
+    };
+    Some(kind)
+}
+
 /// A file's identity: device and inode, the same through every path to it.
 #[cfg(unix)]
 fn file_id(_path: &Path, meta: &Metadata) -> (u64, u64) {
@@ -230,6 +256,7 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
         }
     }
     let mut searched: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut unread: std::collections::BTreeMap<&str, usize> = Default::default();
     while let Some(Reverse((way, dir, id))) = dirs.pop() {
         if let Some(first) = searched.get(&id) {
             notes.push(format!(
@@ -298,8 +325,14 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
                 ));
             } else if is_slide(&path) {
                 take(file_id(&path, &meta), child, path);
+            } else if let Some(kind) = unread_format(&path) {
+                *unread.entry(kind).or_default() += 1;
             }
         }
+    }
+    for (kind, count) in unread {
+        let files = if count == 1 { "file" } else { "files" };
+        notes.push(format!("{count} {kind} {files}: not read yet"));
     }
     let mut found: Vec<(Way, PathBuf)> = files.into_values().collect();
     found.sort_by_key(|(way, path)| (lossy(&way.relative_path()), path.clone()));

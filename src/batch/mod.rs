@@ -110,6 +110,9 @@ pub struct Summary {
     pub fingerprint: Fingerprint,
     pub model: String,
     pub model_sha256: String,
+    /// The model's notice (the bundled models: trained on synthetic slides only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_notice: Option<String>,
     pub settings: serde_json::Value,
     pub device: String,
     /// Where stage 1's tiles were decoded ("CPU", or the GPU's decoder and its share).
@@ -605,6 +608,7 @@ fn write_outputs(
         fingerprint: print,
         model: config.name.clone(),
         model_sha256: hash.to_string(),
+        model_notice: config.notice.clone(),
         settings,
         device,
         tile_decoding: analysis.tile_decoding.to_string(),

@@ -4,7 +4,6 @@ use clap::Args;
 use flashslide::backend::{Backend, Selected};
 use flashslide::embed::{embed_image, embed_slide};
 use flashslide::features::{write_features, write_features_h5, TileGeometry, HDF5};
-use flashslide::model::Model;
 use flashslide::slide::{Slide, SlideErrorKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -16,9 +15,10 @@ use std::process::ExitCode;
 pub struct EmbedArgs {
     /// A slide, or an ordinary PNG/JPEG image of the model's input size
     input: PathBuf,
-    /// Model directory (config.json, model.safetensors)
+    /// Model directory (config.json, model.safetensors); default: the bundled
+    /// flashslide-synth-v1 (built into the binary)
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Output file: safetensors, or HDF5 (CLAM/Trident layout) when it ends in .h5 (builds
     /// with `--features hdf5`)
     #[arg(short, long)]
@@ -55,7 +55,10 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
             args.output.display()
         );
     }
-    let model = Model::load(&args.model, backend)?;
+    let model = super::model_choice::load(args.model.as_deref(), backend)?;
+    if !args.quiet {
+        super::model_choice::say_notice(&model);
+    }
     let mut meta = BTreeMap::new();
     meta.insert("model".to_string(), model.config.name.clone());
     meta.insert("model_sha256".to_string(), model.hash.clone());

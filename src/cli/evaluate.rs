@@ -8,8 +8,9 @@ use std::process::ExitCode;
 pub struct EvaluateArgs {
     /// What `flashslide run` wrote: one folder per slide
     results: PathBuf,
-    /// The ground truth: a folder of <slide stem>.lesions.json (`flashslide synth` writes
-    /// them beside its slides)
+    /// The ground truth: a folder holding, per slide, <slide stem>.lesions.json (as
+    /// `flashslide synth` writes beside its slides), <stem>.xml (ASAP, CAMELYON16's
+    /// annotations) or <stem>.geojson (QuPath annotations classified tumour or metastasis)
     #[arg(long)]
     truth: PathBuf,
     /// Also write the whole evaluation (per slide, the FROC curve) as JSON

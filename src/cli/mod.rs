@@ -5,6 +5,7 @@ mod device;
 mod embed;
 mod evaluate;
 mod info;
+mod model_choice;
 mod region;
 mod run;
 mod selftest;

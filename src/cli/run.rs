@@ -2,11 +2,10 @@ use super::device::{self, Device};
 use anyhow::{bail, Result};
 use clap::Args;
 use flashslide::backend::{Backend, Selected};
-use flashslide::batch::discover::{in_shard, parse_shard, shard_from_env, walk};
+use flashslide::batch::discover::{in_shard, parse_shard, shard_from_env, walk, Discovery};
 use flashslide::batch::{
     check_output_dir, run_batch, unix_time, write_report, BatchOptions, Event, Outcome, SlideReport,
 };
-use flashslide::model::Model;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ pub struct RunArgs {
     #[arg(long)]
     out: PathBuf,
     /// Model directory (config.json and model.safetensors with a slide encoder); default:
-    /// the bundled models/flashslide-synth-v1
+    /// the bundled flashslide-synth-v1 (built into the binary)
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Device::Auto)]
@@ -68,9 +67,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let stage: Tally = Arc::new(Mutex::new(Stage::Starting));
     let waiting = stage.clone();
     std::thread::spawn(move || on_signal(termination, waiting));
+    // What needs no device first: a usage error or an empty input is said before anything
+    // about the GPU.
+    let shard = match &args.shard {
+        Some(s) => Some(parse_shard(s).map_err(anyhow::Error::msg)?),
+        None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
+    };
+    let discovery = walk(&args.inputs)?;
+    if discovery.jobs.is_empty() {
+        let mut message = format!(
+            "no slides found under {}",
+            args.inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for note in &discovery.notes {
+            message.push_str(&format!("\n  {note}"));
+        }
+        bail!(message);
+    }
+    check_output_dir(&args.out).map_err(anyhow::Error::msg)?;
     match device::open(args.device, args.quiet)? {
-        Selected::Cpu(b) => run_on(args, &b, stage),
-        Selected::Cuda(b) => run_on(args, &b, stage),
+        Selected::Cpu(b) => run_on(args, shard, discovery, &b, stage),
+        Selected::Cuda(b) => run_on(args, shard, discovery, &b, stage),
     }
 }
 
@@ -193,43 +214,26 @@ fn on_signal(termination: Termination, stage: Tally) {
     std::process::exit(128 + signal);
 }
 
-/// The bundled model's directory, as a path from the working directory or from the
-/// checkout the executable was built in (target/<profile>/flashslide).
-const BUNDLED_MODEL: &str = "models/flashslide-synth-v1";
-
-fn bundled_model() -> Result<PathBuf> {
-    let beside_binary = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.ancestors().nth(3).map(|root| root.join(BUNDLED_MODEL)));
-    std::iter::once(PathBuf::from(BUNDLED_MODEL))
-        .chain(beside_binary)
-        .find(|dir| dir.join("config.json").is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!("the bundled model {BUNDLED_MODEL} is not here (run from the flashslide checkout) and no --model was given")
-        })
-}
-
-fn run_on<B: Backend>(args: RunArgs, backend: &B, stage: Tally) -> Result<ExitCode> {
-    let shard = match &args.shard {
-        Some(s) => Some(parse_shard(s).map_err(anyhow::Error::msg)?),
-        None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
-    };
-    let model_dir = match &args.model {
-        Some(dir) => dir.clone(),
-        None => bundled_model()?,
-    };
+fn run_on<B: Backend>(
+    args: RunArgs,
+    shard: Option<(usize, usize)>,
+    discovery: Discovery,
+    backend: &B,
+    stage: Tally,
+) -> Result<ExitCode> {
     if !args.cpu_decoding {
         backend.prepare_tile_decoder();
     }
-    let model = Model::load(&model_dir, backend)?;
+    let model = super::model_choice::load(args.model.as_deref(), backend)?;
     if model.slide_encoder.is_none() {
         bail!(
             "{}: the model has no slide encoder (stage 2), which `run` needs",
-            model_dir.display()
+            args.model.as_deref().unwrap_or(Path::new("the model")).display()
         );
     }
-    check_output_dir(&args.out).map_err(anyhow::Error::msg)?;
-    let discovery = walk(&args.inputs)?;
+    if !args.quiet {
+        super::model_choice::say_notice(&model);
+    }
     let (mut jobs, notes) = (discovery.jobs, discovery.notes);
     if let Some((i, n)) = shard {
         jobs.retain(|j| in_shard(j, i, n));

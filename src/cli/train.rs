@@ -83,6 +83,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         None => BUNDLED_CONFIG.to_string(),
     };
     let mut config: ModelConfig = serde_json::from_str(&text).context("the model configuration")?;
+    // A new model: what a notice said of the weights it came with is not said of these.
+    config.notice = None;
     if let Some(mpp) = args.mpp {
         config.mpp = mpp;
     }

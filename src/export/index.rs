@@ -91,7 +91,7 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
                  <tr><td>slide score</td><td>{:.3}</td></tr><tr><td>max probability</td><td>{:.3}</td></tr>\
                  <tr><td>tumour area</td><td>{:.3} mm²</td></tr><tr><td>tumour regions</td><td>{}</td></tr>\
                  <tr><td>tiles / tokens</td><td>{} / {}</td></tr><tr><td>time</td><td>{:.1} s on {}</td></tr>\
-                 <tr><td>model</td><td>{}</td></tr></table><p>",
+                 <tr><td>model</td><td>{}</td></tr></table>{}<p>",
                 escape(name),
                 href(name, "heatmap.png"),
                 href(name, "heatmap.png"),
@@ -104,7 +104,10 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
                 s.tokens,
                 s.seconds.total,
                 escape(&s.device),
-                escape(&s.model)
+                escape(&s.model),
+                s.model_notice
+                    .as_deref()
+                    .map_or(String::new(), |n| format!("<p class=\"fail\">Model: {}</p>", escape(n)))
             )?;
             for file in s
                 .outputs

@@ -86,6 +86,10 @@ pub struct ModelConfig {
     /// Per-channel input normalisation of 0–1 RGB.
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// What every result of this model must say about it (the bundled models: trained on
+    /// synthetic slides only); shown by `run`, recorded in summary.json and index.html.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     /// Stage 2, when the model has one (its weights under `slide.` in the same file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slide_encoder: Option<SlideEncoderConfig>,

@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use config::ModelConfig;
 use sha2::{Digest, Sha256};
 use slide_encoder::SlideEncoder;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tile_encoder::TileEncoder;
 
@@ -44,6 +45,7 @@ pub struct Model<B: Backend> {
 }
 
 impl<B: Backend> Model<B> {
+    /// The model in `dir` (config.json, model.safetensors).
     pub fn load(dir: &Path, backend: &B) -> Result<Model<B>, ModelError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -51,33 +53,50 @@ impl<B: Backend> Model<B> {
         };
         let config_path = dir.join("config.json");
         let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
-        let config: ModelConfig = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config(format!("{}: {e}", config_path.display())))?;
-        config
-            .validate()
-            .map_err(|e| ModelError::Config(format!("{}: {e}", config_path.display())))?;
+        let config = parse_config(&text, &config_path)?;
         let weights_path = dir.join("model.safetensors");
-        // A config that asks for more parameters than the file has bytes is refused before
-        // anything is allocated for them (a depth of 10^3 over a small file).
         let file_bytes = std::fs::metadata(&weights_path).map_err(io(&weights_path))?.len();
-        let floor = config.parameter_floor();
-        if floor > file_bytes {
-            return Err(ModelError::Config(format!(
-                "{}: the configuration needs at least {floor} parameters, but {} holds only {file_bytes} bytes",
-                config_path.display(),
-                weights_path.display()
-            )));
-        }
+        check_size(&config, &config_path, file_bytes, &weights_path)?;
         // Streamed: a foundation model's weights can be gigabytes.
         let mut hasher = Sha256::new();
         std::fs::File::open(&weights_path)
             .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
             .map_err(io(&weights_path))?;
-        let hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let host = weights::read_safetensors(&weights_path)?;
-        let tile_encoder = TileEncoder::new(backend, config.clone(), &host, &weights_path)?;
+        Self::assemble(config, &host, hex(hasher), &weights_path, backend)
+    }
+
+    /// A model held in memory (one built into the binary): its config.json text and its
+    /// model.safetensors bytes; `dir` names it in errors.
+    pub fn from_bytes(
+        config_json: &str,
+        weights: &[u8],
+        dir: &Path,
+        backend: &B,
+    ) -> Result<Model<B>, ModelError> {
+        let (config_path, weights_path) = (dir.join("config.json"), dir.join("model.safetensors"));
+        let config = parse_config(config_json, &config_path)?;
+        check_size(&config, &config_path, weights.len() as u64, &weights_path)?;
+        let host = weights::parse_safetensors(weights, &weights_path)?;
+        Self::assemble(
+            config,
+            &host,
+            hex(Sha256::new_with_prefix(weights)),
+            &weights_path,
+            backend,
+        )
+    }
+
+    fn assemble(
+        config: ModelConfig,
+        host: &HashMap<String, weights::HostTensor>,
+        hash: String,
+        source: &Path,
+        backend: &B,
+    ) -> Result<Model<B>, ModelError> {
+        let tile_encoder = TileEncoder::new(backend, config.clone(), host, source)?;
         let slide_encoder = match &config.slide_encoder {
-            Some(c) => Some(SlideEncoder::new(backend, c.clone(), &host, &weights_path)?),
+            Some(c) => Some(SlideEncoder::new(backend, c.clone(), host, source)?),
             None => None,
         };
         Ok(Model {
@@ -87,4 +106,36 @@ impl<B: Backend> Model<B> {
             hash,
         })
     }
+}
+
+fn parse_config(text: &str, path: &Path) -> Result<ModelConfig, ModelError> {
+    let config: ModelConfig =
+        serde_json::from_str(text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
+    config
+        .validate()
+        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
+    Ok(config)
+}
+
+/// A config that asks for more parameters than the weight file has bytes is refused before
+/// anything is allocated for them (a depth of 10^3 over a small file).
+fn check_size(
+    config: &ModelConfig,
+    config_path: &Path,
+    weight_bytes: u64,
+    weights_path: &Path,
+) -> Result<(), ModelError> {
+    let floor = config.parameter_floor();
+    if floor > weight_bytes {
+        return Err(ModelError::Config(format!(
+            "{}: the configuration needs at least {floor} parameters, but {} holds only {weight_bytes} bytes",
+            config_path.display(),
+            weights_path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn hex(hasher: Sha256) -> String {
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -18,19 +18,42 @@ pub struct HostTensor {
 
 /// Every tensor of a safetensors file, by name.
 pub fn read_safetensors(path: &Path) -> Result<HashMap<String, HostTensor>, ModelError> {
-    let bad = |msg: String| ModelError::Weights {
+    let bad = |e: candle_core::Error| ModelError::Weights {
         path: path.to_path_buf(),
-        msg,
+        msg: e.to_string(),
     };
     // SAFETY: the file is mapped read-only; flashslide never writes model files while
     // reading them (a file changed underneath by another program is the caller's risk, as
     // with any memory-mapped read).
-    let mmap =
-        unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(|e| bad(e.to_string()))?;
+    let mmap = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }.map_err(bad)?;
+    let names: Vec<String> = mmap.tensors().into_iter().map(|(name, _)| name).collect();
+    host_tensors(names, |name| mmap.load(name, &Device::Cpu), path)
+}
+
+/// Every tensor of a safetensors file held in memory (a model built into the binary), by
+/// name; `source` names it in errors.
+pub fn parse_safetensors(bytes: &[u8], source: &Path) -> Result<HashMap<String, HostTensor>, ModelError> {
+    let file = candle_core::safetensors::SliceSafetensors::new(bytes).map_err(|e| ModelError::Weights {
+        path: source.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let names: Vec<String> = file.tensors().into_iter().map(|(name, _)| name).collect();
+    host_tensors(names, |name| file.load(name, &Device::Cpu), source)
+}
+
+/// The tensors `load` gives for `names`, as f32 on the host, each checked to be finite.
+fn host_tensors(
+    names: Vec<String>,
+    load: impl Fn(&str) -> candle_core::Result<candle_core::Tensor>,
+    source: &Path,
+) -> Result<HashMap<String, HostTensor>, ModelError> {
+    let bad = |msg: String| ModelError::Weights {
+        path: source.to_path_buf(),
+        msg,
+    };
     let mut map = HashMap::new();
-    for (name, _) in mmap.tensors() {
-        let t = mmap
-            .load(&name, &Device::Cpu)
+    for name in names {
+        let t = load(&name)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| bad(format!("tensor {name}: {e}")))?;
         let shape = t.dims().to_vec();

@@ -1,0 +1,84 @@
+//! What a new user meets first: an input with no slides, a usage error on a machine without
+//! a GPU, the bundled model used from any folder, and its notice on every result.
+
+mod common;
+
+use common::{flashslide, fresh_dir};
+
+#[test]
+fn a_folder_without_slides_exits_2_saying_what_was_skipped() {
+    let dir = fresh_dir("new-user-no-slides");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // A DICOM file (its preamble's "DICM"), a MIRAX index and a note: none is read yet.
+    let mut dicom = vec![0u8; 128];
+    dicom.extend_from_slice(b"DICM");
+    dicom.extend_from_slice(&[0; 64]);
+    std::fs::write(input.join("level-0.bin"), &dicom).unwrap();
+    std::fs::write(input.join("level-1.dcm"), &dicom).unwrap();
+    std::fs::write(input.join("slide.mrxs"), b"[GENERAL]\n").unwrap();
+    std::fs::write(input.join("notes.txt"), b"hello").unwrap();
+    let out = dir.join("out");
+    let (code, _, stderr) = flashslide(&["run", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no slides found under"), "{stderr}");
+    assert!(stderr.contains("2 DICOM files: not read yet"), "{stderr}");
+    assert!(stderr.contains("1 MIRAX file: not read yet"), "{stderr}");
+    // Said before anything about the device, and nothing written.
+    assert!(!stderr.contains("CPU") && !stderr.contains("CUDA"), "{stderr}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn the_bundled_model_works_from_any_folder_and_says_what_it_is() {
+    let dir = fresh_dir("new-user-elsewhere");
+    let slide = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
+    let out = dir.join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(["run", slide, "--out", out.to_str().unwrap(), "--device", "cpu"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("trained on synthetic H&E slides only"),
+        "{stderr}"
+    );
+    let summary = std::fs::read_to_string(out.join("synth-s101-000.svs/summary.json")).unwrap();
+    assert!(
+        summary.contains("\"model_notice\": \"trained on synthetic"),
+        "{summary}"
+    );
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        index.contains("trained on synthetic H&amp;E slides only"),
+        "{index}"
+    );
+    // The built-in copy is the checkout's model, byte for byte: the same hash.
+    let on_disk = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/flashslide-synth-v1/model.safetensors"
+    );
+    let hash = {
+        use sha2::Digest;
+        sha2::Sha256::digest(std::fs::read(on_disk).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(summary.contains(&hash), "{summary}");
+    // embed takes the bundled model too.
+    let features = dir.join("f.safetensors");
+    let (code, _, stderr) = flashslide(&[
+        "embed",
+        slide,
+        "-o",
+        features.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(features.is_file());
+}
