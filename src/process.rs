@@ -40,6 +40,35 @@ pub fn host() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// Now, in UTC, as RFC 3339 to the second ("2026-12-02T17:45:03Z").
+pub fn utc_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc_timestamp(seconds)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC: the proleptic Gregorian calendar, by the
+/// days-from-civil inverse of Howard Hinnant's `civil_from_days`.
+fn utc_timestamp(seconds: u64) -> String {
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -51,5 +80,13 @@ mod tests {
         assert_eq!(super::start_time(std::process::id()), Some(me));
         // Above the kernel's pid_max (at most 2^22).
         assert_eq!(super::start_time(u32::MAX - 1), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(super::utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::utc_timestamp(1_796_233_503), "2026-12-02T17:45:03Z");
+        assert_eq!(super::utc_timestamp(4_107_542_399), "2100-02-28T23:59:59Z");
     }
 }

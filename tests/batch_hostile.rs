@@ -102,6 +102,7 @@ fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
                     "tile_decoding",
                     "device",
                     "software",
+                    "run",
                 ] {
                     s.as_object_mut().unwrap().remove(key);
                 }
