@@ -513,8 +513,15 @@ fn write_outputs(
         (
             "heatmap.png",
             Box::new(|| {
-                export::heatmap::write_heatmap(&dir.join("heatmap.png"), &slide, &grid, options.heatmap_px)
-                    .map_err(failed)
+                export::heatmap::write_heatmap(
+                    &dir.join("heatmap.png"),
+                    &slide,
+                    &grid,
+                    &analysis.mask,
+                    options.threshold,
+                    options.heatmap_px,
+                )
+                .map_err(failed)
             }),
         ),
         (

@@ -96,6 +96,10 @@ pub fn markdown(arms: &[ArmResult]) -> String {
     s
 }
 
+/// Cap heights of the plot's labels and of its title, in pixels.
+const LABEL: f32 = 10.0;
+const HEADING: f32 = 16.0;
+
 /// Okabe–Ito colours: told apart with every common colour-vision deficiency.
 const PALETTE: [[u8; 3]; 6] = [
     [0, 114, 178],
@@ -132,10 +136,10 @@ pub fn plot(arms: &[ArmResult]) -> (Vec<u8>, usize, usize) {
         draw_text(
             &mut img,
             width,
-            (x as usize).saturating_sub(text_width(&label, 1) / 2),
+            (x as usize).saturating_sub(text_width(&label, LABEL) / 2),
             top + plot_h + 8,
             &label,
-            1,
+            LABEL,
             black,
         );
     }
@@ -153,10 +157,10 @@ pub fn plot(arms: &[ArmResult]) -> (Vec<u8>, usize, usize) {
         draw_text(
             &mut img,
             width,
-            left - 8 - text_width(&label, 1),
-            y as usize - 4,
+            left - 8 - text_width(&label, LABEL),
+            y as usize - 5,
             &label,
-            1,
+            LABEL,
             black,
         );
     }
@@ -179,23 +183,23 @@ pub fn plot(arms: &[ArmResult]) -> (Vec<u8>, usize, usize) {
     draw_text(
         &mut img,
         width,
-        (width - text_width(title, 2)) / 2,
+        (width - text_width(title, HEADING)) / 2,
         14,
         title,
-        2,
+        HEADING,
         black,
     );
     let axis = "average false positives per slide";
     draw_text(
         &mut img,
         width,
-        left + (plot_w - text_width(axis, 1)) / 2,
+        left + (plot_w - text_width(axis, LABEL)) / 2,
         height - 40,
         axis,
-        1,
+        LABEL,
         black,
     );
-    draw_text(&mut img, width, 8, top - 20, "sensitivity", 1, black);
+    draw_text(&mut img, width, 8, top - 20, "sensitivity", LABEL, black);
 
     for (i, arm) in arms.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
@@ -227,16 +231,16 @@ pub fn plot(arms: &[ArmResult]) -> (Vec<u8>, usize, usize) {
                 .map_or("-".into(), |f| format!("{:.3}", f.score))
         );
         let row_y = top + plot_h - 20 - (arms.len() - 1 - i) * 20;
-        let lx = left + plot_w - 16 - text_width(&label, 1) - 30;
+        let lx = left + plot_w - 16 - text_width(&label, LABEL) - 30;
         line(
             &mut img,
             width,
-            (lx as f64, row_y as f64 + 4.0),
-            (lx as f64 + 22.0, row_y as f64 + 4.0),
+            (lx as f64, row_y as f64 + 5.0),
+            (lx as f64 + 22.0, row_y as f64 + 5.0),
             colour,
             3,
         );
-        draw_text(&mut img, width, lx + 30, row_y, &label, 1, black);
+        draw_text(&mut img, width, lx + 30, row_y, &label, LABEL, black);
     }
     (img, width, height)
 }
