@@ -82,3 +82,54 @@ fn the_bundled_model_works_from_any_folder_and_says_what_it_is() {
     assert_eq!(code, 0, "{stderr}");
     assert!(features.is_file());
 }
+
+/// A mixed batch: one slide whose file states no usable MPP takes its size from a Trident
+/// style `wsi,mpp` table; the other keeps its own.
+#[test]
+fn an_mpp_table_gives_each_listed_slide_its_pixel_size() {
+    let dir = fresh_dir("new-user-mpp-csv");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let samples = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
+    let data = std::fs::read(format!("{samples}/synth-s101-000.svs")).unwrap();
+    let at = data.windows(12).position(|w| w == b"MPP = 0.5000").unwrap();
+    let mut patched = data.clone();
+    patched[at..at + 12].copy_from_slice(b"MPP = 0     ");
+    std::fs::write(input.join("zero.svs"), patched).unwrap();
+    std::fs::copy(format!("{samples}/synth-s102-000.svs"), input.join("good.svs")).unwrap();
+    let table = dir.join("mpp.csv");
+    std::fs::write(&table, "wsi,mpp\nzero.svs,0.5\n").unwrap();
+    let out = dir.join("out");
+    let (code, _, stderr) = flashslide(&[
+        "run",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--mpp-csv",
+        table.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let source = |name: &str| {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(name).join("summary.json")).unwrap())
+                .unwrap();
+        s["mpp_source"].as_str().unwrap().to_string()
+    };
+    assert_eq!(source("zero.svs"), "--mpp-csv");
+    assert_eq!(source("good.svs"), "aperio.MPP");
+    // A bad table is a usage error, before any work.
+    std::fs::write(&table, "wsi,mpp\nzero.svs,-1\n").unwrap();
+    let (code, _, stderr) = flashslide(&[
+        "run",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--mpp-csv",
+        table.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("mpp.csv: line 2"), "{stderr}");
+}

@@ -36,6 +36,9 @@ pub struct BatchOptions {
     pub out: PathBuf,
     /// Microns per pixel for slides that do not state it.
     pub mpp: Option<f64>,
+    /// Microns per pixel of particular slides, by file name (`--mpp-csv`, Trident's
+    /// `wsi,mpp` table), over what they state.
+    pub mpp_table: BTreeMap<String, f64>,
     /// Also write each tile's stage-1 feature (features.safetensors).
     pub features: bool,
     /// Tokens at or above this probability form the tumour regions.
@@ -59,6 +62,7 @@ impl BatchOptions {
         BatchOptions {
             out,
             mpp: None,
+            mpp_table: BTreeMap::new(),
             features: false,
             threshold: 0.5,
             detection_floor: 0.05,
@@ -102,6 +106,37 @@ fn number(v: impl Into<f64> + std::fmt::Display) -> serde_json::Value {
         .map_or(serde_json::Value::String(text), serde_json::Value::Number)
 }
 
+/// Reads a table of pixel sizes by slide file name: CSV with a header naming the columns
+/// `wsi` (the file name, as Trident's custom MPP table) and `mpp`, in any order; each value
+/// plausible. Errors name the file and the line.
+pub fn read_mpp_table(path: &Path) -> Result<BTreeMap<String, f64>, String> {
+    let bad = |line: usize, msg: &str| format!("{}: line {line}: {msg}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let cells = |l: &str| -> Vec<String> { l.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect() };
+    let (_, header) = lines.next().ok_or_else(|| bad(1, "empty; expected a header wsi,mpp"))?;
+    let header = cells(header);
+    let column = |name: &str| header.iter().position(|c| c.eq_ignore_ascii_case(name));
+    let (Some(wsi), Some(mpp)) = (column("wsi"), column("mpp")) else {
+        return Err(bad(1, "the header must name the columns wsi and mpp"));
+    };
+    let mut table = BTreeMap::new();
+    for (i, line) in lines {
+        let row = cells(line);
+        let (Some(name), Some(value)) = (row.get(wsi), row.get(mpp)) else {
+            return Err(bad(i + 1, "fewer cells than the header"));
+        };
+        let value: f64 = value.parse().map_err(|_| bad(i + 1, &format!("mpp {value:?} is not a number")))?;
+        crate::mpp::check_mpp(value).map_err(|e| bad(i + 1, &e))?;
+        // A path in the wsi column names its file.
+        let name = name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
+        if table.insert(name.clone(), value).is_some() {
+            return Err(bad(i + 1, &format!("{name} is listed twice")));
+        }
+    }
+    Ok(table)
+}
+
 /// What a run records for a finished slide (OUT/<name>/summary.json).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
@@ -136,6 +171,20 @@ pub struct Summary {
     /// Seconds each output took to write.
     #[serde(default)]
     pub export_seconds: BTreeMap<String, f64>,
+    /// When and where the summary was written, and by which command (run metadata, as
+    /// WSInfer records; not compared when resuming).
+    #[serde(default)]
+    pub run: RunInfo,
+}
+
+/// When, where and by which command a slide's results were made.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// RFC 3339, UTC.
+    pub finished: String,
+    pub host: String,
+    /// The command line, as the process was given it.
+    pub command: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -148,7 +197,8 @@ pub struct Seconds {
     pub stage1_waiting: f64,
     pub stage2: f64,
     pub export: f64,
-    /// From the start of the slide's work to its summary. Slides of a batch overlap (the
+    /// From the start of the slide's work to its summary, less the time it waited for the
+    /// slide before it (for the model, or for the writer). Slides of a batch overlap (the
     /// next one's tissue is found while this one is analysed, its outputs written while the
     /// next is), so the totals add up to more than the batch's wall time.
     pub total: f64,
@@ -166,6 +216,42 @@ impl Seconds {
             export,
             total,
         }
+    }
+}
+
+/// A slide's time in a batch: since its work began, less what it spent waiting, ready for
+/// its next step, while the slide before it held that step.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: Instant,
+    waited: Duration,
+    ready: Instant,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        let now = Instant::now();
+        Clock {
+            start: now,
+            waited: Duration::ZERO,
+            ready: now,
+        }
+    }
+
+    /// The slide is ready for its next step.
+    fn ready(mut self) -> Clock {
+        self.ready = Instant::now();
+        self
+    }
+
+    /// Its next step takes it: the time since it was ready was spent waiting.
+    fn taken(mut self) -> Clock {
+        self.waited += self.ready.elapsed();
+        self
+    }
+
+    fn working_seconds(&self) -> f64 {
+        self.start.elapsed().saturating_sub(self.waited).as_secs_f64()
     }
 }
 
@@ -246,7 +332,7 @@ pub fn run_batch<B: Backend>(
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Vec<SlideReport> {
     use std::sync::mpsc::sync_channel;
-    type Step<T> = (usize, Instant, Result<T, NotDone>);
+    type Step<T> = (usize, Clock, Result<T, NotDone>);
     let (config, hash) = (&model.config, model.hash.as_str());
     std::thread::scope(|scope| {
         // Rendezvous channels: one slide planned ahead, one handed to the writer.
@@ -254,23 +340,23 @@ pub fn run_batch<B: Backend>(
         let (analysed_tx, analysed_rx) = sync_channel::<Step<Analysed>>(0);
         scope.spawn(move || {
             for (index, job) in jobs.iter().enumerate() {
-                let start = Instant::now();
+                let clock = Clock::start();
                 let prepared = contained(&job.path, || prepare(job, config, hash, options));
-                if prepared_tx.send((index, start, prepared)).is_err() {
+                if prepared_tx.send((index, clock.ready(), prepared)).is_err() {
                     break;
                 }
             }
         });
         let writer = scope.spawn(move || {
             let mut reports = Vec::with_capacity(jobs.len());
-            for (index, start, analysed) in analysed_rx {
-                let job = &jobs[index];
+            for (index, clock, analysed) in analysed_rx {
+                let (job, clock) = (&jobs[index], clock.taken());
                 let written = analysed
-                    .and_then(|a| contained(&job.path, || write_outputs(a, job, config, hash, options)));
+                    .and_then(|a| contained(&job.path, || write_outputs(a, job, config, hash, options, clock)));
                 let (outcome, time) = match written {
                     Ok(()) => (
                         Outcome::Done {
-                            seconds: start.elapsed().as_secs_f64(),
+                            seconds: clock.working_seconds(),
                         },
                         unix_time(),
                     ),
@@ -293,7 +379,8 @@ pub fn run_batch<B: Backend>(
             }
             reports
         });
-        for (index, start, prepared) in prepared_rx {
+        for (index, clock, prepared) in prepared_rx {
+            let clock = clock.taken();
             on_event(Event::SlideStarted {
                 index,
                 total: jobs.len(),
@@ -301,7 +388,7 @@ pub fn run_batch<B: Backend>(
             });
             let analysed =
                 prepared.and_then(|p| contained(&jobs[index].path, || analyse(p, model, options, on_event)));
-            if analysed_tx.send((index, start, analysed)).is_err() {
+            if analysed_tx.send((index, clock.ready(), analysed)).is_err() {
                 break;
             }
         }
@@ -357,7 +444,6 @@ struct InProgress {
     settings: serde_json::Value,
     slide: Slide,
     mpp_source: String,
-    started: Instant,
 }
 
 /// A slide ready for the model: tissue found, tiles planned.
@@ -381,10 +467,17 @@ fn prepare(
     hash: &str,
     options: &BatchOptions,
 ) -> Result<Prepared, NotDone> {
-    let started = Instant::now();
     let dir = options.out.join(&job.name);
     let roi_path = roi_for(job, options.roi.as_deref());
     let mut settings = options.settings();
+    let from_table = job
+        .path
+        .file_name()
+        .and_then(|n| options.mpp_table.get(n.to_string_lossy().as_ref()))
+        .copied();
+    if let Some(mpp) = from_table {
+        settings["mpp_override"] = number(mpp);
+    }
     // The region of interest decides the outputs too: its content, not just its name.
     if let Some(p) = &roi_path {
         let bytes = std::fs::read(p).map_err(|e| failed(format!("{}: {e}", p.display())))?;
@@ -421,8 +514,11 @@ fn prepare(
     crate::atomic::remove_partials(&dir);
     let roi = roi_path.as_deref().map(Roi::load).transpose().map_err(failed)?;
     let slide = Slide::open(&job.path).map_err(failed)?;
-    let (mpp, mpp_source) = crate::pipeline::slide_mpp(&slide, options.mpp)
+    let (mpp, mut mpp_source) = crate::pipeline::slide_mpp(&slide, from_table.or(options.mpp))
         .map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
+    if from_table.is_some() {
+        mpp_source = "--mpp-csv".into();
+    }
     let restrict = |mask: &mut crate::tissue::TissueMask| {
         if let Some(roi) = &roi {
             roi.restrict(mask)
@@ -437,7 +533,6 @@ fn prepare(
             settings,
             slide,
             mpp_source,
-            started,
         },
         planned,
     })
@@ -471,6 +566,7 @@ fn write_outputs(
     config: &ModelConfig,
     hash: &str,
     options: &BatchOptions,
+    clock: Clock,
 ) -> Result<(), NotDone> {
     let Analysed {
         slide:
@@ -481,7 +577,6 @@ fn write_outputs(
                 settings,
                 slide,
                 mpp_source,
-                started,
             },
         analysis,
         device,
@@ -505,6 +600,8 @@ fn write_outputs(
             format!("{}", analysis.plan.tile_level0),
         ),
     ]);
+    let extent = [slide.dimensions().0, slide.dimensions().1];
+    let ids = export::geojson::FeatureIds::new(&print.head_tail_sha256, print.size, hash);
     // The outputs are independent: written side by side, each with the seconds it took.
     let regions = OnceLock::new();
     let detections = OnceLock::new();
@@ -535,15 +632,15 @@ fn write_outputs(
             "qupath.geojson",
             Box::new(|| {
                 let regions =
-                    regions.get_or_init(|| export::geojson::tumour_regions(&grid, options.threshold));
-                export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, regions)
+                    regions.get_or_init(|| export::geojson::tumour_regions(&grid, options.threshold, extent));
+                export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, regions, extent, ids)
                     .map_err(io("qupath.geojson"))
             }),
         ),
         (
             "tissue.geojson",
             Box::new(|| {
-                export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask)
+                export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask, extent, ids)
                     .map_err(io("tissue.geojson"))
             }),
         ),
@@ -625,16 +722,22 @@ fn write_outputs(
         tissue_tiles: analysis.plan.tiles.len(),
         tokens: analysis.probabilities.len(),
         token_um: analysis.token_level0() * mpp,
-        seconds: Seconds::from_stages(&analysis.seconds, export_seconds, started.elapsed().as_secs_f64()),
+        seconds: Seconds::from_stages(&analysis.seconds, export_seconds, clock.working_seconds()),
         peak_rss_bytes: crate::process::peak_rss(),
         device_memory_bytes,
         slide_probability: analysis.slide_probability,
         max_probability: analysis.probabilities.iter().cloned().fold(0.0, f32::max),
-        tumour_area_mm2: regions.iter().map(|r| r.area_mm2).sum(),
+        // A fold from +0: an empty sum of f64 is -0, which reads "-0.000 mm²".
+        tumour_area_mm2: regions.iter().fold(0.0, |sum, r| sum + r.area_mm2),
         tumour_regions: regions.len(),
         detections: detections.len(),
         outputs: outputs.iter().map(|(name, _)| name.clone()).collect(),
         export_seconds: outputs.into_iter().collect(),
+        run: RunInfo {
+            finished: crate::process::utc_now(),
+            host: crate::process::host(),
+            command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+        },
     };
     let text = serde_json::to_string_pretty(&summary).map_err(failed)?;
     export::write_atomically(&dir.join("summary.json"), |out| {
@@ -725,6 +828,28 @@ mod tests {
             ),
             _ => panic!("not a failure"),
         }
+    }
+
+    #[test]
+    fn mpp_tables_are_read_as_trident_writes_them() {
+        let dir = std::env::temp_dir().join(format!("flashslide-mpp-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mpp.csv");
+        std::fs::write(&path, "mpp,wsi\n0.25,a.svs\n\n0.5,\"sub/b c.ndpi\"\n").unwrap();
+        let table = read_mpp_table(&path).unwrap();
+        assert_eq!(table.get("a.svs"), Some(&0.25));
+        assert_eq!(table.get("b c.ndpi"), Some(&0.5));
+        for (text, says) in [
+            ("wsi,mpp\na.svs,0\n", "line 2"),
+            ("wsi,mpp\na.svs,x\n", "not a number"),
+            ("wsi,microns\na.svs,0.5\n", "wsi and mpp"),
+            ("wsi,mpp\na.svs,0.5\na.svs,0.25\n", "twice"),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = read_mpp_table(&path).unwrap_err();
+            assert!(e.contains("mpp.csv") && e.contains(says), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

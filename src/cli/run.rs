@@ -4,7 +4,8 @@ use clap::Args;
 use flashslide::backend::{Backend, Selected};
 use flashslide::batch::discover::{in_shard, parse_shard, shard_from_env, walk, Discovery};
 use flashslide::batch::{
-    check_output_dir, run_batch, unix_time, write_report, BatchOptions, Event, Outcome, SlideReport,
+    check_output_dir, read_mpp_table, run_batch, unix_time, write_report, BatchOptions, Event, Outcome,
+    SlideReport,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -33,6 +34,10 @@ pub struct RunArgs {
     /// Microns per pixel for slides that do not state it
     #[arg(long, value_parser = super::values::mpp)]
     mpp: Option<f64>,
+    /// Microns per pixel of particular slides: a CSV with columns wsi (the file name) and
+    /// mpp, as Trident's custom MPP table; over what those slides state
+    #[arg(long, value_name = "FILE")]
+    mpp_csv: Option<PathBuf>,
     /// Also write each tile's feature (features.safetensors; and features.h5, CLAM/Trident layout, in builds with `--features hdf5`)
     #[arg(long)]
     features: bool,
@@ -88,10 +93,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
         bail!(message);
     }
+    let mpp_table = match &args.mpp_csv {
+        Some(path) => read_mpp_table(path).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
     check_output_dir(&args.out).map_err(anyhow::Error::msg)?;
+    let given = Given {
+        shard,
+        discovery,
+        mpp_table,
+    };
     match device::open(args.device, args.quiet)? {
-        Selected::Cpu(b) => run_on(args, shard, discovery, &b, stage),
-        Selected::Cuda(b) => run_on(args, shard, discovery, &b, stage),
+        Selected::Cpu(b) => run_on(args, given, &b, stage),
+        Selected::Cuda(b) => run_on(args, given, &b, stage),
     }
 }
 
@@ -214,13 +228,19 @@ fn on_signal(termination: Termination, stage: Tally) {
     std::process::exit(128 + signal);
 }
 
-fn run_on<B: Backend>(
-    args: RunArgs,
+/// What `run` read and checked before opening the device.
+struct Given {
     shard: Option<(usize, usize)>,
     discovery: Discovery,
-    backend: &B,
-    stage: Tally,
-) -> Result<ExitCode> {
+    mpp_table: std::collections::BTreeMap<String, f64>,
+}
+
+fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) -> Result<ExitCode> {
+    let Given {
+        shard,
+        discovery,
+        mpp_table,
+    } = given;
     if !args.cpu_decoding {
         backend.prepare_tile_decoder();
     }
@@ -270,6 +290,7 @@ fn run_on<B: Backend>(
     };
     let mut options = BatchOptions::new(args.out.clone());
     options.mpp = args.mpp;
+    options.mpp_table = mpp_table;
     options.features = args.features;
     options.roi = args.roi.clone();
     options.threshold = args.threshold;
