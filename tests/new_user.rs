@@ -120,6 +120,13 @@ fn an_mpp_table_gives_each_listed_slide_its_pixel_size() {
     };
     assert_eq!(source("zero.svs"), "--mpp-csv");
     assert_eq!(source("good.svs"), "aperio.MPP");
+    // CAMELYON16's submission layout: <slide>.csv in one folder.
+    for stem in ["zero", "good"] {
+        assert_eq!(
+            std::fs::read(out.join(format!("camelyon16/{stem}.csv"))).unwrap(),
+            std::fs::read(out.join(format!("{stem}.svs/detections.csv"))).unwrap()
+        );
+    }
     // A bad table is a usage error, before any work.
     std::fs::write(&table, "wsi,mpp\nzero.svs,-1\n").unwrap();
     let (code, _, stderr) = flashslide(&[

@@ -5,6 +5,7 @@
 //! workers apart; a failure — an error or a panic anywhere in the slide's work — is recorded
 //! with its reason and the batch goes on.
 
+pub mod challenge;
 pub mod discover;
 pub mod fingerprint;
 pub mod lock;

@@ -189,6 +189,7 @@ type Tally = Arc<Mutex<Stage>>;
 fn write_results(out: &Path, report_name: &str, reports: &[SlideReport], notes: &[String]) -> Result<()> {
     write_report(&out.join(report_name), reports, notes)?;
     flashslide::export::index::write_index(out)?;
+    flashslide::batch::challenge::write_challenge_folder(out)?;
     Ok(())
 }
 
