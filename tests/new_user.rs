@@ -140,3 +140,51 @@ fn an_mpp_table_gives_each_listed_slide_its_pixel_size() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("mpp.csv: line 2"), "{stderr}");
 }
+
+/// `run --features` records what `embed` records, and the grid under Trident's attribute
+/// names, as text that parses as Trident's types.
+#[test]
+fn run_features_carry_trident_attributes_and_provenance() {
+    let dir = fresh_dir("new-user-features");
+    let slide = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
+    let out = dir.join("out");
+    let (code, _, stderr) = flashslide(&[
+        "run",
+        slide,
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--features",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    if !cfg!(feature = "hdf5") {
+        assert!(stderr.contains("features.h5 is not written"), "{stderr}");
+    }
+    let bytes = std::fs::read(out.join("synth-s101-000.svs/features.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = &header["__metadata__"];
+    let text = |k: &str| {
+        meta[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k} in {meta}"))
+            .to_string()
+    };
+    for k in ["patch_size", "patch_size_level0", "overlap"] {
+        text(k)
+            .parse::<i64>()
+            .unwrap_or_else(|_| panic!("{k} = {} is not an integer", text(k)));
+    }
+    for k in ["level0_magnification", "target_magnification", "mpp", "model_mpp"] {
+        text(k).parse::<f64>().unwrap();
+    }
+    assert_eq!(text("patch_size"), "256");
+    assert_eq!(text("level0_magnification"), "20");
+    assert_eq!(text("mpp_source"), "aperio.MPP");
+    assert!(
+        text("device").contains("CPU") || text("device").contains("cpu"),
+        "{meta}"
+    );
+    assert_eq!(text("model"), "flashslide-synth-v1");
+}

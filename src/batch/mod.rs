@@ -591,16 +591,22 @@ fn write_outputs(
         move |e: std::io::Error| failed(format!("{}: {e}", path.display()))
     };
     let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
-    let feature_metadata = BTreeMap::from([
-        ("model".to_string(), config.name.clone()),
-        ("model_sha256".to_string(), hash.to_string()),
-        ("slide".to_string(), job.path.display().to_string()),
-        ("mpp".to_string(), format!("{mpp}")),
-        (
-            "tile_size_level0".to_string(),
-            format!("{}", analysis.plan.tile_level0),
-        ),
-    ]);
+    let geometry = crate::features::TileGeometry {
+        tile_px: analysis.plan.tile_px,
+        tile_level0: analysis.plan.tile_level0,
+        slide_mpp: mpp,
+    };
+    let feature_metadata = crate::features::metadata(
+        &crate::features::Provenance {
+            model: &config.name,
+            model_sha256: hash,
+            model_mpp: config.mpp,
+            device: &device,
+            slide: &job.path.display().to_string(),
+            mpp_source: &mpp_source,
+        },
+        geometry,
+    );
     let extent = [slide.dimensions().0, slide.dimensions().1];
     let ids = export::geojson::FeatureIds::new(&print.head_tail_sha256, print.size, hash);
     // The outputs are independent: written side by side, each with the seconds it took.
@@ -675,11 +681,6 @@ fn write_outputs(
             writes.push((
                 "features.h5",
                 Box::new(move || {
-                    let geometry = crate::features::TileGeometry {
-                        tile_px: analysis.plan.tile_px,
-                        tile_level0: analysis.plan.tile_level0,
-                        slide_mpp: mpp,
-                    };
                     let path = dir.join("features.h5");
                     crate::features::write_features_h5(
                         &path,

@@ -3,7 +3,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use flashslide::backend::{Backend, Selected};
 use flashslide::embed::{embed_image, embed_slide};
-use flashslide::features::{write_features, write_features_h5, TileGeometry, HDF5};
+use flashslide::features::{metadata, write_features, write_features_h5, Provenance, TileGeometry, HDF5};
 use flashslide::slide::{Slide, SlideErrorKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -59,14 +59,15 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
     if !args.quiet {
         super::model_choice::say_notice(&model);
     }
-    let mut meta = BTreeMap::new();
-    meta.insert("model".to_string(), model.config.name.clone());
-    meta.insert("model_sha256".to_string(), model.hash.clone());
-    meta.insert("device".to_string(), backend.describe());
-    meta.insert(
-        "software".to_string(),
-        format!("flashslide {}", env!("CARGO_PKG_VERSION")),
-    );
+    let (device, input) = (backend.describe(), args.input.display().to_string());
+    let provenance = |mpp_source| Provenance {
+        model: &model.config.name,
+        model_sha256: &model.hash,
+        model_mpp: model.config.mpp,
+        device: &device,
+        slide: &input,
+        mpp_source,
+    };
     let slide = match Slide::open(&args.input) {
         Ok(s) => Some(s),
         // Not a slide: an ordinary image of the model's input size.
@@ -80,6 +81,8 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
             tile_level0: model.config.image_size as f64,
             slide_mpp: model.config.mpp,
         };
+        // An image is taken to be at the model's resolution.
+        let meta = metadata(&provenance("the model's (an image)"), geometry);
         write_output(&args.output, &feature, feature.len(), &[[0, 0]], geometry, &meta)?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -107,16 +110,12 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
         },
     )?;
     bar.finish_and_clear();
-    meta.insert("slide".to_string(), args.input.display().to_string());
-    meta.insert("mpp".to_string(), format!("{mpp}"));
-    meta.insert("mpp_source".to_string(), source);
-    meta.insert("tile_size_level0".to_string(), format!("{}", e.tile_level0));
-    meta.insert("model_mpp".to_string(), format!("{}", model.config.mpp));
     let geometry = TileGeometry {
         tile_px: model.config.image_size as u32,
         tile_level0: e.tile_level0,
         slide_mpp: mpp,
     };
+    let meta = metadata(&provenance(&source), geometry);
     write_output(&args.output, &e.features, e.dim, &e.coords, geometry, &meta)?;
     if !args.quiet {
         eprintln!(

@@ -254,6 +254,12 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) ->
     }
     if !args.quiet {
         super::model_choice::say_notice(&model);
+        if args.features && !flashslide::features::HDF5 {
+            eprintln!(
+                "flashslide: note: features.h5 is not written: this flashslide was built without HDF5 \
+                 (`cargo build --release --features hdf5`, with libhdf5-dev); features.safetensors is"
+            );
+        }
     }
     let (mut jobs, notes) = (discovery.jobs, discovery.notes);
     if let Some((i, n)) = shard {

@@ -4,7 +4,7 @@
 //! `patch_size`, `level0_magnification` and `target_magnification` (Trident's), and the
 //! metadata as strings. Written under a temporary name and renamed.
 
-use super::TileGeometry;
+use super::{Attribute, TileGeometry};
 use hdf5::types::VarLenUnicode;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,33 +48,25 @@ fn write(
     if n > 0 {
         positions.write_raw(coords.as_flattened())?;
     }
-    let level0_magnification = 10.0 / geometry.slide_mpp;
-    let integers = [
-        ("patch_size_level0", geometry.tile_level0.round() as i64),
-        ("patch_size", geometry.tile_px as i64),
-    ];
-    for (name, value) in integers {
-        positions
-            .new_attr::<i64>()
-            .shape(())
-            .create(name)?
-            .write_scalar(&value)?;
+    // The grid's attributes typed, as Trident writes them; the rest of the metadata (the
+    // same names as text, and the provenance) as strings.
+    let typed = geometry.trident_attributes();
+    for (name, value) in typed {
+        let attr = match value {
+            Attribute::Int(_) => positions.new_attr::<i64>(),
+            Attribute::Float(_) => positions.new_attr::<f64>(),
+        }
+        .shape(())
+        .create(name)?;
+        match value {
+            Attribute::Int(v) => attr.write_scalar(&v)?,
+            Attribute::Float(v) => attr.write_scalar(&v)?,
+        }
     }
-    let magnifications = [
-        ("level0_magnification", level0_magnification),
-        (
-            "target_magnification",
-            level0_magnification * geometry.tile_px as f64 / geometry.tile_level0,
-        ),
-    ];
-    for (name, value) in magnifications {
-        positions
-            .new_attr::<f64>()
-            .shape(())
-            .create(name)?
-            .write_scalar(&value)?;
-    }
-    for (name, value) in metadata {
+    for (name, value) in metadata
+        .iter()
+        .filter(|(n, _)| !typed.iter().any(|(t, _)| t == n))
+    {
         let text: VarLenUnicode = value
             .parse()
             .map_err(|e| hdf5::Error::from(format!("{name}: {e}")))?;

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Writes the features file. `features` holds `coords.len()` rows of `dim` values.
+/// Writes the features file. `features` holds `coords.len()` rows of `dim` values;
+/// `metadata` as [`metadata`] makes it (safetensors metadata holds only strings).
 pub fn write_features(
     path: &Path,
     features: &[f32],
@@ -51,6 +52,80 @@ pub struct TileGeometry {
     pub tile_level0: f64,
     /// Microns per level-0 pixel.
     pub slide_mpp: f64,
+}
+
+impl TileGeometry {
+    /// The grid's attributes under Trident's names and with its types (integers for sizes
+    /// and the overlap, floats for magnifications, 10 µm/px being 1×), which HDF5 files carry
+    /// typed and safetensors files as text that parses as that type.
+    pub fn trident_attributes(&self) -> [(&'static str, Attribute); 5] {
+        let level0_magnification = 10.0 / self.slide_mpp;
+        [
+            ("patch_size", Attribute::Int(self.tile_px as i64)),
+            (
+                "patch_size_level0",
+                Attribute::Int(self.tile_level0.round() as i64),
+            ),
+            ("level0_magnification", Attribute::Float(level0_magnification)),
+            (
+                "target_magnification",
+                Attribute::Float(level0_magnification * self.tile_px as f64 / self.tile_level0),
+            ),
+            ("overlap", Attribute::Int(0)),
+        ]
+    }
+}
+
+/// A typed attribute value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Attribute {
+    Int(i64),
+    Float(f64),
+}
+
+impl std::fmt::Display for Attribute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attribute::Int(v) => write!(f, "{v}"),
+            Attribute::Float(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Where features came from, recorded in every features file `run --features` and `embed`
+/// write alike.
+pub struct Provenance<'a> {
+    pub model: &'a str,
+    pub model_sha256: &'a str,
+    /// The model's input resolution, µm per pixel.
+    pub model_mpp: f64,
+    pub device: &'a str,
+    pub slide: &'a str,
+    /// Where the slide's MPP came from (a property's name, `--mpp`, `--mpp-csv`).
+    pub mpp_source: &'a str,
+}
+
+/// The metadata of a features file, as text: the provenance, the slide's MPP, the exact
+/// tile size in level-0 pixels (`tile_size_level0`) and the grid's Trident attributes.
+pub fn metadata(provenance: &Provenance, geometry: TileGeometry) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::from([
+        (
+            "software".to_string(),
+            format!("flashslide {}", env!("CARGO_PKG_VERSION")),
+        ),
+        ("model".to_string(), provenance.model.to_string()),
+        ("model_sha256".to_string(), provenance.model_sha256.to_string()),
+        ("model_mpp".to_string(), provenance.model_mpp.to_string()),
+        ("device".to_string(), provenance.device.to_string()),
+        ("slide".to_string(), provenance.slide.to_string()),
+        ("mpp".to_string(), geometry.slide_mpp.to_string()),
+        ("mpp_source".to_string(), provenance.mpp_source.to_string()),
+        ("tile_size_level0".to_string(), geometry.tile_level0.to_string()),
+    ]);
+    for (name, value) in geometry.trident_attributes() {
+        m.insert(name.to_string(), value.to_string());
+    }
+    m
 }
 
 /// Whether this build writes HDF5 (cargo feature `hdf5`, which needs the system's libhdf5).
