@@ -188,3 +188,49 @@ fn run_features_carry_trident_attributes_and_provenance() {
     );
     assert_eq!(text("model"), "flashslide-synth-v1");
 }
+
+/// A slide of bare glass: "no tissue" with the reason, not a probability of 0 that reads as
+/// "no tumour"; and it counts as done on a rerun.
+#[test]
+fn a_slide_without_tissue_says_so_and_is_done() {
+    use flashslide::slide::writer::{PyramidOptions, PyramidWriter};
+    let dir = fresh_dir("new-user-glass");
+    let slide = dir.join("glass.svs");
+    let (w, h) = (3000u64, 2000u64);
+    let mut writer = PyramidWriter::create(&slide, w, h, PyramidOptions::aperio(w, h, 0.5, 90)).unwrap();
+    while writer.next_band_rows() > 0 {
+        let rows = writer.next_band_rows() as u64;
+        writer.write_band(&vec![242u8; (rows * w * 3) as usize]).unwrap();
+    }
+    writer.finish().unwrap();
+    let out = dir.join("out");
+    let args = [
+        "run",
+        slide.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let (code, _, stderr) = flashslide(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("glass.svs/summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["slide_probability"].is_null() && summary["max_probability"].is_null(),
+        "{summary}"
+    );
+    assert!(
+        summary["no_tissue"]
+            .as_str()
+            .unwrap()
+            .contains("no tile had tissue"),
+        "{summary}"
+    );
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(index.contains("no tissue"), "{index}");
+    let (code, _, stderr) = flashslide(&args[..6]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 analysed, 1 already done"), "{stderr}");
+}

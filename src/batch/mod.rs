@@ -163,8 +163,12 @@ pub struct Summary {
     pub seconds: Seconds,
     pub peak_rss_bytes: Option<u64>,
     pub device_memory_bytes: Option<u64>,
-    pub slide_probability: f32,
-    pub max_probability: f32,
+    /// The slide's and the highest token's tumour probability; null when no tile had
+    /// tissue, which is "nothing analysed", not "no tumour" (`no_tissue` says why).
+    pub slide_probability: Option<f32>,
+    pub max_probability: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_tissue: Option<String>,
     pub tumour_area_mm2: f64,
     pub tumour_regions: usize,
     pub detections: usize,
@@ -708,6 +712,7 @@ fn write_outputs(
     let detections = detections.into_inner().expect("detections.csv found them");
     let export_seconds = export_start.elapsed().as_secs_f64();
 
+    let analysed = !analysis.probabilities.is_empty();
     let summary = Summary {
         software: format!("flashslide {}", env!("CARGO_PKG_VERSION")),
         slide: job.path.display().to_string(),
@@ -727,8 +732,14 @@ fn write_outputs(
         seconds: Seconds::from_stages(&analysis.seconds, export_seconds, clock.working_seconds()),
         peak_rss_bytes: crate::process::peak_rss(),
         device_memory_bytes,
-        slide_probability: analysis.slide_probability,
-        max_probability: analysis.probabilities.iter().cloned().fold(0.0, f32::max),
+        slide_probability: analysed.then_some(analysis.slide_probability),
+        max_probability: analysed.then(|| analysis.probabilities.iter().cloned().fold(0.0, f32::max)),
+        no_tissue: (!analysed).then(|| {
+            format!(
+                "no tile had tissue at the model's {} µm/px (at least {} of a tile): nothing was analysed",
+                config.mpp, options.pipeline.min_tissue
+            )
+        }),
         // A fold from +0: an empty sum of f64 is -0, which reads "-0.000 mm²".
         tumour_area_mm2: regions.iter().fold(0.0, |sum, r| sum + r.area_mm2),
         tumour_regions: regions.len(),

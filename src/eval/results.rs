@@ -113,7 +113,9 @@ pub fn evaluate(results: &Path, truth: &Path) -> Result<Evaluation, String> {
                     .any(|l| l.outline.contains(centre.0, centre.1)),
             );
         }
-        slide_scores.push(summary.max_probability);
+        // A slide without tissue tiles had nothing found in it.
+        let max_probability = summary.max_probability.unwrap_or(0.0);
+        slide_scores.push(max_probability);
         slide_labels.push(!slide_truth.lesions.is_empty());
         rss = rss.max(summary.peak_rss_bytes);
         device = device.max(summary.device_memory_bytes);
@@ -131,7 +133,7 @@ pub fn evaluate(results: &Path, truth: &Path) -> Result<Evaluation, String> {
                 .unwrap_or_default(),
             lesions: counts,
             detections: detections.len(),
-            max_probability: summary.max_probability,
+            max_probability,
             seconds: summary.seconds.total,
         });
     }

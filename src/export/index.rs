@@ -17,6 +17,11 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// A probability to three places, or "no tissue" where none was computed.
+fn score(p: Option<f32>) -> String {
+    p.map_or("no tissue".into(), |p| format!("{p:.3}"))
+}
+
 /// Path text for an href: each component percent-encoded where needed.
 fn href(name: &str, file: &str) -> String {
     let enc = |s: &str| {
@@ -88,7 +93,7 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
             writeln!(
                 f,
                 "<div class=\"card\"><h3>{}</h3><a href=\"{}\"><img src=\"{}\" alt=\"heatmap of {}\"></a><table>\
-                 <tr><td>slide score</td><td>{:.3}</td></tr><tr><td>max probability</td><td>{:.3}</td></tr>\
+                 <tr><td>slide score</td><td>{}</td></tr><tr><td>max probability</td><td>{}</td></tr>\
                  <tr><td>tumour area</td><td>{:.3} mm²</td></tr><tr><td>tumour regions</td><td>{}</td></tr>\
                  <tr><td>tiles / tokens</td><td>{} / {}</td></tr><tr><td>time</td><td>{:.1} s on {}</td></tr>\
                  <tr><td>model</td><td>{}</td></tr></table>{}<p>",
@@ -96,8 +101,8 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
                 href(name, "heatmap.png"),
                 href(name, "heatmap.png"),
                 escape(name),
-                s.slide_probability,
-                s.max_probability,
+                score(s.slide_probability),
+                score(s.max_probability),
                 s.tumour_area_mm2,
                 s.tumour_regions,
                 s.tissue_tiles,
