@@ -25,6 +25,8 @@ pub enum PipelineError {
     NoSlideEncoder,
     #[error("{0} gave non-finite values (NaN or infinity): the model's weights or the tiles are broken")]
     NonFinite(&'static str),
+    #[error("the slide's background is dark (median brightness {0} of 255): a fluorescence slide, not the brightfield H&E the model reads; pass --allow-dark-background to analyse it anyway")]
+    DarkBackground(u8),
 }
 
 /// The pixel size (µm) of `slide`'s level 0 and where it came from: `given` (`--mpp`) when
@@ -65,6 +67,9 @@ pub struct PipelineOptions {
     pub keep_features: bool,
     /// Decode JPEG tiles on the backend's device where it can (the GPU's JPEG decoder).
     pub decode_on_device: bool,
+    /// Analyse slides whose background is dark (fluorescence) too; by default they are
+    /// refused, since an H&E model says nothing meaningful about them.
+    pub allow_dark_background: bool,
 }
 
 impl Default for PipelineOptions {
@@ -75,6 +80,7 @@ impl Default for PipelineOptions {
             tissue: TissueOptions::default(),
             keep_features: false,
             decode_on_device: true,
+            allow_dark_background: false,
         }
     }
 }
@@ -350,6 +356,10 @@ pub struct PlannedSlide {
     pub seconds: f64,
 }
 
+/// Median brightness below which a slide is taken for fluorescence: H&E tissue itself is
+/// rarely darker than 100 on average, and brightfield slides are mostly glass.
+const DARK_BACKGROUND: u8 = 80;
+
 /// Finds `slide`'s tissue (level-0 pixels of `mpp` µm) and plans its tiles for `model`.
 /// `tissue_filter` may edit the mask before tiles are planned (pen ink, regions of
 /// interest).
@@ -362,6 +372,10 @@ pub fn plan_slide(
 ) -> Result<PlannedSlide, PipelineError> {
     let t = Instant::now();
     let mut mask = detect_tissue(slide, mpp, &options.tissue)?;
+    // Brightfield glass is near 240; a fluorescence slide's background near black.
+    if mask.median_brightness < DARK_BACKGROUND && !options.allow_dark_background {
+        return Err(PipelineError::DarkBackground(mask.median_brightness));
+    }
     tissue_filter(&mut mask);
     let plan = plan_tiles(
         slide,

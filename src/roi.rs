@@ -238,6 +238,7 @@ mod tests {
             downsample: 50.0,
             tissue: vec![true; 4],
             threshold: 0,
+            median_brightness: 240,
         };
         roi.restrict(&mut mask);
         assert_eq!(mask.tissue, vec![true, true, false, false]);
@@ -307,6 +308,7 @@ mod tests {
                 downsample: 8.0,
                 tissue: (0..2000).map(|i| i % 7 != 0).collect(),
                 threshold: 0,
+                median_brightness: 240,
             };
             let want = restricted_by_points(&roi, &mask);
             roi.restrict(&mut mask);
@@ -333,6 +335,7 @@ mod tests {
             downsample: 16.0,
             tissue: vec![true; 1250 * 1250],
             threshold: 0,
+            median_brightness: 240,
         };
         roi.restrict(&mut mask);
         let kept = mask.tissue.iter().filter(|&&t| t).count() as f64;

@@ -37,6 +37,9 @@ pub struct TissueMask {
     pub tissue: Vec<bool>,
     /// The saturation threshold Otsu chose (0–255).
     pub threshold: u8,
+    /// The median brightness (mean of R, G and B, 0–255) of the mask's pixels: high where
+    /// glass shows (brightfield), low on a dark background (fluorescence).
+    pub median_brightness: u8,
 }
 
 impl TissueMask {
@@ -101,6 +104,9 @@ fn saturation_unless_ink(rgb: [u8; 3]) -> Option<u8> {
     })
 }
 
+/// A mask pixel no level pixel covers (past the level's edge), for the brightness.
+const NO_PIXELS: u16 = u16::MAX;
+
 /// Computes the tissue mask of `slide`, whose level-0 pixels are `mpp` µm.
 pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result<TissueMask, SlideError> {
     let target = (options.mask_um / mpp).max(1.0);
@@ -114,13 +120,16 @@ pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result
         (l.height as usize).div_ceil(factor),
     );
     let mut saturation = vec![0u8; w * h];
+    // Every pixel the level covers, ink or not (a dark background may look like black ink).
+    let mut brightness = vec![NO_PIXELS; w * h];
     let mut opaque = vec![false; w * h];
     let (level_w, level_h) = (l.width as usize, l.height as usize);
     saturation
         .par_chunks_mut(w)
+        .zip(brightness.par_chunks_mut(w))
         .zip(opaque.par_chunks_mut(w))
         .enumerate()
-        .for_each(|(y, (saturation, opaque))| {
+        .for_each(|(y, ((saturation, brightness), opaque))| {
             for x in 0..w {
                 let (mut sum, mut n) = ([0u32; 3], 0u32);
                 for sy in y * factor..((y + 1) * factor).min(level_h) {
@@ -133,7 +142,9 @@ pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result
                     }
                 }
                 if n > 0 {
-                    if let Some(s) = saturation_unless_ink(sum.map(|s| (s / n) as u8)) {
+                    let mean = sum.map(|s| (s / n) as u8);
+                    brightness[x] = (mean[0] as u16 + mean[1] as u16 + mean[2] as u16) / 3;
+                    if let Some(s) = saturation_unless_ink(mean) {
                         saturation[x] = s;
                         opaque[x] = true;
                     }
@@ -167,12 +178,20 @@ pub fn detect_tissue(slide: &Slide, mpp: f64, options: &TissueOptions) -> Result
         false,
         (options.max_hole_um2 / px_um2).ceil() as usize,
     );
+    let mut seen: Vec<u16> = brightness.into_iter().filter(|&b| b != NO_PIXELS).collect();
+    let middle = seen.len() / 2;
+    let median_brightness = if seen.is_empty() {
+        255
+    } else {
+        *seen.select_nth_unstable(middle).1 as u8
+    };
     Ok(TissueMask {
         width: w,
         height: h,
         downsample: l.downsample * factor as f64,
         tissue,
         threshold,
+        median_brightness,
     })
 }
 

@@ -136,6 +136,7 @@ fn disk_mask(side0: f64, downsample: f64, centre: f64, radius: f64) -> TissueMas
         downsample,
         tissue,
         threshold: 0,
+        median_brightness: 240,
     }
 }
 

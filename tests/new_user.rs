@@ -189,6 +189,58 @@ fn run_features_carry_trident_attributes_and_provenance() {
     assert_eq!(text("model"), "flashslide-synth-v1");
 }
 
+/// Writes a 3,000 × 2,000 Aperio-style slide at 0.5 µm/px of one grey level.
+fn uniform_slide(path: &std::path::Path, level: u8) {
+    use flashslide::slide::writer::{PyramidOptions, PyramidWriter};
+    let (w, h) = (3000u64, 2000u64);
+    let mut writer = PyramidWriter::create(path, w, h, PyramidOptions::aperio(w, h, 0.5, 90)).unwrap();
+    while writer.next_band_rows() > 0 {
+        let rows = writer.next_band_rows() as u64;
+        writer.write_band(&vec![level; (rows * w * 3) as usize]).unwrap();
+    }
+    writer.finish().unwrap();
+}
+
+/// A dark-background (fluorescence) slide is refused with the reason, unless asked for.
+#[test]
+fn a_dark_background_slide_is_refused_unless_asked_for() {
+    let dir = fresh_dir("new-user-dark");
+    let slide = dir.join("dapi.svs");
+    uniform_slide(&slide, 12);
+    let out = dir.join("out");
+    let args = [
+        "run",
+        slide.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let (code, _, stderr) = flashslide(&args);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("dark") && stderr.contains("--allow-dark-background"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = flashslide(&[&args[..], &["--allow-dark-background"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    if let Some(root) = common::shared_slides("a_dark_background_slide_is_refused_unless_asked_for") {
+        let dapi = root.join("hamamatsu/test3-DAPI-2-387.ndpi");
+        let (code, _, stderr) = flashslide(&[
+            "run",
+            dapi.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("dark"), "{stderr}");
+    }
+}
+
 /// A slide of bare glass: "no tissue" with the reason, not a probability of 0 that reads as
 /// "no tumour"; and it counts as done on a rerun.
 #[test]
@@ -196,13 +248,7 @@ fn a_slide_without_tissue_says_so_and_is_done() {
     use flashslide::slide::writer::{PyramidOptions, PyramidWriter};
     let dir = fresh_dir("new-user-glass");
     let slide = dir.join("glass.svs");
-    let (w, h) = (3000u64, 2000u64);
-    let mut writer = PyramidWriter::create(&slide, w, h, PyramidOptions::aperio(w, h, 0.5, 90)).unwrap();
-    while writer.next_band_rows() > 0 {
-        let rows = writer.next_band_rows() as u64;
-        writer.write_band(&vec![242u8; (rows * w * 3) as usize]).unwrap();
-    }
-    writer.finish().unwrap();
+    uniform_slide(&slide, 242);
     let out = dir.join("out");
     let args = [
         "run",

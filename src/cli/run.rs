@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Keep tiles with at least this fraction of tissue
     #[arg(long, default_value_t = 0.25, value_parser = super::values::unit_interval)]
     min_tissue: f64,
+    /// Analyse slides with a dark background (fluorescence) too, which are refused by default
+    #[arg(long)]
+    allow_dark_background: bool,
     /// Decode tiles on the CPU even where the GPU's JPEG decoder could (for comparisons)
     #[arg(long)]
     cpu_decoding: bool,
@@ -305,6 +308,7 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) ->
     options.pipeline.min_tissue = args.min_tissue;
     options.pipeline.keep_features = args.features;
     options.pipeline.decode_on_device = !args.cpu_decoding;
+    options.pipeline.allow_dark_background = args.allow_dark_background;
     options.stale_lock = std::time::Duration::from_secs(args.stale_lock_seconds);
 
     let terminal = !args.quiet && std::io::stderr().is_terminal();
