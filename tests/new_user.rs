@@ -280,3 +280,26 @@ fn a_slide_without_tissue_says_so_and_is_done() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("0 analysed, 1 already done"), "{stderr}");
 }
+
+/// A command that will not compute says nothing about the GPU: a missing input is the one
+/// line it prints.
+#[test]
+fn a_missing_input_is_said_before_anything_about_the_device() {
+    for args in [
+        &["run", "/nonexistent/slides", "--out", "/tmp/flashslide-nowhere"][..],
+        &[
+            "embed",
+            "/nonexistent/slide.svs",
+            "-o",
+            "/tmp/flashslide-nowhere.safetensors",
+        ][..],
+    ] {
+        let (code, _, stderr) = flashslide(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("/nonexistent"), "{stderr}");
+        assert!(
+            !stderr.contains("CPU") && !stderr.contains("CUDA"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

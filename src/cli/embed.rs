@@ -41,6 +41,8 @@ pub struct EmbedArgs {
 }
 
 pub fn run(args: EmbedArgs) -> Result<ExitCode> {
+    // A missing input is said before anything about the device.
+    std::fs::metadata(&args.input).with_context(|| format!("{}", args.input.display()))?;
     match device::open(args.device, args.quiet)? {
         Selected::Cpu(b) => run_on(args, &b),
         Selected::Cuda(b) => run_on(args, &b),
