@@ -114,8 +114,14 @@ pub fn read_mpp_table(path: &Path) -> Result<BTreeMap<String, f64>, String> {
     let bad = |line: usize, msg: &str| format!("{}: line {line}: {msg}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let cells = |l: &str| -> Vec<String> { l.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect() };
-    let (_, header) = lines.next().ok_or_else(|| bad(1, "empty; expected a header wsi,mpp"))?;
+    let cells = |l: &str| -> Vec<String> {
+        l.split(',')
+            .map(|c| c.trim().trim_matches('"').to_string())
+            .collect()
+    };
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| bad(1, "empty; expected a header wsi,mpp"))?;
     let header = cells(header);
     let column = |name: &str| header.iter().position(|c| c.eq_ignore_ascii_case(name));
     let (Some(wsi), Some(mpp)) = (column("wsi"), column("mpp")) else {
@@ -127,7 +133,9 @@ pub fn read_mpp_table(path: &Path) -> Result<BTreeMap<String, f64>, String> {
         let (Some(name), Some(value)) = (row.get(wsi), row.get(mpp)) else {
             return Err(bad(i + 1, "fewer cells than the header"));
         };
-        let value: f64 = value.parse().map_err(|_| bad(i + 1, &format!("mpp {value:?} is not a number")))?;
+        let value: f64 = value
+            .parse()
+            .map_err(|_| bad(i + 1, &format!("mpp {value:?} is not a number")))?;
         crate::mpp::check_mpp(value).map_err(|e| bad(i + 1, &e))?;
         // A path in the wsi column names its file.
         let name = name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
@@ -356,8 +364,9 @@ pub fn run_batch<B: Backend>(
             let mut reports = Vec::with_capacity(jobs.len());
             for (index, clock, analysed) in analysed_rx {
                 let (job, clock) = (&jobs[index], clock.taken());
-                let written = analysed
-                    .and_then(|a| contained(&job.path, || write_outputs(a, job, config, hash, options, clock)));
+                let written = analysed.and_then(|a| {
+                    contained(&job.path, || write_outputs(a, job, config, hash, options, clock))
+                });
                 let (outcome, time) = match written {
                     Ok(()) => (
                         Outcome::Done {
@@ -749,7 +758,9 @@ fn write_outputs(
         run: RunInfo {
             finished: crate::process::utc_now(),
             host: crate::process::host(),
-            command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
+            command: std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
         },
     };
     let text = serde_json::to_string_pretty(&summary).map_err(failed)?;
