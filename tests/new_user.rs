@@ -245,7 +245,6 @@ fn a_dark_background_slide_is_refused_unless_asked_for() {
 /// "no tumour"; and it counts as done on a rerun.
 #[test]
 fn a_slide_without_tissue_says_so_and_is_done() {
-    use flashslide::slide::writer::{PyramidOptions, PyramidWriter};
     let dir = fresh_dir("new-user-glass");
     let slide = dir.join("glass.svs");
     uniform_slide(&slide, 242);
