@@ -4,6 +4,27 @@
 mod common;
 
 use common::{flashslide, fresh_dir};
+use std::path::Path;
+
+/// `flashslide run INPUT --out OUT --device cpu --quiet`, then `extra`: (exit code, stderr).
+fn run_cpu(input: &Path, out: &Path, extra: &[&str]) -> (i32, String) {
+    let args = [
+        "run",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    let (code, _, stderr) = flashslide(&[&args[..], extra].concat());
+    (code, stderr)
+}
+
+/// OUT/FOLDER/summary.json.
+fn summary(out: &Path, folder: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join(folder).join("summary.json")).unwrap()).unwrap()
+}
 
 #[test]
 fn a_folder_without_slides_exits_2_saying_what_was_skipped() {
@@ -100,26 +121,10 @@ fn an_mpp_table_gives_each_listed_slide_its_pixel_size() {
     let table = dir.join("mpp.csv");
     std::fs::write(&table, "wsi,mpp\nzero.svs,0.5\n").unwrap();
     let out = dir.join("out");
-    let (code, _, stderr) = flashslide(&[
-        "run",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-        "--mpp-csv",
-        table.to_str().unwrap(),
-    ]);
+    let (code, stderr) = run_cpu(&input, &out, &["--mpp-csv", table.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
-    let source = |name: &str| {
-        let s: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join(name).join("summary.json")).unwrap())
-                .unwrap();
-        s["mpp_source"].as_str().unwrap().to_string()
-    };
-    assert_eq!(source("zero.svs"), "--mpp-csv");
-    assert_eq!(source("good.svs"), "aperio.MPP");
+    assert_eq!(summary(&out, "zero.svs")["mpp_source"], "--mpp-csv");
+    assert_eq!(summary(&out, "good.svs")["mpp_source"], "aperio.MPP");
     // CAMELYON16's submission layout: <slide>.csv in one folder.
     for stem in ["zero", "good"] {
         assert_eq!(
@@ -190,7 +195,7 @@ fn run_features_carry_trident_attributes_and_provenance() {
 }
 
 /// Writes a 3,000 × 2,000 Aperio-style slide at 0.5 µm/px of one grey level.
-fn uniform_slide(path: &std::path::Path, level: u8) {
+fn uniform_slide(path: &Path, level: u8) {
     use flashslide::slide::writer::{PyramidOptions, PyramidWriter};
     let (w, h) = (3000u64, 2000u64);
     let mut writer = PyramidWriter::create(path, w, h, PyramidOptions::aperio(w, h, 0.5, 90)).unwrap();
@@ -208,34 +213,17 @@ fn a_dark_background_slide_is_refused_unless_asked_for() {
     let slide = dir.join("dapi.svs");
     uniform_slide(&slide, 12);
     let out = dir.join("out");
-    let args = [
-        "run",
-        slide.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ];
-    let (code, _, stderr) = flashslide(&args);
+    let (code, stderr) = run_cpu(&slide, &out, &[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("dark") && stderr.contains("--allow-dark-background"),
         "{stderr}"
     );
-    let (code, _, stderr) = flashslide(&[&args[..], &["--allow-dark-background"]].concat());
+    let (code, stderr) = run_cpu(&slide, &out, &["--allow-dark-background"]);
     assert_eq!(code, 0, "{stderr}");
     if let Some(root) = common::shared_slides("a_dark_background_slide_is_refused_unless_asked_for") {
         let dapi = root.join("hamamatsu/test3-DAPI-2-387.ndpi");
-        let (code, _, stderr) = flashslide(&[
-            "run",
-            dapi.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--quiet",
-        ]);
+        let (code, stderr) = run_cpu(&dapi, &out, &[]);
         assert_eq!(code, 1, "{stderr}");
         assert!(stderr.contains("dark"), "{stderr}");
     }
@@ -249,19 +237,9 @@ fn a_slide_without_tissue_says_so_and_is_done() {
     let slide = dir.join("glass.svs");
     uniform_slide(&slide, 242);
     let out = dir.join("out");
-    let args = [
-        "run",
-        slide.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--quiet",
-    ];
-    let (code, _, stderr) = flashslide(&args);
+    let (code, stderr) = run_cpu(&slide, &out, &[]);
     assert_eq!(code, 0, "{stderr}");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("glass.svs/summary.json")).unwrap()).unwrap();
+    let summary = summary(&out, "glass.svs");
     assert!(
         summary["slide_probability"].is_null() && summary["max_probability"].is_null(),
         "{summary}"
@@ -275,7 +253,15 @@ fn a_slide_without_tissue_says_so_and_is_done() {
     );
     let index = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(index.contains("no tissue"), "{index}");
-    let (code, _, stderr) = flashslide(&args[..6]);
+    // Without --quiet, so that the closing line is printed.
+    let (code, _, stderr) = flashslide(&[
+        "run",
+        slide.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("0 analysed, 1 already done"), "{stderr}");
 }
