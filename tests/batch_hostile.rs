@@ -185,7 +185,7 @@ fn special_files_loops_and_a_hostile_slide_leave_the_others_analysed() {
     let mut folders: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .flatten()
-        .filter(|e| e.path().is_dir() && e.file_name() != flashslide::batch::challenge::FOLDER)
+        .filter(|e| e.path().is_dir() && e.file_name() != flashslide::export::challenge::FOLDER)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     folders.sort();

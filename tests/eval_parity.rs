@@ -2,8 +2,9 @@
 //! transcribed in tests/fixtures/camelyon16_froc.py) on random cohorts. Needs python3 with
 //! numpy; says SKIPPED without them unless FLASHSLIDE_REQUIRE_NUMPY is set.
 
-use flashslide::eval::froc::{froc, Hit, SlideDetections};
-use flashslide::synth::LesionClass;
+use flashslide::annotation::lesions::Hit;
+use flashslide::annotation::LesionClass;
+use flashslide::eval::froc::{froc, SlideDetections};
 use std::process::Command;
 
 /// A small deterministic generator (no rand dependency for one test).

@@ -5,11 +5,11 @@
 mod common;
 
 use common::{fresh_dir, shared_slides};
+use flashslide::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
 use flashslide::export::font::{draw_text, text_width};
 use flashslide::export::heatmap::{render, thumbnail, write_heatmap, Heatmap, Thumbnail, OUTLINE};
 use flashslide::export::ProbabilityGrid;
 use flashslide::slide::Slide;
-use flashslide::tissue::{detect_tissue, TissueMask, TissueOptions};
 use std::path::Path;
 
 /// Probabilities rising from the top-left corner to the bottom-right on the cells of

@@ -167,7 +167,7 @@ fn non_finite_weights_fail_at_load_naming_the_tensor() {
 #[test]
 fn non_finite_features_fail_the_slide_with_a_reason() {
     use candle_core::{Device, Tensor};
-    use flashslide::pipeline::{analyse_planned, plan_slide, PipelineError, PipelineOptions};
+    use flashslide::analysis::pipeline::{analyse_planned, plan_slide, PipelineError, PipelineOptions};
     use flashslide::slide::Slide;
     let config = bundled_config();
     let dir = write_model("model-overflowing", &config, None);

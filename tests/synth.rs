@@ -1,9 +1,11 @@
 //! Synthetic slides: determinism, ground-truth consistency, and the claim the benchmark
 //! rests on — tumour is told apart from its benign mimics by cells, not by colour or density.
 
+use flashslide::annotation::polygon::Polygon;
+use flashslide::annotation::LesionClass;
 use flashslide::bench::metrics::auroc;
 use flashslide::slide::Slide;
-use flashslide::synth::{generate_slide, LesionClass, Polygon, SynthOptions, TumourPlan, MASK_DOWNSAMPLE};
+use flashslide::synth::{generate_slide, SynthOptions, TumourPlan, MASK_DOWNSAMPLE};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,8 @@
 //! Tissue detection against the ground-truth tissue outlines of the bundled samples.
 
+use flashslide::analysis::tissue::{detect_tissue, TissueOptions};
+use flashslide::annotation::polygon::Polygon;
 use flashslide::slide::Slide;
-use flashslide::synth::Polygon;
-use flashslide::tissue::{detect_tissue, TissueOptions};
 
 #[test]
 fn tissue_mask_matches_the_sample_outlines() {
@@ -50,7 +50,7 @@ fn tissue_mask_matches_the_sample_outlines() {
 
 #[test]
 fn tiles_cover_the_tissue_at_the_model_resolution() {
-    use flashslide::grid::{plan_tiles, read_tile};
+    use flashslide::analysis::plan::{plan_tiles, read_tile};
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
     let slide = Slide::open(format!("{dir}/synth-s101-000.svs")).unwrap();
     let mask = detect_tissue(&slide, 0.5, &TissueOptions::default()).unwrap();

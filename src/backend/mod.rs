@@ -11,7 +11,7 @@ pub mod autodiff;
 pub mod cpu;
 pub mod cuda;
 
-use crate::jpeg_batch::JpegBatch;
+use crate::analysis::jpeg_tiles::JpegBatch;
 use crate::model::ModelError;
 
 /// Where each token of a sequence sits on the slide's grid (row, column), and what attention

@@ -10,7 +10,7 @@
 //! file aside (only one of several workers can rename a given file) and checks that what it
 //! renamed is what it judged, so a contender's fresh lock is put back, not stolen.
 
-use crate::process;
+use crate::util::process;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};

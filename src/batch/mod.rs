@@ -5,31 +5,25 @@
 //! workers apart; a failure — an error or a panic anywhere in the slide's work — is recorded
 //! with its reason and the batch goes on.
 
-pub mod challenge;
-pub mod discover;
-pub mod fingerprint;
 pub mod lock;
+pub mod shard;
 
+use crate::analysis::pipeline::{analyse_planned, plan_slide, PipelineOptions, PlannedSlide, SlideAnalysis};
+use crate::analysis::roi::Roi;
 use crate::backend::Backend;
-use crate::export::{self, ProbabilityGrid};
-use crate::features::write_features;
+use crate::export::slide_outputs::{write_slide_outputs, ExportOptions, ModelRecord, SlideResult};
+use crate::export::summary::{Summary, SUMMARY_FILE};
 use crate::model::config::ModelConfig;
 use crate::model::Model;
-use crate::pipeline::{
-    analyse_planned, plan_slide, PipelineOptions, PlannedSlide, SlideAnalysis, StageSeconds,
-};
-use crate::roi::Roi;
+use crate::slide::discover::SlideJob;
+use crate::slide::fingerprint::{fingerprint, Fingerprint};
 use crate::slide::Slide;
-use discover::SlideJob;
-use fingerprint::{fingerprint, Fingerprint};
 use lock::{Acquired, SlideLock};
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Debug)]
@@ -73,6 +67,17 @@ impl BatchOptions {
             pipeline: PipelineOptions::default(),
             stale_lock: Duration::from_secs(600),
             heartbeat: Duration::from_secs(30),
+        }
+    }
+
+    /// How the outputs are drawn.
+    fn export(&self) -> ExportOptions {
+        ExportOptions {
+            threshold: self.threshold,
+            detection_floor: self.detection_floor,
+            nms_um: self.nms_um,
+            heatmap_px: self.heatmap_px,
+            min_tissue: self.pipeline.min_tissue,
         }
     }
 
@@ -136,7 +141,7 @@ pub fn read_mpp_table(path: &Path) -> Result<BTreeMap<String, f64>, String> {
         let value: f64 = value
             .parse()
             .map_err(|_| bad(i + 1, &format!("mpp {value:?} is not a number")))?;
-        crate::mpp::check_mpp(value).map_err(|e| bad(i + 1, &e))?;
+        crate::slide::mpp::check_mpp(value).map_err(|e| bad(i + 1, &e))?;
         // A path in the wsi column names its file.
         let name = name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
         if table.insert(name.clone(), value).is_some() {
@@ -144,92 +149,6 @@ pub fn read_mpp_table(path: &Path) -> Result<BTreeMap<String, f64>, String> {
         }
     }
     Ok(table)
-}
-
-/// What a run records for a finished slide (OUT/<name>/summary.json).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Summary {
-    pub software: String,
-    pub slide: String,
-    pub fingerprint: Fingerprint,
-    pub model: String,
-    pub model_sha256: String,
-    /// The model's notice (the bundled models: trained on synthetic slides only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_notice: Option<String>,
-    pub settings: serde_json::Value,
-    pub device: String,
-    /// Where stage 1's tiles were decoded ("CPU", or the GPU's decoder and its share).
-    #[serde(default)]
-    pub tile_decoding: String,
-    pub mpp: f64,
-    pub mpp_source: String,
-    pub dimensions: [u64; 2],
-    pub tissue_tiles: usize,
-    pub tokens: usize,
-    pub token_um: f64,
-    pub seconds: Seconds,
-    pub peak_rss_bytes: Option<u64>,
-    pub device_memory_bytes: Option<u64>,
-    /// The slide's and the highest token's tumour probability; null when no tile had
-    /// tissue, which is "nothing analysed", not "no tumour" (`no_tissue` says why).
-    pub slide_probability: Option<f32>,
-    pub max_probability: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_tissue: Option<String>,
-    pub tumour_area_mm2: f64,
-    pub tumour_regions: usize,
-    pub detections: usize,
-    pub outputs: Vec<String>,
-    /// Seconds each output took to write.
-    #[serde(default)]
-    pub export_seconds: BTreeMap<String, f64>,
-    /// When and where the summary was written, and by which command (run metadata, as
-    /// WSInfer records; not compared when resuming).
-    #[serde(default)]
-    pub run: RunInfo,
-}
-
-/// When, where and by which command a slide's results were made.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct RunInfo {
-    /// RFC 3339, UTC.
-    pub finished: String,
-    pub host: String,
-    /// The command line, as the process was given it.
-    pub command: Vec<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Seconds {
-    pub tissue: f64,
-    pub read: f64,
-    #[serde(default)]
-    pub decode: f64,
-    pub stage1: f64,
-    pub stage1_waiting: f64,
-    pub stage2: f64,
-    pub export: f64,
-    /// From the start of the slide's work to its summary, less the time it waited for the
-    /// slide before it (for the model, or for the writer). Slides of a batch overlap (the
-    /// next one's tissue is found while this one is analysed, its outputs written while the
-    /// next is), so the totals add up to more than the batch's wall time.
-    pub total: f64,
-}
-
-impl Seconds {
-    fn from_stages(s: &StageSeconds, export: f64, total: f64) -> Seconds {
-        Seconds {
-            tissue: s.tissue,
-            read: s.read,
-            decode: s.decode,
-            stage1: s.stage1,
-            stage1_waiting: s.stage1_waiting,
-            stage2: s.stage2,
-            export,
-            total,
-        }
-    }
 }
 
 /// A slide's time in a batch: since its work began, less what it spent waiting, ready for
@@ -444,7 +363,7 @@ fn contained<T>(slide: &Path, work: impl FnOnce() -> Result<T, NotDone>) -> Resu
 
 /// Whether `dir` holds a finished result for this input, model and settings.
 fn finished(dir: &Path, print: &Fingerprint, model_sha256: &str, settings: &serde_json::Value) -> bool {
-    std::fs::read_to_string(dir.join("summary.json"))
+    std::fs::read_to_string(dir.join(SUMMARY_FILE))
         .ok()
         .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
         .is_some_and(|s| &s.fingerprint == print && s.model_sha256 == model_sha256 && &s.settings == settings)
@@ -523,17 +442,18 @@ fn prepare(
     }
     // The folder stops counting as finished before any of its outputs is replaced: a run
     // killed half-way through leaves no summary over outputs of other settings.
-    let summary = dir.join("summary.json");
-    crate::atomic::remove_durably(&summary).map_err(|e| failed(format!("{}: {e}", summary.display())))?;
-    crate::atomic::remove_partials(&dir);
+    let summary = dir.join(SUMMARY_FILE);
+    crate::util::atomic::remove_durably(&summary)
+        .map_err(|e| failed(format!("{}: {e}", summary.display())))?;
+    crate::util::atomic::remove_partials(&dir);
     let roi = roi_path.as_deref().map(Roi::load).transpose().map_err(failed)?;
     let slide = Slide::open(&job.path).map_err(failed)?;
-    let (mpp, mut mpp_source) = crate::pipeline::slide_mpp(&slide, from_table.or(options.mpp))
+    let (mpp, mut mpp_source) = crate::analysis::pipeline::slide_mpp(&slide, from_table.or(options.mpp))
         .map_err(|e| failed(format!("{}: {e}", job.path.display())))?;
     if from_table.is_some() {
         mpp_source = "--mpp-csv".into();
     }
-    let restrict = |mask: &mut crate::tissue::TissueMask| {
+    let restrict = |mask: &mut crate::analysis::tissue::TissueMask| {
         if let Some(roi) = &roi {
             roi.restrict(mask)
         }
@@ -583,191 +503,31 @@ fn write_outputs(
     clock: Clock,
 ) -> Result<(), NotDone> {
     let Analysed {
-        slide:
-            InProgress {
-                dir,
-                _lock,
-                print,
-                settings,
-                slide,
-                mpp_source,
-            },
+        slide: in_progress,
         analysis,
         device,
         device_memory_bytes,
     } = analysed;
-    let mpp = analysis.mpp;
-    let export_start = Instant::now();
-    let grid = ProbabilityGrid::from_analysis(&analysis);
-    let io = |what: &str| {
-        let path = dir.join(what);
-        move |e: std::io::Error| failed(format!("{}: {e}", path.display()))
-    };
-    let coords: Vec<[i64; 2]> = analysis.plan.tiles.iter().map(|t| [t.x, t.y]).collect();
-    let geometry = crate::features::TileGeometry {
-        tile_px: analysis.plan.tile_px,
-        tile_level0: analysis.plan.tile_level0,
-        slide_mpp: mpp,
-    };
-    let feature_metadata = crate::features::metadata(
-        &crate::features::Provenance {
-            model: &config.name,
-            model_sha256: hash,
-            model_mpp: config.mpp,
-            device: &device,
-            slide: &job.path.display().to_string(),
-            mpp_source: &mpp_source,
+    let result = SlideResult {
+        slide_path: &job.path,
+        slide: &in_progress.slide,
+        fingerprint: in_progress.print.clone(),
+        analysis: &analysis,
+        model: ModelRecord {
+            name: &config.name,
+            sha256: hash,
+            notice: config.notice.as_deref(),
+            mpp: config.mpp,
         },
-        geometry,
-    );
-    let extent = [slide.dimensions().0, slide.dimensions().1];
-    let ids = export::geojson::FeatureIds::new(&print.head_tail_sha256, print.size, hash);
-    // The outputs are independent: written side by side, each with the seconds it took.
-    let regions = OnceLock::new();
-    let detections = OnceLock::new();
-    type Write<'a> = Box<dyn Fn() -> Result<(), NotDone> + Sync + 'a>;
-    let mut writes: Vec<(&str, Write)> = vec![
-        (
-            "heatmap.png",
-            Box::new(|| {
-                export::heatmap::write_heatmap(
-                    &dir.join("heatmap.png"),
-                    &slide,
-                    &grid,
-                    &analysis.mask,
-                    options.threshold,
-                    options.heatmap_px,
-                )
-                .map_err(failed)
-            }),
-        ),
-        (
-            "probability.tiff",
-            Box::new(|| {
-                export::probability_tiff::write_probability_tiff(&dir.join("probability.tiff"), &slide, &grid)
-                    .map_err(failed)
-            }),
-        ),
-        (
-            "qupath.geojson",
-            Box::new(|| {
-                let regions =
-                    regions.get_or_init(|| export::geojson::tumour_regions(&grid, options.threshold, extent));
-                export::geojson::write_qupath(&dir.join("qupath.geojson"), &grid, regions, extent, ids)
-                    .map_err(io("qupath.geojson"))
-            }),
-        ),
-        (
-            "tissue.geojson",
-            Box::new(|| {
-                export::geojson::write_tissue(&dir.join("tissue.geojson"), &analysis.mask, extent, ids)
-                    .map_err(io("tissue.geojson"))
-            }),
-        ),
-        (
-            "detections.csv",
-            Box::new(|| {
-                let found = detections.get_or_init(|| {
-                    export::detections::detect(&grid, options.detection_floor, options.nms_um)
-                });
-                export::detections::write_csv(&dir.join("detections.csv"), found)
-                    .map_err(io("detections.csv"))
-            }),
-        ),
-    ];
-    if let Some(features) = &analysis.tile_features {
-        let (dir, io, coords, metadata) = (&dir, &io, &coords, &feature_metadata);
-        writes.push((
-            "features.safetensors",
-            Box::new(move || {
-                write_features(
-                    &dir.join("features.safetensors"),
-                    features,
-                    analysis.feature_dim,
-                    coords,
-                    metadata,
-                )
-                .map_err(io("features.safetensors"))
-            }),
-        ));
-        if crate::features::HDF5 {
-            writes.push((
-                "features.h5",
-                Box::new(move || {
-                    let path = dir.join("features.h5");
-                    crate::features::write_features_h5(
-                        &path,
-                        features,
-                        analysis.feature_dim,
-                        coords,
-                        geometry,
-                        metadata,
-                    )
-                    .map_err(io("features.h5"))
-                }),
-            ));
-        }
-    }
-    let outputs: Vec<(String, f64)> = writes
-        .par_iter()
-        .map(|(name, write)| {
-            let t = Instant::now();
-            write()?;
-            Ok((name.to_string(), t.elapsed().as_secs_f64()))
-        })
-        .collect::<Result<_, NotDone>>()?;
-    drop(writes);
-    let regions = regions.into_inner().expect("qupath.geojson traced them");
-    let detections = detections.into_inner().expect("detections.csv found them");
-    let export_seconds = export_start.elapsed().as_secs_f64();
-
-    let analysed = !analysis.probabilities.is_empty();
-    let summary = Summary {
-        software: format!("flashslide {}", env!("CARGO_PKG_VERSION")),
-        slide: job.path.display().to_string(),
-        fingerprint: print,
-        model: config.name.clone(),
-        model_sha256: hash.to_string(),
-        model_notice: config.notice.clone(),
-        settings,
+        mpp_source: in_progress.mpp_source.clone(),
+        settings: in_progress.settings.clone(),
         device,
-        tile_decoding: analysis.tile_decoding.to_string(),
-        mpp,
-        mpp_source,
-        dimensions: [slide.dimensions().0, slide.dimensions().1],
-        tissue_tiles: analysis.plan.tiles.len(),
-        tokens: analysis.probabilities.len(),
-        token_um: analysis.token_level0() * mpp,
-        seconds: Seconds::from_stages(&analysis.seconds, export_seconds, clock.working_seconds()),
-        peak_rss_bytes: crate::process::peak_rss(),
         device_memory_bytes,
-        slide_probability: analysed.then_some(analysis.slide_probability),
-        max_probability: analysed.then(|| analysis.probabilities.iter().cloned().fold(0.0, f32::max)),
-        no_tissue: (!analysed).then(|| {
-            format!(
-                "no tile had tissue at the model's {} µm/px (at least {} of a tile): nothing was analysed",
-                config.mpp, options.pipeline.min_tissue
-            )
-        }),
-        // A fold from +0: an empty sum of f64 is -0, which reads "-0.000 mm²".
-        tumour_area_mm2: regions.iter().fold(0.0, |sum, r| sum + r.area_mm2),
-        tumour_regions: regions.len(),
-        detections: detections.len(),
-        outputs: outputs.iter().map(|(name, _)| name.clone()).collect(),
-        export_seconds: outputs.into_iter().collect(),
-        run: RunInfo {
-            finished: crate::process::utc_now(),
-            host: crate::process::host(),
-            command: std::env::args_os()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect(),
-        },
     };
-    let text = serde_json::to_string_pretty(&summary).map_err(failed)?;
-    export::write_atomically(&dir.join("summary.json"), |out| {
-        std::io::Write::write_all(out, text.as_bytes())
+    write_slide_outputs(&in_progress.dir, result, &options.export(), &|| {
+        clock.working_seconds()
     })
-    .map_err(io("summary.json"))?;
+    .map_err(failed)?;
     Ok(())
 }
 
@@ -817,7 +577,7 @@ pub fn write_report(path: &Path, reports: &[SlideReport], notes: &[String]) -> s
         "skipped_files": notes,
     }))
     .map_err(std::io::Error::other)?;
-    crate::atomic::write_bytes(path, text.as_bytes())
+    crate::util::atomic::write_bytes(path, text.as_bytes())
 }
 
 /// The report's lock, waited for up to half a minute (a report is written in milliseconds;

@@ -3,7 +3,7 @@
 //! same random inputs, with time, throughput and the peak memory each needs.
 
 use crate::backend::cpu::attention::{attention, Packed};
-use crate::process::peak_rss;
+use crate::util::process::peak_rss;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::time::Instant;

@@ -5,12 +5,12 @@
 //! one `run` output folder per arm, `baseline.md`, `baseline.json` and `froc.png`.
 
 use crate::backend::Backend;
-use crate::batch::discover::discover;
 use crate::batch::{check_output_dir, run_batch, BatchOptions, Outcome};
 use crate::eval::froc::RATES;
 use crate::eval::results::{evaluate, Evaluation};
 use crate::export::font::{draw_text, text_width};
 use crate::model::Model;
+use crate::slide::discover::discover;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -283,10 +283,10 @@ pub fn write_outputs(out: &Path, arms: &[ArmResult], cohort: &Path) -> Result<()
         markdown(arms)
     );
     let md = out.join("baseline.md");
-    crate::atomic::write_bytes(&md, text.as_bytes()).map_err(|e| fail(&md, &e))?;
+    crate::util::atomic::write_bytes(&md, text.as_bytes()).map_err(|e| fail(&md, &e))?;
     let json = out.join("baseline.json");
     let bytes = serde_json::to_vec_pretty(arms).map_err(|e| e.to_string())?;
-    crate::atomic::write_bytes(&json, &bytes).map_err(|e| fail(&json, &e))?;
+    crate::util::atomic::write_bytes(&json, &bytes).map_err(|e| fail(&json, &e))?;
     let (pixels, w, h) = plot(arms);
     let png = out.join("froc.png");
     let mut encoded = Vec::new();
@@ -294,5 +294,5 @@ pub fn write_outputs(out: &Path, arms: &[ArmResult], cohort: &Path) -> Result<()
         .expect("the plot has its size")
         .write_to(&mut std::io::Cursor::new(&mut encoded), image::ImageFormat::Png)
         .map_err(|e| fail(&png, &e))?;
-    crate::atomic::write_bytes(&png, &encoded).map_err(|e| fail(&png, &e))
+    crate::util::atomic::write_bytes(&png, &encoded).map_err(|e| fail(&png, &e))
 }

@@ -1,9 +1,11 @@
 use super::device::{self, Device};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use flashslide::analysis::embed::{embed_image, embed_slide};
 use flashslide::backend::{Backend, Selected};
-use flashslide::embed::{embed_image, embed_slide};
-use flashslide::features::{metadata, write_features, write_features_h5, Provenance, TileGeometry, HDF5};
+use flashslide::export::features::{
+    metadata, write_features, write_features_h5, Provenance, TileGeometry, HDF5,
+};
 use flashslide::slide::{Slide, SlideErrorKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -88,7 +90,7 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
         write_output(&args.output, &feature, feature.len(), &[[0, 0]], geometry, &meta)?;
         return Ok(ExitCode::SUCCESS);
     };
-    let (mpp, source) = flashslide::pipeline::slide_mpp(&slide, args.mpp)
+    let (mpp, source) = flashslide::analysis::pipeline::slide_mpp(&slide, args.mpp)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.input.display()))?;
     let bar = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()

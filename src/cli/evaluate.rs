@@ -23,7 +23,7 @@ pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
     print!("{}", evaluation.markdown());
     if let Some(path) = &args.json {
         let text = serde_json::to_vec_pretty(&evaluation)?;
-        flashslide::atomic::write_bytes(path, &text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        flashslide::util::atomic::write_bytes(path, &text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

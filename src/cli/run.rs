@@ -2,11 +2,12 @@ use super::device::{self, Device};
 use anyhow::{bail, Result};
 use clap::Args;
 use flashslide::backend::{Backend, Selected};
-use flashslide::batch::discover::{in_shard, parse_shard, shard_from_env, walk, Discovery};
+use flashslide::batch::shard::{in_shard, parse_shard, shard_from_env};
 use flashslide::batch::{
     check_output_dir, read_mpp_table, run_batch, unix_time, write_report, BatchOptions, Event, Outcome,
     SlideReport,
 };
+use flashslide::slide::discover::{walk, Discovery};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -78,8 +79,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     // What needs no device first: a usage error or an empty input is said before anything
     // about the GPU.
     let shard = match &args.shard {
-        Some(s) => Some(parse_shard(s).map_err(anyhow::Error::msg)?),
-        None => shard_from_env(|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?,
+        Some(s) => Some(parse_shard(s)?),
+        None => shard_from_env(|k| std::env::var(k).ok())?,
     };
     let discovery = walk(&args.inputs)?;
     if discovery.jobs.is_empty() {
@@ -192,7 +193,7 @@ type Tally = Arc<Mutex<Stage>>;
 fn write_results(out: &Path, report_name: &str, reports: &[SlideReport], notes: &[String]) -> Result<()> {
     write_report(&out.join(report_name), reports, notes)?;
     flashslide::export::index::write_index(out)?;
-    flashslide::batch::challenge::write_challenge_folder(out)?;
+    flashslide::export::challenge::write_challenge_folder(out)?;
     Ok(())
 }
 
@@ -257,7 +258,7 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) ->
     }
     if !args.quiet {
         super::model_choice::say_notice(&model);
-        if args.features && !flashslide::features::HDF5 {
+        if args.features && !flashslide::export::features::HDF5 {
             eprintln!(
                 "flashslide: note: features.h5 is not written: this flashslide was built without HDF5 \
                  (`cargo build --release --features hdf5`, with libhdf5-dev); features.safetensors is"

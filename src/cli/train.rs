@@ -241,7 +241,7 @@ fn train_options(args: &TrainArgs, config: ModelConfig) -> TrainOptions {
 /// Writes the checkpoints to `file` in the output directory and says how the last one scored.
 fn write_log(args: &TrainArgs, checkpoints: &[Checkpoint], file: &str, stage: &str) -> Result<ExitCode> {
     let text = serde_json::to_vec_pretty(checkpoints)?;
-    flashslide::atomic::write_bytes(&args.out.join(file), &text)?;
+    flashslide::util::atomic::write_bytes(&args.out.join(file), &text)?;
     if let (false, Some(last)) = (args.quiet, checkpoints.last()) {
         eprintln!(
             "{stage}step {}: training loss {:.4}, validation token AUROC {}; model in {}",

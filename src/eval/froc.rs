@@ -7,19 +7,11 @@
 //! usually sits), and the score is the mean sensitivity at 1/4, 1/2, 1, 2, 4 and 8 false
 //! positives per slide, interpolated as `numpy.interp` does.
 
-use crate::synth::LesionClass;
+use crate::annotation::lesions::Hit;
+use crate::annotation::LesionClass;
 
 /// False positives per slide at which the FROC score averages the sensitivity.
 pub const RATES: [f64; 6] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
-
-/// Where a detection fell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Hit {
-    /// In the evaluation mask of the slide's lesion with this index.
-    Lesion(usize),
-    /// In none: a false positive.
-    Background,
-}
 
 /// One slide's lesions and scored detections.
 #[derive(Clone, Debug, Default)]

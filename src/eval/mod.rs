@@ -4,5 +4,4 @@
 
 pub mod auroc;
 pub mod froc;
-pub mod lesions;
 pub mod results;

@@ -1,6 +1,6 @@
 //! Scores what `flashslide run` wrote for a cohort against the cohort's ground truth (for
 //! each slide `<stem>.lesions.json` as `flashslide synth` writes, or CAMELYON16's `<stem>.xml`,
-//! or QuPath's `<stem>.geojson`; see [`super::lesions`]): lesion-level
+//! or QuPath's `<stem>.geojson`; see [`crate::annotation::lesions`]): lesion-level
 //! FROC from detections.csv, sensitivity by size class at 1 false positive per slide,
 //! token-level AUROC from qupath.geojson's tile objects (a token is tumour when its centre
 //! lies in a lesion), slide-level AUROC from each slide's highest probability (a slide is
@@ -9,9 +9,9 @@
 
 use super::auroc::auroc;
 use super::froc::{froc, Froc, SlideDetections, RATES};
-use super::lesions::SlideTruth;
-use crate::batch::Summary;
-use crate::synth::LesionClass;
+use crate::annotation::lesions::SlideTruth;
+use crate::annotation::LesionClass;
+use crate::export::summary::Summary;
 use serde::Serialize;
 use std::path::Path;
 

@@ -11,7 +11,7 @@
 
 use super::contours::{trace_in_slide, Polygon, SlideGrid};
 use super::{write_atomically, ProbabilityGrid};
-use crate::tissue::TissueMask;
+use crate::analysis::tissue::TissueMask;
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;

@@ -6,9 +6,9 @@
 use super::colormap::viridis;
 use super::font::{draw_text, text_width};
 use super::ProbabilityGrid;
+use crate::analysis::tissue::TissueMask;
 use crate::slide::resample::box_downsample;
 use crate::slide::{Slide, SlideError, SlideErrorKind};
-use crate::tissue::TissueMask;
 use image::imageops::FilterType;
 use rayon::prelude::*;
 use std::path::Path;
@@ -108,7 +108,7 @@ pub fn write_heatmap(
         .image
         .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .map_err(|e| SlideError::new(path, SlideErrorKind::BadRequest(e.to_string())))?;
-    crate::atomic::write_bytes(path, &bytes).map_err(|e| SlideError::new(path, SlideErrorKind::Io(e)))
+    crate::util::atomic::write_bytes(path, &bytes).map_err(|e| SlideError::new(path, SlideErrorKind::Io(e)))
 }
 
 /// The thumbnail tinted where the mask has tissue and the grid a probability, the regions at

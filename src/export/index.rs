@@ -5,7 +5,7 @@
 //! also covers slides finished by earlier runs.
 
 use super::write_atomically;
-use crate::batch::Summary;
+use crate::export::summary::Summary;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

@@ -2,17 +2,21 @@
 //! probability TIFF, QuPath GeoJSON (tiles and tumour regions; the tissue mask), and
 //! CAMELYON16-style detections. Exports take scores and geometry, not models.
 
+pub mod challenge;
 pub mod colormap;
 pub mod contours;
 pub mod detections;
+pub mod features;
 pub mod font;
 pub mod geojson;
 pub mod heatmap;
 pub mod index;
 pub mod probability_tiff;
+pub mod slide_outputs;
+pub mod summary;
 
-pub use crate::atomic::write_atomically;
-use crate::pipeline::SlideAnalysis;
+use crate::analysis::pipeline::SlideAnalysis;
+pub use crate::util::atomic::write_atomically;
 
 /// The probabilities on their grid: token (r, c) covers level-0 pixels
 /// [c·s, (c+1)·s) × [r·s, (r+1)·s); NaN where no token (no tissue).

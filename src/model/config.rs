@@ -125,7 +125,7 @@ impl ModelConfig {
         check_size("register_tokens", self.register_tokens, 0, MAX_REGISTERS)?;
         check_mlp_ratio(self.mlp_ratio)?;
         check_norm_eps(self.norm_eps)?;
-        crate::mpp::check_mpp(self.mpp).map_err(|e| format!("mpp: {e}"))?;
+        crate::slide::mpp::check_mpp(self.mpp).map_err(|e| format!("mpp: {e}"))?;
         if self.mean.iter().any(|m| !m.is_finite()) || self.std.iter().any(|&s| !(s.is_finite() && s > 0.0)) {
             return Err("mean must be finite and std finite and positive".into());
         }

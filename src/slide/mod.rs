@@ -6,9 +6,12 @@
 
 mod cache;
 mod codec;
+pub mod discover;
 mod error;
+pub mod fingerprint;
 mod grid;
 mod io;
+pub mod mpp;
 mod properties;
 mod region;
 pub(crate) mod resample;
@@ -20,7 +23,7 @@ pub mod writer;
 pub use error::{SlideError, SlideErrorKind};
 pub use properties::format_double;
 
-use crate::mpp::PLAUSIBLE_MPP;
+use crate::slide::mpp::PLAUSIBLE_MPP;
 use cache::TileCache;
 use grid::TileGrid;
 use region::Image;
@@ -293,7 +296,7 @@ impl Slide {
     }
 
     /// Microns per level-0 pixel and the tag it came from, when the file states a plausible
-    /// value ([`crate::mpp::PLAUSIBLE_MPP`]; TIFF's default 72 dpi, 353 µm/px, is not); see [`Slide::mpp_problem`] for one it states but is not.
+    /// value ([`crate::slide::mpp::PLAUSIBLE_MPP`]; TIFF's default 72 dpi, 353 µm/px, is not); see [`Slide::mpp_problem`] for one it states but is not.
     pub fn mpp(&self) -> Option<&Mpp> {
         self.mpp.as_ref()
     }

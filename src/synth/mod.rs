@@ -3,14 +3,11 @@
 //! resolution). Every slide is a pure function of its seed and options: byte-identical on
 //! any machine and any thread count.
 
-mod polygon;
 mod render;
-pub mod rng;
 mod scene;
 mod truth;
 
-pub use polygon::Polygon;
-pub use scene::{LesionClass, MimicKind, Region, TumourPlan};
+pub use scene::{MimicKind, Region, TumourPlan};
 pub use truth::{LesionRecord, Truth, MASK_DOWNSAMPLE};
 
 use crate::slide::writer::{PyramidOptions, PyramidWriter};
@@ -60,7 +57,7 @@ pub struct SynthSlide {
 
 /// The seed of slide `index` of a cohort.
 pub fn slide_seed(cohort_seed: u64, index: usize) -> u64 {
-    rng::hash(cohort_seed, index as i64, 0x5EED, 0)
+    crate::util::rng::hash(cohort_seed, index as i64, 0x5EED, 0)
 }
 
 /// The name of slide `index` of a cohort.
@@ -93,7 +90,7 @@ pub fn generate_slide(
         source,
     })?;
     let scene = scene::Scene::plan(seed, o.width, o.height, o.mpp, plan);
-    let mut look_rng = rng::Rng::new(seed ^ 0x100C);
+    let mut look_rng = crate::util::rng::Rng::new(seed ^ 0x100C);
     let look = render::Look::draw(&mut look_rng);
     let quality = o.jpeg_quality.unwrap_or_else(|| look_rng.int(70, 92) as u8);
 
@@ -144,5 +141,5 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), SynthError> 
         source,
     };
     let text = serde_json::to_string_pretty(value).expect("JSON serialises");
-    crate::atomic::write_bytes(path, text.as_bytes()).map_err(io)
+    crate::util::atomic::write_bytes(path, text.as_bytes()).map_err(io)
 }

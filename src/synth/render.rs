@@ -11,8 +11,8 @@
 //! abundant cytoplasm. Their densities and stain amounts are set so that, averaged over
 //! 8 µm, they look alike.
 
-use super::rng::{exp, hash, hash2, mix, unit, Rng};
 use super::scene::{value_noise, value_noise2, Region, Scene};
+use crate::util::rng::{exp, hash, hash2, mix, unit, Rng};
 
 /// A slide's staining and scanning: stain vectors, amounts, brightness, focus, noise.
 #[derive(Clone, Debug)]

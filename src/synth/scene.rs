@@ -3,9 +3,10 @@
 //! perinodal fat), benign mimics of tumour, and tumour deposits in CAMELYON's size classes;
 //! then a coarse map of which tissue is where, from which tiles are rendered.
 
-use super::polygon::{cells_centred_in, Polygon};
-use super::rng::{hash, hash2, unit, Rng};
-use serde::{Deserialize, Serialize};
+use crate::annotation::polygon::{cells_centred_in, Polygon};
+use crate::annotation::LesionClass;
+use crate::util::rng::{hash, hash2, unit, Rng};
+use serde::Serialize;
 
 /// What a place on the slide is made of.
 /// One byte each, so the region map stores them directly.
@@ -24,28 +25,6 @@ pub enum Region {
     VesselLumen,
     Histiocytes,
     Tumour,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LesionClass {
-    /// Isolated tumour cells: longest diameter < 0.2 mm.
-    Itc,
-    /// Micrometastasis: 0.2–2 mm.
-    Micro,
-    /// Macrometastasis: > 2 mm.
-    Macro,
-}
-
-impl LesionClass {
-    /// Longest-diameter bounds in µm (CAMELYON / AJCC).
-    pub fn bounds_um(self) -> (f64, f64) {
-        match self {
-            LesionClass::Itc => (0.0, 200.0),
-            LesionClass::Micro => (200.0, 2000.0),
-            LesionClass::Macro => (2000.0, f64::INFINITY),
-        }
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -181,8 +160,11 @@ impl Scene {
             let inside_sinus = outline.scaled(1.0 - (capsule + sinus) / r);
             let medulla = outline.scaled(rng.range(0.45, 0.6));
             let fat = rng.chance(0.6).then(|| {
-                let t = rng.range(0.0, 2.0 * super::rng::PI);
-                let (fx, fy) = (cx + r * super::rng::cos(t), cy + r * stretch * super::rng::sin(t));
+                let t = rng.range(0.0, 2.0 * crate::util::rng::PI);
+                let (fx, fy) = (
+                    cx + r * crate::util::rng::cos(t),
+                    cy + r * stretch * crate::util::rng::sin(t),
+                );
                 let fr = r * rng.range(0.25, 0.45);
                 Polygon::irregular(&mut rng, fx, fy, fr, 0.3, 6, 128)
             });
@@ -302,8 +284,8 @@ fn distance(x0: f64, y0: f64, x1: f64, y1: f64) -> f64 {
 fn circle_polygon(x: f64, y: f64, r: f64, n: usize) -> Polygon {
     let points = (0..n)
         .map(|i| {
-            let t = 2.0 * super::rng::PI * i as f64 / n as f64;
-            (x + r * super::rng::cos(t), y + r * super::rng::sin(t))
+            let t = 2.0 * crate::util::rng::PI * i as f64 / n as f64;
+            (x + r * crate::util::rng::cos(t), y + r * crate::util::rng::sin(t))
         })
         .collect();
     Polygon { points }

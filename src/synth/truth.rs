@@ -1,8 +1,9 @@
 //! Ground truth of a synthetic slide: lesions.json, the tumour mask (a tiled TIFF registered
 //! to the slide at a downsample), and the lesions as QuPath-importable GeoJSON.
 
-use super::polygon::{cells_centred_in, Polygon};
-use super::scene::{LesionClass, MimicKind, Scene};
+use super::scene::{MimicKind, Scene};
+use crate::annotation::polygon::{cells_centred_in, Polygon};
+use crate::annotation::LesionClass;
 use crate::slide::writer::{level_factors_until, Compression, PyramidOptions, PyramidWriter, Samples};
 use crate::slide::SlideError;
 use serde::Serialize;

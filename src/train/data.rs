@@ -1,15 +1,15 @@
 //! Training tiles from an annotated cohort: every slide with ground truth (see
-//! [`crate::eval::lesions`]) is tiled at the model's resolution as `run` tiles it, each tile
+//! [`crate::annotation::lesions`]) is tiled at the model's resolution as `run` tiles it, each tile
 //! labelled with the fraction of it inside lesions, and the slides split into training and
 //! validation by the seed. Tumour tiles are all kept, with copies half a tile off the grid;
 //! tumour-free ones are sampled six to one.
 
-use crate::batch::discover::discover;
-use crate::eval::lesions::SlideTruth;
-use crate::grid::{plan_tiles, read_tile, Tile, TilePlan};
+use crate::analysis::plan::{plan_tiles, read_tile, Tile, TilePlan};
+use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
+use crate::annotation::lesions::SlideTruth;
+use crate::slide::discover::discover;
 use crate::slide::Slide;
-use crate::synth::rng::Rng;
-use crate::tissue::{detect_tissue, TissueMask, TissueOptions};
+use crate::util::rng::Rng;
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -146,7 +146,7 @@ pub struct AnnotatedSlide {
 pub fn open_with_mpp(path: &Path) -> Result<(Slide, f64), String> {
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
     let slide = Slide::open(path).map_err(|e| err(&e))?;
-    let (mpp, _) = crate::pipeline::slide_mpp(&slide, None).map_err(|e| err(&e))?;
+    let (mpp, _) = crate::analysis::pipeline::slide_mpp(&slide, None).map_err(|e| err(&e))?;
     Ok((slide, mpp))
 }
 

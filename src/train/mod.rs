@@ -15,7 +15,7 @@ use crate::backend::autodiff::AutodiffBackend;
 use crate::eval::auroc::auroc;
 use crate::model::config::ModelConfig;
 use crate::model::tile_encoder::{expected_shapes, TileEncoder};
-use crate::synth::rng::Rng;
+use crate::util::rng::Rng;
 use candle_core::{DType, Device, Tensor, Var};
 use data::{Cohort, TileSet};
 use serde::Serialize;
@@ -372,7 +372,7 @@ fn trainable(named: Vec<(&str, &Tensor)>) -> Result<Vec<(String, Var)>, String> 
 
 /// Writes `tensors` to `path` under a temporary name, then renames it into place.
 fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), String> {
-    let partial = crate::atomic::partial_path(path);
+    let partial = crate::util::atomic::partial_path(path);
     candle_core::safetensors::save(tensors, &partial)
         .and_then(|()| Ok(std::fs::rename(&partial, path)?))
         .map_err(|e| format!("{}: {e}", path.display()))
@@ -401,7 +401,7 @@ fn save(
         .map_err(|e| e.to_string())?;
     save_safetensors(&tensors, &out.join(TILE_STAGE_FILE))?;
     let text = serde_json::to_vec_pretty(log).map_err(|e| e.to_string())?;
-    crate::atomic::write_bytes(&out.join("train_log.json"), &text)
+    crate::util::atomic::write_bytes(&out.join("train_log.json"), &text)
         .map_err(|e| format!("{}: {e}", out.display()))
 }
 

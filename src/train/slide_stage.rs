@@ -10,6 +10,7 @@ use super::{
     save_safetensors, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint,
     CheckpointMeter, TrainOptions,
 };
+use crate::analysis::pipeline::{encode_tiles, StageSeconds};
 use crate::backend::autodiff::AutodiffBackend;
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
@@ -18,8 +19,7 @@ use crate::model::slide_encoder::SlideEncoder;
 use crate::model::tile_encoder::TileEncoder;
 use crate::model::weights::HostTensor;
 use crate::model::Model;
-use crate::pipeline::{encode_tiles, StageSeconds};
-use crate::synth::rng::Rng;
+use crate::util::rng::Rng;
 use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
@@ -227,7 +227,8 @@ pub(super) fn write_model_dir(
     }
     save_safetensors(&tensors, &out.join("model.safetensors"))?;
     let text = serde_json::to_vec_pretty(config).map_err(|e| e.to_string())?;
-    crate::atomic::write_bytes(&out.join("config.json"), &text).map_err(|e| format!("{}: {e}", out.display()))
+    crate::util::atomic::write_bytes(&out.join("config.json"), &text)
+        .map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// The trained tile encoder of stage 1 with a slide encoder for grouping its tokens (its

@@ -14,13 +14,13 @@ use super::{
     dihedral, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint, CheckpointMeter,
     TrainOptions,
 };
+use crate::analysis::plan::{read_tile, Tile};
 use crate::backend::autodiff::AutodiffBackend;
 use crate::eval::auroc::auroc;
-use crate::grid::{read_tile, Tile};
 use crate::model::config::ModelConfig;
 use crate::model::slide_encoder::{group_positions, SlideEncoder};
 use crate::model::tile_encoder::{expected_shapes, TileEncoder};
-use crate::synth::rng::Rng;
+use crate::util::rng::Rng;
 use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::PathBuf;

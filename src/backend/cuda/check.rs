@@ -6,12 +6,12 @@
 
 use super::attention::{AttentionType, FlashArgs};
 use super::CudaBackend;
+use crate::analysis::jpeg_tiles::JpegBatch;
+use crate::analysis::plan::{read_tile, Tile, TilePlan};
 use crate::backend::cpu::attention::{alibi_slopes, attention as cpu_attention, Alibi2d, Packed};
 use crate::backend::cpu::CpuBackend;
 use crate::backend::Backend;
 use crate::bench::attention::random_inputs;
-use crate::grid::{read_tile, Tile, TilePlan};
-use crate::jpeg_batch::JpegBatch;
 use crate::model::config::ModelConfig;
 use crate::model::slide_encoder::{SlideEncoder, SlideEncoderConfig};
 use crate::model::tile_encoder::{expected_shapes, TileEncoder};

@@ -6,8 +6,8 @@
 
 use super::nvjpeg::{Nvjpeg, NvjpegDecoder};
 use super::{device_err, CudaBackend};
+use crate::analysis::jpeg_tiles::JpegBatch;
 use crate::backend::TileDecoder;
-use crate::jpeg_batch::JpegBatch;
 use crate::model::ModelError;
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PushKernelArg,

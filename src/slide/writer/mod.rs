@@ -192,7 +192,7 @@ impl PyramidWriter {
             .map(|l| l.width * l.height * options.samples.per_pixel() as u64)
             .sum();
         let big = raw.saturating_mul(2) > (u32::MAX as u64) - (64 << 20);
-        let partial = crate::atomic::partial_path(&path);
+        let partial = crate::util::atomic::partial_path(&path);
         let file = File::create(&partial).map_err(|e| io_error(&partial, e))?;
         let out = TiffOut::create(file, big).map_err(|e| io_error(&partial, e))?;
         Ok(PyramidWriter {

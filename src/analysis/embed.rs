@@ -1,12 +1,12 @@
 //! `flashslide embed`: the tile encoder's feature for every tissue tile of a slide (or for
 //! one image of the model's input size).
 
+use crate::analysis::pipeline::{encode_tiles, PipelineError, StageSeconds};
+use crate::analysis::plan::{plan_tiles, GridError};
+use crate::analysis::tissue::{detect_tissue, TissueOptions};
 use crate::backend::Backend;
-use crate::grid::{plan_tiles, GridError};
 use crate::model::{Model, ModelError};
-use crate::pipeline::{encode_tiles, PipelineError, StageSeconds};
 use crate::slide::{Slide, SlideError};
-use crate::tissue::{detect_tissue, TissueOptions};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,7 @@ pub fn embed_slide<B: Backend>(
             Ok(())
         },
     )?;
-    crate::pipeline::check_finite(&features, "stage 1 (the tile encoder)")?;
+    crate::analysis::pipeline::check_finite(&features, "stage 1 (the tile encoder)")?;
     Ok(SlideEmbedding {
         features,
         dim: c.width,
@@ -92,6 +92,6 @@ pub fn embed_image<B: Backend>(path: &Path, model: &Model<B>) -> Result<Vec<f32>
     }
     let encoded = model.tile_encoder.forward(img.as_raw(), 1, w as usize)?;
     let feature = model.tile_encoder.backend().download(&encoded.pooled)?;
-    crate::pipeline::check_finite(&feature, "stage 1 (the tile encoder)")?;
+    crate::analysis::pipeline::check_finite(&feature, "stage 1 (the tile encoder)")?;
     Ok(feature)
 }

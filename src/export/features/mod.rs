@@ -39,7 +39,7 @@ pub fn write_features(
         .iter()
         .flatten()
         .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    crate::atomic::write_bytes(path, &out)
+    crate::util::atomic::write_bytes(path, &out)
 }
 
 /// Where the tiles lie and at what scale, which HDF5 readers (CLAM, Trident, TITAN) take

@@ -6,10 +6,19 @@
 //! last two are classed by their longest diameter, as CAMELYON and AJCC do: under 0.2 mm
 //! isolated tumour cells, up to 2 mm micrometastasis, beyond that macrometastasis.
 
-use super::froc::Hit;
-use crate::synth::{LesionClass, Polygon};
+use super::polygon::Polygon;
+use super::LesionClass;
 use serde::Deserialize;
 use std::path::Path;
+
+/// Where a detection fell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// In the evaluation mask of the slide's lesion with this index.
+    Lesion(usize),
+    /// In none: a false positive.
+    Background,
+}
 
 /// CAMELYON16's dilation of a lesion for its evaluation mask.
 pub const EVALUATION_MARGIN_UM: f64 = 75.0;
@@ -137,7 +146,7 @@ fn geojson_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, String> {
             .to_lowercase();
         class.contains("tumo") || class.contains("metasta")
     };
-    let polygons = crate::roi::geojson_polygons(&value, &tumour)?;
+    let polygons = crate::annotation::geojson::geojson_polygons(&value, &tumour)?;
     Ok(polygons
         .into_iter()
         .filter_map(|rings| rings.into_iter().next())

@@ -1,6 +1,6 @@
 //! Simple polygons in level-0 pixel coordinates: the outlines of tissue and lesions.
 
-use super::rng::{cos, sin, Rng, PI};
+use crate::util::rng::{cos, sin, Rng, PI};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Polygon {

@@ -3,7 +3,7 @@
 //! finished slides' detections.csv. A slide is named by its file's stem, as the challenge
 //! names them; stems that two slides share take their output folder's name instead.
 
-use super::Summary;
+use super::summary::Summary;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +44,7 @@ pub fn write_challenge_folder(out: &Path) -> std::io::Result<usize> {
                     .map_or_else(|| stem.clone(), |n| n.to_string_lossy().into_owned())
             };
             let rows = std::fs::read(folder.join("detections.csv"))?;
-            crate::atomic::write_bytes(&target.join(format!("{name}.csv")), &rows)?;
+            crate::util::atomic::write_bytes(&target.join(format!("{name}.csv")), &rows)?;
             written += 1;
         }
     }

@@ -3,9 +3,9 @@
 //! model's MPP (never upsampled), averaged down to the model's input size (a box average
 //! when the level is a whole multiple of the model's resolution, as it nearly always is).
 
+use crate::analysis::tissue::TissueMask;
 use crate::slide::resample::{box_downsample, halve_rgba_to_rgb};
 use crate::slide::{Slide, SlideError};
-use crate::tissue::TissueMask;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
@@ -105,8 +105,8 @@ pub fn plan_tiles(
     mask: &TissueMask,
     min_tissue: f64,
 ) -> Result<TilePlan, GridError> {
-    crate::mpp::check_mpp(slide_mpp).map_err(GridError::SlideMpp)?;
-    crate::mpp::check_mpp(model_mpp).map_err(GridError::ModelMpp)?;
+    crate::slide::mpp::check_mpp(slide_mpp).map_err(GridError::SlideMpp)?;
+    crate::slide::mpp::check_mpp(model_mpp).map_err(GridError::ModelMpp)?;
     // 1% slack: scanners write 0.2527 for a nominal 0.25.
     if slide_mpp > model_mpp * 1.01 {
         return Err(GridError::TooCoarse { slide_mpp, model_mpp });

@@ -2,14 +2,14 @@
 //! parallel into a bounded queue that feeds stage 1 (decoding overlaps compute) → stage 2
 //! over every token of the slide at once → a tumour probability per stage-2 token.
 
+use crate::analysis::jpeg_tiles::JpegBatch;
+use crate::analysis::plan::{plan_tiles, read_tile, GridError, Tile, TilePlan};
+use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
 use crate::backend::{Backend, TileDecoder};
-use crate::grid::{plan_tiles, read_tile, GridError, Tile, TilePlan};
-use crate::jpeg_batch::JpegBatch;
 use crate::model::config::ModelConfig;
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
-use crate::tissue::{detect_tissue, TissueMask, TissueOptions};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -35,7 +35,7 @@ pub enum PipelineError {
 /// a wrong size the tiles would be at the wrong scale, or there would be none.
 pub fn slide_mpp(slide: &Slide, given: Option<f64>) -> Result<(f64, String), String> {
     if let Some(m) = given {
-        return crate::mpp::check_mpp(m)
+        return crate::slide::mpp::check_mpp(m)
             .map(|m| (m, "--mpp".to_string()))
             .map_err(|e| format!("--mpp: {e}"));
     }

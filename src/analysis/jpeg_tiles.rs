@@ -3,15 +3,15 @@
 //! them (box-averaged where the level is a whole multiple finer than the model), so decoding
 //! leaves the CPU and no pixel crosses the bus. It applies where the level stores
 //! stand-alone JPEG tiles and a model pixel is a whole number of level pixels; elsewhere the
-//! CPU reads tiles ([`crate::grid::read_tile`]).
+//! CPU reads tiles ([`crate::analysis::plan::read_tile`]).
 
-use crate::grid::{Tile, TilePlan};
+use crate::analysis::plan::{Tile, TilePlan};
 use crate::slide::{Slide, SlideError, StoredTile};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// What a device decoder needs for one batch. Assembling it must give exactly what
-/// [`crate::grid::read_tile`] gives for each tile, up to the JPEG decoders' own rounding.
+/// [`crate::analysis::plan::read_tile`] gives for each tile, up to the JPEG decoders' own rounding.
 #[derive(Debug)]
 pub struct JpegBatch {
     /// The stored tiles the batch needs, each once: complete JPEG streams, each decoding to
@@ -122,7 +122,7 @@ impl JpegBatch {
 #[cfg(test)]
 mod tests {
     use super::JpegBatch;
-    use crate::grid::{read_tile, Tile, TilePlan};
+    use crate::analysis::plan::{read_tile, Tile, TilePlan};
     use crate::slide::Slide;
     use zune_core::bytestream::ZCursor;
     use zune_core::colorspace::ColorSpace;

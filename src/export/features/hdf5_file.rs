@@ -19,7 +19,7 @@ pub fn write_features_h5(
     metadata: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
     assert_eq!(features.len(), coords.len() * dim, "features must be [N, D]");
-    let partial = crate::atomic::partial_path(path);
+    let partial = crate::util::atomic::partial_path(path);
     let written = write(&partial, features, dim, coords, geometry, metadata)
         .map_err(|e| std::io::Error::other(format!("HDF5: {e}")))
         .and_then(|()| std::fs::File::open(&partial)?.sync_all())

@@ -1,0 +1,6 @@
+//! Small utilities that know nothing of slides, models or pathology: atomic file writes,
+//! facts about this process and host, and a seeded random number generator.
+
+pub mod atomic;
+pub mod process;
+pub mod rng;
