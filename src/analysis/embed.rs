@@ -4,7 +4,7 @@
 use crate::analysis::pipeline::{encode_tiles, PipelineError, StageSeconds};
 use crate::analysis::plan::{plan_tiles, GridError};
 use crate::analysis::tissue::{detect_tissue, TissueOptions};
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ pub enum EmbedError {
     Slide(#[from] SlideError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Grid(#[from] GridError),
     #[error(transparent)]

@@ -6,123 +6,95 @@
 //! CPU reads tiles ([`crate::analysis::plan::read_tile`]).
 
 use crate::analysis::plan::{Tile, TilePlan};
+use crate::backend::JpegBatch;
 use crate::slide::{Slide, SlideError, StoredTile};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
-/// What a device decoder needs for one batch. Assembling it must give exactly what
-/// [`crate::analysis::plan::read_tile`] gives for each tile, up to the JPEG decoders' own rounding.
-#[derive(Debug)]
-pub struct JpegBatch {
-    /// The stored tiles the batch needs, each once: complete JPEG streams, each decoding to
-    /// `stored_size` RGB pixels (their frame headers say so).
-    pub streams: Vec<Vec<u8>>,
-    pub stored_size: [u32; 2],
-    /// The level's width and height: pixels past them are glass (white).
-    pub level_size: [i64; 2],
-    /// Model tiles are `tile_px` pixels square, each the mean of `factor` × `factor` level
-    /// pixels.
-    pub tile_px: u32,
-    pub factor: u32,
-    /// Per model tile, the level pixel at its top-left corner.
-    pub origins: Vec<[i64; 2]>,
-    /// Stored tiles across and down that one model tile can touch.
-    pub span: [u32; 2],
-    /// Per model tile, `span[1]` rows of `span[0]` entries: the index in `streams` of the
-    /// stored tile at (its origin's stored column + c, row + r), or −1 for glass (a tile the
-    /// file leaves out, or past the level's edge).
-    pub sources: Vec<i32>,
-}
-
-impl JpegBatch {
-    /// The batch for `tiles` of `plan`, reading their stored tiles' bytes; `None` where a
-    /// device decoder cannot make them (the level is not stored as baseline JPEG tiles of its
-    /// tile size, or the model's tile is resampled rather than box-averaged).
-    pub fn read(slide: &Slide, plan: &TilePlan, tiles: &[Tile]) -> Result<Option<JpegBatch>, SlideError> {
-        if plan.read_px % plan.tile_px != 0 {
-            return Ok(None);
-        }
-        let Some(level) = slide.jpeg_level(plan.level) else {
-            return Ok(None);
-        };
-        let (tw, th) = level.tile_size();
-        let (width, height) = level.dimensions();
-        let read = plan.read_px as i64;
-        let span = [plan.read_px.div_ceil(tw) + 1, plan.read_px.div_ceil(th) + 1];
-        let mut wanted: Vec<(u64, u64)> = Vec::new();
-        let mut index_of: HashMap<(u64, u64), i32> = HashMap::new();
-        let mut origins = Vec::with_capacity(tiles.len());
-        let mut sources = Vec::with_capacity(tiles.len() * (span[0] * span[1]) as usize);
-        for tile in tiles {
-            let (x, y) = level.pixel_at(tile.x, tile.y);
-            origins.push([x, y]);
-            let (first_col, first_row) = (x.div_euclid(tw as i64), y.div_euclid(th as i64));
-            for r in 0..span[1] as i64 {
-                for c in 0..span[0] as i64 {
-                    let (col, row) = (first_col + c, first_row + r);
-                    let (left, top) = (col * tw as i64, row * th as i64);
-                    let touched =
-                        left < x + read && top < y + read && left + tw as i64 > x && top + th as i64 > y;
-                    let inside = col >= 0 && row >= 0 && (left as u64) < width && (top as u64) < height;
-                    if !(touched && inside) {
-                        sources.push(-1);
-                        continue;
-                    }
-                    let key = (col as u64, row as u64);
-                    let next = wanted.len() as i32;
-                    let index = *index_of.entry(key).or_insert_with(|| {
-                        wanted.push(key);
-                        next
-                    });
-                    sources.push(index);
+/// The batch for `tiles` of `plan`, reading their stored tiles' bytes; `None` where a
+/// device decoder cannot make them (the level is not stored as baseline JPEG tiles of its
+/// tile size, or the model's tile is resampled rather than box-averaged).
+pub fn read_jpeg_batch(
+    slide: &Slide,
+    plan: &TilePlan,
+    tiles: &[Tile],
+) -> Result<Option<JpegBatch>, SlideError> {
+    if plan.read_px % plan.tile_px != 0 {
+        return Ok(None);
+    }
+    let Some(level) = slide.jpeg_level(plan.level) else {
+        return Ok(None);
+    };
+    let (tw, th) = level.tile_size();
+    let (width, height) = level.dimensions();
+    let read = plan.read_px as i64;
+    let span = [plan.read_px.div_ceil(tw) + 1, plan.read_px.div_ceil(th) + 1];
+    let mut wanted: Vec<(u64, u64)> = Vec::new();
+    let mut index_of: HashMap<(u64, u64), i32> = HashMap::new();
+    let mut origins = Vec::with_capacity(tiles.len());
+    let mut sources = Vec::with_capacity(tiles.len() * (span[0] * span[1]) as usize);
+    for tile in tiles {
+        let (x, y) = level.pixel_at(tile.x, tile.y);
+        origins.push([x, y]);
+        let (first_col, first_row) = (x.div_euclid(tw as i64), y.div_euclid(th as i64));
+        for r in 0..span[1] as i64 {
+            for c in 0..span[0] as i64 {
+                let (col, row) = (first_col + c, first_row + r);
+                let (left, top) = (col * tw as i64, row * th as i64);
+                let touched =
+                    left < x + read && top < y + read && left + tw as i64 > x && top + th as i64 > y;
+                let inside = col >= 0 && row >= 0 && (left as u64) < width && (top as u64) < height;
+                if !(touched && inside) {
+                    sources.push(-1);
+                    continue;
                 }
+                let key = (col as u64, row as u64);
+                let next = wanted.len() as i32;
+                let index = *index_of.entry(key).or_insert_with(|| {
+                    wanted.push(key);
+                    next
+                });
+                sources.push(index);
             }
         }
-        let stored: Vec<StoredTile> = wanted
-            .par_iter()
-            .map(|&(col, row)| level.stream(col, row))
-            .collect::<Result<_, _>>()?;
-        // Tiles the file leaves out become glass; the others are renumbered densely.
-        let mut renumbered = Vec::with_capacity(stored.len());
-        let mut streams = Vec::with_capacity(stored.len());
-        for stream in stored {
-            renumbered.push(match stream {
-                StoredTile::Jpeg(s) => {
-                    streams.push(s);
-                    streams.len() as i32 - 1
-                }
-                StoredTile::Missing => -1,
-                StoredTile::Other => return Ok(None),
-            });
-        }
-        for s in sources.iter_mut().filter(|s| **s >= 0) {
-            *s = renumbered[*s as usize];
-        }
-        Ok(Some(JpegBatch {
-            streams,
-            stored_size: [tw, th],
-            level_size: [width as i64, height as i64],
-            tile_px: plan.tile_px,
-            factor: plan.read_px / plan.tile_px,
-            origins,
-            span,
-            sources,
-        }))
     }
-
-    pub fn len(&self) -> usize {
-        self.origins.len()
+    let stored: Vec<StoredTile> = wanted
+        .par_iter()
+        .map(|&(col, row)| level.stream(col, row))
+        .collect::<Result<_, _>>()?;
+    // Tiles the file leaves out become glass; the others are renumbered densely.
+    let mut renumbered = Vec::with_capacity(stored.len());
+    let mut streams = Vec::with_capacity(stored.len());
+    for stream in stored {
+        renumbered.push(match stream {
+            StoredTile::Jpeg(s) => {
+                streams.push(s);
+                streams.len() as i32 - 1
+            }
+            StoredTile::Missing => -1,
+            StoredTile::Other => return Ok(None),
+        });
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.origins.is_empty()
+    for s in sources.iter_mut().filter(|s| **s >= 0) {
+        *s = renumbered[*s as usize];
     }
+    Ok(Some(JpegBatch {
+        streams,
+        stored_size: [tw, th],
+        level_size: [width as i64, height as i64],
+        tile_px: plan.tile_px,
+        factor: plan.read_px / plan.tile_px,
+        origins,
+        span,
+        sources,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::JpegBatch;
+    use super::read_jpeg_batch;
     use crate::analysis::plan::{read_tile, Tile, TilePlan};
+    use crate::backend::JpegBatch;
     use crate::slide::Slide;
     use zune_core::bytestream::ZCursor;
     use zune_core::colorspace::ColorSpace;
@@ -200,7 +172,7 @@ mod tests {
                 .iter()
                 .map(|&(x, y)| Tile { col: 0, row: 0, x, y })
                 .collect();
-            let batch = JpegBatch::read(&slide, &plan, &tiles).unwrap().unwrap();
+            let batch = read_jpeg_batch(&slide, &plan, &tiles).unwrap().unwrap();
             assert_eq!(batch.len(), tiles.len());
             let expected: Vec<u8> = tiles
                 .iter()
@@ -238,6 +210,6 @@ mod tests {
             x: 0,
             y: 0,
         };
-        assert!(JpegBatch::read(&slide, &plan, &[tile]).unwrap().is_none());
+        assert!(read_jpeg_batch(&slide, &plan, &[tile]).unwrap().is_none());
     }
 }

@@ -3,6 +3,7 @@
 //! JPEG data gathered for a device decoder ([`jpeg_tiles`]), then both stages of the model
 //! ([`pipeline`]), or the tile encoder alone for features ([`embed`]).
 
+pub mod decoder_check;
 pub mod embed;
 pub mod jpeg_tiles;
 pub mod pipeline;

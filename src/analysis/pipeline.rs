@@ -2,10 +2,11 @@
 //! parallel into a bounded queue that feeds stage 1 (decoding overlaps compute) → stage 2
 //! over every token of the slide at once → a tumour probability per stage-2 token.
 
-use crate::analysis::jpeg_tiles::JpegBatch;
+use crate::analysis::jpeg_tiles::read_jpeg_batch;
+
 use crate::analysis::plan::{plan_tiles, read_tile, GridError, Tile, TilePlan};
 use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
-use crate::backend::{Backend, TileDecoder};
+use crate::backend::{Backend, BackendError, JpegBatch, TileDecoder};
 use crate::model::config::ModelConfig;
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
@@ -21,6 +22,8 @@ pub enum PipelineError {
     Grid(#[from] GridError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("the model has no slide encoder (stage 2), which `run` needs for its tumour probabilities")]
     NoSlideEncoder,
     #[error("{0} gave non-finite values (NaN or infinity): the model's weights or the tiles are broken")]
@@ -183,7 +186,7 @@ fn read_batch(
     for_device: bool,
 ) -> Result<ReadBatch, SlideError> {
     if for_device {
-        if let Some(batch) = JpegBatch::read(slide, plan, tiles)? {
+        if let Some(batch) = read_jpeg_batch(slide, plan, tiles)? {
             return Ok(ReadBatch::Stored(batch));
         }
     }

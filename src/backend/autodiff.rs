@@ -6,7 +6,7 @@
 
 use super::cpu::CpuBackend;
 use super::{Backend, PositionSpec};
-use crate::model::ModelError;
+use crate::backend::BackendError;
 use candle_core::{DType, Device, Tensor, Var, D};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -22,7 +22,7 @@ pub struct AutodiffPositions {
 
 impl AutodiffBackend {
     /// Rotates `x` (`[tokens, heads, head_dim]`) pair by pair.
-    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor, ModelError> {
+    fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor, BackendError> {
         let (t, h, d) = x.dims3()?;
         let pairs = x.reshape((t, h, d / 2, 2))?;
         let (a, b) = (
@@ -35,9 +35,9 @@ impl AutodiffBackend {
     }
 
     /// Softmax attention of `seqs` sequences of `len` tokens each: q, k, v `[seqs·len, H, d]`.
-    fn attend(q: &Tensor, k: &Tensor, v: &Tensor, seqs: usize, len: usize) -> Result<Tensor, ModelError> {
+    fn attend(q: &Tensor, k: &Tensor, v: &Tensor, seqs: usize, len: usize) -> Result<Tensor, BackendError> {
         let (_, h, d) = q.dims3()?;
-        let heads_first = |x: &Tensor| -> Result<Tensor, ModelError> {
+        let heads_first = |x: &Tensor| -> Result<Tensor, BackendError> {
             Ok(x.reshape((seqs, len, h, d))?.transpose(1, 2)?.contiguous()?)
         };
         let (q, k, v) = (heads_first(q)?, heads_first(k)?, heads_first(v)?);
@@ -59,18 +59,18 @@ impl Backend for AutodiffBackend {
         format!("cpu, differentiable ({} threads)", rayon::current_num_threads())
     }
 
-    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor, ModelError> {
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor, BackendError> {
         self.cpu.upload(data, rows, cols)
     }
 
     /// Weights become variables, which the optimiser finds again with `Var::from_tensor`.
-    fn upload_weight(&self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor, ModelError> {
+    fn upload_weight(&self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor, BackendError> {
         Ok(Var::from_slice(data, (rows, cols), &Device::Cpu)?
             .as_tensor()
             .clone())
     }
 
-    fn download(&self, x: &Tensor) -> Result<Vec<f32>, ModelError> {
+    fn download(&self, x: &Tensor) -> Result<Vec<f32>, BackendError> {
         self.cpu.download(x)
     }
 
@@ -78,40 +78,44 @@ impl Backend for AutodiffBackend {
         self.cpu.shape(x)
     }
 
-    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, ModelError> {
+    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, BackendError> {
         self.cpu.linear(x, w, b)
     }
 
-    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor, ModelError> {
+    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor, BackendError> {
         self.cpu.layer_norm(x, w, b, eps)
     }
 
-    fn gelu(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+    fn gelu(&self, x: &Tensor) -> Result<Tensor, BackendError> {
         self.cpu.gelu(x)
     }
 
-    fn swiglu(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+    fn swiglu(&self, x: &Tensor) -> Result<Tensor, BackendError> {
         self.cpu.swiglu(x)
     }
 
-    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, ModelError> {
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
         self.cpu.add(a, b)
     }
 
-    fn scale_columns(&self, x: &Tensor, gamma: &Tensor) -> Result<Tensor, ModelError> {
+    fn scale_columns(&self, x: &Tensor, gamma: &Tensor) -> Result<Tensor, BackendError> {
         self.cpu.scale_columns(x, gamma)
     }
 
-    fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor, ModelError> {
+    fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor, BackendError> {
         self.cpu.concat_rows(parts)
     }
 
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, ModelError> {
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
         Ok(rgb)
     }
 
     fn pixel_bytes(&self, pixels: &Vec<u8>) -> usize {
         pixels.len()
+    }
+
+    fn download_pixels(&self, pixels: &Vec<u8>) -> Result<Vec<u8>, BackendError> {
+        Ok(pixels.clone())
     }
 
     fn patchify(
@@ -122,7 +126,7 @@ impl Backend for AutodiffBackend {
         patch: usize,
         mean: [f32; 3],
         std: [f32; 3],
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         self.cpu.patchify(rgb, batch, side, patch, mean, std)
     }
 
@@ -132,11 +136,11 @@ impl Backend for AutodiffBackend {
         batch: usize,
         prefix: Option<&Tensor>,
         position: &Tensor,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         self.cpu.prepend_and_position(patches, batch, prefix, position)
     }
 
-    fn mean_rows(&self, x: &Tensor, seqs: usize, start: usize, count: usize) -> Result<Tensor, ModelError> {
+    fn mean_rows(&self, x: &Tensor, seqs: usize, start: usize, count: usize) -> Result<Tensor, BackendError> {
         self.cpu.mean_rows(x, seqs, start, count)
     }
 
@@ -147,7 +151,7 @@ impl Backend for AutodiffBackend {
         prefix: usize,
         side: usize,
         k: usize,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         self.cpu.group_tokens(x, seqs, prefix, side, k)
     }
 
@@ -156,9 +160,9 @@ impl Backend for AutodiffBackend {
         spec: PositionSpec,
         _heads: usize,
         head_dim: usize,
-    ) -> Result<AutodiffPositions, ModelError> {
+    ) -> Result<AutodiffPositions, BackendError> {
         if spec.alibi {
-            return Err(ModelError::Config(
+            return Err(BackendError::Unsupported(
                 "training with the ALiBi bias is not supported (2D RoPE is)".into(),
             ));
         }
@@ -193,10 +197,10 @@ impl Backend for AutodiffBackend {
         heads: usize,
         head_dim: usize,
         positions: Option<&AutodiffPositions>,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         let tokens = qkv.dim(0)?;
         let qkv = qkv.reshape((tokens, 3, heads, head_dim))?;
-        let part = |i: usize| -> Result<Tensor, ModelError> { Ok(qkv.narrow(1, i, 1)?.squeeze(1)?) };
+        let part = |i: usize| -> Result<Tensor, BackendError> { Ok(qkv.narrow(1, i, 1)?.squeeze(1)?) };
         let (mut q, mut k, v) = (part(0)?, part(1)?, part(2)?);
         if let Some((cos, sin)) = positions.and_then(|p| p.rope.as_ref()) {
             q = Self::rotate(&q, cos, sin)?;

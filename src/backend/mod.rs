@@ -8,11 +8,15 @@
 //! weight is `[1, n]`).
 
 pub mod autodiff;
+pub mod check;
 pub mod cpu;
 pub mod cuda;
+mod error;
+mod jpeg_batch;
+pub mod testing;
 
-use crate::analysis::jpeg_tiles::JpegBatch;
-use crate::model::ModelError;
+pub use error::BackendError;
+pub use jpeg_batch::JpegBatch;
 
 /// Where each token of a sequence sits on the slide's grid (row, column), and what attention
 /// does with it.
@@ -29,7 +33,7 @@ pub struct PositionSpec<'a> {
 pub trait TileDecoder<Pixels>: Send {
     /// What decodes ("GPU (nvJPEG, hardware backend)"), for reports.
     fn describe(&self) -> String;
-    fn decode(&mut self, batch: &JpegBatch) -> Result<Pixels, ModelError>;
+    fn decode(&mut self, batch: &JpegBatch) -> Result<Pixels, BackendError>;
 }
 
 pub trait Backend: Clone + Send + Sync {
@@ -48,12 +52,12 @@ pub trait Backend: Clone + Send + Sync {
     }
 
     /// Host data (row-major `[rows, cols]`) placed where this backend computes.
-    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, ModelError>;
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, BackendError>;
     /// A model weight: as `upload`, but a backend that trains makes it a trainable variable.
-    fn upload_weight(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, ModelError> {
+    fn upload_weight(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor, BackendError> {
         self.upload(data, rows, cols)
     }
-    fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>, ModelError>;
+    fn download(&self, x: &Self::Tensor) -> Result<Vec<f32>, BackendError>;
     /// `(rows, cols)`.
     fn shape(&self, x: &Self::Tensor) -> (usize, usize);
 
@@ -63,14 +67,14 @@ pub trait Backend: Clone + Send + Sync {
         x: &Self::Tensor,
         w: &Self::Tensor,
         b: Option<&Self::Tensor>,
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
     /// `gelu(x · wᵀ + b)`: a backend may fuse the bias and activation into one pass.
     fn linear_gelu(
         &self,
         x: &Self::Tensor,
         w: &Self::Tensor,
         b: &Self::Tensor,
-    ) -> Result<Self::Tensor, ModelError> {
+    ) -> Result<Self::Tensor, BackendError> {
         self.gelu(&self.linear(x, w, Some(b))?)
     }
     /// Layer norm of each row.
@@ -80,20 +84,22 @@ pub trait Backend: Clone + Send + Sync {
         w: &Self::Tensor,
         b: &Self::Tensor,
         eps: f64,
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
     /// Exact (erf) GELU.
-    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
     /// timm's packed SwiGLU: silu(first half of each row) · second half.
-    fn swiglu(&self, x: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
-    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
+    fn swiglu(&self, x: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
     /// Each column scaled by `gamma` `[1, cols]` (layer scale).
-    fn scale_columns(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor, ModelError>;
-    fn concat_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor, ModelError>;
+    fn scale_columns(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
+    fn concat_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor, BackendError>;
 
     /// Host RGB tiles placed where this backend computes.
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Self::Pixels, ModelError>;
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Self::Pixels, BackendError>;
     /// Bytes in `pixels`.
     fn pixel_bytes(&self, pixels: &Self::Pixels) -> usize;
+    /// `pixels` back on the host (for checks).
+    fn download_pixels(&self, pixels: &Self::Pixels) -> Result<Vec<u8>, BackendError>;
     /// Decoders of stored JPEG tiles on this backend's device, each for a thread of its own,
     /// where it has them; none: the CPU decodes tiles and [`Backend::upload_pixels`] places
     /// them.
@@ -116,7 +122,7 @@ pub trait Backend: Clone + Send + Sync {
         patch: usize,
         mean: [f32; 3],
         std: [f32; 3],
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
     /// For each of `batch` sequences of patch embeddings (`patches` `[batch·n, D]`): the
     /// `prefix` rows (class and register tokens, `[P, D]`) before them, then `position`
     /// (`[P + n, D]`) added.
@@ -126,7 +132,7 @@ pub trait Backend: Clone + Send + Sync {
         batch: usize,
         prefix: Option<&Self::Tensor>,
         position: &Self::Tensor,
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
     /// For each of `seqs` equal-length sequences of `x`: the mean of its rows
     /// `start..start + count`. `[seqs, D]`.
     fn mean_rows(
@@ -135,7 +141,7 @@ pub trait Backend: Clone + Send + Sync {
         seqs: usize,
         start: usize,
         count: usize,
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
     /// For each of `seqs` equal-length sequences of `x` whose rows after the first `prefix`
     /// are a `side` × `side` grid of patch tokens: the mean of each `k` × `k` group, groups
     /// in raster order. `[seqs · (side/k)², D]`.
@@ -146,14 +152,14 @@ pub trait Backend: Clone + Send + Sync {
         prefix: usize,
         side: usize,
         k: usize,
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
 
     fn prepare_positions(
         &self,
         spec: PositionSpec,
         heads: usize,
         head_dim: usize,
-    ) -> Result<Self::Positions, ModelError>;
+    ) -> Result<Self::Positions, BackendError>;
     /// Exact softmax attention over packed sequences: `qkv` is `[tokens, 3·heads·head_dim]`
     /// (a fused projection's output: q, k, v, each head-major), sequence `s` holds tokens
     /// `offsets[s]..offsets[s + 1]`; with `positions`, q and k are rotated and/or scores
@@ -165,7 +171,7 @@ pub trait Backend: Clone + Send + Sync {
         heads: usize,
         head_dim: usize,
         positions: Option<&Self::Positions>,
-    ) -> Result<Self::Tensor, ModelError>;
+    ) -> Result<Self::Tensor, BackendError>;
 }
 
 /// Where to compute, as a user asks for it.
@@ -175,6 +181,31 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda,
+}
+
+impl DeviceChoice {
+    pub const ALL: [DeviceChoice; 3] = [DeviceChoice::Auto, DeviceChoice::Cpu, DeviceChoice::Cuda];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceChoice::Auto => "auto",
+            DeviceChoice::Cpu => "cpu",
+            DeviceChoice::Cuda => "cuda",
+        }
+    }
+
+    /// What the choice means, in a few words.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            DeviceChoice::Auto => "A CUDA GPU when one is usable, else the CPU",
+            DeviceChoice::Cpu => "The CPU",
+            DeviceChoice::Cuda => "The first CUDA GPU (an error when none is usable)",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<DeviceChoice> {
+        DeviceChoice::ALL.into_iter().find(|d| d.name() == name)
+    }
 }
 
 /// The backend chosen.

@@ -3,6 +3,7 @@
 //! same random inputs, with time, throughput and the peak memory each needs.
 
 use crate::backend::cpu::attention::{attention, Packed};
+use crate::backend::testing::random_inputs;
 use crate::util::process::peak_rss;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -26,19 +27,6 @@ pub struct AttentionRun {
     pub peak_rss_after_naive: Option<u64>,
     /// ‖flash − naive‖ / ‖naive‖ when naive ran.
     pub relative_error: Option<f64>,
-}
-
-/// Deterministic inputs in [−2, 2) (xorshift): fresh, non-zero data for kernels and tests.
-pub fn random_inputs(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
 }
 
 /// Naive attention: per head, the full score matrix, a row softmax, then P·V.

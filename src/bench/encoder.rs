@@ -3,8 +3,8 @@
 //! slide-encoder pass over N tokens. Each timed region ends by reading the result back, so
 //! asynchronous devices are timed to completion.
 
+use crate::backend::testing::random_inputs;
 use crate::backend::Backend;
-use crate::bench::attention::random_inputs;
 use crate::model::config::ModelConfig;
 use crate::model::slide_encoder::{SlideEncoder, SlideEncoderConfig};
 use crate::model::tile_encoder::TileEncoder;

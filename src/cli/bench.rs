@@ -1,6 +1,7 @@
-use super::device::{self, Device};
+use super::device;
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::bench::read::read_throughput;
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ enum BenchCommand {
         /// Model configurations (config.json files)
         #[arg(required = true)]
         configs: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Device::Cpu)]
-        device: Device,
+        #[arg(long, value_parser = device::parser(), default_value = "cpu")]
+        device: DeviceChoice,
         #[arg(long, default_value_t = 16, value_parser = super::values::batch)]
         batch: usize,
         #[arg(long, default_value_t = 3)]
@@ -33,8 +34,8 @@ enum BenchCommand {
     /// Attention: on the CPU, the tiled kernel against naive attention (N × N scores); on a
     /// GPU, the CUDA kernel timed with events (bf16, batch 1)
     Attention {
-        #[arg(long, value_enum, default_value_t = Device::Cpu)]
-        device: Device,
+        #[arg(long, value_parser = device::parser(), default_value = "cpu")]
+        device: DeviceChoice,
         /// Sequence lengths
         #[arg(long, num_args = 1.., default_values_t = [1024usize, 4096])]
         seq: Vec<usize>,
@@ -66,8 +67,8 @@ enum BenchCommand {
         /// model and its downscaled baselines, those of them in models/)
         #[arg(long = "model")]
         models: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Device::Auto)]
-        device: Device,
+        #[arg(long, value_parser = device::parser(), default_value = "auto")]
+        device: DeviceChoice,
         #[arg(long)]
         quiet: bool,
     },

@@ -1,31 +1,21 @@
 //! `--device auto|cpu|cuda`, shared by the commands that compute.
 
-use clap::ValueEnum;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use flashslide::backend::{select, DeviceChoice, Selected};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Device {
-    /// A CUDA GPU when one is usable, else the CPU
-    Auto,
-    Cpu,
-    Cuda,
+/// Parses `--device` into the library's [`DeviceChoice`], listing each value with its meaning
+/// in `--help`.
+pub fn parser() -> impl TypedValueParser<Value = DeviceChoice> {
+    PossibleValuesParser::new(DeviceChoice::ALL.map(|d| PossibleValue::new(d.name()).help(d.meaning())))
+        .map(|name| DeviceChoice::from_name(&name).expect("clap accepts only the listed names"))
 }
 
 /// Opens the device asked for. With `auto` and no usable CUDA, one line on stderr says why
 /// and the CPU is used; with `cuda` and no usable CUDA, the error (exit code 2).
-pub fn open(device: Device, quiet: bool) -> anyhow::Result<Selected> {
-    let choice = match device {
-        Device::Auto => DeviceChoice::Auto,
-        Device::Cpu => DeviceChoice::Cpu,
-        Device::Cuda => DeviceChoice::Cuda,
-    };
-    match select(choice) {
-        Ok((selected, fallback)) => {
-            if let (Some(why), false) = (fallback, quiet) {
-                eprintln!("flashslide: running on the CPU ({why})");
-            }
-            Ok(selected)
-        }
-        Err(e) => Err(e.into()),
+pub fn open(choice: DeviceChoice, quiet: bool) -> anyhow::Result<Selected> {
+    let (selected, fallback) = select(choice)?;
+    if let (Some(why), false) = (fallback, quiet) {
+        eprintln!("flashslide: running on the CPU ({why})");
     }
+    Ok(selected)
 }

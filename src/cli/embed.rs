@@ -1,7 +1,8 @@
-use super::device::{self, Device};
+use super::device;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use flashslide::analysis::embed::{embed_image, embed_slide};
+use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::export::features::{
     metadata, write_features, write_features_h5, Provenance, TileGeometry, HDF5,
@@ -35,8 +36,8 @@ pub struct EmbedArgs {
     #[arg(long, default_value_t = 0.25, value_parser = super::values::unit_interval)]
     min_tissue: f64,
     /// Where to run the model
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
-    device: Device,
+    #[arg(long, value_parser = device::parser(), default_value = "auto")]
+    device: DeviceChoice,
     /// No progress bar
     #[arg(long)]
     quiet: bool,

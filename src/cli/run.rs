@@ -1,6 +1,7 @@
-use super::device::{self, Device};
+use super::device;
 use anyhow::{bail, Result};
 use clap::Args;
+use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::batch::shard::{in_shard, parse_shard, shard_from_env};
 use flashslide::batch::{
@@ -26,8 +27,8 @@ pub struct RunArgs {
     /// the bundled flashslide-synth-v1 (built into the binary)
     #[arg(long)]
     model: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
-    device: Device,
+    #[arg(long, value_parser = device::parser(), default_value = "auto")]
+    device: DeviceChoice,
     /// Take shard I of N (0 ≤ I < N) of the slides, by a hash of each one's path; default
     /// from SLURM_ARRAY_TASK_ID/_MIN/_COUNT or JOB_COMPLETION_INDEX with FLASHSLIDE_SHARDS
     #[arg(long)]

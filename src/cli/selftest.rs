@@ -1,21 +1,31 @@
-use super::device::{self, Device};
-use anyhow::{bail, Result};
+//! `flashslide selftest`: the device's backend checked against the CPU reference (every
+//! operation, the encoders, its tile decoders on a generated slide, and on a GPU the
+//! attention kernels themselves).
+
+use super::device;
+use anyhow::Result;
 use clap::Args;
-use flashslide::backend::cuda::check::run_all;
-use flashslide::backend::{Backend, Selected};
+use flashslide::analysis::decoder_check::check_tile_decoders;
+use flashslide::backend::check::{check_operations, Check, Scope};
+use flashslide::backend::cpu::CpuBackend;
+use flashslide::backend::cuda::kernel_check::check_kernels;
+use flashslide::backend::{Backend, DeviceChoice, Selected};
+use flashslide::model::check::check_encoders;
 use flashslide::model::config::ModelConfig;
+use flashslide::slide::Slide;
+use flashslide::synth::{generate_slide, SynthOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct SelftestArgs {
     /// The device to check against the CPU reference
-    #[arg(long, value_enum, default_value_t = Device::Cuda)]
-    device: Device,
+    #[arg(long, value_parser = device::parser(), default_value = "cuda")]
+    device: DeviceChoice,
     /// Model configurations whose encoders to check (random weights)
     #[arg(long, num_args = 1..)]
     configs: Vec<PathBuf>,
-    /// Also attend over 2^20 tokens (512 sampled rows against f64)
+    /// Also attend over 2^20 tokens (512 sampled rows against f64; GPU only)
     #[arg(long)]
     long: bool,
     /// Print JSON lines instead of a table
@@ -24,46 +34,44 @@ pub struct SelftestArgs {
 }
 
 pub fn run(args: SelftestArgs) -> Result<ExitCode> {
-    let Selected::Cuda(gpu) = device::open(args.device, false)? else {
-        bail!("the self-test checks a GPU against the CPU reference; no GPU was selected");
-    };
     let configs = args
         .configs
         .iter()
         .map(|p| Ok(serde_json::from_str::<ModelConfig>(&std::fs::read_to_string(p)?)?))
         .collect::<Result<Vec<_>>>()?;
-    if !args.json {
-        println!("{}", gpu.describe());
-        if let Some(why) = gpu.tile_decoding_unavailable() {
-            println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
-        }
-        println!(
-            "{:<84} {:>10} {:>10} {:>8}",
-            "check", "rel. err", "max |Δ|", "result"
-        );
-    }
     let json = args.json;
-    let checks = run_all(&gpu, &configs, args.long, &mut |c| {
+    let mut print = |c: &Check| {
         if json {
             println!("{}", serde_json::to_string(c).unwrap_or_default());
         } else {
+            let result = if c.passed {
+                "ok"
+            } else if !c.finite {
+                "NaN/Inf"
+            } else if !c.repeatable {
+                "unstable"
+            } else {
+                "FAILED"
+            };
             println!(
                 "{:<84} {:>10.2e} {:>10.2e} {:>8}",
-                c.what,
-                c.relative_error,
-                c.max_abs_diff,
-                if c.passed {
-                    "ok"
-                } else if !c.finite {
-                    "NaN/Inf"
-                } else if !c.repeatable {
-                    "unstable"
-                } else {
-                    "FAILED"
-                }
+                c.what, c.relative_error, c.max_abs_diff, result
             );
         }
-    })?;
+    };
+    let checks = match device::open(args.device, false)? {
+        // The CPU against itself: a check of the check, kept quick.
+        Selected::Cpu(cpu) => check_all(&cpu, &configs, Scope::Quick, json, &mut print, |_| Ok(Vec::new()))?,
+        Selected::Cuda(gpu) => {
+            if let (Some(why), false) = (gpu.tile_decoding_unavailable(), json) {
+                println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
+            }
+            let long = args.long;
+            check_all(&gpu, &configs, Scope::Full, json, &mut print, |print| {
+                Ok(check_kernels(&gpu, long, print)?)
+            })?
+        }
+    };
     let failed = checks.iter().filter(|c| !c.passed).count();
     if !json {
         println!("{} checks, {failed} failed", checks.len());
@@ -73,4 +81,47 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Every check of `b`, in order: its operations, its own extra checks (`extra`), its tile
+/// decoders, the encoders of `configs`.
+fn check_all<B: Backend>(
+    b: &B,
+    configs: &[ModelConfig],
+    scope: Scope,
+    json: bool,
+    print: &mut dyn FnMut(&Check),
+    extra: impl FnOnce(&mut dyn FnMut(&Check)) -> Result<Vec<Check>>,
+) -> Result<Vec<Check>> {
+    if !json {
+        println!("{}", b.describe());
+        println!(
+            "{:<84} {:>10} {:>10} {:>8}",
+            "check", "rel. err", "max |Δ|", "result"
+        );
+    }
+    let mut all = check_operations(b, &CpuBackend, scope, print)?;
+    all.extend(extra(print)?);
+    for c in decoding_checks(b)? {
+        print(&c);
+        all.push(c);
+    }
+    all.extend(check_encoders(b, configs, scope, print)?);
+    Ok(all)
+}
+
+/// The tile decoders' checks on a slide generated in a temporary directory.
+fn decoding_checks<B: Backend>(b: &B) -> Result<Vec<Check>> {
+    let dir = std::env::temp_dir().join(format!("flashslide-selftest-{}", std::process::id()));
+    let options = SynthOptions {
+        width: 2100,
+        height: 1700,
+        mpp: 0.25,
+        jpeg_quality: Some(85),
+    };
+    let slide = generate_slide(&dir, "decode", 17, &options, None)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| Ok(Slide::open(dir.join("decode.svs"))?));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(check_tile_decoders(b, &slide?, options.mpp)?)
 }

@@ -5,13 +5,14 @@
 //! A model directory holds `config.json` ([`config::ModelConfig`]) and `model.safetensors`
 //! (the tile encoder's tensors under timm's names, the slide encoder's under `slide.`).
 
+pub mod check;
 pub mod config;
 mod pos_resample;
 pub mod slide_encoder;
 pub mod tile_encoder;
 pub mod weights;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use config::ModelConfig;
 use sha2::{Digest, Sha256};
 use slide_encoder::SlideEncoder;
@@ -30,9 +31,7 @@ pub enum ModelError {
     #[error("input: {0}")]
     Input(String),
     #[error(transparent)]
-    Tensor(#[from] candle_core::Error),
-    #[error("{0}")]
-    Device(String),
+    Backend(#[from] BackendError),
 }
 
 /// A model directory, loaded onto a backend.

@@ -135,17 +135,17 @@ impl<B: Backend> TileEncoder<B> {
         let resized = resize_bicubic_antialiased(&host[prefix * d..], g0, g0, d, grid, grid);
         let mut all = host[..prefix * d].to_vec();
         all.extend(resized);
-        be.upload(&all, prefix + grid * grid, d)
+        Ok(be.upload(&all, prefix + grid * grid, d)?)
     }
 
     fn pool(&self, x: &B::Tensor, batch: usize) -> Result<B::Tensor, ModelError> {
         let c = &self.config;
         let be = &self.weights.backend;
         let t = be.shape(x).0 / batch;
-        match c.global_pool {
-            GlobalPool::Token => be.mean_rows(x, batch, 0, 1),
-            GlobalPool::Avg => be.mean_rows(x, batch, c.prefix_tokens(), t - c.prefix_tokens()),
-        }
+        Ok(match c.global_pool {
+            GlobalPool::Token => be.mean_rows(x, batch, 0, 1)?,
+            GlobalPool::Avg => be.mean_rows(x, batch, c.prefix_tokens(), t - c.prefix_tokens())?,
+        })
     }
 
     /// x + ls1·attn(norm1(x)), then + ls2·mlp(norm2(x)).
@@ -173,7 +173,7 @@ impl<B: Backend> TileEncoder<B> {
         if c.layer_scale {
             m = be.scale_columns(&m, w.get(&name("ls2.gamma")))?;
         }
-        be.add(&x, &m)
+        Ok(be.add(&x, &m)?)
     }
 }
 

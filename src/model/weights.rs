@@ -169,30 +169,30 @@ impl<B: Backend> Weights<B> {
 
     /// The linear layer `prefix` (`prefix.weight`, and `prefix.bias` when present).
     pub fn dense(&self, x: &B::Tensor, prefix: &str) -> Result<B::Tensor, ModelError> {
-        self.backend.linear(
+        Ok(self.backend.linear(
             x,
             self.get(&format!("{prefix}.weight")),
             self.tensors.get(&format!("{prefix}.bias")),
-        )
+        )?)
     }
 
     /// The linear layer `prefix` (with its bias) then GELU.
     pub fn dense_gelu(&self, x: &B::Tensor, prefix: &str) -> Result<B::Tensor, ModelError> {
-        self.backend.linear_gelu(
+        Ok(self.backend.linear_gelu(
             x,
             self.get(&format!("{prefix}.weight")),
             self.get(&format!("{prefix}.bias")),
-        )
+        )?)
     }
 
     /// The layer norm `prefix`.
     pub fn norm(&self, x: &B::Tensor, prefix: &str, eps: f64) -> Result<B::Tensor, ModelError> {
-        self.backend.layer_norm(
+        Ok(self.backend.layer_norm(
             x,
             self.get(&format!("{prefix}.weight")),
             self.get(&format!("{prefix}.bias")),
             eps,
-        )
+        )?)
     }
 }
 

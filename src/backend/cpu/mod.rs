@@ -5,7 +5,7 @@ pub mod attention;
 pub mod rope;
 
 use super::{Backend, PositionSpec};
-use crate::model::ModelError;
+use crate::backend::BackendError;
 use attention::{alibi_slopes, attention, Alibi2d, Packed};
 use candle_core::{Device, Tensor, D};
 use rope::Rope;
@@ -29,11 +29,11 @@ impl Backend for CpuBackend {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
-    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor, ModelError> {
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<Tensor, BackendError> {
         Ok(Tensor::from_slice(data, (rows, cols), &Device::Cpu)?)
     }
 
-    fn download(&self, x: &Tensor) -> Result<Vec<f32>, ModelError> {
+    fn download(&self, x: &Tensor) -> Result<Vec<f32>, BackendError> {
         Ok(x.flatten_all()?.to_vec1::<f32>()?)
     }
 
@@ -42,7 +42,7 @@ impl Backend for CpuBackend {
         (d[0], d[1])
     }
 
-    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, ModelError> {
+    fn linear(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor, BackendError> {
         let y = x.matmul(&w.t()?)?;
         Ok(match b {
             Some(b) => y.broadcast_add(b)?,
@@ -50,7 +50,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor, ModelError> {
+    fn layer_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor, BackendError> {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         Ok(centred
@@ -59,29 +59,33 @@ impl Backend for CpuBackend {
             .broadcast_add(b)?)
     }
 
-    fn gelu(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+    fn gelu(&self, x: &Tensor) -> Result<Tensor, BackendError> {
         Ok(x.gelu_erf()?)
     }
 
-    fn swiglu(&self, x: &Tensor) -> Result<Tensor, ModelError> {
+    fn swiglu(&self, x: &Tensor) -> Result<Tensor, BackendError> {
         let half = x.dim(D::Minus1)? / 2;
         Ok((x.narrow(D::Minus1, 0, half)?.silu()? * x.narrow(D::Minus1, half, half)?)?)
     }
 
-    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, ModelError> {
+    fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
         Ok((a + b)?)
     }
 
-    fn scale_columns(&self, x: &Tensor, gamma: &Tensor) -> Result<Tensor, ModelError> {
+    fn scale_columns(&self, x: &Tensor, gamma: &Tensor) -> Result<Tensor, BackendError> {
         Ok(x.broadcast_mul(gamma)?)
     }
 
-    fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor, ModelError> {
+    fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor, BackendError> {
         Ok(Tensor::cat(parts, 0)?)
     }
 
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, ModelError> {
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
         Ok(rgb)
+    }
+
+    fn download_pixels(&self, pixels: &Vec<u8>) -> Result<Vec<u8>, BackendError> {
+        Ok(pixels.clone())
     }
 
     fn pixel_bytes(&self, pixels: &Vec<u8>) -> usize {
@@ -96,7 +100,7 @@ impl Backend for CpuBackend {
         p: usize,
         mean: [f32; 3],
         std: [f32; 3],
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         let (s, grid) = (side, side / p);
         let n = grid * grid;
         let mut patches = vec![0f32; batch * n * 3 * p * p];
@@ -122,7 +126,7 @@ impl Backend for CpuBackend {
         batch: usize,
         prefix: Option<&Tensor>,
         position: &Tensor,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         let (rows, d) = patches.dims2()?;
         let mut parts = Vec::new();
         if let Some(prefix) = prefix {
@@ -135,7 +139,7 @@ impl Backend for CpuBackend {
         Ok(x.reshape((batch * t, d))?)
     }
 
-    fn mean_rows(&self, x: &Tensor, seqs: usize, start: usize, count: usize) -> Result<Tensor, ModelError> {
+    fn mean_rows(&self, x: &Tensor, seqs: usize, start: usize, count: usize) -> Result<Tensor, BackendError> {
         let (rows, d) = x.dims2()?;
         Ok(x.reshape((seqs, rows / seqs, d))?
             .narrow(1, start, count)?
@@ -149,7 +153,7 @@ impl Backend for CpuBackend {
         prefix: usize,
         side: usize,
         k: usize,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         let (rows, d) = x.dims2()?;
         let g = side / k;
         Ok(x.reshape((seqs, rows / seqs, d))?
@@ -165,7 +169,7 @@ impl Backend for CpuBackend {
         spec: PositionSpec,
         heads: usize,
         head_dim: usize,
-    ) -> Result<CpuPositions, ModelError> {
+    ) -> Result<CpuPositions, BackendError> {
         Ok(CpuPositions {
             rope: spec
                 .rope_base
@@ -181,10 +185,10 @@ impl Backend for CpuBackend {
         heads: usize,
         head_dim: usize,
         positions: Option<&CpuPositions>,
-    ) -> Result<Tensor, ModelError> {
+    ) -> Result<Tensor, BackendError> {
         let tokens = qkv.dim(0)?;
         let qkv = qkv.reshape((tokens, 3, heads, head_dim))?;
-        let part = |i: usize| -> Result<Vec<f32>, ModelError> {
+        let part = |i: usize| -> Result<Vec<f32>, BackendError> {
             Ok(qkv.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?)
         };
         let (mut q, mut k, v) = (part(0)?, part(1)?, part(2)?);

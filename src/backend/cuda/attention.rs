@@ -2,7 +2,7 @@
 //! optional rotary embedding (applied to copies of q and k first) and ALiBi slopes.
 
 use super::{device_err, launch, CudaBackend, CudaPositions, CudaTensor};
-use crate::model::ModelError;
+use crate::backend::BackendError;
 use cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaView, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
 };
@@ -74,10 +74,12 @@ impl CudaBackend {
     /// The block table of a packed batch (`[offsets | each block's first row | each block's
     /// sequence]`) and its number of query blocks: uploaded once per distinct batch layout
     /// and kept, so a forward pass's layers (and repeated calls) launch without a copy.
-    fn block_table(&self, offsets: &[usize]) -> Result<(Arc<CudaSlice<i64>>, usize), ModelError> {
+    fn block_table(&self, offsets: &[usize]) -> Result<(Arc<CudaSlice<i64>>, usize), BackendError> {
         let blocks: usize = offsets.windows(2).map(|w| (w[1] - w[0]).div_ceil(BLOCK_M)).sum();
         if blocks > i32::MAX as usize {
-            return Err(ModelError::Device("too many query blocks for one launch".into()));
+            return Err(BackendError::Device(
+                "too many query blocks for one launch".into(),
+            ));
         }
         let mut cache = self.inner.block_tables.lock().expect("no panics while held");
         if let Some(i) = cache.iter().position(|(o, _)| o == offsets) {
@@ -106,15 +108,15 @@ impl CudaBackend {
         &self,
         a: &FlashArgs<T>,
         out: &mut CudaSlice<T>,
-    ) -> Result<(), ModelError> {
+    ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
         if d != 64 && d != 128 {
-            return Err(ModelError::Device(format!(
+            return Err(BackendError::Device(format!(
                 "the CUDA attention kernel takes head dims 64 and 128, not {d}"
             )));
         }
         if h == 0 || h > 65_535 {
-            return Err(ModelError::Device(format!(
+            return Err(BackendError::Device(format!(
                 "{h} heads: the kernel takes 1 to 65,535"
             )));
         }
@@ -174,11 +176,11 @@ pub(super) fn packed_attention(
     heads: usize,
     head_dim: usize,
     positions: Option<&CudaPositions>,
-) -> Result<CudaTensor, ModelError> {
+) -> Result<CudaTensor, BackendError> {
     let width = heads * head_dim;
     let tokens = *offsets.last().unwrap_or(&0);
     if qkv.cols != 3 * width || qkv.rows != tokens {
-        return Err(ModelError::Input(format!(
+        return Err(BackendError::Input(format!(
             "attention over [{}, {}] for {tokens} tokens of {heads} × {head_dim}",
             qkv.rows, qkv.cols
         )));

@@ -4,8 +4,8 @@
 
 use super::attention::FlashArgs;
 use super::{device_err, CudaBackend};
-use crate::bench::attention::random_inputs;
-use crate::model::ModelError;
+use crate::backend::testing::random_inputs;
+use crate::backend::BackendError;
 use cudarc::driver::sys::CUevent_flags;
 use half::bf16;
 use serde::Serialize;
@@ -35,7 +35,7 @@ impl CudaBackend {
         heads: usize,
         d: usize,
         runs: usize,
-    ) -> Result<GpuAttentionRun, ModelError> {
+    ) -> Result<GpuAttentionRun, BackendError> {
         let width = heads * d;
         let qkv: Vec<bf16> = random_inputs(tokens * 3 * width, 42)
             .into_iter()
@@ -76,7 +76,7 @@ impl CudaBackend {
         let used_after = self.memory().map(|(free, total)| total - free)?;
         let host = stream.clone_dtoh(&out).map_err(device_err)?;
         if host.iter().any(|v| !v.to_f32().is_finite()) {
-            return Err(ModelError::Device(format!(
+            return Err(BackendError::Device(format!(
                 "attention N {tokens} d {d}: the output has NaN or Inf"
             )));
         }

@@ -7,7 +7,7 @@
 
 pub mod attention;
 mod bench;
-pub mod check;
+pub mod kernel_check;
 mod nvjpeg;
 pub mod nvrtc;
 mod tile_decoder;
@@ -16,7 +16,7 @@ pub use bench::GpuAttentionRun;
 pub use tile_decoder::CudaPixels;
 
 use super::{Backend, PositionSpec, TileDecoder};
-use crate::model::ModelError;
+use crate::backend::BackendError;
 use cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
     sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr, LaunchConfig,
@@ -105,8 +105,8 @@ pub struct CudaPositions {
     slopes_log2: Option<CudaSlice<f32>>,
 }
 
-fn device_err(e: impl std::fmt::Debug) -> ModelError {
-    ModelError::Device(format!("CUDA: {e:?}"))
+fn device_err(e: impl std::fmt::Debug) -> BackendError {
+    BackendError::Device(format!("CUDA: {e:?}"))
 }
 
 impl CudaBackend {
@@ -239,7 +239,7 @@ impl CudaBackend {
     }
 
     /// Bytes of device memory (free, total).
-    pub fn memory(&self) -> Result<(usize, usize), ModelError> {
+    pub fn memory(&self) -> Result<(usize, usize), BackendError> {
         self.inner.ctx.mem_get_info().map_err(device_err)
     }
 
@@ -248,12 +248,12 @@ impl CudaBackend {
     }
 
     /// A buffer of `n` values every element of which the next kernel writes.
-    fn alloc<T: cudarc::driver::DeviceRepr>(&self, n: usize) -> Result<CudaSlice<T>, ModelError> {
+    fn alloc<T: cudarc::driver::DeviceRepr>(&self, n: usize) -> Result<CudaSlice<T>, BackendError> {
         // SAFETY: callers launch a kernel writing all `n` elements before any read.
         unsafe { self.inner.stream.alloc::<T>(n.max(1)) }.map_err(device_err)
     }
 
-    fn upload_raw<T: cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>, ModelError> {
+    fn upload_raw<T: cudarc::driver::DeviceRepr>(&self, data: &[T]) -> Result<CudaSlice<T>, BackendError> {
         self.inner.stream.clone_htod(data).map_err(device_err)
     }
 
@@ -274,7 +274,7 @@ impl CudaBackend {
     }
 
     /// `x`'s values in bf16: its own buffer, or a rounded copy of an f32 one.
-    fn bf16_data(&self, x: &CudaTensor) -> Result<Arc<CudaSlice<bf16>>, ModelError> {
+    fn bf16_data(&self, x: &CudaTensor) -> Result<Arc<CudaSlice<bf16>>, BackendError> {
         match &x.data {
             Storage::Bf16(d) => Ok(d.clone()),
             Storage::F32(d) => {
@@ -351,13 +351,13 @@ impl Backend for CudaBackend {
         self.memory().ok().map(|(free, total)| (total - free) as u64)
     }
 
-    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, ModelError> {
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, BackendError> {
         assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
         let host: Vec<bf16> = data.iter().map(|&x| bf16::from_f32(x)).collect();
         Ok(self.tensor(self.upload_raw(&host)?, rows, cols))
     }
 
-    fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, ModelError> {
+    fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, BackendError> {
         let n = x.rows * x.cols;
         let stream = &self.inner.stream;
         Ok(match &x.data {
@@ -382,7 +382,7 @@ impl Backend for CudaBackend {
         x: &CudaTensor,
         w: &CudaTensor,
         b: Option<&CudaTensor>,
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         let y = self.matmul_transposed(x, w)?;
         if let Some(b) = b {
             self.bias_act(&y, b, false)?;
@@ -390,7 +390,12 @@ impl Backend for CudaBackend {
         Ok(y)
     }
 
-    fn linear_gelu(&self, x: &CudaTensor, w: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, ModelError> {
+    fn linear_gelu(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: &CudaTensor,
+    ) -> Result<CudaTensor, BackendError> {
         let y = self.matmul_transposed(x, w)?;
         self.bias_act(&y, b, true)?;
         Ok(y)
@@ -402,7 +407,7 @@ impl Backend for CudaBackend {
         w: &CudaTensor,
         b: &CudaTensor,
         eps: f64,
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         let mut out = self.alloc::<bf16>(x.rows * x.cols)?;
         let cfg = LaunchConfig {
             grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
@@ -440,7 +445,7 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
-    fn gelu(&self, x: &CudaTensor) -> Result<CudaTensor, ModelError> {
+    fn gelu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
         let n = x.rows * x.cols;
         let mut out = self.alloc::<bf16>(n)?;
         let n64 = n as i64;
@@ -449,7 +454,7 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
-    fn swiglu(&self, x: &CudaTensor) -> Result<CudaTensor, ModelError> {
+    fn swiglu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
         let half = x.cols / 2;
         let mut out = self.alloc::<bf16>(x.rows * half)?;
         let (rows, h) = (x.rows as i64, half as i32);
@@ -466,9 +471,9 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, x.rows, half))
     }
 
-    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, ModelError> {
+    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, BackendError> {
         if (a.rows, a.cols) != (b.rows, b.cols) {
-            return Err(ModelError::Input(format!(
+            return Err(BackendError::Input(format!(
                 "add of [{}, {}] and [{}, {}]",
                 a.rows, a.cols, b.rows, b.cols
             )));
@@ -488,7 +493,7 @@ impl Backend for CudaBackend {
         Ok(self.tensor_f32(out, a.rows, a.cols))
     }
 
-    fn scale_columns(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor, ModelError> {
+    fn scale_columns(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor, BackendError> {
         let n = x.rows * x.cols;
         let mut out = self.alloc::<bf16>(n)?;
         let (rows, cols) = (x.rows as i64, x.cols as i32);
@@ -506,10 +511,12 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
-    fn concat_rows(&self, parts: &[CudaTensor]) -> Result<CudaTensor, ModelError> {
+    fn concat_rows(&self, parts: &[CudaTensor]) -> Result<CudaTensor, BackendError> {
         let cols = parts.first().map_or(0, |p| p.cols);
         if parts.iter().any(|p| p.cols != cols) {
-            return Err(ModelError::Input("concat of matrices of different widths".into()));
+            return Err(BackendError::Input(
+                "concat of matrices of different widths".into(),
+            ));
         }
         let rows: usize = parts.iter().map(|p| p.rows).sum();
         let mut out = self.alloc::<bf16>(rows * cols)?;
@@ -526,12 +533,18 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, rows, cols))
     }
 
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, ModelError> {
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, BackendError> {
         Ok(CudaPixels::uploaded(self.upload_raw(&rgb)?, rgb.len()))
     }
 
     fn pixel_bytes(&self, pixels: &CudaPixels) -> usize {
         pixels.len()
+    }
+
+    fn download_pixels(&self, pixels: &CudaPixels) -> Result<Vec<u8>, BackendError> {
+        let mut host = self.inner.stream.clone_dtoh(pixels.data()).map_err(device_err)?;
+        host.truncate(pixels.len());
+        Ok(host)
     }
 
     fn prepare_tile_decoder(&self) {
@@ -559,7 +572,7 @@ impl Backend for CudaBackend {
         patch: usize,
         mean: [f32; 3],
         std: [f32; 3],
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         let pixels = rgb.data();
         let (rows, cols) = (batch * (side / patch).pow(2), 3 * patch * patch);
         let mut out = self.alloc::<bf16>(rows * cols)?;
@@ -589,7 +602,7 @@ impl Backend for CudaBackend {
         batch: usize,
         prefix: Option<&CudaTensor>,
         position: &CudaTensor,
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         let (n, d) = (patches.rows / batch, patches.cols);
         let p = prefix.map_or(0, |t| t.rows);
         let rows = batch * (p + n);
@@ -624,7 +637,7 @@ impl Backend for CudaBackend {
         seqs: usize,
         start: usize,
         count: usize,
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         let mut out = self.alloc::<bf16>(seqs * x.cols)?;
         let (s, len, st, c, d) = (
             seqs as i32,
@@ -657,7 +670,7 @@ impl Backend for CudaBackend {
         prefix: usize,
         side: usize,
         k: usize,
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         let g = side / k;
         let rows = seqs * g * g;
         let mut out = self.alloc::<bf16>(rows * x.cols)?;
@@ -692,7 +705,7 @@ impl Backend for CudaBackend {
         spec: PositionSpec,
         heads: usize,
         _head_dim: usize,
-    ) -> Result<CudaPositions, ModelError> {
+    ) -> Result<CudaPositions, BackendError> {
         let flat: Vec<f32> = spec.positions.iter().flatten().copied().collect();
         let slopes = if spec.alibi {
             let s: Vec<f32> = crate::backend::cpu::attention::alibi_slopes(heads)
@@ -717,7 +730,7 @@ impl Backend for CudaBackend {
         heads: usize,
         head_dim: usize,
         positions: Option<&CudaPositions>,
-    ) -> Result<CudaTensor, ModelError> {
+    ) -> Result<CudaTensor, BackendError> {
         attention::packed_attention(self, qkv, offsets, heads, head_dim, positions)
     }
 }
@@ -725,9 +738,9 @@ impl Backend for CudaBackend {
 impl CudaBackend {
     /// `x · wᵀ` through cuBLAS: x `[rows, in]`, w `[out, in]`, both row-major, which in
     /// cuBLAS's column-major terms is yᵀ `[out, rows]` = w (wᵀ stored, transposed) · xᵀ.
-    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaTensor, ModelError> {
+    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaTensor, BackendError> {
         if x.cols != w.cols {
-            return Err(ModelError::Input(format!(
+            return Err(BackendError::Input(format!(
                 "matmul of [{}, {}] by [{}, {}]ᵀ",
                 x.rows, x.cols, w.rows, w.cols
             )));
@@ -754,7 +767,7 @@ impl CudaBackend {
 
     /// `x += bias` per column, then GELU if asked, in place: `x` is a fresh matmul output
     /// no other tensor shares yet.
-    fn bias_act(&self, x: &CudaTensor, bias: &CudaTensor, gelu: bool) -> Result<(), ModelError> {
+    fn bias_act(&self, x: &CudaTensor, bias: &CudaTensor, gelu: bool) -> Result<(), BackendError> {
         let n = x.rows * x.cols;
         let (rows, cols, act) = (x.rows as i64, x.cols as i32, gelu as i32);
         // The buffer is written through a shared handle: sound because the caller owns the

@@ -6,9 +6,9 @@
 
 use super::nvjpeg::{Nvjpeg, NvjpegDecoder};
 use super::{device_err, CudaBackend};
-use crate::analysis::jpeg_tiles::JpegBatch;
-use crate::backend::TileDecoder;
-use crate::model::ModelError;
+
+use crate::backend::BackendError;
+use crate::backend::{JpegBatch, TileDecoder};
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
@@ -67,7 +67,7 @@ struct Slot {
 }
 
 impl Slot {
-    fn wait_released(&mut self) -> Result<(), ModelError> {
+    fn wait_released(&mut self) -> Result<(), BackendError> {
         if let Some(e) = self.released.take() {
             e.synchronize().map_err(device_err)?;
         }
@@ -131,7 +131,7 @@ impl JpegDecoder {
 
     /// A buffer of at least `len` bytes that nothing reads any more: one given back, else a
     /// new one (the pool grows to the pipeline's depth and stays there).
-    fn buffer(&mut self, len: usize) -> Result<CudaSlice<u8>, ModelError> {
+    fn buffer(&mut self, len: usize) -> Result<CudaSlice<u8>, BackendError> {
         if let Ok(mut slot) = self.free.try_recv() {
             slot.wait_released()?;
             if let Some(data) = slot.data.take_if(|d| d.len() >= len) {
@@ -142,7 +142,7 @@ impl JpegDecoder {
         unsafe { self.stream.alloc::<u8>(len.max(1)) }.map_err(device_err)
     }
 
-    fn decode(&mut self, batch: &JpegBatch) -> Result<CudaPixels, ModelError> {
+    fn decode(&mut self, batch: &JpegBatch) -> Result<CudaPixels, BackendError> {
         let [tw, th] = batch.stored_size;
         let stored_bytes = tw as usize * th as usize * 3;
         let needed = (batch.streams.len() * stored_bytes).max(1);
@@ -171,7 +171,7 @@ impl JpegDecoder {
                     tw as usize * 3,
                     self.stream.cu_stream() as *mut _,
                 )
-                .map_err(ModelError::Device)?;
+                .map_err(BackendError::Device)?;
         }
 
         let px = batch.tile_px as usize;
@@ -247,13 +247,13 @@ impl TileDecoder<CudaPixels> for SharedJpegDecoder {
         }
     }
 
-    fn decode(&mut self, batch: &JpegBatch) -> Result<CudaPixels, ModelError> {
+    fn decode(&mut self, batch: &JpegBatch) -> Result<CudaPixels, BackendError> {
         let decoder = self
             .get()
-            .ok_or_else(|| ModelError::Device("this nvJPEG decoder is not ready".into()))?;
+            .ok_or_else(|| BackendError::Device("this nvJPEG decoder is not ready".into()))?;
         let mut decoder = decoder
             .lock()
-            .map_err(|_| ModelError::Device("the JPEG decoder failed earlier".into()))?;
+            .map_err(|_| BackendError::Device("the JPEG decoder failed earlier".into()))?;
         decoder.decode(batch)
     }
 }
