@@ -1,4 +1,4 @@
-// Model tiles assembled from stored slide tiles decoded on the GPU (src/jpeg_batch.rs says
+// Model tiles assembled from stored slide tiles decoded on the GPU (src/backend/jpeg_batch.rs says
 // what the arguments hold): each output value the mean of factor × factor level pixels,
 // rounded to nearest, glass (past the level's edge, or a tile the file leaves out) white:
 // exactly what the CPU's read_tile computes from the same decoded pixels.

@@ -242,7 +242,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::attention::random_inputs as random;
+    use crate::backend::testing::random_inputs as random;
 
     /// The N × N matrix materialised, in f64: the reference.
     fn naive(q: &[f32], k: &[f32], v: &[f32], shape: &Packed, bias: Option<Alibi2d>) -> Vec<f64> {

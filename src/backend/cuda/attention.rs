@@ -1,7 +1,8 @@
 //! Launching kernels/flash_attn.cu: the per-block table of a packed batch, strides, the
 //! optional rotary embedding (applied to copies of q and k first) and ALiBi slopes.
 
-use super::{device_err, launch, CudaBackend, CudaPositions, CudaTensor};
+use super::kernels::{DeviceElem, FlashKernel, KernelSignature, FLASH_KERNELS};
+use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
 use crate::backend::BackendError;
 use cudarc::driver::{
     sys, CudaFunction, CudaSlice, CudaView, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
@@ -10,38 +11,33 @@ use half::bf16;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub const FUNCTIONS: &[&str] = &[
-    "flash_attn_bf16_d64",
-    "flash_attn_bf16_d128",
-    "flash_attn_f16_d64",
-    "flash_attn_f16_d128",
-];
+/// The kernel for `T` and head dim `d`, if kernels/flash_attn.cu has one.
+pub(super) fn kernel_for<T: AttentionType>(d: usize) -> Option<&'static FlashKernel> {
+    FLASH_KERNELS
+        .iter()
+        .find(|k| k.head_dim == d && k.bf16 == (T::SUFFIX == "bf16"))
+}
 
-/// Query rows per block and keys per stage, as kernels/flash_attn.cu sets them.
-pub(super) const BLOCK_M: usize = 128;
-const BLOCK_N: usize = 64;
-
-/// Shared memory of the kernel for head dim `d`: the Q tile and two stages of K and V.
-fn smem_bytes(d: usize) -> usize {
-    (BLOCK_M + 4 * BLOCK_N) * d * 2
+/// Shared memory of `kernel`: the Q tile and two stages of K and V.
+fn smem_bytes(kernel: &FlashKernel) -> usize {
+    (kernel.block_m + 4 * kernel.block_n) * kernel.head_dim * 2
 }
 
 /// Lets each attention kernel use the shared memory it needs (over the 48 KB default).
 pub(super) fn configure(
-    functions: &HashMap<&'static str, CudaFunction>,
+    functions: &HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
 ) -> Result<(), cudarc::driver::DriverError> {
-    for name in FUNCTIONS {
-        let d = if name.ends_with("d64") { 64 } else { 128 };
-        functions[name].set_attribute(
+    for kernel in FLASH_KERNELS {
+        functions[kernel.name].0.set_attribute(
             sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            smem_bytes(d) as i32,
+            smem_bytes(kernel) as i32,
         )?;
     }
     Ok(())
 }
 
 /// The 16-bit float type of an attention's inputs.
-pub trait AttentionType: DeviceRepr {
+pub trait AttentionType: DeviceRepr + DeviceElem {
     const SUFFIX: &'static str;
 }
 impl AttentionType for bf16 {
@@ -66,23 +62,27 @@ pub struct FlashArgs<'a, T> {
     pub alibi: Option<(&'a CudaSlice<f32>, &'a CudaSlice<f32>)>,
 }
 
-/// Recent block tables by their offsets, newest last.
-pub(super) type BlockTables = std::sync::Mutex<Vec<(Vec<usize>, Arc<CudaSlice<i64>>)>>;
+/// Recent block tables by their offsets and query rows per block, newest last.
+pub(super) type BlockTables = std::sync::Mutex<Vec<((Vec<usize>, usize), Arc<CudaSlice<i64>>)>>;
 const CACHED_TABLES: usize = 8;
 
 impl CudaBackend {
     /// The block table of a packed batch (`[offsets | each block's first row | each block's
     /// sequence]`) and its number of query blocks: uploaded once per distinct batch layout
     /// and kept, so a forward pass's layers (and repeated calls) launch without a copy.
-    fn block_table(&self, offsets: &[usize]) -> Result<(Arc<CudaSlice<i64>>, usize), BackendError> {
-        let blocks: usize = offsets.windows(2).map(|w| (w[1] - w[0]).div_ceil(BLOCK_M)).sum();
+    fn block_table(
+        &self,
+        offsets: &[usize],
+        block_m: usize,
+    ) -> Result<(Arc<CudaSlice<i64>>, usize), BackendError> {
+        let blocks: usize = offsets.windows(2).map(|w| (w[1] - w[0]).div_ceil(block_m)).sum();
         if blocks > i32::MAX as usize {
             return Err(BackendError::Device(
                 "too many query blocks for one launch".into(),
             ));
         }
         let mut cache = self.inner.block_tables.lock().expect("no panics while held");
-        if let Some(i) = cache.iter().position(|(o, _)| o == offsets) {
+        if let Some(i) = cache.iter().position(|((o, m), _)| o == offsets && *m == block_m) {
             let entry = cache.remove(i);
             let table = entry.1.clone();
             cache.push(entry);
@@ -92,14 +92,14 @@ impl CudaBackend {
         let starts = offsets
             .windows(2)
             .enumerate()
-            .flat_map(|(s, w)| (w[0]..w[1]).step_by(BLOCK_M).map(move |q0| (s, q0)));
+            .flat_map(|(s, w)| (w[0]..w[1]).step_by(block_m).map(move |q0| (s, q0)));
         table.extend(starts.clone().map(|(_, q0)| q0 as i64));
         table.extend(starts.map(|(s, _)| s as i64));
         let table = Arc::new(self.upload_raw(&table)?);
         if cache.len() == CACHED_TABLES {
             cache.remove(0);
         }
-        cache.push((offsets.to_vec(), table.clone()));
+        cache.push(((offsets.to_vec(), block_m), table.clone()));
         Ok((table, blocks))
     }
 
@@ -110,11 +110,17 @@ impl CudaBackend {
         out: &mut CudaSlice<T>,
     ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
-        if d != 64 && d != 128 {
+        let Some(kernel) = kernel_for::<T>(d) else {
+            let dims: Vec<String> = FLASH_KERNELS
+                .iter()
+                .filter(|k| k.bf16)
+                .map(|k| k.head_dim.to_string())
+                .collect();
             return Err(BackendError::Device(format!(
-                "the CUDA attention kernel takes head dims 64 and 128, not {d}"
+                "the CUDA attention kernel takes head dims {}, not {d}",
+                dims.join(" and ")
             )));
-        }
+        };
         if h == 0 || h > 65_535 {
             return Err(BackendError::Device(format!(
                 "{h} heads: the kernel takes 1 to 65,535"
@@ -124,14 +130,13 @@ impl CudaBackend {
         if tokens == 0 {
             return Ok(());
         }
-        let (table, blocks) = self.block_table(a.offsets)?;
+        let (table, blocks) = self.block_table(a.offsets, kernel.block_m)?;
         let grid = (blocks as u32, h as u32);
         let cfg = LaunchConfig {
             grid_dim: (grid.0, grid.1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: smem_bytes(d) as u32,
+            block_dim: (kernel.threads as u32, 1, 1),
+            shared_mem_bytes: smem_bytes(kernel) as u32,
         };
-        let name = format!("flash_attn_{}_d{d}", T::SUFFIX);
         let scale_log2 = std::f32::consts::LOG2_E / (d as f32).sqrt();
         let (q_stride, kv_stride, out_stride) = (a.q_stride as i64, a.kv_stride as i64, (h * d) as i64);
         // Without ALiBi the kernel gets null positions and slopes.
@@ -148,7 +153,7 @@ impl CudaBackend {
         let block_seq = block_q0 + 8 * blocks as u64;
         launch!(
             self,
-            name.as_str(),
+            kernel.name,
             cfg,
             &a.q,
             &a.k,

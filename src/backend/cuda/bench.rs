@@ -83,7 +83,7 @@ impl CudaBackend {
         times.sort_by(f64::total_cmp);
         let median_ms = times[times.len() / 2];
         let flops = 4.0 * heads as f64 * (tokens as f64).powi(2) * d as f64;
-        let blocks = tokens.div_ceil(super::attention::BLOCK_M);
+        let blocks = tokens.div_ceil(super::attention::kernel_for::<bf16>(d).map_or(1, |k| k.block_m));
         Ok(GpuAttentionRun {
             device: self.describe_short(),
             tokens,

@@ -4,6 +4,7 @@
 //! in a buffer from a small pool and gives the buffer back, with an event marking when its
 //! kernels have read it, as soon as its work is queued.
 
+use super::kernels::KernelSignature;
 use super::nvjpeg::{Nvjpeg, NvjpegDecoder};
 use super::{device_err, CudaBackend};
 
@@ -89,6 +90,7 @@ pub(super) struct JpegDecoder {
     stream: Arc<CudaStream>,
     compute: Arc<CudaStream>,
     assemble: CudaFunction,
+    assemble_signature: &'static KernelSignature,
     /// The decoded stored tiles of the batch in hand, reused from batch to batch.
     stored: Option<CudaSlice<u8>>,
     free: Receiver<Slot>,
@@ -108,7 +110,7 @@ impl JpegDecoder {
         nvjpeg: &Arc<Nvjpeg>,
         ctx: &Arc<CudaContext>,
         compute: &Arc<CudaStream>,
-        assemble: &CudaFunction,
+        (assemble, assemble_signature): (&CudaFunction, &'static KernelSignature),
     ) -> Result<JpegDecoder, String> {
         ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
         // Its kernels (nvJPEG's own, and assembling) go before the encoder's: waiting on
@@ -123,6 +125,7 @@ impl JpegDecoder {
                 .map_err(|e| format!("{e:?}"))?,
             compute: compute.clone(),
             assemble: assemble.clone(),
+            assemble_signature,
             stored: None,
             free,
             home,
@@ -191,24 +194,27 @@ impl JpegDecoder {
         let (span_x, span_y) = (batch.span[0] as i32, batch.span[1] as i32);
         let [level_w, level_h] = batch.level_size;
         let stored = self.stored.as_ref().expect("allocated above");
-        let mut launch = self.stream.launch_builder(&self.assemble);
-        launch
-            .arg(stored)
-            .arg(&sources)
-            .arg(&origins)
-            .arg(&mut out)
-            .arg(&tiles)
-            .arg(&tile_px)
-            .arg(&factor)
-            .arg(&stored_w)
-            .arg(&stored_h)
-            .arg(&span_x)
-            .arg(&span_y)
-            .arg(&level_w)
-            .arg(&level_h);
-        // SAFETY: the arguments match `assemble_tiles` in kernels/tiles.cu; the table holds
-        // span² entries a tile, each −1 or a decoded stored tile; `out` holds `len` bytes.
-        unsafe { launch.launch(cfg) }.map_err(device_err)?;
+        // The table holds span² entries a tile, each −1 or a decoded stored tile; `out` holds
+        // `len` bytes.
+        launch_on!(
+            self.stream,
+            &self.assemble,
+            self.assemble_signature,
+            cfg,
+            stored,
+            &sources,
+            &origins,
+            &mut out,
+            &tiles,
+            &tile_px,
+            &factor,
+            &stored_w,
+            &stored_h,
+            &span_x,
+            &span_y,
+            &level_w,
+            &level_h
+        )?;
         // The encoder's stream does not wait for this one: hand over finished pixels only.
         self.stream.synchronize().map_err(device_err)?;
         Ok(CudaPixels {

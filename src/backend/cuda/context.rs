@@ -1,0 +1,239 @@
+//! The CUDA context of a backend: the device opened, its libraries found, every kernel
+//! compiled (or taken from the cache) and loaded, the JPEG decoders started in the
+//! background, and the buffer helpers the operations share.
+
+use super::kernels::KernelSignature;
+use super::tile_decoder::JpegDecoder;
+use super::{attention, device_err, nvrtc, CudaBackend, CudaTensor, CudaUnavailable, Storage};
+use crate::backend::BackendError;
+use cudarc::cublas::{sys as blas_sys, CudaBlas};
+use cudarc::driver::{
+    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
+    PushKernelArg,
+};
+use half::bf16;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub(super) struct Inner {
+    pub(super) ctx: Arc<CudaContext>,
+    pub(super) stream: Arc<CudaStream>,
+    pub(super) blas: CudaBlas,
+    functions: HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
+    pub(super) description: String,
+    /// Keeps the modules the functions came from loaded.
+    _modules: Vec<Arc<CudaModule>>,
+    /// Attention block tables of recent packed batches (a forward pass reuses one per layer).
+    pub(super) block_tables: attention::BlockTables,
+    /// The JPEG decoders, each set once opened (on first use); why not where nvJPEG is
+    /// unusable.
+    pub(super) jpeg: Arc<[OnceLock<JpegDecoderOrWhyNot>; JPEG_DECODERS]>,
+    /// The thread starting it, joined before the context goes: a process must not exit
+    /// while nvJPEG is starting.
+    jpeg_starting: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+type JpegDecoderOrWhyNot = Result<Mutex<JpegDecoder>, String>;
+
+/// JPEG decoders, each for a thread of its own: one thread feeds the JPEG engines about
+/// 45,000 256-px tiles a second (its calls parse the streams on the CPU), fewer than an
+/// H200's engines and encoder take.
+pub(super) const JPEG_DECODERS: usize = 3;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(starting) = self.jpeg_starting.get_mut().ok().and_then(Option::take) {
+            let _ = starting.join();
+        }
+    }
+}
+
+impl CudaBackend {
+    /// Opens GPU `ordinal`, compiling (or taking from the cache) every kernel for it.
+    pub fn open(ordinal: usize) -> Result<CudaBackend, CudaUnavailable> {
+        let missing = |what: &str| CudaUnavailable(format!("{what} was not found on the library path"));
+        // SAFETY: these only try to open the libraries; cudarc panics on first use otherwise.
+        unsafe {
+            if !driver_sys::is_culib_present() {
+                return Err(missing("libcuda (the NVIDIA driver)"));
+            }
+            if !blas_sys::is_culib_present() {
+                return Err(missing("libcublas"));
+            }
+        }
+        if !nvrtc::present() {
+            return Err(missing("libnvrtc (CUDA's run-time compiler)"));
+        }
+        let fail = |e: &dyn std::fmt::Debug| CudaUnavailable(format!("{e:?}"));
+        let count = CudaContext::device_count().map_err(|e| fail(&e))?;
+        if count <= 0 {
+            return Err(CudaUnavailable("no CUDA device is visible".into()));
+        }
+        if ordinal >= count as usize {
+            return Err(CudaUnavailable(format!(
+                "there is no CUDA device {ordinal} ({count} visible)"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| fail(&e))?;
+        // One stream orders everything, so cudarc's per-buffer events are not needed (the
+        // JPEG decoder's own stream hands its buffers over finished: tile_decoder.rs).
+        // SAFETY: no buffer exists yet, and every buffer is used on this one stream.
+        unsafe { ctx.disable_event_tracking() };
+        // Not the legacy default stream, which would wait for (and hold up) the decoder's.
+        let stream = ctx.new_stream().map_err(|e| fail(&e))?;
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| fail(&e))?;
+        let (major, minor) = ctx.compute_capability().map_err(|e| fail(&e))?;
+        if major < 8 {
+            return Err(CudaUnavailable(format!(
+                "the GPU has compute capability {major}.{minor}; flashslide's kernels need 8.0 (Ampere) or newer"
+            )));
+        }
+        let arch = match (major, minor) {
+            (9, 0) => "sm_90a".to_string(),
+            _ => format!("sm_{major}{minor}"),
+        };
+        let mut driver = 0;
+        // SAFETY: one out-parameter.
+        unsafe { driver_sys::cuDriverGetVersion(&mut driver) }
+            .result()
+            .map_err(|e| fail(&e))?;
+        let mut functions = HashMap::new();
+        let mut modules = Vec::new();
+        for file in nvrtc::kernel_files() {
+            let cubin =
+                nvrtc::compile_cached(file, &arch, driver).map_err(|e| CudaUnavailable(e.to_string()))?;
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(cubin))
+                .map_err(|e| fail(&e))?;
+            for signature in super::kernels::KERNELS.iter().filter(|k| k.file == file) {
+                let f = module.load_function(signature.name).map_err(|e| fail(&e))?;
+                functions.insert(signature.name, (f, signature));
+            }
+            modules.push(module);
+        }
+        attention::configure(&functions).map_err(|e| fail(&e))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let description = format!(
+            "cuda:{ordinal} {name} (compute {major}.{minor}, {arch}, driver {}.{})",
+            driver / 1000,
+            driver % 1000 / 10
+        );
+        Ok(CudaBackend {
+            inner: Arc::new(Inner {
+                ctx,
+                stream,
+                blas,
+                functions,
+                description,
+                _modules: modules,
+                block_tables: Default::default(),
+                jpeg: Default::default(),
+                jpeg_starting: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    /// Opens the JPEG decoders in the background, each usable as soon as it is open.
+    pub(super) fn start_jpeg_decoders(&self) {
+        let inner = &self.inner;
+        let (function, signature) = self.function("assemble_tiles");
+        let (ctx, compute, function) = (inner.ctx.clone(), inner.stream.clone(), function.clone());
+        let cells = inner.jpeg.clone();
+        let open = move || {
+            let nvjpeg = match JpegDecoder::start(&ctx) {
+                Ok(n) => n,
+                Err(why) => return cells.iter().for_each(|c| drop(c.set(Err(why.clone())))),
+            };
+            for cell in cells.iter() {
+                let _ = cell
+                    .set(JpegDecoder::open(&nvjpeg, &ctx, &compute, (&function, signature)).map(Mutex::new));
+            }
+        };
+        if let Ok(mut starting) = inner.jpeg_starting.lock() {
+            if starting.is_none() && inner.jpeg[0].get().is_none() {
+                *starting = Some(std::thread::spawn(open));
+            }
+        }
+    }
+
+    /// Why tiles are decoded on the CPU with this GPU, if they are (no libnvjpeg, say).
+    /// Waits for the decoder to start.
+    pub fn tile_decoding_unavailable(&self) -> Option<String> {
+        self.start_jpeg_decoders();
+        let starting = self.inner.jpeg_starting.lock().ok().and_then(|mut s| s.take());
+        if let Some(starting) = starting {
+            let _ = starting.join();
+        }
+        self.inner.jpeg[0].get().and_then(|r| r.as_ref().err().cloned())
+    }
+
+    /// Bytes of device memory (free, total).
+    pub fn memory(&self) -> Result<(usize, usize), BackendError> {
+        self.inner.ctx.mem_get_info().map_err(device_err)
+    }
+
+    /// The kernel `name` and its signature (every kernel of kernels/*.cu is loaded).
+    pub(super) fn function(&self, name: &str) -> (&CudaFunction, &'static KernelSignature) {
+        let (f, signature) = &self.inner.functions[name];
+        (f, signature)
+    }
+
+    /// A buffer of `n` values every element of which the next kernel writes.
+    pub(super) fn alloc<T: cudarc::driver::DeviceRepr>(
+        &self,
+        n: usize,
+    ) -> Result<CudaSlice<T>, BackendError> {
+        // SAFETY: callers launch a kernel writing all `n` elements before any read.
+        unsafe { self.inner.stream.alloc::<T>(n.max(1)) }.map_err(device_err)
+    }
+
+    pub(super) fn upload_raw<T: cudarc::driver::DeviceRepr>(
+        &self,
+        data: &[T],
+    ) -> Result<CudaSlice<T>, BackendError> {
+        self.inner.stream.clone_htod(data).map_err(device_err)
+    }
+
+    pub(super) fn tensor(&self, data: CudaSlice<bf16>, rows: usize, cols: usize) -> CudaTensor {
+        CudaTensor {
+            data: Storage::Bf16(Arc::new(data)),
+            rows,
+            cols,
+        }
+    }
+
+    pub(super) fn tensor_f32(&self, data: CudaSlice<f32>, rows: usize, cols: usize) -> CudaTensor {
+        CudaTensor {
+            data: Storage::F32(Arc::new(data)),
+            rows,
+            cols,
+        }
+    }
+
+    /// `x`'s values in bf16: its own buffer, or a rounded copy of an f32 one.
+    pub(super) fn bf16_data(&self, x: &CudaTensor) -> Result<Arc<CudaSlice<bf16>>, BackendError> {
+        match &x.data {
+            Storage::Bf16(d) => Ok(d.clone()),
+            Storage::F32(d) => {
+                let n = x.rows * x.cols;
+                let mut out = self.alloc::<bf16>(n)?;
+                let n64 = n as i64;
+                launch!(self, "to_bf16", Self::elementwise(n), &**d, &mut out, &n64)?;
+                Ok(Arc::new(out))
+            }
+        }
+    }
+
+    /// Enough blocks of 256 threads for `n` elements of a grid-stride kernel.
+    pub(super) fn elementwise(n: usize) -> LaunchConfig {
+        LaunchConfig {
+            grid_dim: (n.div_ceil(256).clamp(1, 65_536 * 8) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        }
+    }
+}

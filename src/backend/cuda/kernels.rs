@@ -1,0 +1,209 @@
+//! The kernels of kernels/*.cu as build.rs reads them from the sources: names, parameter
+//! types, and the attention kernels' tile sizes. Every launch is checked against its kernel's
+//! signature before it is made ([`KernelSignature::check`]), so a launch whose arguments no
+//! longer match the .cu (a parameter added, a type changed) fails with the kernel's name
+//! instead of reading the wrong memory.
+
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut};
+use half::{bf16, f16};
+
+/// A parameter's element type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    /// `half_bits`: bf16 or fp16, by its bits.
+    Half,
+    F32,
+    U8,
+    I32,
+    I64,
+}
+
+/// A kernel parameter: a pointer read (`const T*`), a pointer written (`T*`), or a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Param {
+    In(Elem),
+    Out(Elem),
+    Value(Elem),
+}
+
+#[derive(Debug)]
+pub struct KernelSignature {
+    pub file: &'static str,
+    pub name: &'static str,
+    pub params: &'static [Param],
+}
+
+/// An attention kernel of kernels/flash_attn.cu: its 16-bit type, head dim, query rows per
+/// block, keys per stage and threads per block.
+#[derive(Debug)]
+pub struct FlashKernel {
+    pub name: &'static str,
+    pub bf16: bool,
+    pub head_dim: usize,
+    pub block_m: usize,
+    pub block_n: usize,
+    pub threads: usize,
+}
+
+include!(concat!(env!("OUT_DIR"), "/kernel_table.rs"));
+
+/// What a Rust launch argument is, for the check against the kernel's parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// A device buffer of this element type, read-only or writable.
+    Buffer(Elem, bool),
+    /// A raw device address (a buffer whose type was chosen at run time): any pointer.
+    Address,
+    Value(Elem),
+}
+
+/// The kind of a launch argument.
+pub trait LaunchArg {
+    fn kind(&self) -> Arg;
+}
+
+/// A type device buffers hold, by its kernel element type.
+pub trait DeviceElem {
+    const ELEM: Elem;
+}
+
+macro_rules! device_elems {
+    ($($t:ty => $e:ident),+) => {$(
+        impl DeviceElem for $t {
+            const ELEM: Elem = Elem::$e;
+        }
+    )+};
+}
+device_elems!(bf16 => Half, f16 => Half, f32 => F32, u8 => U8, i32 => I32, i64 => I64);
+
+impl<T: DeviceElem> LaunchArg for &CudaSlice<T> {
+    fn kind(&self) -> Arg {
+        Arg::Buffer(T::ELEM, false)
+    }
+}
+impl<T: DeviceElem> LaunchArg for &mut CudaSlice<T> {
+    fn kind(&self) -> Arg {
+        Arg::Buffer(T::ELEM, true)
+    }
+}
+impl<T: DeviceElem> LaunchArg for &CudaView<'_, T> {
+    fn kind(&self) -> Arg {
+        Arg::Buffer(T::ELEM, false)
+    }
+}
+impl<T: DeviceElem> LaunchArg for &mut CudaViewMut<'_, T> {
+    fn kind(&self) -> Arg {
+        Arg::Buffer(T::ELEM, true)
+    }
+}
+
+macro_rules! values {
+    ($($t:ty => $e:ident),+) => {$(
+        impl LaunchArg for &$t {
+            fn kind(&self) -> Arg { Arg::Value(Elem::$e) }
+        }
+    )+};
+}
+values!(f32 => F32, i32 => I32, i64 => I64);
+
+impl LaunchArg for &u64 {
+    fn kind(&self) -> Arg {
+        Arg::Address
+    }
+}
+
+impl KernelSignature {
+    /// The kernel `name`, if kernels/*.cu declares it.
+    pub fn find(name: &str) -> Option<&'static KernelSignature> {
+        KERNELS.iter().find(|k| k.name == name)
+    }
+
+    /// Whether `args` fit the parameters: as many, each pointer given a buffer of its element
+    /// type (writable where the kernel writes) or an address, each value its type.
+    pub fn check(&self, args: &[Arg]) -> Result<(), String> {
+        if args.len() != self.params.len() {
+            return Err(format!(
+                "kernel {} (kernels/{}) takes {} arguments, the launch gives {}",
+                self.name,
+                self.file,
+                self.params.len(),
+                args.len()
+            ));
+        }
+        for (i, (param, arg)) in self.params.iter().zip(args).enumerate() {
+            let fits = match (param, arg) {
+                (Param::In(_) | Param::Out(_), Arg::Address) => true,
+                (Param::In(e), Arg::Buffer(a, _)) => e == a,
+                (Param::Out(e), Arg::Buffer(a, writable)) => e == a && *writable,
+                (Param::Value(e), Arg::Value(a)) => e == a,
+                _ => false,
+            };
+            if !fits {
+                return Err(format!(
+                    "kernel {} (kernels/{}): argument {} is {arg:?}, the parameter {param:?}",
+                    self.name,
+                    self.file,
+                    i + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_holds_every_kernel_with_its_parameters() {
+        let gelu = KernelSignature::find("gelu").expect("layers.cu declares gelu");
+        assert_eq!(gelu.file, "layers.cu");
+        assert_eq!(
+            gelu.params,
+            [
+                Param::In(Elem::Half),
+                Param::Out(Elem::Half),
+                Param::Value(Elem::I64)
+            ]
+        );
+        let assemble = KernelSignature::find("assemble_tiles").expect("tiles.cu declares assemble_tiles");
+        assert_eq!(assemble.params.len(), 13);
+        for flash in FLASH_KERNELS {
+            let k = KernelSignature::find(flash.name).expect("the macro's kernels are in the table");
+            assert_eq!(k.params.len(), 13);
+            assert!(flash.block_m % 16 == 0 && flash.block_n % 16 == 0 && flash.threads % 32 == 0);
+        }
+        assert_eq!(FLASH_KERNELS.len(), 4);
+        assert!(FLASH_KERNELS.iter().any(|k| k.bf16 && k.head_dim == 128));
+    }
+
+    #[test]
+    fn launches_are_checked_against_the_signature() {
+        let gelu = KernelSignature::find("gelu").unwrap();
+        let good = [
+            Arg::Buffer(Elem::Half, false),
+            Arg::Buffer(Elem::Half, true),
+            Arg::Value(Elem::I64),
+        ];
+        assert!(gelu.check(&good).is_ok());
+        assert!(gelu
+            .check(&[Arg::Address, Arg::Address, Arg::Value(Elem::I64)])
+            .is_ok());
+        // One argument too few, an f32 buffer for a bf16 one, a read-only output, an i32 count.
+        assert!(gelu.check(&good[..2]).is_err());
+        assert!(gelu
+            .check(&[Arg::Buffer(Elem::F32, false), good[1], good[2]])
+            .is_err());
+        assert!(gelu
+            .check(&[good[0], Arg::Buffer(Elem::Half, false), good[2]])
+            .is_err());
+        let message = gelu
+            .check(&[good[0], good[1], Arg::Value(Elem::I32)])
+            .unwrap_err();
+        assert!(
+            message.contains("gelu") && message.contains("argument 3"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,458 @@
+//! The backend's operations on the GPU: GEMMs through cuBLAS (bf16 in, f32 accumulation),
+//! the rest as kernels of kernels/layers.cu, attention through attention.rs.
+
+use super::context::JPEG_DECODERS;
+use super::tile_decoder::SharedJpegDecoder;
+use super::{attention, device_err, CudaBackend, CudaPixels, CudaPositions, CudaTensor, Storage};
+use crate::backend::{Backend, BackendError, PositionSpec, TileDecoder};
+use cudarc::cublas::{sys as blas_sys, Gemm, GemmConfig};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
+use half::bf16;
+
+impl Backend for CudaBackend {
+    type Tensor = CudaTensor;
+    type Positions = CudaPositions;
+    type Pixels = CudaPixels;
+
+    fn describe(&self) -> String {
+        self.inner.description.clone()
+    }
+
+    fn memory_in_use(&self) -> Option<u64> {
+        self.memory().ok().map(|(free, total)| (total - free) as u64)
+    }
+
+    fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, BackendError> {
+        assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
+        let host: Vec<bf16> = data.iter().map(|&x| bf16::from_f32(x)).collect();
+        Ok(self.tensor(self.upload_raw(&host)?, rows, cols))
+    }
+
+    fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, BackendError> {
+        let n = x.rows * x.cols;
+        let stream = &self.inner.stream;
+        Ok(match &x.data {
+            Storage::Bf16(d) => stream.clone_dtoh(&**d).map_err(device_err)?[..n]
+                .iter()
+                .map(|v| v.to_f32())
+                .collect(),
+            Storage::F32(d) => {
+                let mut v = stream.clone_dtoh(&**d).map_err(device_err)?;
+                v.truncate(n);
+                v
+            }
+        })
+    }
+
+    fn shape(&self, x: &CudaTensor) -> (usize, usize) {
+        (x.rows, x.cols)
+    }
+
+    fn linear(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: Option<&CudaTensor>,
+    ) -> Result<CudaTensor, BackendError> {
+        let y = self.matmul_transposed(x, w)?;
+        if let Some(b) = b {
+            self.bias_act(&y, b, false)?;
+        }
+        Ok(y)
+    }
+
+    fn linear_gelu(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: &CudaTensor,
+    ) -> Result<CudaTensor, BackendError> {
+        let y = self.matmul_transposed(x, w)?;
+        self.bias_act(&y, b, true)?;
+        Ok(y)
+    }
+
+    fn layer_norm(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: &CudaTensor,
+        eps: f64,
+    ) -> Result<CudaTensor, BackendError> {
+        let mut out = self.alloc::<bf16>(x.rows * x.cols)?;
+        let cfg = LaunchConfig {
+            grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (rows, cols, eps) = (x.rows as i64, x.cols as i32, eps as f32);
+        let (w, b) = (self.bf16_data(w)?, self.bf16_data(b)?);
+        match &x.data {
+            Storage::Bf16(d) => launch!(
+                self,
+                "layer_norm_bf16",
+                cfg,
+                &**d,
+                &*w,
+                &*b,
+                &mut out,
+                &rows,
+                &cols,
+                &eps
+            )?,
+            Storage::F32(d) => launch!(
+                self,
+                "layer_norm_f32",
+                cfg,
+                &**d,
+                &*w,
+                &*b,
+                &mut out,
+                &rows,
+                &cols,
+                &eps
+            )?,
+        }
+        Ok(self.tensor(out, x.rows, x.cols))
+    }
+
+    fn gelu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let n = x.rows * x.cols;
+        let mut out = self.alloc::<bf16>(n)?;
+        let n64 = n as i64;
+        let x_data = self.bf16_data(x)?;
+        launch!(self, "gelu", Self::elementwise(n), &*x_data, &mut out, &n64)?;
+        Ok(self.tensor(out, x.rows, x.cols))
+    }
+
+    fn swiglu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let half = x.cols / 2;
+        let mut out = self.alloc::<bf16>(x.rows * half)?;
+        let (rows, h) = (x.rows as i64, half as i32);
+        let x_data = self.bf16_data(x)?;
+        launch!(
+            self,
+            "swiglu",
+            Self::elementwise(x.rows * half),
+            &*x_data,
+            &mut out,
+            &rows,
+            &h
+        )?;
+        Ok(self.tensor(out, x.rows, half))
+    }
+
+    fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        if (a.rows, a.cols) != (b.rows, b.cols) {
+            return Err(BackendError::Input(format!(
+                "add of [{}, {}] and [{}, {}]",
+                a.rows, a.cols, b.rows, b.cols
+            )));
+        }
+        let n = a.rows * a.cols;
+        let mut out = self.alloc::<f32>(n)?;
+        let (n64, cfg) = (n as i64, Self::elementwise(n));
+        // The kernels take (f32, bf16), (bf16, bf16) or (f32, f32); addition commutes.
+        let (a, b) = match (&a.data, &b.data) {
+            (Storage::Bf16(_), Storage::F32(_)) => (b, a),
+            _ => (a, b),
+        };
+        let stream = &self.inner.stream;
+        let ((a_ptr, a_ty), (b_ptr, b_ty)) = (a.data.pointer(stream), b.data.pointer(stream));
+        let name = format!("add_{a_ty}_{b_ty}");
+        launch!(self, &name, cfg, &a_ptr, &b_ptr, &mut out, &n64)?;
+        Ok(self.tensor_f32(out, a.rows, a.cols))
+    }
+
+    fn scale_columns(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let n = x.rows * x.cols;
+        let mut out = self.alloc::<bf16>(n)?;
+        let (rows, cols) = (x.rows as i64, x.cols as i32);
+        let (x_data, gamma) = (self.bf16_data(x)?, self.bf16_data(gamma)?);
+        launch!(
+            self,
+            "scale_columns",
+            Self::elementwise(n),
+            &*x_data,
+            &*gamma,
+            &mut out,
+            &rows,
+            &cols
+        )?;
+        Ok(self.tensor(out, x.rows, x.cols))
+    }
+
+    fn concat_rows(&self, parts: &[CudaTensor]) -> Result<CudaTensor, BackendError> {
+        let cols = parts.first().map_or(0, |p| p.cols);
+        if parts.iter().any(|p| p.cols != cols) {
+            return Err(BackendError::Input(
+                "concat of matrices of different widths".into(),
+            ));
+        }
+        let rows: usize = parts.iter().map(|p| p.rows).sum();
+        let mut out = self.alloc::<bf16>(rows * cols)?;
+        let mut at = 0;
+        for p in parts {
+            let n = p.rows * cols;
+            let data = self.bf16_data(p)?;
+            self.inner
+                .stream
+                .memcpy_dtod(&data.slice(..n), &mut out.slice_mut(at..at + n))
+                .map_err(device_err)?;
+            at += n;
+        }
+        Ok(self.tensor(out, rows, cols))
+    }
+
+    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, BackendError> {
+        Ok(CudaPixels::uploaded(self.upload_raw(&rgb)?, rgb.len()))
+    }
+
+    fn pixel_bytes(&self, pixels: &CudaPixels) -> usize {
+        pixels.len()
+    }
+
+    fn download_pixels(&self, pixels: &CudaPixels) -> Result<Vec<u8>, BackendError> {
+        let mut host = self.inner.stream.clone_dtoh(pixels.data()).map_err(device_err)?;
+        host.truncate(pixels.len());
+        Ok(host)
+    }
+
+    fn prepare_tile_decoder(&self) {
+        self.start_jpeg_decoders();
+    }
+
+    fn tile_decoders(&self) -> Vec<Box<dyn TileDecoder<CudaPixels>>> {
+        self.start_jpeg_decoders();
+        if let Some(Err(_)) = self.inner.jpeg[0].get() {
+            return Vec::new();
+        }
+        (0..JPEG_DECODERS)
+            .map(|index| {
+                let backend = self.clone();
+                Box::new(SharedJpegDecoder { backend, index }) as Box<dyn TileDecoder<CudaPixels>>
+            })
+            .collect()
+    }
+
+    fn patchify(
+        &self,
+        rgb: &CudaPixels,
+        batch: usize,
+        side: usize,
+        patch: usize,
+        mean: [f32; 3],
+        std: [f32; 3],
+    ) -> Result<CudaTensor, BackendError> {
+        let pixels = rgb.data();
+        let (rows, cols) = (batch * (side / patch).pow(2), 3 * patch * patch);
+        let mut out = self.alloc::<bf16>(rows * cols)?;
+        let (b, s, p) = (batch as i32, side as i32, patch as i32);
+        launch!(
+            self,
+            "patchify",
+            Self::elementwise(rows * cols),
+            pixels,
+            &mut out,
+            &b,
+            &s,
+            &p,
+            &mean[0],
+            &mean[1],
+            &mean[2],
+            &std[0],
+            &std[1],
+            &std[2]
+        )?;
+        Ok(self.tensor(out, rows, cols))
+    }
+
+    fn prepend_and_position(
+        &self,
+        patches: &CudaTensor,
+        batch: usize,
+        prefix: Option<&CudaTensor>,
+        position: &CudaTensor,
+    ) -> Result<CudaTensor, BackendError> {
+        let (n, d) = (patches.rows / batch, patches.cols);
+        let p = prefix.map_or(0, |t| t.rows);
+        let rows = batch * (p + n);
+        let mut out = self.alloc::<f32>(rows * d)?;
+        let (patches, position) = (self.bf16_data(patches)?, self.bf16_data(position)?);
+        // Without prefix tokens the kernel never reads `prefix`; the position embedding
+        // stands in as a valid pointer.
+        let prefix_data = match prefix {
+            Some(t) => self.bf16_data(t)?,
+            None => position.clone(),
+        };
+        let (b, n32, p32, d32) = (batch as i32, n as i32, p as i32, d as i32);
+        launch!(
+            self,
+            "prepend_and_position",
+            Self::elementwise(rows * d),
+            &*patches,
+            &*prefix_data,
+            &*position,
+            &mut out,
+            &b,
+            &n32,
+            &p32,
+            &d32
+        )?;
+        Ok(self.tensor_f32(out, rows, d))
+    }
+
+    fn mean_rows(
+        &self,
+        x: &CudaTensor,
+        seqs: usize,
+        start: usize,
+        count: usize,
+    ) -> Result<CudaTensor, BackendError> {
+        let mut out = self.alloc::<bf16>(seqs * x.cols)?;
+        let (s, len, st, c, d) = (
+            seqs as i32,
+            (x.rows / seqs) as i64,
+            start as i64,
+            count as i64,
+            x.cols as i32,
+        );
+        let (x_ptr, ty) = x.data.pointer(&self.inner.stream);
+        let name = format!("mean_rows_{ty}");
+        launch!(
+            self,
+            &name,
+            Self::elementwise(seqs * x.cols),
+            &x_ptr,
+            &mut out,
+            &s,
+            &len,
+            &st,
+            &c,
+            &d
+        )?;
+        Ok(self.tensor(out, seqs, x.cols))
+    }
+
+    fn group_tokens(
+        &self,
+        x: &CudaTensor,
+        seqs: usize,
+        prefix: usize,
+        side: usize,
+        k: usize,
+    ) -> Result<CudaTensor, BackendError> {
+        let g = side / k;
+        let rows = seqs * g * g;
+        let mut out = self.alloc::<bf16>(rows * x.cols)?;
+        let (s, len, p, sd, k32, d) = (
+            seqs as i32,
+            (x.rows / seqs) as i32,
+            prefix as i32,
+            side as i32,
+            k as i32,
+            x.cols as i32,
+        );
+        let (x_ptr, ty) = x.data.pointer(&self.inner.stream);
+        let name = format!("group_tokens_{ty}");
+        launch!(
+            self,
+            &name,
+            Self::elementwise(rows * x.cols),
+            &x_ptr,
+            &mut out,
+            &s,
+            &len,
+            &p,
+            &sd,
+            &k32,
+            &d
+        )?;
+        Ok(self.tensor(out, rows, x.cols))
+    }
+
+    fn prepare_positions(
+        &self,
+        spec: PositionSpec,
+        heads: usize,
+        _head_dim: usize,
+    ) -> Result<CudaPositions, BackendError> {
+        let flat: Vec<f32> = spec.positions.iter().flatten().copied().collect();
+        let slopes = if spec.alibi {
+            let s: Vec<f32> = crate::backend::cpu::attention::alibi_slopes(heads)
+                .iter()
+                .map(|s| s * std::f32::consts::LOG2_E)
+                .collect();
+            Some(self.upload_raw(&s)?)
+        } else {
+            None
+        };
+        Ok(CudaPositions {
+            positions: self.upload_raw(&flat)?,
+            rope_log2_base: spec.rope_base.map(|b| b.log2() as f32),
+            slopes_log2: slopes,
+        })
+    }
+
+    fn attention(
+        &self,
+        qkv: &CudaTensor,
+        offsets: &[usize],
+        heads: usize,
+        head_dim: usize,
+        positions: Option<&CudaPositions>,
+    ) -> Result<CudaTensor, BackendError> {
+        attention::packed_attention(self, qkv, offsets, heads, head_dim, positions)
+    }
+}
+
+impl CudaBackend {
+    /// `x · wᵀ` through cuBLAS: x `[rows, in]`, w `[out, in]`, both row-major, which in
+    /// cuBLAS's column-major terms is yᵀ `[out, rows]` = w (wᵀ stored, transposed) · xᵀ.
+    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        if x.cols != w.cols {
+            return Err(BackendError::Input(format!(
+                "matmul of [{}, {}] by [{}, {}]ᵀ",
+                x.rows, x.cols, w.rows, w.cols
+            )));
+        }
+        let (rows, inner, out_cols) = (x.rows, x.cols, w.rows);
+        let mut y = self.alloc::<bf16>(rows * out_cols)?;
+        let cfg = GemmConfig {
+            transa: blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            transb: blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            m: out_cols as i32,
+            n: rows as i32,
+            k: inner as i32,
+            alpha: bf16::ONE,
+            lda: inner as i32,
+            ldb: inner as i32,
+            beta: bf16::ZERO,
+            ldc: out_cols as i32,
+        };
+        let (w, x) = (self.bf16_data(w)?, self.bf16_data(x)?);
+        // SAFETY: the dimensions above match the buffers' sizes.
+        unsafe { self.inner.blas.gemm(cfg, &*w, &*x, &mut y) }.map_err(device_err)?;
+        Ok(self.tensor(y, rows, out_cols))
+    }
+
+    /// `x += bias` per column, then GELU if asked, in place: `x` is a fresh matmul output
+    /// no other tensor shares yet.
+    fn bias_act(&self, x: &CudaTensor, bias: &CudaTensor, gelu: bool) -> Result<(), BackendError> {
+        let n = x.rows * x.cols;
+        let (rows, cols, act) = (x.rows as i64, x.cols as i32, gelu as i32);
+        // The buffer is written through a shared handle: sound because the caller owns the
+        // only other reference and reads it only after this launch, on the same stream.
+        let (data, bias) = (self.bf16_data(x)?, self.bf16_data(bias)?);
+        launch!(
+            self,
+            "bias_act",
+            Self::elementwise(n),
+            &*data,
+            &*bias,
+            &rows,
+            &cols,
+            &act
+        )
+    }
+}
