@@ -1,9 +1,8 @@
 //! `flashslide embed`: the tile encoder's feature for every tissue tile of a slide (or for
 //! one image of the model's input size).
 
-use crate::analysis::pipeline::{encode_tiles, PipelineError, StageSeconds};
-use crate::analysis::plan::{plan_tiles, GridError};
-use crate::analysis::tissue::{detect_tissue, TissueOptions};
+use crate::analysis::pipeline::{encode_tiles, plan_slide, PipelineError, PipelineOptions, PlannedSlide, StageSeconds};
+use crate::analysis::plan::GridError;
 use crate::backend::{Backend, BackendError};
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
@@ -48,8 +47,14 @@ pub fn embed_slide<B: Backend>(
     progress: &dyn Fn(usize, usize),
 ) -> Result<SlideEmbedding, EmbedError> {
     let c = &model.config;
-    let mask = detect_tissue(slide, mpp, &TissueOptions::default())?;
-    let plan = plan_tiles(slide, mpp, c.mpp, c.image_size as u32, &mask, min_tissue)?.in_batch_order(batch);
+    // Features are asked of any slide, fluorescence too: no refusal of dark backgrounds.
+    let options = PipelineOptions {
+        batch,
+        min_tissue,
+        allow_dark_background: true,
+        ..PipelineOptions::default()
+    };
+    let PlannedSlide { plan, .. } = plan_slide(slide, mpp, c.mpp, c.image_size as u32, &options, &|_| {})?;
     let mut features = Vec::with_capacity(plan.tiles.len() * c.width);
     let be = model.tile_encoder.backend();
     let mut seconds = StageSeconds::default();

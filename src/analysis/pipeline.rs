@@ -7,7 +7,6 @@ use crate::analysis::jpeg_tiles::read_jpeg_batch;
 use crate::analysis::plan::{plan_tiles, read_tile, GridError, Tile, TilePlan};
 use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
 use crate::backend::{Backend, BackendError, JpegBatch, TileDecoder};
-use crate::model::config::ModelConfig;
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
@@ -363,13 +362,15 @@ pub struct PlannedSlide {
 /// rarely darker than 100 on average, and brightfield slides are mostly glass.
 const DARK_BACKGROUND: u8 = 80;
 
-/// Finds `slide`'s tissue (level-0 pixels of `mpp` µm) and plans its tiles for `model`.
-/// `tissue_filter` may edit the mask before tiles are planned (pen ink, regions of
-/// interest).
+/// Finds `slide`'s tissue (level-0 pixels of `mpp` µm) and plans its tiles for a model
+/// reading `tile_px`-px tiles of `model_mpp` µm: what `run`, `embed` and `train` all start
+/// from. `tissue_filter` may edit the mask before tiles are planned (pen ink, regions of
+/// interest). The tiles come in batch order for `options.batch` (raster order for 1).
 pub fn plan_slide(
     slide: &Slide,
     mpp: f64,
-    model: &ModelConfig,
+    model_mpp: f64,
+    tile_px: u32,
     options: &PipelineOptions,
     tissue_filter: &dyn Fn(&mut TissueMask),
 ) -> Result<PlannedSlide, PipelineError> {
@@ -380,15 +381,7 @@ pub fn plan_slide(
         return Err(PipelineError::DarkBackground(mask.median_brightness));
     }
     tissue_filter(&mut mask);
-    let plan = plan_tiles(
-        slide,
-        mpp,
-        model.mpp,
-        model.image_size as u32,
-        &mask,
-        options.min_tissue,
-    )?
-    .in_batch_order(options.batch);
+    let plan = plan_tiles(slide, mpp, model_mpp, tile_px, &mask, options.min_tissue)?.in_batch_order(options.batch);
     Ok(PlannedSlide {
         mpp,
         mask,

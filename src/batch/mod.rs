@@ -458,7 +458,7 @@ fn prepare(
             roi.restrict(mask)
         }
     };
-    let planned = plan_slide(&slide, mpp, config, &options.pipeline, &restrict).map_err(failed)?;
+    let planned = plan_slide(&slide, mpp, config.mpp, config.image_size as u32, &options.pipeline, &restrict).map_err(failed)?;
     Ok(Prepared {
         slide: InProgress {
             dir,
