@@ -39,7 +39,7 @@ pub fn run_arm<B: Backend>(
 ) -> Result<ArmResult, String> {
     let name = model.config.name.clone();
     let arm_out = out.join(&name);
-    check_output_dir(&arm_out)?;
+    check_output_dir(&arm_out).map_err(|e| e.to_string())?;
     let jobs = discover(&[cohort.to_path_buf()]).map_err(|e| e.to_string())?;
     if jobs.is_empty() {
         return Err(format!("{}: no slides", cohort.display()));
@@ -63,8 +63,17 @@ pub fn run_arm<B: Backend>(
         model_dir: model_dir.to_path_buf(),
         mpp: model.config.mpp,
         failed,
-        evaluation: evaluate(&arm_out, cohort)?,
+        evaluation: evaluate(&arm_out, cohort).map_err(|e| with_causes(&e))?,
     })
+}
+
+/// `e`'s message then its sources', as `flashslide` prints errors ("a: b"): the eval errors
+/// keep their causes as sources, out of their messages.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(e), |e| e.source())
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// The arms side by side, one row each, as a markdown table.

@@ -19,7 +19,7 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: EvaluateArgs) -> Result<ExitCode> {
-    let evaluation = evaluate(&args.results, &args.truth).map_err(|e| anyhow!(e))?;
+    let evaluation = evaluate(&args.results, &args.truth)?;
     print!("{}", evaluation.markdown());
     if let Some(path) = &args.json {
         let text = serde_json::to_vec_pretty(&evaluation)?;

@@ -104,8 +104,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         config.image_size as u32,
         args.seed,
         trains_stage_one,
-    )
-    .map_err(|e| anyhow!(e))?;
+    )?;
     if !args.quiet && trains_stage_one {
         eprintln!(
             "stage 1 (tile encoder): {} training tiles from {} slides, {} validation tiles from {}",
@@ -129,12 +128,9 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
 
     // Stage 2 on the trained tile encoder's tokens.
     let tile_host = read_safetensors(&checkpoint)?;
-    let model = token_model(&options.config, &tile_host, &checkpoint).map_err(|e| anyhow!(e))?;
+    let model = token_model(&options.config, &tile_host, &checkpoint)?;
     let tokens = |paths: &[PathBuf]| -> Result<Vec<_>> {
-        paths
-            .iter()
-            .map(|p| slide_tokens(p, &model).map_err(|e| anyhow!(e)))
-            .collect()
+        paths.iter().map(|p| Ok(slide_tokens(p, &model)?)).collect()
     };
     let (train, validation) = (tokens(&cohort.train_paths)?, tokens(&cohort.validation_paths)?);
     let count =
@@ -160,8 +156,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         &stage2,
         args.crop_side,
         &show(&bar),
-    )
-    .map_err(|e| anyhow!(e))?;
+    )?;
     bar.finish_and_clear();
     write_log(&args, &checkpoints, "train_log_slide.json", "stage 2, ")
 }
@@ -174,21 +169,17 @@ fn train_one_image(args: &TrainArgs, config: ModelConfig, side: usize) -> Result
         config.image_size as u32,
         args.seed,
         false,
-    )
-    .map_err(|e| anyhow!(e))?;
+    )?;
     let all: Vec<PathBuf> = split
         .train_paths
         .iter()
         .chain(&split.validation_paths)
         .cloned()
         .collect();
-    let mpp = whole_image_mpp(&all, side).map_err(|e| anyhow!(e))?;
-    let config = whole_image_config(config, side, mpp).map_err(|e| anyhow!(e))?;
+    let mpp = whole_image_mpp(&all, side)?;
+    let config = whole_image_config(config, side, mpp)?;
     let images = |paths: &[PathBuf]| -> Result<Vec<_>> {
-        paths
-            .par_iter()
-            .map(|p| slide_image(p, &config).map_err(|e| anyhow!(e)))
-            .collect()
+        paths.par_iter().map(|p| Ok(slide_image(p, &config)?)).collect()
     };
     let (train, validation) = (images(&split.train_paths)?, images(&split.validation_paths)?);
     if !args.quiet {
@@ -200,15 +191,14 @@ fn train_one_image(args: &TrainArgs, config: ModelConfig, side: usize) -> Result
     }
     let options = train_options(args, config);
     let bar = progress_bar(args.steps, args.quiet)?;
-    let checkpoints =
-        train_whole_image(&train, &validation, &options, &show(&bar)).map_err(|e| anyhow!(e))?;
+    let checkpoints = train_whole_image(&train, &validation, &options, &show(&bar))?;
     bar.finish_and_clear();
     write_log(args, &checkpoints, "train_log.json", "")
 }
 
 fn train_stage_one(args: &TrainArgs, cohort: &Cohort, options: &TrainOptions) -> Result<()> {
     let bar = progress_bar(args.steps, args.quiet)?;
-    let log = train_tile_encoder(cohort, options, &show(&bar)).map_err(|e| anyhow!(e))?;
+    let log = train_tile_encoder(cohort, options, &show(&bar))?;
     bar.finish_and_clear();
     if !args.quiet {
         if let Some(last) = log.checkpoints.last() {

@@ -3,5 +3,8 @@
 //! full-resolution-versus-downscaled benchmark.
 
 pub mod auroc;
+mod error;
 pub mod froc;
 pub mod results;
+
+pub use error::EvalError;

@@ -9,6 +9,7 @@
 
 use super::auroc::auroc;
 use super::froc::{froc, Froc, SlideDetections, RATES};
+use super::EvalError;
 use crate::annotation::lesions::SlideTruth;
 use crate::annotation::LesionClass;
 use crate::export::summary::Summary;
@@ -67,18 +68,17 @@ impl From<Froc> for FrocSummary {
 
 /// Scores every slide folder of `results` (those holding a summary.json) against the truth
 /// files in `truth`. Errors name the file at fault.
-pub fn evaluate(results: &Path, truth: &Path) -> Result<Evaluation, String> {
+pub fn evaluate(results: &Path, truth: &Path) -> Result<Evaluation, EvalError> {
     let mut dirs: Vec<_> = std::fs::read_dir(results)
-        .map_err(|e| format!("{}: {e}", results.display()))?
+        .map_err(EvalError::read(results))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("summary.json").is_file())
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(format!(
-            "{}: no slide results (no */summary.json)",
-            results.display()
-        ));
+        return Err(EvalError::NoResults {
+            dir: results.to_path_buf(),
+        });
     }
     let mut slides = Vec::new();
     let mut cohort = Vec::new();
@@ -92,13 +92,11 @@ pub fn evaluate(results: &Path, truth: &Path) -> Result<Evaluation, String> {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let truth_path = SlideTruth::find(truth, &stem).ok_or_else(|| {
-            format!(
-                "{}: no truth for {stem} (looked for {stem}.lesions.json, {stem}.xml and {stem}.geojson)",
-                truth.display()
-            )
+        let truth_path = SlideTruth::find(truth, &stem).ok_or_else(|| EvalError::NoTruth {
+            dir: truth.to_path_buf(),
+            stem: stem.clone(),
         })?;
-        let slide_truth = SlideTruth::load(&truth_path, summary.mpp)?;
+        let slide_truth = SlideTruth::load(&truth_path, summary.mpp).map_err(EvalError::Truth)?;
         let detections = read_detections(&dir.join("detections.csv"))?;
         let mut counts = [0usize; 3];
         for l in &slide_truth.lesions {
@@ -157,19 +155,25 @@ fn class_index(class: LesionClass) -> usize {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(EvalError::read(path))?;
+    serde_json::from_str(&text).map_err(|source| EvalError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// detections.csv rows `confidence,x,y`.
-fn read_detections(path: &Path) -> Result<Vec<(f32, f64, f64)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_detections(path: &Path) -> Result<Vec<(f32, f64, f64)>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(EvalError::read(path))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| {
-            let bad = || format!("{}: line {}: expected confidence,x,y", path.display(), i + 1);
+            let bad = || EvalError::BadDetection {
+                path: path.to_path_buf(),
+                line: i + 1,
+            };
             let mut parts = line.split(',').map(|v| v.trim());
             let mut next = || parts.next().ok_or_else(bad);
             let c = next()?.parse::<f32>().map_err(|_| bad())?;
@@ -184,11 +188,13 @@ fn read_detections(path: &Path) -> Result<Vec<(f32, f64, f64)>, String> {
 type Token = ((f64, f64), f32);
 
 /// The tile objects of qupath.geojson.
-fn read_tokens(path: &Path) -> Result<Vec<Token>, String> {
+fn read_tokens(path: &Path) -> Result<Vec<Token>, EvalError> {
     let geojson: serde_json::Value = read_json(path)?;
     let features = geojson["features"]
         .as_array()
-        .ok_or_else(|| format!("{}: not a FeatureCollection", path.display()))?;
+        .ok_or_else(|| EvalError::NotFeatureCollection {
+            path: path.to_path_buf(),
+        })?;
     let mut tokens = Vec::new();
     for f in features {
         if f["properties"]["objectType"] != "tile" {
@@ -197,10 +203,9 @@ fn read_tokens(path: &Path) -> Result<Vec<Token>, String> {
         let ring = f["geometry"]["coordinates"][0].as_array();
         let p = f["properties"]["measurements"]["tumor_probability"].as_f64();
         let (Some(ring), Some(p)) = (ring, p) else {
-            return Err(format!(
-                "{}: a tile without outline or probability",
-                path.display()
-            ));
+            return Err(EvalError::UnscoredTile {
+                path: path.to_path_buf(),
+            });
         };
         let corners: Vec<(f64, f64)> = ring
             .iter()
@@ -208,10 +213,9 @@ fn read_tokens(path: &Path) -> Result<Vec<Token>, String> {
             .filter_map(|c| Some((c[0].as_f64()?, c[1].as_f64()?)))
             .collect();
         if corners.len() != 4 {
-            return Err(format!(
-                "{}: a tile whose outline is not 4 corners",
-                path.display()
-            ));
+            return Err(EvalError::BadTileOutline {
+                path: path.to_path_buf(),
+            });
         }
         let centre = (
             corners.iter().map(|c| c.0).sum::<f64>() / 4.0,

@@ -4,6 +4,7 @@
 //! validation by the seed. Tumour tiles are all kept, with copies half a tile off the grid;
 //! tumour-free ones are sampled six to one.
 
+use super::TrainError;
 use crate::analysis::plan::{plan_tiles, read_tile, Tile, TilePlan};
 use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
 use crate::annotation::lesions::SlideTruth;
@@ -68,8 +69,8 @@ pub fn load_cohort(
     tile_px: u32,
     seed: u64,
     read_tiles: bool,
-) -> Result<Cohort, String> {
-    let mut jobs = discover(&[dir.to_path_buf()]).map_err(|e| e.to_string())?;
+) -> Result<Cohort, TrainError> {
+    let mut jobs = discover(&[dir.to_path_buf()]).map_err(TrainError::Discover)?;
     jobs.retain(|j| {
         let stem = j
             .path
@@ -79,10 +80,9 @@ pub fn load_cohort(
         SlideTruth::find(j.path.parent().unwrap_or(dir), &stem).is_some()
     });
     if jobs.is_empty() {
-        return Err(format!(
-            "{}: no slides with ground truth (<stem>.lesions.json, .xml or .geojson)",
-            dir.display()
-        ));
+        return Err(TrainError::NoAnnotatedSlides {
+            dir: dir.to_path_buf(),
+        });
     }
     let mut rng = Rng::new(seed);
     rng.shuffle(&mut jobs);
@@ -143,26 +143,36 @@ pub struct AnnotatedSlide {
 }
 
 /// Opens the slide at `path` with the microns per pixel of its level 0; errors name the file.
-pub fn open_with_mpp(path: &Path) -> Result<(Slide, f64), String> {
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let slide = Slide::open(path).map_err(|e| err(&e))?;
-    let (mpp, _) = crate::analysis::pipeline::slide_mpp(&slide, None).map_err(|e| err(&e))?;
+pub fn open_with_mpp(path: &Path) -> Result<(Slide, f64), TrainError> {
+    let slide = Slide::open(path)?;
+    let (mpp, _) = crate::analysis::pipeline::slide_mpp(&slide, None).map_err(|source| TrainError::Mpp {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok((slide, mpp))
 }
 
 /// Opens the slide at `path` and the ground truth beside it; errors name the file.
-pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<AnnotatedSlide, String> {
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<AnnotatedSlide, TrainError> {
     let (slide, mpp) = open_with_mpp(path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let truth_path = SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem)
-        .ok_or_else(|| err(&"no ground truth beside it"))?;
-    let truth = SlideTruth::load(&truth_path, mpp)?;
-    let mask = detect_tissue(&slide, mpp, &TissueOptions::default()).map_err(|e| err(&e))?;
-    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, MIN_TISSUE).map_err(|e| err(&e))?;
+    let truth_path = SlideTruth::find(path.parent().unwrap_or(Path::new(".")), &stem).ok_or_else(|| {
+        TrainError::NoTruth {
+            path: path.to_path_buf(),
+        }
+    })?;
+    let truth = SlideTruth::load(&truth_path, mpp).map_err(TrainError::Truth)?;
+    // The slide reader's errors name the file already.
+    let mask = detect_tissue(&slide, mpp, &TissueOptions::default())?;
+    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, MIN_TISSUE).map_err(|source| {
+        TrainError::Grid {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(AnnotatedSlide {
         slide,
         truth,
@@ -193,7 +203,7 @@ fn add_slide(
     tile_px: u32,
     rng: &mut Rng,
     set: &mut TileSet,
-) -> Result<(), String> {
+) -> Result<(), TrainError> {
     let AnnotatedSlide {
         slide,
         truth,
@@ -230,8 +240,7 @@ fn add_slide(
     let pixels: Vec<Vec<u8>> = positives
         .par_iter()
         .map(|(tile, _)| read_tile(&slide, &plan, tile))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<_, _>>()?;
     for (p, (_, label)) in pixels.into_iter().zip(&positives) {
         set.pixels.extend(p);
         set.labels.push(*label);

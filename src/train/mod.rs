@@ -8,8 +8,11 @@
 //! of the trained tile encoder.
 
 pub mod data;
+mod error;
 pub mod slide_stage;
 pub mod whole_image;
+
+pub use error::TrainError;
 
 use crate::backend::autodiff::AutodiffBackend;
 use crate::eval::auroc::auroc;
@@ -68,26 +71,24 @@ pub fn train_tile_encoder(
     cohort: &Cohort,
     o: &TrainOptions,
     progress: &dyn Fn(usize, f64),
-) -> Result<TrainLog, String> {
-    let err = |e: crate::model::ModelError| e.to_string();
+) -> Result<TrainLog, TrainError> {
     let be = AutodiffBackend::default();
-    let encoder = TileEncoder::random(&be, o.config.clone()).map_err(err)?;
+    let encoder = TileEncoder::random(&be, o.config.clone())?;
     let width = o.config.width;
-    let head_w = Var::zeros((1, width), DType::F32, &Device::Cpu).map_err(|e| e.to_string())?;
-    let head_b = Var::zeros((1, 1), DType::F32, &Device::Cpu).map_err(|e| e.to_string())?;
+    let head_w = Var::zeros((1, width), DType::F32, &Device::Cpu)?;
+    let head_b = Var::zeros((1, 1), DType::F32, &Device::Cpu)?;
     let mut params = trainable(encoder.weights().named())?;
     params.push(("tile_head.weight".into(), head_w.clone()));
     params.push(("tile_head.bias".into(), head_b.clone()));
-    let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
+    let mut optimiser = AdamW::new(&params, o.weight_decay)?;
     let shapes: HashMap<String, Vec<usize>> = expected_shapes(&o.config).into_iter().collect();
 
     let side = o.config.image_size;
-    let logits = |pixels: &[u8], n: usize| -> Result<Tensor, String> {
-        let pooled = encoder.forward(pixels, n, side).map_err(err)?.pooled;
-        (pooled
-            .matmul(&head_w.as_tensor().t().map_err(|e| e.to_string())?)
-            .and_then(|z| z.broadcast_add(head_b.as_tensor())))
-        .map_err(|e| e.to_string())
+    let logits = |pixels: &[u8], n: usize| -> Result<Tensor, TrainError> {
+        let pooled = encoder.forward(pixels, n, side)?.pooled;
+        Ok(pooled
+            .matmul(&head_w.as_tensor().t()?)?
+            .broadcast_add(head_b.as_tensor())?)
     };
     let mut rng = Rng::new(o.seed);
     let mut order: Vec<usize> = (0..cohort.train.len()).collect();
@@ -101,7 +102,7 @@ pub fn train_tile_encoder(
         checkpoints: Vec::new(),
     };
     if cohort.train.is_empty() {
-        return Err("no training tiles".into());
+        return Err(TrainError::NoTrainingTiles);
     }
     let negatives: Vec<usize> = (0..cohort.train.len())
         .filter(|&i| cohort.train.labels[i] == 0.0)
@@ -133,7 +134,7 @@ pub fn train_tile_encoder(
             labels.push(cohort.train.labels[i]);
         }
         let z = logits(&pixels, o.batch)?;
-        let loss = bce_with_logits(&z, &labels).map_err(|e| e.to_string())?;
+        let loss = bce_with_logits(&z, &labels)?;
         let value = step_on_mean(
             &mut optimiser,
             &params,
@@ -188,10 +189,10 @@ impl CheckpointMeter {
 }
 
 /// Tiles (RGB bytes, how many) to their head's logits `[n, 1]`.
-type Logits<'a> = dyn Fn(&[u8], usize) -> Result<Tensor, String> + 'a;
+type Logits<'a> = dyn Fn(&[u8], usize) -> Result<Tensor, TrainError> + 'a;
 
 /// The quarter of `candidates` (indices into `set`) the current weights score highest.
-fn hardest_quarter(set: &TileSet, candidates: &[usize], logits: &Logits) -> Result<Vec<usize>, String> {
+fn hardest_quarter(set: &TileSet, candidates: &[usize], logits: &Logits) -> Result<Vec<usize>, TrainError> {
     let n = set.side * set.side * 3;
     let mut scored: Vec<(f32, usize)> = Vec::with_capacity(candidates.len());
     for chunk in candidates.chunks(32) {
@@ -201,9 +202,8 @@ fn hardest_quarter(set: &TileSet, candidates: &[usize], logits: &Logits) -> Resu
         }
         let z = logits(&pixels, chunk.len())?
             .detach()
-            .flatten_all()
-            .and_then(|z| z.to_vec1::<f32>())
-            .map_err(|e| e.to_string())?;
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         scored.extend(z.into_iter().zip(chunk.iter().copied()));
     }
     // Ties broken by index, so the same seed mines the same tiles.
@@ -213,7 +213,7 @@ fn hardest_quarter(set: &TileSet, candidates: &[usize], logits: &Logits) -> Resu
 }
 
 /// Validation loss and AUROC, in batches of 32 tiles.
-fn validate(set: &TileSet, logits: &Logits) -> Result<(Option<f64>, Option<f64>), String> {
+fn validate(set: &TileSet, logits: &Logits) -> Result<(Option<f64>, Option<f64>), TrainError> {
     if set.is_empty() {
         return Ok((None, None));
     }
@@ -223,15 +223,9 @@ fn validate(set: &TileSet, logits: &Logits) -> Result<(Option<f64>, Option<f64>)
     for start in (0..set.len()).step_by(32) {
         let end = (start + 32).min(set.len());
         let z = logits(&set.pixels[start * n..end * n], end - start)?.detach();
-        loss += bce_with_logits(&z, &set.labels[start..end])
-            .and_then(|l| l.to_scalar::<f32>())
-            .map_err(|e| e.to_string())? as f64
-            * (end - start) as f64;
-        scores.extend(
-            z.flatten_all()
-                .and_then(|z| z.to_vec1::<f32>())
-                .map_err(|e| e.to_string())?,
-        );
+        loss +=
+            bce_with_logits(&z, &set.labels[start..end])?.to_scalar::<f32>()? as f64 * (end - start) as f64;
+        scores.extend(z.flatten_all()?.to_vec1::<f32>()?);
     }
     let positive: Vec<bool> = set.labels.iter().map(|&l| l >= 0.5).collect();
     Ok((Some(loss / set.len() as f64), auroc(&scores, &positive)))
@@ -247,10 +241,13 @@ fn bce_with_logits(z: &Tensor, labels: &[f32]) -> candle_core::Result<Tensor> {
 
 /// The loss of one sequence of scored tokens: their cross-entropy against their labels plus
 /// a tenth of the slide logit's against "any tumour among them".
-fn token_and_slide_loss(tokens: &Tensor, slide_logit: &Tensor, labels: &[f32]) -> Result<Tensor, String> {
+fn token_and_slide_loss(
+    tokens: &Tensor,
+    slide_logit: &Tensor,
+    labels: &[f32],
+) -> candle_core::Result<Tensor> {
     let any = if labels.iter().any(|&l| l > 0.0) { 1.0 } else { 0.0 };
-    (|| bce_with_logits(tokens, labels)? + (bce_with_logits(slide_logit, &[any])? * 0.1)?)()
-        .map_err(|e| e.to_string())
+    bce_with_logits(tokens, labels)? + (bce_with_logits(slide_logit, &[any])? * 0.1)?
 }
 
 /// One optimiser step at learning rate `lr` on the mean of `losses` (scalars); returns the
@@ -260,9 +257,9 @@ fn step_on_mean(
     params: &[(String, Var)],
     losses: Vec<Tensor>,
     lr: f64,
-) -> Result<f64, String> {
+) -> Result<f64, TrainError> {
     if losses.is_empty() {
-        return Err("a batch of nothing".into());
+        return Err(TrainError::EmptyBatch);
     }
     let n = losses.len() as f64;
     let mut step = || -> candle_core::Result<f64> {
@@ -271,7 +268,7 @@ fn step_on_mean(
         optimiser.step(params, &grads, lr)?;
         Ok(loss.to_scalar::<f32>()? as f64)
     };
-    step().map_err(|e| e.to_string())
+    Ok(step()?)
 }
 
 /// Learning rate at `step` of `steps`: linear warm-up over the first 5%, then cosine decay
@@ -362,20 +359,21 @@ impl AdamW {
 }
 
 /// The weights as variables the optimiser updates, by name.
-fn trainable(named: Vec<(&str, &Tensor)>) -> Result<Vec<(String, Var)>, String> {
+fn trainable(named: Vec<(&str, &Tensor)>) -> candle_core::Result<Vec<(String, Var)>> {
     named
         .into_iter()
         .map(|(name, t)| Ok((name.to_string(), Var::from_tensor(t)?)))
-        .collect::<candle_core::Result<_>>()
-        .map_err(|e| e.to_string())
+        .collect()
 }
 
 /// Writes `tensors` to `path` under a temporary name, then renames it into place.
-fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), String> {
+fn save_safetensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), TrainError> {
     let partial = crate::util::atomic::partial_path(path);
-    candle_core::safetensors::save(tensors, &partial)
-        .and_then(|()| Ok(std::fs::rename(&partial, path)?))
-        .map_err(|e| format!("{}: {e}", path.display()))
+    candle_core::safetensors::save(tensors, &partial).map_err(|source| TrainError::Safetensors {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::rename(&partial, path).map_err(TrainError::write(path))
 }
 
 /// Writes the checkpoint and the log, each under a temporary name then renamed.
@@ -384,8 +382,8 @@ fn save(
     params: &[(String, Var)],
     shapes: &HashMap<String, Vec<usize>>,
     log: &TrainLog,
-) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(TrainError::write(out))?;
     // In the shapes a model directory holds them (weights live as matrices here).
     let tensors: HashMap<String, Tensor> = params
         .iter()
@@ -397,12 +395,11 @@ fn save(
             };
             Ok((name.clone(), t))
         })
-        .collect::<candle_core::Result<_>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<candle_core::Result<_>>()?;
     save_safetensors(&tensors, &out.join(TILE_STAGE_FILE))?;
-    let text = serde_json::to_vec_pretty(log).map_err(|e| e.to_string())?;
-    crate::util::atomic::write_bytes(&out.join("train_log.json"), &text)
-        .map_err(|e| format!("{}: {e}", out.display()))
+    let text = serde_json::to_vec_pretty(log)?;
+    let log_path = out.join("train_log.json");
+    crate::util::atomic::write_bytes(&log_path, &text).map_err(TrainError::write(&log_path))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use super::data::{open_annotated, AnnotatedSlide};
 use super::{
     save_safetensors, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint,
-    CheckpointMeter, TrainOptions,
+    CheckpointMeter, TrainError, TrainOptions,
 };
 use crate::analysis::pipeline::{encode_tiles, StageSeconds};
 use crate::backend::autodiff::AutodiffBackend;
@@ -32,8 +32,7 @@ pub struct SlideTokens {
 }
 
 /// Encodes every tissue tile of the slide at `path` into labelled stage-2 tokens.
-pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideTokens, String> {
-    let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideTokens, TrainError> {
     let c = &model.config;
     let slide_encoder = model.slide_encoder.as_ref().expect("built with a slide encoder");
     let AnnotatedSlide {
@@ -73,7 +72,10 @@ pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideToken
             Ok(())
         },
     )
-    .map_err(|e| err(&e))?;
+    .map_err(|source| TrainError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(out)
 }
 
@@ -86,21 +88,17 @@ pub fn train_slide_encoder(
     o: &TrainOptions,
     crop_side: usize,
     progress: &dyn Fn(usize, f64),
-) -> Result<Vec<Checkpoint>, String> {
-    let config = o
-        .config
-        .slide_encoder
-        .clone()
-        .ok_or("the configuration has no slide encoder")?;
+) -> Result<Vec<Checkpoint>, TrainError> {
+    let config = o.config.slide_encoder.clone().ok_or(TrainError::NoSlideEncoder)?;
     let dim = config.input_dim;
     let be = AutodiffBackend::default();
-    let encoder = SlideEncoder::random(&be, config.clone()).map_err(|e| e.to_string())?;
+    let encoder = SlideEncoder::random(&be, config.clone())?;
     let params = trainable(encoder.weights().named())?;
-    let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
+    let mut optimiser = AdamW::new(&params, o.weight_decay)?;
     let shapes: HashMap<String, Vec<usize>> = config.expected_shapes().into_iter().collect();
     let usable: Vec<&SlideTokens> = train.iter().filter(|s| !s.labels.is_empty()).collect();
     if usable.is_empty() {
-        return Err("no training slide has tissue tokens".into());
+        return Err(TrainError::NoTrainingTokens);
     }
     let mut rng = Rng::new(o.seed ^ 0x5EED_0002);
     let mut checkpoints = Vec::new();
@@ -116,10 +114,8 @@ pub fn train_slide_encoder(
                 .collect();
             let positions: Vec<[f32; 2]> = indices.iter().map(|&i| slide.cells[i]).collect();
             let labels: Vec<f32> = indices.iter().map(|&i| slide.labels[i]).collect();
-            let x = be
-                .upload(&features, indices.len(), dim)
-                .map_err(|e| e.to_string())?;
-            let (tokens, slide_logit) = encoder.logits(&x, &positions).map_err(|e| e.to_string())?;
+            let x = be.upload(&features, indices.len(), dim)?;
+            let (tokens, slide_logit) = encoder.logits(&x, &positions)?;
             losses.push(token_and_slide_loss(&tokens, &slide_logit, &labels)?);
         }
         let value = step_on_mean(
@@ -169,15 +165,12 @@ fn crop(slide: &SlideTokens, side: usize, rng: &mut Rng) -> Vec<usize> {
 pub(super) fn to_host(
     params: &[(String, Var)],
     shapes: &HashMap<String, Vec<usize>>,
-) -> Result<HashMap<String, HostTensor>, String> {
+) -> candle_core::Result<HashMap<String, HostTensor>> {
     params
         .iter()
         .map(|(name, v)| {
             let t = v.as_tensor();
-            let data = t
-                .flatten_all()
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| e.to_string())?;
+            let data = t.flatten_all()?.to_vec1::<f32>()?;
             let shape = shapes.get(name).cloned().unwrap_or_else(|| t.dims().to_vec());
             Ok((name.clone(), HostTensor { data, shape }))
         })
@@ -190,15 +183,12 @@ fn validate(
     config: &crate::model::slide_encoder::SlideEncoderConfig,
     host: &HashMap<String, HostTensor>,
     validation: &[SlideTokens],
-) -> Result<Option<f64>, String> {
-    let encoder = SlideEncoder::new(&CpuBackend, config.clone(), host, Path::new("(training)"))
-        .map_err(|e| e.to_string())?;
+) -> Result<Option<f64>, TrainError> {
+    let encoder = SlideEncoder::new(&CpuBackend, config.clone(), host, Path::new("(training)"))?;
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
     for slide in validation.iter().filter(|s| !s.labels.is_empty()) {
-        let x = CpuBackend
-            .upload(&slide.features, slide.labels.len(), config.input_dim)
-            .map_err(|e| e.to_string())?;
-        let out = encoder.forward(&x, &slide.cells).map_err(|e| e.to_string())?;
+        let x = CpuBackend.upload(&slide.features, slide.labels.len(), config.input_dim)?;
+        let out = encoder.forward(&x, &slide.cells)?;
         scores.extend(out.token_logits);
         labels.extend(slide.labels.iter().map(|&l| l > 0.5));
     }
@@ -212,23 +202,22 @@ pub(super) fn write_model_dir(
     config: &crate::model::config::ModelConfig,
     tile_host: &HashMap<String, HostTensor>,
     slide_host: &HashMap<String, HostTensor>,
-) -> Result<(), String> {
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(TrainError::write(out))?;
     let mut tensors = HashMap::new();
     for (name, t) in tile_host
         .iter()
         .filter(|(n, _)| !n.starts_with("tile_head."))
         .chain(slide_host)
     {
-        let tensor = Tensor::from_slice(&t.data, t.shape.as_slice(), &Device::Cpu)
-            .and_then(|x| x.to_dtype(candle_core::DType::BF16))
-            .map_err(|e| e.to_string())?;
+        let tensor = Tensor::from_slice(&t.data, t.shape.as_slice(), &Device::Cpu)?
+            .to_dtype(candle_core::DType::BF16)?;
         tensors.insert(name.clone(), tensor);
     }
     save_safetensors(&tensors, &out.join("model.safetensors"))?;
-    let text = serde_json::to_vec_pretty(config).map_err(|e| e.to_string())?;
-    crate::util::atomic::write_bytes(&out.join("config.json"), &text)
-        .map_err(|e| format!("{}: {e}", out.display()))
+    let text = serde_json::to_vec_pretty(config)?;
+    let config_path = out.join("config.json");
+    crate::util::atomic::write_bytes(&config_path, &text).map_err(TrainError::write(&config_path))
 }
 
 /// The trained tile encoder of stage 1 with a slide encoder for grouping its tokens (its
@@ -237,16 +226,12 @@ pub fn token_model(
     config: &crate::model::config::ModelConfig,
     tile_host: &HashMap<String, HostTensor>,
     source: &Path,
-) -> Result<Model<CpuBackend>, String> {
-    let slide_config = config
-        .slide_encoder
-        .clone()
-        .ok_or("the configuration has no slide encoder")?;
+) -> Result<Model<CpuBackend>, TrainError> {
+    let slide_config = config.slide_encoder.clone().ok_or(TrainError::NoSlideEncoder)?;
     Ok(Model {
         config: config.clone(),
-        tile_encoder: TileEncoder::new(&CpuBackend, config.clone(), tile_host, source)
-            .map_err(|e| e.to_string())?,
-        slide_encoder: Some(SlideEncoder::random(&CpuBackend, slide_config).map_err(|e| e.to_string())?),
+        tile_encoder: TileEncoder::new(&CpuBackend, config.clone(), tile_host, source)?,
+        slide_encoder: Some(SlideEncoder::random(&CpuBackend, slide_config)?),
         hash: String::new(),
     })
 }

@@ -12,7 +12,7 @@ use super::data::{open_annotated, open_with_mpp, tumour_fraction, AnnotatedSlide
 use super::slide_stage::{to_host, write_model_dir};
 use super::{
     dihedral, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint, CheckpointMeter,
-    TrainOptions,
+    TrainError, TrainOptions,
 };
 use crate::analysis::plan::{read_tile, Tile};
 use crate::backend::autodiff::AutodiffBackend;
@@ -33,7 +33,7 @@ pub struct SlideImage {
 
 /// The microns per pixel at which the largest slide of `paths` is at most `long_side`
 /// pixels on its long side, rounded up to a hundredth of a micron.
-pub fn whole_image_mpp(paths: &[PathBuf], long_side: usize) -> Result<f64, String> {
+pub fn whole_image_mpp(paths: &[PathBuf], long_side: usize) -> Result<f64, TrainError> {
     let mut coarsest: f64 = 0.0;
     for path in paths {
         let (slide, mpp) = open_with_mpp(path)?;
@@ -45,30 +45,29 @@ pub fn whole_image_mpp(paths: &[PathBuf], long_side: usize) -> Result<f64, Strin
 
 /// `config` made the one-image model: `side`-pixel images at `mpp`, every patch a token of
 /// the slide encoder.
-pub fn whole_image_config(mut config: ModelConfig, side: usize, mpp: f64) -> Result<ModelConfig, String> {
+pub fn whole_image_config(mut config: ModelConfig, side: usize, mpp: f64) -> Result<ModelConfig, TrainError> {
     config.image_size = side;
     config.mpp = mpp;
     config
         .slide_encoder
         .as_mut()
-        .ok_or("the configuration has no slide encoder")?
+        .ok_or(TrainError::NoSlideEncoder)?
         .group_patches = Some(1);
-    config.validate()?;
+    config.validate().map_err(TrainError::Config)?;
     Ok(config)
 }
 
 /// Reads the slide at `path` as the one image `config` takes, with its labels.
-pub fn slide_image(path: &std::path::Path, config: &ModelConfig) -> Result<SlideImage, String> {
+pub fn slide_image(path: &std::path::Path, config: &ModelConfig) -> Result<SlideImage, TrainError> {
     let AnnotatedSlide {
         slide, truth, plan, ..
     } = open_annotated(path, config.mpp, config.image_size as u32)?;
     if plan.cols > 1 || plan.rows > 1 {
-        return Err(format!(
-            "{}: larger than one {}-pixel image at {} µm/px",
-            path.display(),
-            config.image_size,
-            config.mpp
-        ));
+        return Err(TrainError::TooLarge {
+            path: path.to_path_buf(),
+            side: config.image_size,
+            mpp: config.mpp,
+        });
     }
     let whole = Tile {
         col: 0,
@@ -76,7 +75,7 @@ pub fn slide_image(path: &std::path::Path, config: &ModelConfig) -> Result<Slide
         x: 0,
         y: 0,
     };
-    let pixels = read_tile(&slide, &plan, &whole).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pixels = read_tile(&slide, &plan, &whole)?;
     let g = config.patches_per_side();
     let patch = plan.tile_level0 / g as f64;
     let labels = (0..g * g)
@@ -93,22 +92,18 @@ pub fn train_whole_image(
     validation: &[SlideImage],
     o: &TrainOptions,
     progress: &dyn Fn(usize, f64),
-) -> Result<Vec<Checkpoint>, String> {
-    let e = |e: crate::model::ModelError| e.to_string();
+) -> Result<Vec<Checkpoint>, TrainError> {
     let c = &o.config;
-    let slide_config = c
-        .slide_encoder
-        .clone()
-        .ok_or("the configuration has no slide encoder")?;
+    let slide_config = c.slide_encoder.clone().ok_or(TrainError::NoSlideEncoder)?;
     if train.is_empty() {
-        return Err("no training slides".into());
+        return Err(TrainError::NoTrainingSlides);
     }
     let be = AutodiffBackend::default();
-    let tile_encoder = TileEncoder::random(&be, c.clone()).map_err(e)?;
-    let slide_encoder = SlideEncoder::random(&be, slide_config.clone()).map_err(e)?;
+    let tile_encoder = TileEncoder::random(&be, c.clone())?;
+    let slide_encoder = SlideEncoder::random(&be, slide_config.clone())?;
     let mut params = trainable(tile_encoder.weights().named())?;
     params.extend(trainable(slide_encoder.weights().named())?);
-    let mut optimiser = AdamW::new(&params, o.weight_decay).map_err(|e| e.to_string())?;
+    let mut optimiser = AdamW::new(&params, o.weight_decay)?;
     let shapes: HashMap<String, Vec<usize>> = expected_shapes(c)
         .into_iter()
         .chain(slide_config.expected_shapes())
@@ -116,15 +111,13 @@ pub fn train_whole_image(
     let (side, g) = (c.image_size, c.patches_per_side());
     let cells = group_positions(&[[0, 0]], g);
     // Per image, the tokens' logits `[g², 1]` and the slide's `[1, 1]`.
-    let logits = |pixels: &[u8], n: usize| -> Result<Vec<(Tensor, Tensor)>, String> {
-        let encoded = tile_encoder.forward(pixels, n, side).map_err(e)?;
-        let (features, _) = slide_encoder
-            .tokens_from_tiles(c, &encoded, &vec![[0, 0]; n])
-            .map_err(e)?;
+    let logits = |pixels: &[u8], n: usize| -> Result<Vec<(Tensor, Tensor)>, TrainError> {
+        let encoded = tile_encoder.forward(pixels, n, side)?;
+        let (features, _) = slide_encoder.tokens_from_tiles(c, &encoded, &vec![[0, 0]; n])?;
         (0..n)
             .map(|b| {
-                let x = features.narrow(0, b * g * g, g * g).map_err(|e| e.to_string())?;
-                slide_encoder.logits(&x, &cells).map_err(e)
+                let x = features.narrow(0, b * g * g, g * g)?;
+                Ok(slide_encoder.logits(&x, &cells)?)
             })
             .collect()
     };
@@ -163,13 +156,7 @@ pub fn train_whole_image(
             let (mut scores, mut positive) = (Vec::new(), Vec::new());
             for image in validation {
                 let (tokens, _) = &logits(&image.pixels, 1)?[0];
-                scores.extend(
-                    tokens
-                        .detach()
-                        .flatten_all()
-                        .and_then(|t| t.to_vec1::<f32>())
-                        .map_err(|e| e.to_string())?,
-                );
+                scores.extend(tokens.detach().flatten_all()?.to_vec1::<f32>()?);
                 positive.extend(image.labels.iter().map(|&l| l >= 0.5));
             }
             checkpoints.push(Checkpoint {
