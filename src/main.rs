@@ -23,7 +23,10 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("flashslide: {e:#}");
+            eprintln!(
+                "flashslide: {}",
+                flashslide::util::errors::with_causes(e.as_ref())
+            );
             ExitCode::from(2)
         }
     }

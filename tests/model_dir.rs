@@ -184,7 +184,15 @@ fn non_finite_features_fail_the_slide_with_a_reason() {
     let slide = Slide::open(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs")).unwrap();
     let options = PipelineOptions::default();
     let mpp = slide.mpp().unwrap().x;
-    let planned = plan_slide(&slide, mpp, &model.config, &options, &|_| {}).unwrap();
+    let planned = plan_slide(
+        &slide,
+        mpp,
+        model.config.mpp,
+        model.config.image_size as u32,
+        &options,
+        &|_| {},
+    )
+    .unwrap();
     assert!(!planned.plan.tiles.is_empty());
     match analyse_planned(&slide, planned, &model, &options, &|_, _| {}) {
         Err(e @ PipelineError::NonFinite(_)) => assert!(e.to_string().contains("stage 1"), "{e}"),

@@ -1,7 +1,9 @@
 //! `flashslide embed`: the tile encoder's feature for every tissue tile of a slide (or for
 //! one image of the model's input size).
 
-use crate::analysis::pipeline::{encode_tiles, plan_slide, PipelineError, PipelineOptions, PlannedSlide, StageSeconds};
+use crate::analysis::pipeline::{
+    encode_tiles, plan_slide, PipelineError, PipelineOptions, PlannedSlide, StageSeconds,
+};
 use crate::analysis::plan::GridError;
 use crate::backend::{Backend, BackendError};
 use crate::model::{Model, ModelError};

@@ -9,6 +9,7 @@ use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
 use crate::backend::{Backend, BackendError, JpegBatch, TileDecoder};
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
+use crate::slide::mpp::{check_mpp, ImplausibleMpp};
 use crate::slide::{Slide, SlideError};
 use rayon::prelude::*;
 use std::time::Instant;
@@ -35,18 +36,28 @@ pub enum PipelineError {
 /// there is one, else what the slide states. A slide that states none, or an implausible one
 /// (a zero or a typo in its description), is refused with the advice to pass `--mpp`: with
 /// a wrong size the tiles would be at the wrong scale, or there would be none.
-pub fn slide_mpp(slide: &Slide, given: Option<f64>) -> Result<(f64, String), String> {
+pub fn slide_mpp(slide: &Slide, given: Option<f64>) -> Result<(f64, String), MppError> {
     if let Some(m) = given {
-        return crate::slide::mpp::check_mpp(m)
-            .map(|m| (m, "--mpp".to_string()))
-            .map_err(|e| format!("--mpp: {e}"));
+        return Ok((check_mpp(m).map_err(MppError::Given)?, "--mpp".to_string()));
     }
     // The reader reports only plausible sizes, and says why it dropped one.
     match (slide.mpp(), slide.mpp_problem()) {
         (Some(m), _) => Ok((m.x, m.source.clone())),
-        (None, Some(problem)) => Err(format!("{problem}; pass --mpp")),
-        (None, None) => Err("the slide does not state its pixel size; pass --mpp".into()),
+        (None, Some(problem)) => Err(MppError::Implausible(problem.to_string())),
+        (None, None) => Err(MppError::Unstated),
     }
+}
+
+/// Why a slide's pixel size is not known.
+#[derive(Debug, thiserror::Error)]
+pub enum MppError {
+    #[error("--mpp: {0}")]
+    Given(ImplausibleMpp),
+    /// The slide states one the reader does not believe (it says why).
+    #[error("{0}; pass --mpp")]
+    Implausible(String),
+    #[error("the slide does not state its pixel size; pass --mpp")]
+    Unstated,
 }
 
 /// `values` with nothing NaN or infinite, or which stage broke: checked once per stage.
@@ -381,7 +392,8 @@ pub fn plan_slide(
         return Err(PipelineError::DarkBackground(mask.median_brightness));
     }
     tissue_filter(&mut mask);
-    let plan = plan_tiles(slide, mpp, model_mpp, tile_px, &mask, options.min_tissue)?.in_batch_order(options.batch);
+    let plan =
+        plan_tiles(slide, mpp, model_mpp, tile_px, &mask, options.min_tissue)?.in_batch_order(options.batch);
     Ok(PlannedSlide {
         mpp,
         mask,

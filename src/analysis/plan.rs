@@ -4,6 +4,7 @@
 //! when the level is a whole multiple of the model's resolution, as it nearly always is).
 
 use crate::analysis::tissue::TissueMask;
+use crate::slide::mpp::{check_mpp, ImplausibleMpp};
 use crate::slide::resample::{box_downsample, halve_rgba_to_rgb};
 use crate::slide::{Slide, SlideError};
 
@@ -79,9 +80,9 @@ pub enum GridError {
     #[error("the slide's pixels ({slide_mpp} µm) are coarser than the model's ({model_mpp} µm): tiles would be upsampled")]
     TooCoarse { slide_mpp: f64, model_mpp: f64 },
     #[error("the slide's pixel size: {0}; pass --mpp with the right value")]
-    SlideMpp(String),
+    SlideMpp(ImplausibleMpp),
     #[error("the model's pixel size: {0}")]
-    ModelMpp(String),
+    ModelMpp(ImplausibleMpp),
     #[error("one {tile_px}-px tile at the model's resolution would be read from {read_px:.0} × {read_px:.0} pixels of the slide (at most {MAX_READ_PX}): the slide has no pyramid level near the model's {model_mpp} µm/px")]
     TileTooLarge {
         tile_px: u32,
@@ -105,8 +106,8 @@ pub fn plan_tiles(
     mask: &TissueMask,
     min_tissue: f64,
 ) -> Result<TilePlan, GridError> {
-    crate::slide::mpp::check_mpp(slide_mpp).map_err(GridError::SlideMpp)?;
-    crate::slide::mpp::check_mpp(model_mpp).map_err(GridError::ModelMpp)?;
+    check_mpp(slide_mpp).map_err(GridError::SlideMpp)?;
+    check_mpp(model_mpp).map_err(GridError::ModelMpp)?;
     // 1% slack: scanners write 0.2527 for a nominal 0.25.
     if slide_mpp > model_mpp * 1.01 {
         return Err(GridError::TooCoarse { slide_mpp, model_mpp });

@@ -3,8 +3,8 @@
 //! classified annotations that ground truth uses.
 
 use crate::analysis::tissue::TissueMask;
-use crate::annotation::geojson::geojson_polygons;
-use std::path::Path;
+use crate::annotation::geojson::{geojson_polygons, GeoJsonError};
+use std::path::{Path, PathBuf};
 
 /// Polygons as rings of (x, y) level-0 points: each polygon's exterior then its holes.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -12,29 +12,37 @@ pub struct Roi {
     pub polygons: Vec<Vec<Vec<[f64; 2]>>>,
 }
 
+/// A region-of-interest file that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {msg}", path.display())]
-pub struct RoiError {
-    pub path: std::path::PathBuf,
-    pub msg: String,
+pub enum RoiError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    GeoJson { path: PathBuf, source: GeoJsonError },
+    #[error("{}: holds no Polygon or MultiPolygon", path.display())]
+    Empty { path: PathBuf },
 }
 
 impl Roi {
     /// Every Polygon and MultiPolygon of a GeoJSON file (a FeatureCollection, a Feature or a
     /// bare geometry); other geometries (points, lines) are ignored.
     pub fn load(path: &Path) -> Result<Roi, RoiError> {
-        let bad = |msg: String| RoiError {
-            path: path.to_path_buf(),
-            msg,
+        let path_buf = || path.to_path_buf();
+        let geojson = |source| RoiError::GeoJson {
+            path: path_buf(),
+            source,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| RoiError::Io {
+            path: path_buf(),
+            source,
+        })?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| geojson(GeoJsonError::NotJson(e)))?;
         let roi = Roi {
-            polygons: geojson_polygons(&value, &|_| true).map_err(bad)?,
+            polygons: geojson_polygons(&value, &|_| true).map_err(geojson)?,
         };
         if roi.polygons.is_empty() {
-            return Err(bad("holds no Polygon or MultiPolygon".into()));
+            return Err(RoiError::Empty { path: path_buf() });
         }
         Ok(roi)
     }

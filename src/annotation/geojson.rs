@@ -1,9 +1,24 @@
 //! Polygons of a GeoJSON document (level-0 pixels, as QuPath exports them), each as its
 //! rings: the outer boundary then any holes.
 
-fn ring(v: &serde_json::Value) -> Result<Vec<[f64; 2]>, String> {
+/// What makes a document not the GeoJSON polygons expected.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoJsonError {
+    #[error("not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+    #[error("{0} is not an array")]
+    NotAnArray(&'static str),
+    #[error("bad point {0}")]
+    BadPoint(String),
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("not GeoJSON (no \"type\")")]
+    NoType,
+}
+
+fn ring(v: &serde_json::Value) -> Result<Vec<[f64; 2]>, GeoJsonError> {
     v.as_array()
-        .ok_or("a ring is not an array")?
+        .ok_or(GeoJsonError::NotAnArray("a ring"))?
         .iter()
         .map(|p| {
             match (
@@ -11,15 +26,15 @@ fn ring(v: &serde_json::Value) -> Result<Vec<[f64; 2]>, String> {
                 p.get(1).and_then(|y| y.as_f64()),
             ) {
                 (Some(x), Some(y)) => Ok([x, y]),
-                _ => Err(format!("bad point {p}")),
+                _ => Err(GeoJsonError::BadPoint(p.to_string())),
             }
         })
         .collect()
 }
 
-fn polygon(v: &serde_json::Value) -> Result<Vec<Vec<[f64; 2]>>, String> {
+fn polygon(v: &serde_json::Value) -> Result<Vec<Vec<[f64; 2]>>, GeoJsonError> {
     v.as_array()
-        .ok_or("polygon coordinates are not an array")?
+        .ok_or(GeoJsonError::NotAnArray("a polygon's coordinates"))?
         .iter()
         .map(ring)
         .collect()
@@ -31,7 +46,7 @@ fn polygon(v: &serde_json::Value) -> Result<Vec<Vec<[f64; 2]>>, String> {
 pub fn geojson_polygons(
     v: &serde_json::Value,
     keep: &dyn Fn(&serde_json::Value) -> bool,
-) -> Result<Polygons, String> {
+) -> Result<Polygons, GeoJsonError> {
     let mut polygons = Vec::new();
     collect(v, &mut polygons, keep)?;
     Ok(polygons)
@@ -43,13 +58,13 @@ fn collect(
     v: &serde_json::Value,
     out: &mut Polygons,
     keep: &dyn Fn(&serde_json::Value) -> bool,
-) -> Result<(), String> {
+) -> Result<(), GeoJsonError> {
     match v.get("type").and_then(|t| t.as_str()) {
         Some("FeatureCollection") => {
             for f in v
                 .get("features")
                 .and_then(|f| f.as_array())
-                .ok_or("FeatureCollection without features")?
+                .ok_or(GeoJsonError::Missing("a FeatureCollection without features"))?
             {
                 collect(f, out, keep)?;
             }
@@ -66,7 +81,7 @@ fn collect(
             for g in v
                 .get("geometries")
                 .and_then(|g| g.as_array())
-                .ok_or("GeometryCollection without geometries")?
+                .ok_or(GeoJsonError::Missing("a GeometryCollection without geometries"))?
             {
                 collect(g, out, keep)?;
             }
@@ -75,7 +90,7 @@ fn collect(
         Some("MultiPolygon") => {
             for p in v["coordinates"]
                 .as_array()
-                .ok_or("MultiPolygon coordinates are not an array")?
+                .ok_or(GeoJsonError::NotAnArray("a MultiPolygon's coordinates"))?
             {
                 out.push(polygon(p)?);
             }
@@ -88,7 +103,7 @@ fn collect(
                     collect(item, out, keep)?;
                 }
             } else {
-                return Err("not GeoJSON (no \"type\")".into());
+                return Err(GeoJsonError::NoType);
             }
         }
     }

@@ -6,10 +6,11 @@
 //! last two are classed by their longest diameter, as CAMELYON and AJCC do: under 0.2 mm
 //! isolated tumour cells, up to 2 mm micrometastasis, beyond that macrometastasis.
 
+use super::geojson::{geojson_polygons, GeoJsonError};
 use super::polygon::Polygon;
 use super::LesionClass;
 use serde::Deserialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where a detection fell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +19,37 @@ pub enum Hit {
     Lesion(usize),
     /// In none: a false positive.
     Background,
+}
+
+/// A truth file that cannot be read: the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum TruthError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: not a lesion file: {source}", path.display())]
+    LesionFile {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    GeoJson { path: PathBuf, source: GeoJsonError },
+    #[error("{}: {problem}", path.display())]
+    Xml { path: PathBuf, problem: XmlProblem },
+}
+
+/// What is wrong with an ASAP XML file.
+#[derive(Debug, thiserror::Error)]
+pub enum XmlProblem {
+    #[error("not XML: {0}")]
+    Syntax(#[from] quick_xml::Error),
+    #[error("bad XML attribute: {0}")]
+    Attribute(#[from] quick_xml::events::attributes::AttrError),
+    #[error("bad XML attribute value: {0}")]
+    Encoding(#[from] quick_xml::encoding::EncodingError),
+    #[error("a Coordinate without X or Y")]
+    MissingCoordinate,
+    #[error("bad coordinate {0:?}")]
+    BadCoordinate(String),
 }
 
 /// CAMELYON16's dilation of a lesion for its evaluation mask.
@@ -63,7 +95,7 @@ impl SlideTruth {
 
     /// Reads a truth file of any of the three kinds; `mpp` (the slide's) classes the
     /// lesions of GeoJSON and XML files, which do not carry it.
-    pub fn load(path: &Path, mpp: f64) -> Result<SlideTruth, String> {
+    pub fn load(path: &Path, mpp: f64) -> Result<SlideTruth, TruthError> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_lowercase())
@@ -71,13 +103,18 @@ impl SlideTruth {
         if name.ends_with(".lesions.json") {
             return SlideTruth::load_synth(path);
         }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read(path)?;
         let outlines = if name.ends_with(".xml") {
-            asap_outlines(&text)
+            asap_outlines(&text).map_err(|problem| TruthError::Xml {
+                path: path.to_path_buf(),
+                problem,
+            })?
         } else {
-            geojson_outlines(&text)
-        }
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+            geojson_outlines(&text).map_err(|source| TruthError::GeoJson {
+                path: path.to_path_buf(),
+                source,
+            })?
+        };
         let lesions = outlines
             .into_iter()
             .filter(|o| o.len() >= 3)
@@ -93,10 +130,12 @@ impl SlideTruth {
     }
 
     /// Reads the `<slide>.lesions.json` that `flashslide synth` writes beside each slide.
-    fn load_synth(path: &Path) -> Result<SlideTruth, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    fn load_synth(path: &Path) -> Result<SlideTruth, TruthError> {
         let file: TruthFile =
-            serde_json::from_str(&text).map_err(|e| format!("{}: not a lesion file: {e}", path.display()))?;
+            serde_json::from_str(&read(path)?).map_err(|source| TruthError::LesionFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let lesions = file
             .lesions
             .into_iter()
@@ -125,6 +164,13 @@ impl SlideTruth {
     }
 }
 
+fn read(path: &Path) -> Result<String, TruthError> {
+    std::fs::read_to_string(path).map_err(|source| TruthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// A lesion's class from its longest diameter in µm.
 fn class_by_size(diameter_um: f64) -> LesionClass {
     if diameter_um < 200.0 {
@@ -137,8 +183,8 @@ fn class_by_size(diameter_um: f64) -> LesionClass {
 }
 
 /// Outer rings of the GeoJSON polygons classified as tumour or metastasis.
-fn geojson_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+fn geojson_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, GeoJsonError> {
+    let value: serde_json::Value = serde_json::from_str(text)?;
     let tumour = |properties: &serde_json::Value| {
         let class = properties["classification"]["name"]
             .as_str()
@@ -146,7 +192,7 @@ fn geojson_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, String> {
             .to_lowercase();
         class.contains("tumo") || class.contains("metasta")
     };
-    let polygons = crate::annotation::geojson::geojson_polygons(&value, &tumour)?;
+    let polygons = geojson_polygons(&value, &tumour)?;
     Ok(polygons
         .into_iter()
         .filter_map(|rings| rings.into_iter().next())
@@ -155,23 +201,22 @@ fn geojson_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, String> {
 }
 
 /// Tumour polygons of an ASAP XML file (CAMELYON16's annotation format).
-fn asap_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, String> {
+fn asap_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, XmlProblem> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(text);
     let mut outlines = Vec::new();
     // The polygon being read, when its group is a tumour one.
     let mut current: Option<Vec<(f64, f64)>> = None;
     loop {
-        let event = reader.read_event().map_err(|e| format!("not XML: {e}"))?;
+        let event = reader.read_event()?;
         match &event {
             Event::Start(e) | Event::Empty(e) => {
-                let attribute = |key: &str| -> Result<Option<String>, String> {
+                let attribute = |key: &str| -> Result<Option<String>, XmlProblem> {
                     for a in e.attributes() {
-                        let a = a.map_err(|err| format!("bad XML attribute: {err}"))?;
+                        let a = a?;
                         if a.key.as_ref() == key {
                             return Ok(Some(
-                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                                    .map_err(|err| err.to_string())?
+                                a.normalized_value(quick_xml::XmlVersion::Implicit1_0)?
                                     .into_owned(),
                             ));
                         }
@@ -190,9 +235,9 @@ fn asap_outlines(text: &str) -> Result<Vec<Vec<(f64, f64)>>, String> {
                     }
                     "Coordinate" => {
                         if let Some(points) = current.as_mut() {
-                            let number = |key: &str| -> Result<f64, String> {
-                                let v = attribute(key)?.ok_or("a Coordinate without X or Y")?;
-                                v.trim().parse().map_err(|_| format!("bad coordinate {v:?}"))
+                            let number = |key: &str| -> Result<f64, XmlProblem> {
+                                let v = attribute(key)?.ok_or(XmlProblem::MissingCoordinate)?;
+                                v.trim().parse().map_err(|_| XmlProblem::BadCoordinate(v))
                             };
                             points.push((number("X")?, number("Y")?));
                         }
@@ -299,6 +344,7 @@ mod tests {
         .unwrap();
         assert!(SlideTruth::load(&path, 0.25)
             .unwrap_err()
+            .to_string()
             .contains("tumor_001.xml: bad coordinate"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

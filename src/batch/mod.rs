@@ -6,6 +6,7 @@
 //! with its reason and the batch goes on.
 
 pub mod lock;
+pub mod mpp_table;
 pub mod shard;
 
 use crate::analysis::pipeline::{analyse_planned, plan_slide, PipelineOptions, PlannedSlide, SlideAnalysis};
@@ -112,45 +113,6 @@ fn number(v: impl Into<f64> + std::fmt::Display) -> serde_json::Value {
         .map_or(serde_json::Value::String(text), serde_json::Value::Number)
 }
 
-/// Reads a table of pixel sizes by slide file name: CSV with a header naming the columns
-/// `wsi` (the file name, as Trident's custom MPP table) and `mpp`, in any order; each value
-/// plausible. Errors name the file and the line.
-pub fn read_mpp_table(path: &Path) -> Result<BTreeMap<String, f64>, String> {
-    let bad = |line: usize, msg: &str| format!("{}: line {line}: {msg}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let cells = |l: &str| -> Vec<String> {
-        l.split(',')
-            .map(|c| c.trim().trim_matches('"').to_string())
-            .collect()
-    };
-    let (_, header) = lines
-        .next()
-        .ok_or_else(|| bad(1, "empty; expected a header wsi,mpp"))?;
-    let header = cells(header);
-    let column = |name: &str| header.iter().position(|c| c.eq_ignore_ascii_case(name));
-    let (Some(wsi), Some(mpp)) = (column("wsi"), column("mpp")) else {
-        return Err(bad(1, "the header must name the columns wsi and mpp"));
-    };
-    let mut table = BTreeMap::new();
-    for (i, line) in lines {
-        let row = cells(line);
-        let (Some(name), Some(value)) = (row.get(wsi), row.get(mpp)) else {
-            return Err(bad(i + 1, "fewer cells than the header"));
-        };
-        let value: f64 = value
-            .parse()
-            .map_err(|_| bad(i + 1, &format!("mpp {value:?} is not a number")))?;
-        crate::slide::mpp::check_mpp(value).map_err(|e| bad(i + 1, &e))?;
-        // A path in the wsi column names its file.
-        let name = name.rsplit(['/', '\\']).next().unwrap_or(name).to_string();
-        if table.insert(name.clone(), value).is_some() {
-            return Err(bad(i + 1, &format!("{name} is listed twice")));
-        }
-    }
-    Ok(table)
-}
-
 /// A slide's time in a batch: since its work began, less what it spent waiting, ready for
 /// its next step, while the slide before it held that step.
 #[derive(Clone, Copy)]
@@ -243,10 +205,22 @@ pub enum Event<'a> {
     },
 }
 
+/// An output folder that cannot hold results.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot write results there: {source}", path.display())]
+pub struct OutputDirError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Checks that `out` can hold results (created if missing, a file written and removed), so
 /// an unwritable or full destination stops the batch before any work.
-pub fn check_output_dir(out: &Path) -> Result<(), String> {
-    let fail = |e: std::io::Error| format!("{}: cannot write results there: {e}", out.display());
+pub fn check_output_dir(out: &Path) -> Result<(), OutputDirError> {
+    let fail = |source| OutputDirError {
+        path: out.to_path_buf(),
+        source,
+    };
     std::fs::create_dir_all(out).map_err(fail)?;
     let probe = out.join(format!(".flashslide-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"ok").map_err(fail)?;
@@ -458,7 +432,15 @@ fn prepare(
             roi.restrict(mask)
         }
     };
-    let planned = plan_slide(&slide, mpp, config.mpp, config.image_size as u32, &options.pipeline, &restrict).map_err(failed)?;
+    let planned = plan_slide(
+        &slide,
+        mpp,
+        config.mpp,
+        config.image_size as u32,
+        &options.pipeline,
+        &restrict,
+    )
+    .map_err(failed)?;
     Ok(Prepared {
         slide: InProgress {
             dir,
@@ -612,28 +594,6 @@ mod tests {
             ),
             _ => panic!("not a failure"),
         }
-    }
-
-    #[test]
-    fn mpp_tables_are_read_as_trident_writes_them() {
-        let dir = std::env::temp_dir().join(format!("flashslide-mpp-table-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("mpp.csv");
-        std::fs::write(&path, "mpp,wsi\n0.25,a.svs\n\n0.5,\"sub/b c.ndpi\"\n").unwrap();
-        let table = read_mpp_table(&path).unwrap();
-        assert_eq!(table.get("a.svs"), Some(&0.25));
-        assert_eq!(table.get("b c.ndpi"), Some(&0.5));
-        for (text, says) in [
-            ("wsi,mpp\na.svs,0\n", "line 2"),
-            ("wsi,mpp\na.svs,x\n", "not a number"),
-            ("wsi,microns\na.svs,0.5\n", "wsi and mpp"),
-            ("wsi,mpp\na.svs,0.5\na.svs,0.25\n", "twice"),
-        ] {
-            std::fs::write(&path, text).unwrap();
-            let e = read_mpp_table(&path).unwrap_err();
-            assert!(e.contains("mpp.csv") && e.contains(says), "{e}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

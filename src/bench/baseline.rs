@@ -5,9 +5,10 @@
 //! one `run` output folder per arm, `baseline.md`, `baseline.json` and `froc.png`.
 
 use crate::backend::Backend;
-use crate::batch::{check_output_dir, run_batch, BatchOptions, Outcome};
+use crate::batch::{check_output_dir, run_batch, BatchOptions, Outcome, OutputDirError};
 use crate::eval::froc::RATES;
 use crate::eval::results::{evaluate, Evaluation};
+use crate::eval::EvalError;
 use crate::export::font::{draw_text, text_width};
 use crate::model::Model;
 use crate::slide::discover::discover;
@@ -27,6 +28,21 @@ pub struct ArmResult {
     pub evaluation: Evaluation,
 }
 
+/// Why an arm could not be run or scored, or the outputs written.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error(transparent)]
+    OutputDir(#[from] OutputDirError),
+    #[error(transparent)]
+    Discover(#[from] std::io::Error),
+    #[error("{}: no slides", .0.display())]
+    NoSlides(PathBuf),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("{}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
+}
+
 /// Runs `model` over the slides in `cohort` into `out/<model name>/` (finished slides of an
 /// earlier run are kept, as `run` keeps them) and scores the results against the cohort's
 /// ground truth. `progress(done, total)` after each slide.
@@ -36,13 +52,13 @@ pub fn run_arm<B: Backend>(
     cohort: &Path,
     out: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<ArmResult, String> {
+) -> Result<ArmResult, BaselineError> {
     let name = model.config.name.clone();
     let arm_out = out.join(&name);
-    check_output_dir(&arm_out).map_err(|e| e.to_string())?;
-    let jobs = discover(&[cohort.to_path_buf()]).map_err(|e| e.to_string())?;
+    check_output_dir(&arm_out)?;
+    let jobs = discover(&[cohort.to_path_buf()])?;
     if jobs.is_empty() {
-        return Err(format!("{}: no slides", cohort.display()));
+        return Err(BaselineError::NoSlides(cohort.to_path_buf()));
     }
     let total = jobs.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
@@ -63,17 +79,8 @@ pub fn run_arm<B: Backend>(
         model_dir: model_dir.to_path_buf(),
         mpp: model.config.mpp,
         failed,
-        evaluation: evaluate(&arm_out, cohort).map_err(|e| with_causes(&e))?,
+        evaluation: evaluate(&arm_out, cohort)?,
     })
-}
-
-/// `e`'s message then its sources', as `flashslide` prints errors ("a: b"): the eval errors
-/// keep their causes as sources, out of their messages.
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(e), |e| e.source())
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 /// The arms side by side, one row each, as a markdown table.
@@ -277,8 +284,11 @@ fn line(img: &mut [u8], width: usize, a: (f64, f64), b: (f64, f64), colour: [u8;
 }
 
 /// Writes baseline.md, baseline.json and froc.png into `out`, each atomically.
-pub fn write_outputs(out: &Path, arms: &[ArmResult], cohort: &Path) -> Result<(), String> {
-    let fail = |p: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
+pub fn write_outputs(out: &Path, arms: &[ArmResult], cohort: &Path) -> Result<(), BaselineError> {
+    let fail = |p: &Path, e: &dyn std::fmt::Display| BaselineError::Write {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    };
     let slides = arms.first().map_or(0, |a| a.evaluation.slides.len());
     let lesions = arms
         .first()
@@ -294,7 +304,7 @@ pub fn write_outputs(out: &Path, arms: &[ArmResult], cohort: &Path) -> Result<()
     let md = out.join("baseline.md");
     crate::util::atomic::write_bytes(&md, text.as_bytes()).map_err(|e| fail(&md, &e))?;
     let json = out.join("baseline.json");
-    let bytes = serde_json::to_vec_pretty(arms).map_err(|e| e.to_string())?;
+    let bytes = serde_json::to_vec_pretty(arms).map_err(|e| fail(&json, &e))?;
     crate::util::atomic::write_bytes(&json, &bytes).map_err(|e| fail(&json, &e))?;
     let (pixels, w, h) = plot(arms);
     let png = out.join("froc.png");

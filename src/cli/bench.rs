@@ -150,14 +150,13 @@ fn bench_baseline<B: Backend>(
             if !quiet {
                 eprintln!("  {done}/{total} slides");
             }
-        })
-        .map_err(anyhow::Error::msg)?;
+        })?;
         for failure in &arm.failed {
             eprintln!("flashslide: {}: FAILED: {failure}", arm.name);
         }
         arms.push(arm);
     }
-    write_outputs(out, &arms, cohort).map_err(anyhow::Error::msg)?;
+    write_outputs(out, &arms, cohort)?;
     print!("{}", markdown(&arms));
     let failed = arms.iter().any(|a| !a.failed.is_empty());
     Ok(if failed {

@@ -5,8 +5,7 @@ use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::batch::shard::{in_shard, parse_shard, shard_from_env};
 use flashslide::batch::{
-    check_output_dir, read_mpp_table, run_batch, unix_time, write_report, BatchOptions, Event, Outcome,
-    SlideReport,
+    check_output_dir, run_batch, unix_time, write_report, BatchOptions, Event, Outcome, SlideReport,
 };
 use flashslide::slide::discover::{walk, Discovery};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -99,10 +98,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         bail!(message);
     }
     let mpp_table = match &args.mpp_csv {
-        Some(path) => read_mpp_table(path).map_err(anyhow::Error::msg)?,
+        Some(path) => flashslide::batch::mpp_table::read_mpp_table(path)?,
         None => Default::default(),
     };
-    check_output_dir(&args.out).map_err(anyhow::Error::msg)?;
+    check_output_dir(&args.out)?;
     let given = Given {
         shard,
         discovery,

@@ -1,4 +1,4 @@
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use flashslide::model::config::ModelConfig;
 use flashslide::model::weights::read_safetensors;
@@ -92,7 +92,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     if let Some(name) = args.out.file_name() {
         config.name = name.to_string_lossy().into_owned();
     }
-    config.validate().map_err(|e| anyhow!(e))?;
+    config.validate()?;
     if let Some(side) = args.whole_slide_image {
         return train_one_image(&args, config, side);
     }

@@ -4,7 +4,7 @@
 /// `--mpp`: a finite pixel size in the plausible range.
 pub fn mpp(text: &str) -> Result<f64, String> {
     let value: f64 = text.parse().map_err(|_| format!("{text:?} is not a number"))?;
-    flashslide::slide::mpp::check_mpp(value)
+    flashslide::slide::mpp::check_mpp(value).map_err(|e| e.to_string())
 }
 
 /// A fraction or probability: finite, in [0, 1].

@@ -26,8 +26,8 @@ pub enum EvalError {
     )]
     NoTruth { dir: PathBuf, stem: String },
     /// The ground truth file (its reader names it).
-    #[error("{0}")]
-    Truth(String),
+    #[error(transparent)]
+    Truth(#[from] crate::annotation::lesions::TruthError),
     /// `line` counts from 1.
     #[error("{}: line {line}: expected confidence,x,y", path.display())]
     BadDetection { path: PathBuf, line: usize },

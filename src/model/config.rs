@@ -2,6 +2,7 @@
 //! timm's terms, and the resolution and normalisation it expects.
 
 use super::slide_encoder::SlideEncoderConfig;
+use crate::slide::mpp::{check_mpp, ImplausibleMpp};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,31 +31,83 @@ pub(crate) const MAX_WIDTH: usize = 16384;
 pub(crate) const MAX_DEPTH: usize = 1024;
 const MAX_REGISTERS: usize = 256;
 
-/// `value` within `min..=max`, or why not.
-pub(crate) fn check_size(name: &str, value: usize, min: usize, max: usize) -> Result<(), String> {
+/// What makes a configuration one flashslide cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("architecture {0:?} is not supported (only \"vit\")")]
+    Architecture(String),
+    #[error("image size {image} is not a multiple of the patch size {patch}")]
+    Patches { image: usize, patch: usize },
+    #[error("{what} {width} does not split into {heads} heads")]
+    Heads {
+        what: &'static str,
+        width: usize,
+        heads: usize,
+    },
+    #[error("token pooling needs a class token")]
+    TokenPoolingWithoutClassToken,
+    #[error("{name} {value} is outside {min}..={max}")]
+    OutOfRange {
+        name: &'static str,
+        value: usize,
+        min: usize,
+        max: usize,
+    },
+    #[error("mlp_ratio {0} is outside (0, 16]")]
+    MlpRatio(f64),
+    #[error("norm_eps {0} is outside (0, 1)")]
+    NormEps(f64),
+    #[error("mpp: {0}")]
+    Mpp(ImplausibleMpp),
+    #[error("mean must be finite and std finite and positive")]
+    Normalisation,
+    #[error("the slide encoder takes {takes}-wide features but the tile encoder gives {gives}")]
+    FeatureWidth { takes: usize, gives: usize },
+    #[error("{side} × {side} patch tokens do not split into groups of {k} × {k}")]
+    Groups { side: usize, k: usize },
+    #[error("rope_base {0} must be finite and above 1")]
+    RopeBase(f64),
+    #[error("slide encoder head dim must be a multiple of 4 (2D rotary embedding)")]
+    RotaryHeadDim,
+    #[error("group_patches must be at least 1")]
+    NoGroup,
+}
+
+/// `value` within `min..=max`.
+pub(crate) fn check_size(
+    name: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), ConfigError> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(format!("{name} {value} is outside {min}..={max}"))
+        Err(ConfigError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        })
     }
 }
 
 /// An MLP ratio is finite, positive and at most 16 (timm's largest is 8).
-pub(crate) fn check_mlp_ratio(ratio: f64) -> Result<(), String> {
+pub(crate) fn check_mlp_ratio(ratio: f64) -> Result<(), ConfigError> {
     if ratio > 0.0 && ratio <= 16.0 {
         Ok(())
     } else {
-        Err(format!("mlp_ratio {ratio} is outside (0, 16]"))
+        Err(ConfigError::MlpRatio(ratio))
     }
 }
 
 /// A layer norm's epsilon is finite and in (0, 1): zero or negative values make NaN of
 /// constant rows.
-pub(crate) fn check_norm_eps(eps: f64) -> Result<(), String> {
+pub(crate) fn check_norm_eps(eps: f64) -> Result<(), ConfigError> {
     if eps > 0.0 && eps < 1.0 {
         Ok(())
     } else {
-        Err(format!("norm_eps {eps} is outside (0, 1)"))
+        Err(ConfigError::NormEps(eps))
     }
 }
 
@@ -97,27 +150,25 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Checks the configuration is one flashslide can run, saying what is wrong if not.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.architecture != "vit" {
-            return Err(format!(
-                "architecture {:?} is not supported (only \"vit\")",
-                self.architecture
-            ));
+            return Err(ConfigError::Architecture(self.architecture.clone()));
         }
         if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
-            return Err(format!(
-                "image size {} is not a multiple of the patch size {}",
-                self.image_size, self.patch_size
-            ));
+            return Err(ConfigError::Patches {
+                image: self.image_size,
+                patch: self.patch_size,
+            });
         }
         if self.heads == 0 || self.width % self.heads != 0 {
-            return Err(format!(
-                "width {} does not split into {} heads",
-                self.width, self.heads
-            ));
+            return Err(ConfigError::Heads {
+                what: "width",
+                width: self.width,
+                heads: self.heads,
+            });
         }
         if self.global_pool == GlobalPool::Token && !self.class_token {
-            return Err("token pooling needs a class token".into());
+            return Err(ConfigError::TokenPoolingWithoutClassToken);
         }
         check_size("image_size", self.image_size, 1, MAX_IMAGE_SIZE)?;
         check_size("width", self.width, 1, MAX_WIDTH)?;
@@ -125,24 +176,24 @@ impl ModelConfig {
         check_size("register_tokens", self.register_tokens, 0, MAX_REGISTERS)?;
         check_mlp_ratio(self.mlp_ratio)?;
         check_norm_eps(self.norm_eps)?;
-        crate::slide::mpp::check_mpp(self.mpp).map_err(|e| format!("mpp: {e}"))?;
+        check_mpp(self.mpp).map_err(ConfigError::Mpp)?;
         if self.mean.iter().any(|m| !m.is_finite()) || self.std.iter().any(|&s| !(s.is_finite() && s > 0.0)) {
-            return Err("mean must be finite and std finite and positive".into());
+            return Err(ConfigError::Normalisation);
         }
         if let Some(s) = &self.slide_encoder {
             s.validate()?;
             if s.input_dim != self.width {
-                return Err(format!(
-                    "the slide encoder takes {}-wide features but the tile encoder gives {}",
-                    s.input_dim, self.width
-                ));
+                return Err(ConfigError::FeatureWidth {
+                    takes: s.input_dim,
+                    gives: self.width,
+                });
             }
             if let Some(k) = s.group_patches {
                 if self.patches_per_side() % k != 0 {
-                    return Err(format!(
-                        "{0} × {0} patch tokens do not split into groups of {k} × {k}",
-                        self.patches_per_side()
-                    ));
+                    return Err(ConfigError::Groups {
+                        side: self.patches_per_side(),
+                        k,
+                    });
                 }
             }
         }

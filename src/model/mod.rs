@@ -13,7 +13,7 @@ pub mod tile_encoder;
 pub mod weights;
 
 use crate::backend::{Backend, BackendError};
-use config::ModelConfig;
+use config::{ConfigError, ModelConfig};
 use sha2::{Digest, Sha256};
 use slide_encoder::SlideEncoder;
 use std::collections::HashMap;
@@ -23,7 +23,23 @@ use tile_encoder::TileEncoder;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("model config: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
+    #[error("{}: {source}", path.display())]
+    ConfigFile { path: PathBuf, source: ConfigError },
+    #[error("{}: {source}", path.display())]
+    ConfigJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: the configuration needs at least {floor} parameters, but {} holds only {bytes} bytes", config.display(), weights.display())]
+    TooFewParameters {
+        config: PathBuf,
+        weights: PathBuf,
+        floor: u64,
+        bytes: u64,
+    },
+    #[error("{0} random parameters asked for, more than {max}", max = weights::MAX_RANDOM_PARAMETERS)]
+    TooManyRandomParameters(usize),
     #[error("{}: {msg}", path.display())]
     Weights { path: PathBuf, msg: String },
     #[error("{}: {source}", path.display())]
@@ -108,11 +124,14 @@ impl<B: Backend> Model<B> {
 }
 
 fn parse_config(text: &str, path: &Path) -> Result<ModelConfig, ModelError> {
-    let config: ModelConfig =
-        serde_json::from_str(text).map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
-    config
-        .validate()
-        .map_err(|e| ModelError::Config(format!("{}: {e}", path.display())))?;
+    let config: ModelConfig = serde_json::from_str(text).map_err(|source| ModelError::ConfigJson {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    config.validate().map_err(|source| ModelError::ConfigFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(config)
 }
 
@@ -126,11 +145,12 @@ fn check_size(
 ) -> Result<(), ModelError> {
     let floor = config.parameter_floor();
     if floor > weight_bytes {
-        return Err(ModelError::Config(format!(
-            "{}: the configuration needs at least {floor} parameters, but {} holds only {weight_bytes} bytes",
-            config_path.display(),
-            weights_path.display()
-        )));
+        return Err(ModelError::TooFewParameters {
+            config: config_path.to_path_buf(),
+            weights: weights_path.to_path_buf(),
+            floor,
+            bytes: weight_bytes,
+        });
     }
     Ok(())
 }

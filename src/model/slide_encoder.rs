@@ -8,7 +8,7 @@
 //! `blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp.fc1, mlp.fc2}`, `norm`, `token_head`
 //! (width → 1) and `slide_head` (width → 1, on the mean of the normalised tokens).
 
-use super::config::ModelConfig;
+use super::config::{ConfigError, ModelConfig};
 use super::tile_encoder::Encoded;
 use super::weights::{HostTensor, Weights};
 use super::ModelError;
@@ -38,7 +38,7 @@ pub struct SlideEncoderConfig {
 }
 
 impl SlideEncoderConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         use super::config::{check_mlp_ratio, check_norm_eps, check_size, MAX_DEPTH, MAX_WIDTH};
         check_size("slide encoder input_dim", self.input_dim, 1, MAX_WIDTH)?;
         check_size("slide encoder width", self.width, 1, MAX_WIDTH)?;
@@ -46,19 +46,20 @@ impl SlideEncoderConfig {
         check_mlp_ratio(self.mlp_ratio)?;
         check_norm_eps(self.norm_eps)?;
         if !(self.rope_base.is_finite() && self.rope_base > 1.0) {
-            return Err(format!("rope_base {} must be finite and above 1", self.rope_base));
+            return Err(ConfigError::RopeBase(self.rope_base));
         }
         if self.heads == 0 || self.width % self.heads != 0 {
-            return Err(format!(
-                "slide encoder width {} does not split into {} heads",
-                self.width, self.heads
-            ));
+            return Err(ConfigError::Heads {
+                what: "slide encoder width",
+                width: self.width,
+                heads: self.heads,
+            });
         }
         if (self.width / self.heads) % 4 != 0 {
-            return Err("slide encoder head dim must be a multiple of 4 (2D rotary embedding)".into());
+            return Err(ConfigError::RotaryHeadDim);
         }
         if self.group_patches == Some(0) {
-            return Err("group_patches must be at least 1".into());
+            return Err(ConfigError::NoGroup);
         }
         Ok(())
     }
@@ -134,14 +135,14 @@ impl<B: Backend> SlideEncoder<B> {
         host: &HashMap<String, HostTensor>,
         source: &Path,
     ) -> Result<SlideEncoder<B>, ModelError> {
-        config.validate().map_err(ModelError::Config)?;
+        config.validate()?;
         let weights = Weights::from_host(backend, host, &config.expected_shapes(), source)?;
         Ok(SlideEncoder { config, weights })
     }
 
     /// An encoder with random weights: for benchmarks.
     pub fn random(backend: &B, config: SlideEncoderConfig) -> Result<SlideEncoder<B>, ModelError> {
-        config.validate().map_err(ModelError::Config)?;
+        config.validate()?;
         let weights = Weights::random(backend, &config.expected_shapes(), 0x51de)?;
         Ok(SlideEncoder { config, weights })
     }
@@ -167,9 +168,7 @@ impl<B: Backend> SlideEncoder<B> {
             Some(k) => {
                 let side = tile.patches_per_side();
                 if side % k != 0 {
-                    return Err(ModelError::Config(format!(
-                        "{side} × {side} patch tokens do not split into {k} × {k} groups"
-                    )));
+                    return Err(ModelError::Config(ConfigError::Groups { side, k }));
                 }
                 let features = be.group_tokens(
                     &encoded.tokens,

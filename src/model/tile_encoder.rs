@@ -32,14 +32,14 @@ impl<B: Backend> TileEncoder<B> {
         host: &HashMap<String, HostTensor>,
         source: &Path,
     ) -> Result<TileEncoder<B>, ModelError> {
-        config.validate().map_err(ModelError::Config)?;
+        config.validate()?;
         let weights = Weights::from_host(backend, host, &expected_shapes(&config), source)?;
         Ok(TileEncoder { config, weights })
     }
 
     /// An encoder with random weights: for benchmarks.
     pub fn random(backend: &B, config: ModelConfig) -> Result<TileEncoder<B>, ModelError> {
-        config.validate().map_err(ModelError::Config)?;
+        config.validate()?;
         let weights = Weights::random(backend, &expected_shapes(&config), 0x7105)?;
         Ok(TileEncoder { config, weights })
     }

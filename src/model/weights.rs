@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Most parameters a random-weight model (benchmarks) may have: 2^34, beyond ViT-22B.
-const MAX_RANDOM_PARAMETERS: usize = 1 << 34;
+pub(crate) const MAX_RANDOM_PARAMETERS: usize = 1 << 34;
 
 /// A tensor on the host: f32 values and the shape the file gives.
 pub struct HostTensor {
@@ -123,9 +123,7 @@ impl<B: Backend> Weights<B> {
     ) -> Result<Weights<B>, ModelError> {
         let parameters: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         if parameters > MAX_RANDOM_PARAMETERS {
-            return Err(ModelError::Config(format!(
-                "{parameters} random parameters asked for, more than {MAX_RANDOM_PARAMETERS}"
-            )));
+            return Err(ModelError::TooManyRandomParameters(parameters));
         }
         let mut state = seed | 1;
         let mut normal = move || {

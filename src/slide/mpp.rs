@@ -6,16 +6,17 @@
 /// The accepted range, inclusive.
 pub const PLAUSIBLE_MPP: std::ops::RangeInclusive<f64> = 0.05..=100.0;
 
-/// `Ok(mpp)` when `mpp` is finite and within [`PLAUSIBLE_MPP`]; otherwise why not.
-pub fn check_mpp(mpp: f64) -> Result<f64, String> {
+/// A pixel size outside [`PLAUSIBLE_MPP`] (or not a number).
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+#[error("{0} µm/px is not a plausible pixel size (expected {lo} to {hi} µm/px)", lo = PLAUSIBLE_MPP.start(), hi = PLAUSIBLE_MPP.end())]
+pub struct ImplausibleMpp(pub f64);
+
+/// `Ok(mpp)` when `mpp` is finite and within [`PLAUSIBLE_MPP`].
+pub fn check_mpp(mpp: f64) -> Result<f64, ImplausibleMpp> {
     if PLAUSIBLE_MPP.contains(&mpp) {
         Ok(mpp)
     } else {
-        Err(format!(
-            "{mpp} µm/px is not a plausible pixel size (expected {} to {} µm/px)",
-            PLAUSIBLE_MPP.start(),
-            PLAUSIBLE_MPP.end()
-        ))
+        Err(ImplausibleMpp(mpp))
     }
 }
 

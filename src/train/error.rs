@@ -18,8 +18,8 @@ pub enum TrainError {
     #[error("{}: no ground truth beside it", path.display())]
     NoTruth { path: PathBuf },
     /// The ground truth file (its reader names it).
-    #[error("{0}")]
-    Truth(String),
+    #[error(transparent)]
+    Truth(#[from] crate::annotation::lesions::TruthError),
     #[error("the pixel size of {}", path.display())]
     Mpp {
         path: PathBuf,
@@ -41,7 +41,7 @@ pub enum TrainError {
     #[error("{}: larger than one {side}-pixel image at {mpp} µm/px", path.display())]
     TooLarge { path: PathBuf, side: usize, mpp: f64 },
     #[error("model config: {0}")]
-    Config(String),
+    Config(#[from] crate::model::config::ConfigError),
     #[error("the configuration has no slide encoder")]
     NoSlideEncoder,
     #[error("no training tiles")]

@@ -53,7 +53,7 @@ pub fn whole_image_config(mut config: ModelConfig, side: usize, mpp: f64) -> Res
         .as_mut()
         .ok_or(TrainError::NoSlideEncoder)?
         .group_patches = Some(1);
-    config.validate().map_err(TrainError::Config)?;
+    config.validate()?;
     Ok(config)
 }
 

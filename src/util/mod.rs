@@ -2,5 +2,6 @@
 //! facts about this process and host, and a seeded random number generator.
 
 pub mod atomic;
+pub mod errors;
 pub mod process;
 pub mod rng;

@@ -3,6 +3,7 @@
 //! background, and the buffer helpers the operations share.
 
 use super::kernels::KernelSignature;
+use super::nvjpeg::NvjpegError;
 use super::tile_decoder::JpegDecoder;
 use super::{attention, device_err, nvrtc, CudaBackend, CudaTensor, CudaUnavailable, Storage};
 use crate::backend::BackendError;
@@ -33,7 +34,7 @@ pub(super) struct Inner {
     jpeg_starting: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-type JpegDecoderOrWhyNot = Result<Mutex<JpegDecoder>, String>;
+type JpegDecoderOrWhyNot = Result<Mutex<JpegDecoder>, NvjpegError>;
 
 /// JPEG decoders, each for a thread of its own: one thread feeds the JPEG engines about
 /// 45,000 256-px tiles a second (its calls parse the streams on the CPU), fewer than an
@@ -168,7 +169,9 @@ impl CudaBackend {
         if let Some(starting) = starting {
             let _ = starting.join();
         }
-        self.inner.jpeg[0].get().and_then(|r| r.as_ref().err().cloned())
+        self.inner.jpeg[0]
+            .get()
+            .and_then(|r| r.as_ref().err().map(ToString::to_string))
     }
 
     /// Bytes of device memory (free, total).

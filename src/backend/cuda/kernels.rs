@@ -112,6 +112,26 @@ impl LaunchArg for &u64 {
     }
 }
 
+/// A launch whose arguments do not fit its kernel's parameters.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchMismatch {
+    #[error("kernel {name} (kernels/{file}) takes {takes} arguments, the launch gives {gives}")]
+    Count {
+        name: &'static str,
+        file: &'static str,
+        takes: usize,
+        gives: usize,
+    },
+    #[error("kernel {name} (kernels/{file}): argument {position} is {arg:?}, the parameter {param:?}")]
+    Type {
+        name: &'static str,
+        file: &'static str,
+        position: usize,
+        arg: Arg,
+        param: Param,
+    },
+}
+
 impl KernelSignature {
     /// The kernel `name`, if kernels/*.cu declares it.
     pub fn find(name: &str) -> Option<&'static KernelSignature> {
@@ -120,15 +140,14 @@ impl KernelSignature {
 
     /// Whether `args` fit the parameters: as many, each pointer given a buffer of its element
     /// type (writable where the kernel writes) or an address, each value its type.
-    pub fn check(&self, args: &[Arg]) -> Result<(), String> {
+    pub fn check(&self, args: &[Arg]) -> Result<(), LaunchMismatch> {
         if args.len() != self.params.len() {
-            return Err(format!(
-                "kernel {} (kernels/{}) takes {} arguments, the launch gives {}",
-                self.name,
-                self.file,
-                self.params.len(),
-                args.len()
-            ));
+            return Err(LaunchMismatch::Count {
+                name: self.name,
+                file: self.file,
+                takes: self.params.len(),
+                gives: args.len(),
+            });
         }
         for (i, (param, arg)) in self.params.iter().zip(args).enumerate() {
             let fits = match (param, arg) {
@@ -139,12 +158,13 @@ impl KernelSignature {
                 _ => false,
             };
             if !fits {
-                return Err(format!(
-                    "kernel {} (kernels/{}): argument {} is {arg:?}, the parameter {param:?}",
-                    self.name,
-                    self.file,
-                    i + 1
-                ));
+                return Err(LaunchMismatch::Type {
+                    name: self.name,
+                    file: self.file,
+                    position: i + 1,
+                    arg: *arg,
+                    param: *param,
+                });
             }
         }
         Ok(())
@@ -200,7 +220,8 @@ mod tests {
             .is_err());
         let message = gelu
             .check(&[good[0], good[1], Arg::Value(Elem::I32)])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             message.contains("gelu") && message.contains("argument 3"),
             "{message}"

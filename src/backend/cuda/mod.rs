@@ -12,7 +12,7 @@ macro_rules! launch_on {
     ($stream:expr, $function:expr, $signature:expr, $cfg:expr, $($arg:expr),+ $(,)?) => {{
         $signature
             .check(&[$($crate::backend::cuda::kernels::LaunchArg::kind(&$arg)),+])
-            .map_err(BackendError::Device)?;
+            .map_err(|e| BackendError::Device(e.to_string()))?;
         let mut b = $stream.launch_builder($function);
         $( b.arg($arg); )+
         // SAFETY: the arguments match the kernel's signature (checked above), and every

@@ -45,8 +45,26 @@ struct Api {
     _library: Library,
 }
 
+/// Why nvJPEG is unusable or a call failed. Cloned: every decoder slot of a backend keeps
+/// the reason it has none.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum NvjpegError {
+    #[error("libnvjpeg was not found on the library path ({0})")]
+    NotFound(String),
+    #[error("libnvjpeg lacks {symbol}: {reason}")]
+    MissingSymbol { symbol: &'static str, reason: String },
+    #[error("nvJPEG {what}: {status}")]
+    Call { what: String, status: &'static str },
+    /// Neither backend could start: each one's failure.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoBackend(Vec<NvjpegError>),
+    /// The CUDA context or stream it needs.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+}
+
 impl Api {
-    fn load() -> Result<Api, String> {
+    fn load() -> Result<Api, NvjpegError> {
         let mut last = String::new();
         for name in ["libnvjpeg.so.13", "libnvjpeg.so"] {
             // SAFETY: loading nvJPEG runs no initialisation with preconditions.
@@ -55,17 +73,20 @@ impl Api {
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(format!("libnvjpeg was not found on the library path ({last})"))
+        Err(NvjpegError::NotFound(last))
     }
 
-    fn bind(library: Library) -> Result<Api, String> {
+    fn bind(library: Library) -> Result<Api, NvjpegError> {
         // SAFETY: each symbol is given its signature from nvjpeg.h.
         unsafe {
             macro_rules! get {
                 ($name:literal) => {
                     *library
                         .get(concat!($name, "\0").as_bytes())
-                        .map_err(|e| format!("libnvjpeg lacks {}: {e}", $name))?
+                        .map_err(|e| NvjpegError::MissingSymbol {
+                            symbol: $name,
+                            reason: e.to_string(),
+                        })?
                 };
             }
             Ok(Api {
@@ -81,7 +102,7 @@ impl Api {
     }
 }
 
-fn check(status: Status, what: &str) -> Result<(), String> {
+fn check(status: Status, what: &str) -> Result<(), NvjpegError> {
     const NAMES: [&str; 11] = [
         "success",
         "not initialised",
@@ -97,10 +118,10 @@ fn check(status: Status, what: &str) -> Result<(), String> {
     ];
     match status {
         0 => Ok(()),
-        s => Err(format!(
-            "nvJPEG {what}: {}",
-            NAMES.get(s as usize).copied().unwrap_or("unknown error")
-        )),
+        s => Err(NvjpegError::Call {
+            what: what.to_string(),
+            status: NAMES.get(s as usize).copied().unwrap_or("unknown error"),
+        }),
     }
 }
 
@@ -120,7 +141,7 @@ unsafe impl Sync for Nvjpeg {}
 impl Nvjpeg {
     /// The hardware backend where the GPU has JPEG engines, else the GPU-assisted one. The
     /// caller has made the device's CUDA context current on this thread.
-    pub fn open() -> Result<Arc<Nvjpeg>, String> {
+    pub fn open() -> Result<Arc<Nvjpeg>, NvjpegError> {
         let api = Api::load()?;
         let mut failures = Vec::new();
         for (backend, name) in [(BACKEND_HARDWARE, "hardware"), (BACKEND_GPU_HYBRID, "GPU")] {
@@ -153,7 +174,7 @@ impl Nvjpeg {
                 Err(e) => failures.push(e),
             }
         }
-        Err(failures.join("; "))
+        Err(NvjpegError::NoBackend(failures))
     }
 
     /// "hardware" or "GPU".
@@ -162,7 +183,7 @@ impl Nvjpeg {
     }
 
     /// A decoder of its own (an nvJPEG state), for one thread at a time.
-    pub fn decoder(self: &Arc<Self>) -> Result<NvjpegDecoder, String> {
+    pub fn decoder(self: &Arc<Self>) -> Result<NvjpegDecoder, NvjpegError> {
         let mut state = std::ptr::null_mut();
         // SAFETY: a live handle; one out-parameter.
         check(
@@ -209,7 +230,7 @@ impl NvjpegDecoder {
         outputs: &[u64],
         pitch: usize,
         cu_stream: *mut c_void,
-    ) -> Result<(), String> {
+    ) -> Result<(), NvjpegError> {
         assert_eq!(streams.len(), outputs.len(), "one output per stream");
         if streams.is_empty() {
             return Ok(());

@@ -5,7 +5,7 @@
 //! kernels have read it, as soon as its work is queued.
 
 use super::kernels::KernelSignature;
-use super::nvjpeg::{Nvjpeg, NvjpegDecoder};
+use super::nvjpeg::{Nvjpeg, NvjpegDecoder, NvjpegError};
 use super::{device_err, CudaBackend};
 
 use crate::backend::BackendError;
@@ -99,8 +99,9 @@ pub(super) struct JpegDecoder {
 
 impl JpegDecoder {
     /// nvJPEG's handle, made on the device of `ctx` (about a third of a second).
-    pub(super) fn start(ctx: &Arc<CudaContext>) -> Result<Arc<Nvjpeg>, String> {
-        ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
+    pub(super) fn start(ctx: &Arc<CudaContext>) -> Result<Arc<Nvjpeg>, NvjpegError> {
+        ctx.bind_to_thread()
+            .map_err(|e| NvjpegError::Cuda(format!("{e:?}")))?;
         Nvjpeg::open()
     }
 
@@ -111,8 +112,9 @@ impl JpegDecoder {
         ctx: &Arc<CudaContext>,
         compute: &Arc<CudaStream>,
         (assemble, assemble_signature): (&CudaFunction, &'static KernelSignature),
-    ) -> Result<JpegDecoder, String> {
-        ctx.bind_to_thread().map_err(|e| format!("{e:?}"))?;
+    ) -> Result<JpegDecoder, NvjpegError> {
+        ctx.bind_to_thread()
+            .map_err(|e| NvjpegError::Cuda(format!("{e:?}")))?;
         // Its kernels (nvJPEG's own, and assembling) go before the encoder's: waiting on
         // decoding idles the encoder, while the encoder's kernels can wait.
         let (_, highest) = cudarc::driver::result::stream::get_priority_range().unwrap_or((0, 0));
@@ -122,7 +124,7 @@ impl JpegDecoder {
             backend: nvjpeg.backend(),
             stream: ctx
                 .new_stream_with_priority(highest)
-                .map_err(|e| format!("{e:?}"))?,
+                .map_err(|e| NvjpegError::Cuda(format!("{e:?}")))?,
             compute: compute.clone(),
             assemble: assemble.clone(),
             assemble_signature,
@@ -174,7 +176,7 @@ impl JpegDecoder {
                     tw as usize * 3,
                     self.stream.cu_stream() as *mut _,
                 )
-                .map_err(BackendError::Device)?;
+                .map_err(|e| BackendError::Device(e.to_string()))?;
         }
 
         let px = batch.tile_px as usize;

@@ -13,6 +13,7 @@ mod tiff_out;
 
 use super::error::{SlideError, SlideErrorKind};
 use super::resample::box_downsample;
+use jpeg_encoder::EncodingError;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::File;
@@ -140,6 +141,10 @@ fn io_error(path: &Path, e: std::io::Error) -> SlideError {
     SlideError::new(path, SlideErrorKind::Io(e))
 }
 
+fn encoding_failed(path: &Path, e: EncodingError) -> SlideError {
+    SlideError::new(path, SlideErrorKind::BadRequest(format!("JPEG encoding: {e}")))
+}
+
 impl PyramidWriter {
     pub fn create(
         path: impl AsRef<Path>,
@@ -241,7 +246,7 @@ impl PyramidWriter {
         let spp = self.options.samples.per_pixel();
         let width = self.levels[level].width;
         let tiles = encode_band(band, width as usize, rows as usize, &self.options)
-            .map_err(|e| SlideError::new(&self.path, SlideErrorKind::BadRequest(e)))?;
+            .map_err(|e| encoding_failed(&self.path, e))?;
         let out = self.out.as_mut().expect("writer is open");
         for data in tiles {
             let at = out.append(&data).map_err(|e| io_error(&self.partial, e))?;
@@ -291,7 +296,7 @@ impl PyramidWriter {
         let spp = self.options.samples.per_pixel();
         let compression = self.options.compression;
         let uniform: Mutex<HashMap<[u8; 3], Arc<Vec<u8>>>> = Mutex::default();
-        let encode_uniform = |samples: [u8; 3]| -> Result<Arc<Vec<u8>>, String> {
+        let encode_uniform = |samples: [u8; 3]| -> Result<Arc<Vec<u8>>, EncodingError> {
             if let Some(hit) = uniform.lock().expect("no panics while held").get(&samples) {
                 return Ok(hit.clone());
             }
@@ -331,7 +336,7 @@ impl PyramidWriter {
                         },
                     )
                     .collect::<Result<_, _>>()
-                    .map_err(|e| SlideError::new(&self.path, SlideErrorKind::BadRequest(e)))?;
+                    .map_err(|e| encoding_failed(&self.path, e))?;
                 let out = self.out.as_mut().expect("writer is open");
                 let l = &mut self.levels[level];
                 for data in tiles {
@@ -441,8 +446,8 @@ impl PyramidWriter {
         let factor = last.width.max(last.height).div_ceil(768).max(1) as usize;
         let (thumb, tw, th) = box_downsample(pixels, last.width as usize, last.height as usize, spp, factor);
         let compression = Compression::Jpeg { quality: 90 };
-        let data = encode_tile(&thumb, tw, th, spp, compression)
-            .map_err(|e| SlideError::new(&self.path, SlideErrorKind::BadRequest(e)))?;
+        let data =
+            encode_tile(&thumb, tw, th, spp, compression).map_err(|e| encoding_failed(&self.path, e))?;
         let at = out.append(&data).map_err(|e| io_error(&self.partial, e))?;
         let (w0, h0) = (self.levels[0].width, self.levels[0].height);
         let downsample = (w0 as f64 / tw as f64 + h0 as f64 / th as f64) / 2.0;
@@ -478,7 +483,12 @@ impl Drop for PyramidWriter {
 
 /// Cuts a band into tile-sized pieces (edge tiles padded by repeating the last row and
 /// column, which costs JPEG the least) and encodes them in parallel, in order.
-fn encode_band(band: &[u8], width: usize, rows: usize, o: &PyramidOptions) -> Result<Vec<Vec<u8>>, String> {
+fn encode_band(
+    band: &[u8],
+    width: usize,
+    rows: usize,
+    o: &PyramidOptions,
+) -> Result<Vec<Vec<u8>>, EncodingError> {
     let t = o.tile_size as usize;
     let spp = o.samples.per_pixel();
     let across = width.div_ceil(t);
@@ -509,7 +519,7 @@ fn encode_tile(
     height: usize,
     spp: usize,
     compression: Compression,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, EncodingError> {
     match compression {
         Compression::Jpeg { quality } => {
             let mut out = Vec::with_capacity(width * height / 4);
@@ -520,8 +530,7 @@ fn encode_tile(
             } else {
                 jpeg_encoder::ColorType::Luma
             };
-            enc.encode(pixels, width as u16, height as u16, colour)
-                .map_err(|e| format!("JPEG encoding: {e}"))?;
+            enc.encode(pixels, width as u16, height as u16, colour)?;
             Ok(out)
         }
         Compression::Deflate { level } => Ok(miniz_oxide::deflate::compress_to_vec_zlib(pixels, level)),
