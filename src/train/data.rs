@@ -5,8 +5,9 @@
 //! tumour-free ones are sampled six to one.
 
 use super::TrainError;
-use crate::analysis::plan::{plan_tiles, read_tile, Tile, TilePlan};
-use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
+use crate::analysis::pipeline::{plan_slide, PipelineOptions, PlannedSlide};
+use crate::analysis::plan::{read_tile, Tile, TilePlan};
+use crate::analysis::tissue::TissueMask;
 use crate::annotation::lesions::SlideTruth;
 use crate::slide::discover::discover;
 use crate::slide::Slide;
@@ -165,14 +166,19 @@ pub fn open_annotated(path: &Path, model_mpp: f64, tile_px: u32) -> Result<Annot
         }
     })?;
     let truth = SlideTruth::load(&truth_path, mpp).map_err(TrainError::Truth)?;
-    // The slide reader's errors name the file already.
-    let mask = detect_tissue(&slide, mpp, &TissueOptions::default())?;
-    let plan = plan_tiles(&slide, mpp, model_mpp, tile_px, &mask, MIN_TISSUE).map_err(|source| {
-        TrainError::Grid {
+    // As `run` plans (raster order: batches are drawn at random), fluorescence not refused:
+    // the truth says what the tissue is.
+    let options = PipelineOptions {
+        batch: 1,
+        min_tissue: MIN_TISSUE,
+        allow_dark_background: true,
+        ..PipelineOptions::default()
+    };
+    let PlannedSlide { mask, plan, .. } = plan_slide(&slide, mpp, model_mpp, tile_px, &options, &|_| {})
+        .map_err(|source| TrainError::Plan {
             path: path.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     Ok(AnnotatedSlide {
         slide,
         truth,

@@ -2,7 +2,6 @@
 //! source, not part of its message, so that `flashslide` prints it once ("…: cause").
 
 use crate::analysis::pipeline::{MppError, PipelineError};
-use crate::analysis::plan::GridError;
 use crate::backend::BackendError;
 use crate::model::ModelError;
 use crate::slide::SlideError;
@@ -27,10 +26,10 @@ pub enum TrainError {
         source: MppError,
     },
     #[error("cannot tile {}", path.display())]
-    Grid {
+    Plan {
         path: PathBuf,
         #[source]
-        source: GridError,
+        source: PipelineError,
     },
     #[error("cannot encode the tiles of {}", path.display())]
     Encode {
