@@ -53,6 +53,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "util",
             "eval::froc",
             "eval::results",
+            "eval::EvalError",
         ],
     ),
 ];

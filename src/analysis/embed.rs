@@ -4,7 +4,7 @@
 use crate::analysis::pipeline::{
     encode_tiles, plan_slide, PipelineError, PipelineOptions, PlannedSlide, StageSeconds,
 };
-use crate::analysis::plan::GridError;
+use crate::analysis::plan::PlanError;
 use crate::backend::{Backend, BackendError};
 use crate::model::{Model, ModelError};
 use crate::slide::{Slide, SlideError};
@@ -19,7 +19,7 @@ pub enum EmbedError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error(transparent)]
-    Grid(#[from] GridError),
+    Plan(#[from] PlanError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("{}: {msg}", path.display())]

@@ -4,7 +4,7 @@
 
 use crate::analysis::jpeg_tiles::read_jpeg_batch;
 
-use crate::analysis::plan::{plan_tiles, read_tile, GridError, Tile, TilePlan};
+use crate::analysis::plan::{plan_tiles, read_tile, PlanError, Tile, TilePlan};
 use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
 use crate::backend::{Backend, BackendError, JpegBatch, TileDecoder};
 use crate::model::tile_encoder::Encoded;
@@ -19,7 +19,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Slide(#[from] SlideError),
     #[error(transparent)]
-    Grid(#[from] GridError),
+    Plan(#[from] PlanError),
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]

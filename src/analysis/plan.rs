@@ -76,7 +76,7 @@ const MAX_READ_PX: f64 = 8192.0;
 const MAX_GRID_CELLS: f64 = (1u64 << 24) as f64;
 
 #[derive(Debug, thiserror::Error)]
-pub enum GridError {
+pub enum PlanError {
     #[error("the slide's pixels ({slide_mpp} µm) are coarser than the model's ({model_mpp} µm): tiles would be upsampled")]
     TooCoarse { slide_mpp: f64, model_mpp: f64 },
     #[error("the slide's pixel size: {0}; pass --mpp with the right value")]
@@ -105,12 +105,12 @@ pub fn plan_tiles(
     tile_px: u32,
     mask: &TissueMask,
     min_tissue: f64,
-) -> Result<TilePlan, GridError> {
-    check_mpp(slide_mpp).map_err(GridError::SlideMpp)?;
-    check_mpp(model_mpp).map_err(GridError::ModelMpp)?;
+) -> Result<TilePlan, PlanError> {
+    check_mpp(slide_mpp).map_err(PlanError::SlideMpp)?;
+    check_mpp(model_mpp).map_err(PlanError::ModelMpp)?;
     // 1% slack: scanners write 0.2527 for a nominal 0.25.
     if slide_mpp > model_mpp * 1.01 {
-        return Err(GridError::TooCoarse { slide_mpp, model_mpp });
+        return Err(PlanError::TooCoarse { slide_mpp, model_mpp });
     }
     let level = slide
         .levels()
@@ -122,7 +122,7 @@ pub fn plan_tiles(
     // Sizes are checked in f64 before any becomes an integer, so none can wrap.
     let exact_read = tile_px as f64 * ratio;
     if !exact_read.is_finite() || exact_read > MAX_READ_PX {
-        return Err(GridError::TileTooLarge {
+        return Err(PlanError::TileTooLarge {
             tile_px,
             read_px: exact_read,
             model_mpp,
@@ -133,7 +133,7 @@ pub fn plan_tiles(
     let (w, h) = slide.dimensions();
     let (cols, rows) = ((w as f64 / tile_level0).ceil(), (h as f64 / tile_level0).ceil());
     if !(cols * rows).is_finite() || cols * rows > MAX_GRID_CELLS {
-        return Err(GridError::TooManyTiles { cols, rows });
+        return Err(PlanError::TooManyTiles { cols, rows });
     }
     let (cols, rows) = (cols as u32, rows as u32);
     // A slide that is one tile (a model of whole-slide images) is analysed whenever it has

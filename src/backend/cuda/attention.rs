@@ -172,6 +172,14 @@ impl CudaBackend {
     }
 }
 
+/// ALiBi's slopes for `heads` heads times log2 e: the kernel works in base 2.
+pub(super) fn alibi_slopes_log2(heads: usize) -> Vec<f32> {
+    crate::backend::cpu::attention::alibi_slopes(heads)
+        .iter()
+        .map(|s| s * std::f32::consts::LOG2_E)
+        .collect()
+}
+
 /// The backend's attention: q, k, v are views into the fused projection (`[tokens, 3, heads,
 /// head_dim]`); with a rotary embedding, q and k are rotated in a copy first.
 pub(super) fn packed_attention(

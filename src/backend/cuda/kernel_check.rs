@@ -77,11 +77,7 @@ impl CudaBackend {
         );
         let flat: Vec<f32> = x.positions.iter().flatten().copied().collect();
         let positions = self.upload_raw(&flat)?;
-        let slopes: Vec<f32> = alibi_slopes(heads)
-            .iter()
-            .map(|s| s * std::f32::consts::LOG2_E)
-            .collect();
-        let slopes = self.upload_raw(&slopes)?;
+        let slopes = self.upload_raw(&super::attention::alibi_slopes_log2(heads))?;
         let mut out: CudaSlice<T> = self.upload_raw(&vec![T::NAN; x.q.len()])?;
         let args = FlashArgs {
             q: q.slice(0..),

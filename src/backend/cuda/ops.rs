@@ -379,11 +379,7 @@ impl Backend for CudaBackend {
     ) -> Result<CudaPositions, BackendError> {
         let flat: Vec<f32> = spec.positions.iter().flatten().copied().collect();
         let slopes = if spec.alibi {
-            let s: Vec<f32> = crate::backend::cpu::attention::alibi_slopes(heads)
-                .iter()
-                .map(|s| s * std::f32::consts::LOG2_E)
-                .collect();
-            Some(self.upload_raw(&s)?)
+            Some(self.upload_raw(&attention::alibi_slopes_log2(heads))?)
         } else {
             None
         };
