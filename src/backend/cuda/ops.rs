@@ -6,7 +6,7 @@ use super::tile_decoder::SharedJpegDecoder;
 use super::{attention, device_err, CudaBackend, CudaPixels, CudaPositions, CudaTensor, Storage};
 use crate::backend::{Backend, BackendError, PositionSpec, TileDecoder};
 use cudarc::cublas::{sys as blas_sys, Gemm, GemmConfig};
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 use half::bf16;
 
 impl Backend for CudaBackend {
@@ -54,11 +54,11 @@ impl Backend for CudaBackend {
         w: &CudaTensor,
         b: Option<&CudaTensor>,
     ) -> Result<CudaTensor, BackendError> {
-        let y = self.matmul_transposed(x, w)?;
+        let mut y = self.matmul_transposed(x, w)?;
         if let Some(b) = b {
-            self.bias_act(&y, b, false)?;
+            self.bias_act(&mut y, [x.rows, w.rows], b, false)?;
         }
-        Ok(y)
+        Ok(self.tensor(y, x.rows, w.rows))
     }
 
     fn linear_gelu(
@@ -67,9 +67,9 @@ impl Backend for CudaBackend {
         w: &CudaTensor,
         b: &CudaTensor,
     ) -> Result<CudaTensor, BackendError> {
-        let y = self.matmul_transposed(x, w)?;
-        self.bias_act(&y, b, true)?;
-        Ok(y)
+        let mut y = self.matmul_transposed(x, w)?;
+        self.bias_act(&mut y, [x.rows, w.rows], b, true)?;
+        Ok(self.tensor(y, x.rows, w.rows))
     }
 
     fn layer_norm(
@@ -405,7 +405,8 @@ impl Backend for CudaBackend {
 impl CudaBackend {
     /// `x · wᵀ` through cuBLAS: x `[rows, in]`, w `[out, in]`, both row-major, which in
     /// cuBLAS's column-major terms is yᵀ `[out, rows]` = w (wᵀ stored, transposed) · xᵀ.
-    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaTensor, BackendError> {
+    /// The buffer `[x.rows, w.rows]`, not yet a tensor, for an epilogue to write in place.
+    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaSlice<bf16>, BackendError> {
         if x.cols != w.cols {
             return Err(BackendError::Input(format!(
                 "matmul of [{}, {}] by [{}, {}]ᵀ",
@@ -429,26 +430,20 @@ impl CudaBackend {
         let (w, x) = (self.bf16_data(w)?, self.bf16_data(x)?);
         // SAFETY: the dimensions above match the buffers' sizes.
         unsafe { self.inner.blas.gemm(cfg, &*w, &*x, &mut y) }.map_err(device_err)?;
-        Ok(self.tensor(y, rows, out_cols))
+        Ok(y)
     }
 
-    /// `x += bias` per column, then GELU if asked, in place: `x` is a fresh matmul output
-    /// no other tensor shares yet.
-    fn bias_act(&self, x: &CudaTensor, bias: &CudaTensor, gelu: bool) -> Result<(), BackendError> {
-        let n = x.rows * x.cols;
-        let (rows, cols, act) = (x.rows as i64, x.cols as i32, gelu as i32);
-        // The buffer is written through a shared handle: sound because the caller owns the
-        // only other reference and reads it only after this launch, on the same stream.
-        let (data, bias) = (self.bf16_data(x)?, self.bf16_data(bias)?);
-        launch!(
-            self,
-            "bias_act",
-            Self::elementwise(n),
-            &*data,
-            &*bias,
-            &rows,
-            &cols,
-            &act
-        )
+    /// `y += bias` per column of a `[rows, cols]` matmul output, then GELU if asked, in place.
+    fn bias_act(
+        &self,
+        y: &mut CudaSlice<bf16>,
+        [rows, cols]: [usize; 2],
+        bias: &CudaTensor,
+        gelu: bool,
+    ) -> Result<(), BackendError> {
+        let cfg = Self::elementwise(rows * cols);
+        let (rows, cols, act) = (rows as i64, cols as i32, gelu as i32);
+        let bias = self.bf16_data(bias)?;
+        launch!(self, "bias_act", cfg, y, &*bias, &rows, &cols, &act)
     }
 }
