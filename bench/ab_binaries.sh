@@ -16,7 +16,7 @@ bin=$b
 source "$(dirname "$0")/slides.sh"
 synth s40k 40 40000 40000 0.5
 rm -rf "$work/twice" && mkdir -p "$work/twice"
-for name in a b; do ln "$work/s40k/synth-s40-000.svs" "$work/twice/$name.svs"; done
+for name in a b; do cp "$work/s40k/synth-s40-000.svs" "$work/twice/$name.svs"; done
 configs=(models/flashslide-synth-v1/config.json bench/configs/vit-s16.json)
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$out/gpu.txt"
 for round in 1 2; do

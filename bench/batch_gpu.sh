@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A batch of slides on the GPU: `flashslide run` over a folder of five copies (hard links)
-# of each slide of bench/run_gpu.sh, per model; the whole command's wall time (start-up
+# A batch of slides on the GPU: `flashslide run` over a folder of five copies (not links:
+# discovery takes a linked file once) of each slide of bench/run_gpu.sh, per model; the whole command's wall time (start-up
 # included) and nvidia-smi's utilisation sampled every 20 ms over it. With a second binary,
 # the same runs with it, interleaved (before/after comparisons in one job).
 # Usage: OUT=dir bash bench/batch_gpu.sh BINARY [--against OTHER_BINARY] MODEL_DIR...
@@ -20,7 +20,7 @@ benchmark_slides
 for set in s40k:synth-s40-000 peer:synth-s41-000; do
     name=${set%%:*}
     rm -rf "$work/batch-$name" && mkdir -p "$work/batch-$name"
-    for i in 1 2 3 4 5; do ln "$work/$name/${set#*:}.svs" "$work/batch-$name/$i.svs"; done
+    for i in 1 2 3 4 5; do cp "$work/$name/${set#*:}.svs" "$work/batch-$name/$i.svs"; done
 done
 for model in "$@"; do
     for name in s40k peer; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tiles decoded on the GPU against the CPU, steady state: each slide of bench/run_gpu.sh
-# (40,000² at 0.5 µm/px, 40,960² at 0.25 µm/px) run twice in one process (hard links), so
-# the second run of each finds nvJPEG started; `run --device cuda`, then the same with
+# (40,000² at 0.5 µm/px, 40,960² at 0.25 µm/px) run twice in one process (copies: discovery
+# takes a linked file once), so the second run of each finds nvJPEG started; `run --device cuda`, then the same with
 # `--cpu-decoding`. Every summary.json lands in $OUT as MODE-MODEL-NAME.json (a, b: the 40k
 # slide; c, d: the 40,960² one), with nvidia-smi's utilisation meanwhile.
 # Usage: OUT=dir bash bench/decode_gpu.sh BINARY MODEL_DIR [MORE_MODEL_DIRS...]
@@ -16,8 +16,8 @@ mkdir -p "$work" "$out"
 source "$(dirname "$0")/slides.sh"
 benchmark_slides
 rm -rf "$work/twice" && mkdir -p "$work/twice"
-for name in a b; do ln "$work/s40k/synth-s40-000.svs" "$work/twice/$name.svs"; done
-for name in c d; do ln "$work/peer/synth-s41-000.svs" "$work/twice/$name.svs"; done
+for name in a b; do cp "$work/s40k/synth-s40-000.svs" "$work/twice/$name.svs"; done
+for name in c d; do cp "$work/peer/synth-s41-000.svs" "$work/twice/$name.svs"; done
 for model in "$@"; do
     label=$(basename "$model")
     for mode in gpu cpu; do

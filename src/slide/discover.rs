@@ -220,12 +220,17 @@ pub fn discover(inputs: &[PathBuf]) -> std::io::Result<Vec<SlideJob>> {
 /// (a regular file given by name is always taken).
 pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
     let mut notes = Vec::new();
-    let mut files: HashMap<(u64, u64), (Way, PathBuf)> = HashMap::new();
-    let mut take = |id, way: Way, path: PathBuf| {
-        let slot = files.entry(id).or_insert_with(|| (way.clone(), path.clone()));
-        if way < slot.0 {
-            *slot = (way, path);
+    // Each file once, by the first of its ways; the other paths to it (hard or symbolic
+    // links) are said in a note.
+    let mut files: HashMap<(u64, u64), (Way, PathBuf, Vec<PathBuf>)> = HashMap::new();
+    let mut take = |id, way: Way, path: PathBuf| match files.get_mut(&id) {
+        None => drop(files.insert(id, (way, path, Vec::new()))),
+        Some(slot) if way < slot.0 => {
+            let other = std::mem::replace(&mut slot.1, path);
+            slot.0 = way;
+            slot.2.push(other);
         }
+        Some(slot) => slot.2.push(path),
     };
     let mut dirs = BinaryHeap::new();
     for (input, path) in inputs.iter().enumerate() {
@@ -333,7 +338,20 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
         let files = if count == 1 { "file" } else { "files" };
         notes.push(format!("{count} {kind} {files}: not read yet"));
     }
-    let mut found: Vec<(Way, PathBuf)> = files.into_values().collect();
+    let mut found: Vec<(Way, PathBuf)> = Vec::new();
+    let mut linked = Vec::new();
+    for (way, path, others) in files.into_values() {
+        for other in others {
+            linked.push(format!(
+                "{}: the same file as {}, analysed once",
+                other.display(),
+                path.display()
+            ));
+        }
+        found.push((way, path));
+    }
+    linked.sort();
+    notes.extend(linked);
     found.sort_by_key(|(way, path)| (lossy(&way.relative_path()), path.clone()));
     // Two inputs can hold the same relative path: those slides are named by their own
     // absolute paths instead, which no other slide changes.
@@ -505,6 +523,20 @@ mod tests {
         let mut sorted = both.clone();
         sorted.sort();
         assert_eq!(swapped, sorted);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_file_reached_by_two_names_is_taken_once_with_a_note() {
+        let root = std::env::temp_dir().join(format!("flashslide-links-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("a.svs"), b"II*\0").unwrap();
+        std::fs::hard_link(root.join("a.svs"), root.join("b.svs")).unwrap();
+        let found = walk(std::slice::from_ref(&root)).unwrap();
+        assert_eq!(found.jobs.len(), 1);
+        assert_eq!(found.jobs[0].name, "a.svs");
+        assert_eq!(found.notes.len(), 1, "{:?}", found.notes);
+        assert!(found.notes[0].contains("b.svs: the same file as") && found.notes[0].contains("a.svs"));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }
