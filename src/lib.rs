@@ -4,7 +4,7 @@
 //! [`slide`] reads whole-slide images (Aperio SVS, Hamamatsu NDPI, tiled pyramidal
 //! TIFF/BigTIFF) in pure Rust; [`backend`] computes (CPU, CUDA); [`model`] is the two-stage
 //! ViT; [`analysis`] is one slide's trip through it; [`export`] writes what a slide's
-//! analysis found; [`batch`] runs many slides. [`synth`], [`train`], [`eval`] and [`bench`]
+//! analysis found; [`batch`] runs many slides. [`synth`], [`train`], [`eval`] and [`bench`](mod@bench)
 //! sit on top; [`util`] holds what is not about pathology at all.
 
 pub mod analysis;

@@ -25,7 +25,7 @@ pub struct PositionSpec<'a> {
     pub positions: &'a [[f32; 2]],
     /// 2D rotary embedding of q and k with this frequency base (see [`cpu::rope`]).
     pub rope_base: Option<f64>,
-    /// Add the 2D ALiBi bias −slope[h] · ‖pos[i] − pos[j]‖ to the scores.
+    /// Add the 2D ALiBi bias `−slope[h] · ‖pos[i] − pos[j]‖` to the scores.
     pub alibi: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Many slides: each analysed into OUT/<name>/ with every output written under a temporary
+//! Many slides: each analysed into `OUT/<name>/` with every output written under a temporary
 //! name and renamed, summary.json last (the mark of a finished slide) and a previous
 //! summary.json removed before any output is replaced; a slide whose summary matches its
 //! input fingerprint, model and settings is skipped (resume); a lock file keeps concurrent

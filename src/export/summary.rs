@@ -1,4 +1,4 @@
-//! summary.json: what a run records for a finished slide (OUT/<name>/summary.json), the
+//! summary.json: what a run records for a finished slide (`OUT/<name>/summary.json`), the
 //! schema every reader of a run's results (resuming, the index, scoring) shares.
 
 use crate::analysis::pipeline::StageSeconds;
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 /// every other output is complete.
 pub const SUMMARY_FILE: &str = "summary.json";
 
-/// What a run records for a finished slide (OUT/<name>/summary.json).
+/// What a run records for a finished slide (`OUT/<name>/summary.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub software: String,
