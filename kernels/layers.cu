@@ -49,6 +49,17 @@ extern "C" __global__ void scale_columns(const half_bits* x, const half_bits* ga
     GRID_STRIDE(i, rows * cols) out[i] = f32_to_bf16(bf16_to_f32(x[i]) * bf16_to_f32(gamma[i % cols]));
 }
 
+// out[r, :] = a[r, :] then b[r, :]: two matrices side by side (a class token and a mean).
+extern "C" __global__ void concat_cols(const half_bits* a, const half_bits* b, half_bits* out, i64 rows, int ca,
+                                       int cb) {
+    const int c = ca + cb;
+    GRID_STRIDE(i, rows * c) {
+        const i64 r = i / c;
+        const int col = (int)(i % c);
+        out[i] = col < ca ? a[r * ca + col] : b[r * cb + col - ca];
+    }
+}
+
 // Layer norm, one warp per row: mean and variance in f32 over the row (two passes over
 // values the warp reads once into L1); bf16 out.
 template <typename T>

@@ -22,6 +22,14 @@ fn tile_encoder_matches_timm() {
         ("vit-14-reg-swiglu-avg", ""),
         ("vit-14-reg-swiglu-avg", "-84"),
         ("vit-14-reg-swiglu-avg", "-42"),
+        // UNI2-h / H-optimus layout: no position embedding for class and register tokens.
+        ("vit-14-noembed-reg8", ""),
+        ("vit-14-noembed-reg8", "-84"),
+        ("vit-14-noembed-reg8", "-42"),
+        // Virchow2 layout: head dim 80, class token ⊕ mean of patch tokens.
+        ("vit-14-hd80-token-and-avg", ""),
+        ("vit-14-hd80-token-and-avg", "-84"),
+        ("vit-14-hd80-token-and-avg", "-42"),
     ];
     for (name, size) in cases {
         let config: ModelConfig =

@@ -3,7 +3,10 @@
 weights (timm's tensor names, safetensors), a flashslide config, input images and timm's
 outputs.
 
-    python3 tools/make_timm_fixtures.py OUT_DIR
+    python3 tools/make_timm_fixtures.py OUT_DIR [NAME...]
+
+(only the configs NAME..., when given; each config's weights and images come from its own
+seed, so remaking one leaves the others as they are).
 
 Needs torch, timm and safetensors (CPU is enough). For each config writes
 OUT_DIR/NAME.model.safetensors, OUT_DIR/NAME.config.json and OUT_DIR/NAME.io.safetensors with
@@ -31,6 +34,20 @@ CONFIGS = {
         img_size=56, patch_size=14, embed_dim=64, depth=2, num_heads=2, mlp_ratio=2.6667, qkv_bias=True,
         class_token=True, reg_tokens=4, global_pool="avg", init_values=1e-2, mlp="swiglu", fc_norm=True,
     ),
+    # UNI2-h / H-optimus-like: 8 registers and no position embedding for the class and register
+    # tokens (no_embed_class), head dim 64, SwiGLU, layer scale, class-token pooling.
+    "vit-14-noembed-reg8": dict(
+        img_size=56, patch_size=14, embed_dim=128, depth=2, num_heads=2, mlp_ratio=5.3125, qkv_bias=True,
+        class_token=True, reg_tokens=8, global_pool="token", init_values=1e-2, mlp="swiglu", fc_norm=False,
+        no_embed_class=True, seed=1901,
+    ),
+    # Virchow2-like: head dim 80, 4 registers, SwiGLU, layer scale; the tile feature is the class
+    # token then the mean of the patch tokens (2 × width).
+    "vit-14-hd80-token-and-avg": dict(
+        img_size=56, patch_size=14, embed_dim=160, depth=2, num_heads=2, mlp_ratio=5.3125, qkv_bias=True,
+        class_token=True, reg_tokens=4, global_pool="token_and_avg", init_values=1e-2, mlp="swiglu",
+        fc_norm=False, seed=1902,
+    ),
 }
 
 
@@ -38,8 +55,10 @@ def build(c):
     kwargs = dict(
         img_size=c["img_size"], patch_size=c["patch_size"], embed_dim=c["embed_dim"], depth=c["depth"],
         num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"], qkv_bias=c["qkv_bias"], class_token=c["class_token"],
-        reg_tokens=c["reg_tokens"], global_pool=c["global_pool"], init_values=c["init_values"], num_classes=0,
-        fc_norm=c["fc_norm"], dynamic_img_size=c.get("dynamic", False),
+        reg_tokens=c["reg_tokens"], init_values=c["init_values"], num_classes=0,
+        # Virchow's pooling is its own (see `pooled`); the model is built with class-token pooling.
+        global_pool="token" if c["global_pool"] == "token_and_avg" else c["global_pool"],
+        fc_norm=c["fc_norm"], dynamic_img_size=c.get("dynamic", False), no_embed_class=c.get("no_embed_class", False),
     )
     if c["mlp"] == "swiglu":
         from timm.layers import SwiGLUPacked
@@ -47,22 +66,33 @@ def build(c):
     return timm.models.vision_transformer.VisionTransformer(**kwargs)
 
 
-def run_and_save(model, images, mean, std, path):
+def pooled_features(model, features, pool):
+    """timm's pooled feature, or Virchow's: the class token then the mean of the patch tokens."""
+    if pool == "token_and_avg":
+        return torch.cat([features[:, 0], features[:, model.num_prefix_tokens:].mean(1)], dim=-1)
+    return model.forward_head(features, pre_logits=True)
+
+
+def run_and_save(model, pool, images, mean, std, path):
     """Normalises uint8 [B, H, W, 3] images as the model expects, runs timm, saves the I/O."""
     x = images.permute(0, 3, 1, 2).float() / 255.0
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     with torch.no_grad():
         features = model.forward_features(x)
-        pooled = model.forward_head(features, pre_logits=True)
+        pooled = pooled_features(model, features, pool)
     save_file({"images": images, "features": features.contiguous(), "pooled": pooled.contiguous()}, path)
     return features
 
 
 def main():
-    out = sys.argv[1]
+    out, only = sys.argv[1], set(sys.argv[2:])
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(20261125)
     for name, c in CONFIGS.items():
+        if only and name not in only:
+            continue
+        if "seed" in c:
+            torch.manual_seed(c["seed"])
         model = build(c).eval()
         # Random weights with some spread everywhere (timm initialises some to zero or one).
         with torch.no_grad():
@@ -81,16 +111,18 @@ def main():
             register_tokens=c["reg_tokens"], layer_scale=c["init_values"] is not None, global_pool=c["global_pool"],
             fc_norm=c["fc_norm"], mean=list(mean), std=list(std),
         )
+        if c.get("no_embed_class"):
+            config["no_embed_class"] = True
         with open(os.path.join(out, f"{name}.config.json"), "w") as f:
             json.dump(config, f, indent=1)
-        features = run_and_save(model, torch.randint(0, 256, (3, c["img_size"], c["img_size"], 3), dtype=torch.uint8),
+        features = run_and_save(model, c["global_pool"], torch.randint(0, 256, (3, c["img_size"], c["img_size"], 3), dtype=torch.uint8),
                                 mean, std, os.path.join(out, f"{name}.io.safetensors"))
         # Other tile sizes: timm resamples the position embedding (bicubic, antialiased).
         dynamic = build(dict(c, dynamic=True)).eval()
         dynamic.load_state_dict(state)
         for side in (c["img_size"] * 3 // 2, c["img_size"] * 3 // 4):
             side -= side % c["patch_size"]
-            run_and_save(dynamic, torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8),
+            run_and_save(dynamic, c["global_pool"], torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8),
                          mean, std, os.path.join(out, f"{name}.io-{side}.safetensors"))
         print(name, "tokens", tuple(features.shape), "timm", timm.__version__)
 

@@ -57,7 +57,7 @@ pub fn embed_slide<B: Backend>(
         ..PipelineOptions::default()
     };
     let PlannedSlide { plan, .. } = plan_slide(slide, mpp, c.mpp, c.image_size as u32, &options, &|_| {})?;
-    let mut features = Vec::with_capacity(plan.tiles.len() * c.width);
+    let mut features = Vec::with_capacity(plan.tiles.len() * c.feature_dim());
     let be = model.tile_encoder.backend();
     let mut seconds = StageSeconds::default();
     encode_tiles(
@@ -76,7 +76,7 @@ pub fn embed_slide<B: Backend>(
     crate::analysis::pipeline::check_finite(&features, "stage 1 (the tile encoder)")?;
     Ok(SlideEmbedding {
         features,
-        dim: c.width,
+        dim: c.feature_dim(),
         coords: plan.tiles.iter().map(|t| [t.x, t.y]).collect(),
         tile_level0: plan.tile_level0,
         mpp,

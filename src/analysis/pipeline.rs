@@ -482,7 +482,7 @@ pub fn analyse_planned<B: Backend>(
         probabilities,
         slide_probability,
         tile_features,
-        feature_dim: c.width,
+        feature_dim: c.feature_dim(),
         plan,
         seconds,
         tile_decoding,

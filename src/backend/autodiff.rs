@@ -106,6 +106,10 @@ impl Backend for AutodiffBackend {
         self.cpu.concat_rows(parts)
     }
 
+    fn concat_cols(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
+        self.cpu.concat_cols(a, b)
+    }
+
     fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
         Ok(rgb)
     }

@@ -93,6 +93,8 @@ pub trait Backend: Clone + Send + Sync {
     /// Each column scaled by `gamma` `[1, cols]` (layer scale).
     fn scale_columns(&self, x: &Self::Tensor, gamma: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
     fn concat_rows(&self, parts: &[Self::Tensor]) -> Result<Self::Tensor, BackendError>;
+    /// `a` and `b` side by side: `[rows, a.cols + b.cols]`.
+    fn concat_cols(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
 
     /// Host RGB tiles placed where this backend computes.
     fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Self::Pixels, BackendError>;

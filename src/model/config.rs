@@ -22,6 +22,10 @@ pub enum GlobalPool {
     Token,
     /// The mean of the patch tokens (prefix tokens excluded).
     Avg,
+    /// The class token then the mean of the patch tokens, side by side (`[2D]`, Virchow's
+    /// tile embedding).
+    #[serde(rename = "token_and_avg")]
+    TokenAndAvg,
 }
 
 /// Largest tile side a model may take (the reader's largest tile, too).
@@ -44,8 +48,10 @@ pub enum ConfigError {
         width: usize,
         heads: usize,
     },
-    #[error("token pooling needs a class token")]
+    #[error("pooling by the class token needs a class token")]
     TokenPoolingWithoutClassToken,
+    #[error("fc_norm normalises a width-wide feature; token_and_avg pooling gives twice that")]
+    FcNormOfTwoFeatures,
     #[error("{name} {value} is outside {min}..={max}")]
     OutOfRange {
         name: &'static str,
@@ -132,6 +138,10 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
     pub class_token: bool,
     pub register_tokens: usize,
+    /// The position embedding covers the patch tokens only; class and register tokens get
+    /// none (timm's `no_embed_class`: UNI2-h, H-optimus).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_embed_class: bool,
     pub layer_scale: bool,
     pub global_pool: GlobalPool,
     /// Normalise the pooled feature (timm's fc_norm; then the final norm is skipped).
@@ -167,8 +177,11 @@ impl ModelConfig {
                 heads: self.heads,
             });
         }
-        if self.global_pool == GlobalPool::Token && !self.class_token {
+        if matches!(self.global_pool, GlobalPool::Token | GlobalPool::TokenAndAvg) && !self.class_token {
             return Err(ConfigError::TokenPoolingWithoutClassToken);
+        }
+        if self.fc_norm && self.global_pool == GlobalPool::TokenAndAvg {
+            return Err(ConfigError::FcNormOfTwoFeatures);
         }
         check_size("image_size", self.image_size, 1, MAX_IMAGE_SIZE)?;
         check_size("width", self.width, 1, MAX_WIDTH)?;
@@ -182,10 +195,16 @@ impl ModelConfig {
         }
         if let Some(s) = &self.slide_encoder {
             s.validate()?;
-            if s.input_dim != self.width {
+            // Grouped patch tokens are the model's width; pooled features its feature width.
+            let gives = if s.group_patches.is_some() {
+                self.width
+            } else {
+                self.feature_dim()
+            };
+            if s.input_dim != gives {
                 return Err(ConfigError::FeatureWidth {
                     takes: s.input_dim,
-                    gives: self.width,
+                    gives,
                 });
             }
             if let Some(k) = s.group_patches {
@@ -219,6 +238,21 @@ impl ModelConfig {
     /// Class and register tokens before the patch tokens.
     pub fn prefix_tokens(&self) -> usize {
         self.class_token as usize + self.register_tokens
+    }
+
+    /// Rows of the position embedding: the patch tokens, and the prefix tokens unless
+    /// `no_embed_class`.
+    pub fn position_rows(&self) -> usize {
+        let prefix = if self.no_embed_class { 0 } else { self.prefix_tokens() };
+        prefix + self.patches_per_side().pow(2)
+    }
+
+    /// Width of the pooled tile feature: the model's width, twice it for `token_and_avg`.
+    pub fn feature_dim(&self) -> usize {
+        match self.global_pool {
+            GlobalPool::TokenAndAvg => 2 * self.width,
+            GlobalPool::Token | GlobalPool::Avg => self.width,
+        }
     }
 
     pub fn patches_per_side(&self) -> usize {

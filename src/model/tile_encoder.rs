@@ -12,6 +12,9 @@ use std::path::Path;
 pub struct TileEncoder<B: Backend> {
     pub config: ModelConfig,
     weights: Weights<B>,
+    /// The position embedding of every token at the trained grid, prefix tokens included
+    /// (zeros for them under `no_embed_class`): what `prepend_and_position` adds.
+    position: B::Tensor,
 }
 
 /// What the encoder gives for a batch of tiles.
@@ -34,14 +37,32 @@ impl<B: Backend> TileEncoder<B> {
     ) -> Result<TileEncoder<B>, ModelError> {
         config.validate()?;
         let weights = Weights::from_host(backend, host, &expected_shapes(&config), source)?;
-        Ok(TileEncoder { config, weights })
+        TileEncoder::with_weights(config, weights)
     }
 
     /// An encoder with random weights: for benchmarks.
     pub fn random(backend: &B, config: ModelConfig) -> Result<TileEncoder<B>, ModelError> {
         config.validate()?;
         let weights = Weights::random(backend, &expected_shapes(&config), 0x7105)?;
-        Ok(TileEncoder { config, weights })
+        TileEncoder::with_weights(config, weights)
+    }
+
+    fn with_weights(config: ModelConfig, weights: Weights<B>) -> Result<TileEncoder<B>, ModelError> {
+        let trained = weights.get("pos_embed");
+        let position = if config.no_embed_class {
+            let be = &weights.backend;
+            let (prefix, d) = (config.prefix_tokens(), config.width);
+            let mut all = vec![0.0; prefix * d];
+            all.extend(be.download(trained)?);
+            be.upload(&all, prefix + config.patches_per_side().pow(2), d)?
+        } else {
+            trained.clone()
+        };
+        Ok(TileEncoder {
+            config,
+            weights,
+            position,
+        })
     }
 
     pub fn backend(&self) -> &B {
@@ -125,7 +146,7 @@ impl<B: Backend> TileEncoder<B> {
     fn position_embedding(&self, grid: usize) -> Result<B::Tensor, ModelError> {
         let c = &self.config;
         let be = &self.weights.backend;
-        let trained = self.weights.get("pos_embed");
+        let trained = &self.position;
         let g0 = c.patches_per_side();
         if grid == g0 {
             return Ok(trained.clone());
@@ -142,9 +163,14 @@ impl<B: Backend> TileEncoder<B> {
         let c = &self.config;
         let be = &self.weights.backend;
         let t = be.shape(x).0 / batch;
+        let patches = t - c.prefix_tokens();
         Ok(match c.global_pool {
             GlobalPool::Token => be.mean_rows(x, batch, 0, 1)?,
-            GlobalPool::Avg => be.mean_rows(x, batch, c.prefix_tokens(), t - c.prefix_tokens())?,
+            GlobalPool::Avg => be.mean_rows(x, batch, c.prefix_tokens(), patches)?,
+            GlobalPool::TokenAndAvg => be.concat_cols(
+                &be.mean_rows(x, batch, 0, 1)?,
+                &be.mean_rows(x, batch, c.prefix_tokens(), patches)?,
+            )?,
         })
     }
 
@@ -180,7 +206,7 @@ impl<B: Backend> TileEncoder<B> {
 /// Every tensor a configuration needs, with its shape.
 pub fn expected_shapes(c: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let (d, p) = (c.width, c.patch_size);
-    let tokens = c.prefix_tokens() + c.patches_per_side().pow(2);
+    let tokens = c.position_rows();
     let mut v = vec![
         ("patch_embed.proj.weight".to_string(), vec![d, 3, p, p]),
         ("patch_embed.proj.bias".to_string(), vec![d]),

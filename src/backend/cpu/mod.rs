@@ -80,6 +80,10 @@ impl Backend for CpuBackend {
         Ok(Tensor::cat(parts, 0)?)
     }
 
+    fn concat_cols(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
+        Ok(Tensor::cat(&[a, b], 1)?)
+    }
+
     fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
         Ok(rgb)
     }

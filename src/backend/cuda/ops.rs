@@ -204,6 +204,31 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, rows, cols))
     }
 
+    fn concat_cols(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        if a.rows != b.rows {
+            return Err(BackendError::Input(format!(
+                "side by side: [{}, {}] and [{}, {}]",
+                a.rows, a.cols, b.rows, b.cols
+            )));
+        }
+        let cols = a.cols + b.cols;
+        let mut out = self.alloc::<bf16>(a.rows * cols)?;
+        let (a_data, b_data) = (self.bf16_data(a)?, self.bf16_data(b)?);
+        let (rows, ca, cb) = (a.rows as i64, a.cols as i32, b.cols as i32);
+        launch!(
+            self,
+            "concat_cols",
+            Self::elementwise(a.rows * cols),
+            &*a_data,
+            &*b_data,
+            &mut out,
+            &rows,
+            &ca,
+            &cb
+        )?;
+        Ok(self.tensor(out, a.rows, cols))
+    }
+
     fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, BackendError> {
         Ok(CudaPixels::uploaded(self.upload_raw(&rgb)?, rgb.len()))
     }
