@@ -111,6 +111,9 @@ impl Backend for Faulty {
     fn concat_rows(&self, parts: &[Tensor]) -> Result<Tensor, BackendError> {
         CPU.concat_rows(parts)
     }
+    fn concat_cols(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
+        CPU.concat_cols(a, b)
+    }
     fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
         Ok(rgb)
     }

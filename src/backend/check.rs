@@ -220,7 +220,10 @@ pub fn check_operations<B: Backend>(
     );
     let narrow = (values(rows * 24, 14, 1.0), rows, 24);
     let (f, g) = both!(|be, t| be.concat_cols(&t[0], &t[1]));
-    push(pair.check("concat columns".into(), &[x.clone(), narrow], f, g)?, &mut all);
+    push(
+        pair.check("concat columns".into(), &[x.clone(), narrow], f, g)?,
+        &mut all,
+    );
     push(check_patchify(&pair)?, &mut all);
     // Three sequences of 16 patch tokens (a 4 × 4 grid) after 5 prefix tokens.
     let (seqs, prefix, side, d) = (3, 5, 4, 24);

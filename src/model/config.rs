@@ -243,7 +243,11 @@ impl ModelConfig {
     /// Rows of the position embedding: the patch tokens, and the prefix tokens unless
     /// `no_embed_class`.
     pub fn position_rows(&self) -> usize {
-        let prefix = if self.no_embed_class { 0 } else { self.prefix_tokens() };
+        let prefix = if self.no_embed_class {
+            0
+        } else {
+            self.prefix_tokens()
+        };
         prefix + self.patches_per_side().pow(2)
     }
 
