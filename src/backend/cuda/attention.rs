@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub(super) fn kernel_for<T: AttentionType>(d: usize) -> Option<&'static FlashKernel> {
     FLASH_KERNELS
         .iter()
-        .find(|k| k.head_dim == d && k.bf16 == (T::SUFFIX == "bf16"))
+        .find(|k| k.head_dim == d && k.bf16 == T::BF16)
 }
 
 /// Shared memory of `kernel`: the Q tile and two stages of K and V.
@@ -38,13 +38,18 @@ pub(super) fn configure(
 
 /// The 16-bit float type of an attention's inputs.
 pub trait AttentionType: DeviceRepr + DeviceElem {
-    const SUFFIX: &'static str;
+    /// bf16 (else fp16): which of flash_attn.cu's kernels reads it.
+    const BF16: bool;
+    /// Its name, for reports.
+    const NAME: &'static str;
 }
 impl AttentionType for bf16 {
-    const SUFFIX: &'static str = "bf16";
+    const BF16: bool = true;
+    const NAME: &'static str = "bf16";
 }
 impl AttentionType for half::f16 {
-    const SUFFIX: &'static str = "f16";
+    const BF16: bool = false;
+    const NAME: &'static str = "f16";
 }
 
 /// One attention launch: q, k, v views with their token strides (in elements), the packed

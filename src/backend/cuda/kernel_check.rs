@@ -126,7 +126,7 @@ impl CudaBackend {
         let want: Vec<f64> = want.iter().map(|&w| w as f64).collect();
         let what = format!(
             "attention {} N {tokens} ({} sequences) heads {heads} d {d}{}",
-            T::SUFFIX,
+            T::NAME,
             offsets.len() - 1,
             if alibi { " ALiBi" } else { "" }
         );

@@ -133,11 +133,6 @@ pub enum LaunchMismatch {
 }
 
 impl KernelSignature {
-    /// The kernel `name`, if kernels/*.cu declares it.
-    pub fn find(name: &str) -> Option<&'static KernelSignature> {
-        KERNELS.iter().find(|k| k.name == name)
-    }
-
     /// Whether `args` fit the parameters: as many, each pointer given a buffer of its element
     /// type (writable where the kernel writes) or an address, each value its type.
     pub fn check(&self, args: &[Arg]) -> Result<(), LaunchMismatch> {
@@ -175,9 +170,13 @@ impl KernelSignature {
 mod tests {
     use super::*;
 
+    fn find(name: &str) -> Option<&'static KernelSignature> {
+        KERNELS.iter().find(|k| k.name == name)
+    }
+
     #[test]
     fn the_table_holds_every_kernel_with_its_parameters() {
-        let gelu = KernelSignature::find("gelu").expect("layers.cu declares gelu");
+        let gelu = find("gelu").expect("layers.cu declares gelu");
         assert_eq!(gelu.file, "layers.cu");
         assert_eq!(
             gelu.params,
@@ -187,10 +186,10 @@ mod tests {
                 Param::Value(Elem::I64)
             ]
         );
-        let assemble = KernelSignature::find("assemble_tiles").expect("tiles.cu declares assemble_tiles");
+        let assemble = find("assemble_tiles").expect("tiles.cu declares assemble_tiles");
         assert_eq!(assemble.params.len(), 13);
         for flash in FLASH_KERNELS {
-            let k = KernelSignature::find(flash.name).expect("the macro's kernels are in the table");
+            let k = find(flash.name).expect("the macro's kernels are in the table");
             assert_eq!(k.params.len(), 13);
             assert!(flash.block_m % 16 == 0 && flash.block_n % 16 == 0 && flash.threads % 32 == 0);
         }
@@ -200,7 +199,7 @@ mod tests {
 
     #[test]
     fn launches_are_checked_against_the_signature() {
-        let gelu = KernelSignature::find("gelu").unwrap();
+        let gelu = find("gelu").unwrap();
         let good = [
             Arg::Buffer(Elem::Half, false),
             Arg::Buffer(Elem::Half, true),
