@@ -56,8 +56,9 @@ fn main() {
     std::fs::write(out.join("kernel_table.rs"), table + "\n" + &flash).unwrap();
 }
 
-/// One attention kernel's entry: `FLASH_KERNEL(NAME, BF16, D, MT, BN, ...)` declares it, MT
-/// 16-row tiles per warp and WARPS warps a block make its query rows.
+/// One attention kernel's entry: `FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, ...)` declares it
+/// (LD its shared-memory row stride), MT 16-row tiles per warp and WARPS warps a block make
+/// its query rows.
 fn flash_kernel(name: &str, args: &HashMap<String, String>, constants: &HashMap<String, i64>) -> String {
     let number = |key: &str| -> i64 {
         args.get(key)
@@ -68,9 +69,10 @@ fn flash_kernel(name: &str, args: &HashMap<String, String>, constants: &HashMap<
         .get("WARPS")
         .expect("kernels/flash_attn.cu: constexpr int WARPS");
     format!(
-        "    FlashKernel {{ name: {name:?}, bf16: {}, head_dim: {}, block_m: {}, block_n: {}, threads: {} }},\n",
+        "    FlashKernel {{ name: {name:?}, bf16: {}, head_dim: {}, row_stride: {}, block_m: {}, block_n: {}, threads: {} }},\n",
         args.get("BF16").map(String::as_str) == Some("true"),
         number("D"),
+        number("LD"),
         warps * 16 * number("MT"),
         number("BN"),
         warps * 32

@@ -4,9 +4,11 @@ backends) and flashslide's CUDA attention on the same shapes, on the same GPU, i
 and prints one table with the ratios.
 
     python3 bench/sdpa_reference.py --flashslide target/release/flashslide \
-        --seq 16384 65536 131072 --head-dim 64 128 --heads 8 [--json OUT.json]
+        --seq 16384 65536 131072 --head-dim 64 80 96 128 --heads 8 [--json OUT.json]
 
-bf16, batch 1, non-causal; q, k, v drawn at random and laid out as a fused QKV projection
+Any head dim flashslide has a kernel for (`flashslide bench attention` names them when
+refused; 64, 80, 96 and 128 among them; bench/head_dims.sh times those four). bf16, batch 1,
+non-causal; q, k, v drawn at random and laid out as a fused QKV projection
 gives them ([B, N, 3, H, d], the same layout flashslide reads); CUDA events around each
 call, 3 warm-up calls, the median of --runs; FLOPs 4·B·H·N²·d.
 """

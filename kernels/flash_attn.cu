@@ -3,8 +3,10 @@
 // A block of 4 warps owns 128 query rows of one head of one sequence (32 a warp); keys and
 // values stream through shared memory 64 rows at a time, double buffered with cp.async (one
 // barrier an iteration), and an online softmax (running maximum and sum per row, in base 2
-// with the 1/sqrt(d) scale folded in) keeps memory O(N·d). Shared-memory rows are swizzled
-// in 16-byte chunks (chunk ^ row % 8) so that ldmatrix reads hit 8 different bank groups.
+// with the 1/sqrt(d) scale folded in) keeps memory O(N·d). Head dims: any multiple of 16 up
+// to 128 (a FLASH_KERNEL line each, at the end); shared-memory rows are laid out so that
+// each ldmatrix phase (8 rows, one 16-byte chunk each) hits the 8 distinct 4-bank groups,
+// see tile_at.
 //
 // Layout: q, k, v are token-major with row strides (a fused QKV projection's output is
 // [tokens, 3, heads, d], so q, k and v are views into it; rotated q and k may come from a
@@ -22,10 +24,26 @@ namespace {
 constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
 
-// Element offset of 8-element chunk `chunk` of row `row` in a swizzled tile of D columns.
-template <int D>
-__device__ __forceinline__ int swz(int row, int chunk) {
-    return row * D + ((chunk ^ (row & 7)) << 3);
+// Element offset of 16-byte chunk `chunk` of row `row` in a shared-memory tile of D columns
+// with rows LD elements apart. ldmatrix reads 8 rows at one chunk per phase; shared memory
+// serves 128 B a cycle, 8 groups of 4 banks, so those 8 chunks must lie in 8 different
+// groups (chunk address / 16 mod 8):
+// - LD == D, D a multiple of 64 (8 or 16 chunks a row): dense rows, chunks swizzled as
+//   chunk ^ (row % 8), which stays inside the row's aligned group of 8 chunks;
+// - otherwise (D = 80: 10 chunks, 96: 12, where the XOR would leave the row): rows padded by
+//   one chunk, LD = D + 8. Then a row is an odd number of chunks long (D / 8 is even, as D
+//   is a multiple of 16), so 8 consecutive rows start in 8 different groups mod 8: for
+//   D = 80, 176-byte rows are 44 words, 44 mod 32 = 12, the rows' first words mod 32 are
+//   0, 12, 24, 4, 16, 28, 8, 20. cp.async's 16-byte writes of consecutive chunks lose at
+//   most a 2-way conflict where a phase spans a row end (asynchronous, off the MMA path).
+template <int D, int LD>
+__device__ __forceinline__ int tile_at(int row, int chunk) {
+    static_assert(LD == D ? D % 64 == 0 : LD == D + 8, "LD: D (swizzled, D a multiple of 64) or D + 8");
+    if constexpr (LD == D) {
+        return row * D + ((chunk ^ (row & 7)) << 3);
+    } else {
+        return row * LD + (chunk << 3);
+    }
 }
 
 __device__ __forceinline__ float fast_exp2(float x) {
@@ -34,22 +52,27 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
-// MT: 16-row tiles per warp; BN: keys per stage; SKIP_RESCALE: rescale the accumulators
-// only when a warp vote says some row maximum moved.
-template <bool BF16, int D, int MT, int BN, bool Q_IN_REGS, bool SKIP_RESCALE>
+// D: head dim; LD: shared-memory row stride (elements, see tile_at); MT: 16-row tiles per
+// warp; BN: keys per stage; SKIP_RESCALE: rescale the accumulators only when a warp vote says
+// some row maximum moved.
+template <bool BF16, int D, int LD, int MT, int BN, bool Q_IN_REGS, bool SKIP_RESCALE>
 __device__ __forceinline__ void flash_forward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
     i64 q_stride, i64 kv_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
     const i64* __restrict__ block_seq, const i64* __restrict__ block_q0,
     const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2) {
+    // QKᵀ takes D / 16 k-slices and P·V D / 16 pairs of 8-column tiles, so D is a multiple
+    // of 16; past 128 the accumulators no longer fit in registers.
+    static_assert(D % 16 == 0 && D >= 16 && D <= 128, "head dims: multiples of 16 up to 128");
+    static_assert(BN % 16 == 0 && (BN & (BN - 1)) == 0, "BN: a power of two (the trees below)");
     constexpr int BM = WARPS * MT * 16;  // query rows per block
     constexpr int CH = D / 8;   // 16-byte chunks per row
     constexpr int NT = BN / 8;  // 8-key tiles of the scores
     constexpr int DT = D / 8;   // 8-column tiles of the output
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    half_bits* sq = reinterpret_cast<half_bits*>(smem_raw);  // BM × D
-    half_bits* sk = sq + BM * D;                              // 2 stages × BN × D
-    half_bits* sv = sk + 2 * BN * D;                          // 2 stages × BN × D
+    half_bits* sq = reinterpret_cast<half_bits*>(smem_raw);  // BM × LD
+    half_bits* sk = sq + BM * LD;                             // 2 stages × BN × LD
+    half_bits* sv = sk + 2 * BN * LD;                         // 2 stages × BN × LD
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int head = blockIdx.y;
@@ -62,24 +85,32 @@ __device__ __forceinline__ void flash_forward(
     for (int i = tid; i < BM * CH; i += THREADS) {
         const int r = i / CH, c = i % CH;
         const bool ok = r < q_rows;
-        cp_async16(smem_addr(sq + swz<D>(r, c)), q + (q0 + (ok ? r : 0)) * q_stride + head_off + c * 8, ok);
+        cp_async16(smem_addr(sq + tile_at<D, LD>(r, c)), q + (q0 + (ok ? r : 0)) * q_stride + head_off + c * 8, ok);
     }
     // Each thread copies one 16-byte chunk of every STEP-th row: one 64-bit address per
-    // stage, then pointer steps (STEP is a multiple of 8, so the swizzle stays put).
+    // stage, then pointer steps (in the swizzled layout STEP is 8 or 16, a multiple of 8, so
+    // the swizzle stays put; padded rows have none). Where CH does not divide the block's
+    // threads (D = 80: 12 rows of 10 chunks a pass, D = 96: 10 of 12), the THREADS % CH
+    // threads left over copy nothing, and where STEP does not divide BN the last pass copies
+    // only the rows left; at D = 64 and 128 neither happens and the guards compile away.
     constexpr int STEP = THREADS / CH;
-    const int kv_row0 = tid / CH, kv_chunk = tid % CH;
+    constexpr int PASSES = (BN + STEP - 1) / STEP;
+    constexpr bool RAGGED = THREADS % CH != 0 || BN % STEP != 0;
+    const int kv_row0 = THREADS % CH == 0 || tid < STEP * CH ? tid / CH : BN, kv_chunk = tid % CH;
     const i64 kv_step = STEP * kv_stride;
     auto load_kv = [&](int stage, i64 k0) {
         const int rows = (int)min((i64)BN, seq_end - k0);
         const i64 first = k0 * kv_stride + head_off + kv_chunk * 8;  // row k0: always valid
         const i64 mine = first + kv_row0 * kv_stride;
-        const int at_smem = stage * BN * D + swz<D>(kv_row0, kv_chunk);
+        const int at_smem = stage * BN * LD + tile_at<D, LD>(kv_row0, kv_chunk);
 #pragma unroll
-        for (int t = 0; t < BN / STEP; ++t) {
+        for (int t = 0; t < PASSES; ++t) {
+            // A row past the stage is not this thread's to copy (not even as zeros).
+            if (RAGGED && kv_row0 + t * STEP >= BN) break;
             const bool ok = kv_row0 + t * STEP < rows;
             const i64 at = ok ? mine + t * kv_step : first;
-            cp_async16(smem_addr(sk + at_smem + t * STEP * D), k + at, ok);
-            cp_async16(smem_addr(sv + at_smem + t * STEP * D), v + at, ok);
+            cp_async16(smem_addr(sk + at_smem + t * STEP * LD), k + at, ok);
+            cp_async16(smem_addr(sv + at_smem + t * STEP * LD), v + at, ok);
         }
     };
     load_kv(0, seq_start);
@@ -127,15 +158,15 @@ __device__ __forceinline__ void flash_forward(
             load_kv((j + 1) & 1, k0 + BN);
             cp_async_commit();
         }
-        const half_bits* kt = sk + (j & 1) * BN * D;
-        const half_bits* vt = sv + (j & 1) * BN * D;
+        const half_bits* kt = sk + (j & 1) * BN * LD;
+        const half_bits* vt = sv + (j & 1) * BN * LD;
         if constexpr (Q_IN_REGS) {
             if (j == 0) {
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
                     for (int kk = 0; kk < D / 16; ++kk)
-                        ldmatrix_x4(qf[mt][kk], smem_addr(sq + swz<D>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+                        ldmatrix_x4(qf[mt][kk], smem_addr(sq + tile_at<D, LD>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
             }
         }
 
@@ -151,7 +182,7 @@ __device__ __forceinline__ void flash_forward(
         // is read from shared memory while the previous step's MMAs run.
         auto load_k = [&](unsigned* b, int step) {
             const int kk = step / (NT / 2), np = step % (NT / 2);
-            ldmatrix_x4(b, smem_addr(kt + swz<D>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
+            ldmatrix_x4(b, smem_addr(kt + tile_at<D, LD>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
         };
         {
             constexpr int STEPS = D / 16 * (NT / 2);
@@ -168,7 +199,7 @@ __device__ __forceinline__ void flash_forward(
 #pragma unroll
                             for (int e = 0; e < 4; ++e) a[mt][e] = qf[mt][kk][e];
                         } else {
-                            ldmatrix_x4(a[mt], smem_addr(sq + swz<D>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+                            ldmatrix_x4(a[mt], smem_addr(sq + tile_at<D, LD>(warp * MT * 16 + mt * 16 + (lane & 15), kk * 2 + (lane >> 4))));
                         }
                     }
                 }
@@ -280,7 +311,7 @@ __device__ __forceinline__ void flash_forward(
 #pragma unroll
             for (int dp = 0; dp < DT / 2; ++dp) {
                 unsigned b[4];
-                ldmatrix_x4_trans(b, smem_addr(vt + swz<D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
+                ldmatrix_x4_trans(b, smem_addr(vt + tile_at<D, LD>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
 #pragma unroll
                 for (int mt = 0; mt < MT; ++mt) {
                     mma_16816<BF16>(o[mt][2 * dp], a[mt], b);
@@ -311,9 +342,13 @@ __device__ __forceinline__ void flash_forward(
 
 }  // namespace
 
-// Shared memory: (BM + 4·BN)·D 16-bit values (src/backend/cuda/attention.rs sizes it).
-// Both head dims: 128 query rows a block (two 16-row tiles a warp), 64 keys a stage; q in
-// registers at d = 64, read from shared memory at d = 128 (in registers it would spill).
+// One kernel per (type, head dim): FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, Q_IN_REGS, SKIP);
+// build.rs reads these lines into the Rust table (src/backend/cuda/kernels.rs), which picks
+// the kernel and sizes its shared memory, (BM + 4·BN)·LD 16-bit values; a head dim without a
+// line is refused, naming those with one. LD = D (swizzled) at d = 64 and 128, D + 8
+// (padded) otherwise (tile_at). Every head dim: 128 query rows a block (two 16-row tiles a
+// warp), 64 keys a stage; q in registers at d = 64, read from shared memory at d = 128 (in
+// registers it would spill).
 // Measured on an H100 (TFLOP/s at N = 64k, each pair from one run): d = 128, one tile a
 // warp 249, two tiles with 32 keys a stage 303, two with 64 keys 320; d = 64, skipping the
 // rescale by warp vote 278 against 290 without, 128 keys a stage (q in registers or not,
@@ -329,16 +364,31 @@ __device__ __forceinline__ void flash_forward(
 // the last version, interleaved): predicted +1-2%, measured +0.3-1.8% at d = 64 and
 // +0.4-1.5% at d = 128; the same for V fragments, or Q fragments one k-slice ahead too,
 // gave nothing or lost (Q ahead spills 12 bytes at d = 128).
-#define FLASH_KERNEL(NAME, BF16, D, MT, BN, Q_IN_REGS, SKIP)                                                       \
+// d = 80 (ViT-H/14: Virchow, Virchow2) and 96 (NVRTC 13.0, sm_90a): q from shared memory
+// (in registers it spills 12 bytes at d = 80, more at 96), no rescale vote (the rescale is
+// FMULs beside the MMAs, and the vote lost 4% at d = 64): 236 and 255 registers, no spill
+// (d = 96 with the vote: 250). d = 32 and 48 (small slide encoders) as d = 64: 173 and 216
+// registers. Not instantiated: d = 16 (no encoder has it) and d = 112 (spills 8-40 bytes on
+// sm_90a). d = 32-96 are not timed yet.
+#define FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, Q_IN_REGS, SKIP)                                       \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
         half_bits* out, i64 out_stride, const i64* offsets, const i64* block_seq, const i64* block_q0,   \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        flash_forward<BF16, D, MT, BN, Q_IN_REGS, SKIP>(q, k, v, q_stride, kv_stride, out, out_stride, offsets,     \
-                                              block_seq, block_q0, positions, slopes_log2, scale_log2);  \
+        flash_forward<BF16, D, LD, MT, BN, Q_IN_REGS, SKIP>(q, k, v, q_stride, kv_stride, out, out_stride, \
+                                                          offsets, block_seq, block_q0, positions,       \
+                                                          slopes_log2, scale_log2);                      \
     }
 
-FLASH_KERNEL(flash_attn_bf16_d64, true, 64, 2, 64, true, false)
-FLASH_KERNEL(flash_attn_bf16_d128, true, 128, 2, 64, false, true)
-FLASH_KERNEL(flash_attn_f16_d64, false, 64, 2, 64, true, false)
-FLASH_KERNEL(flash_attn_f16_d128, false, 128, 2, 64, false, true)
+FLASH_KERNEL(flash_attn_bf16_d32, true, 32, 40, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_bf16_d48, true, 48, 56, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_bf16_d64, true, 64, 64, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_bf16_d80, true, 80, 88, 2, 64, false, false)
+FLASH_KERNEL(flash_attn_bf16_d96, true, 96, 104, 2, 64, false, false)
+FLASH_KERNEL(flash_attn_bf16_d128, true, 128, 128, 2, 64, false, true)
+FLASH_KERNEL(flash_attn_f16_d32, false, 32, 40, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_f16_d48, false, 48, 56, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_f16_d64, false, 64, 64, 2, 64, true, false)
+FLASH_KERNEL(flash_attn_f16_d80, false, 80, 88, 2, 64, false, false)
+FLASH_KERNEL(flash_attn_f16_d96, false, 96, 104, 2, 64, false, false)
+FLASH_KERNEL(flash_attn_f16_d128, false, 128, 128, 2, 64, false, true)

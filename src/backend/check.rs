@@ -275,16 +275,35 @@ pub fn check_operations<B: Backend>(
             }
         }
     }
+    // The head dims between (ViT-H/14's 80: Virchow, Virchow2; and 96), at one length that
+    // is no multiple of a GPU kernel's blocks (128 query rows, 64 keys), kept short in Quick.
+    let n = match scope {
+        Scope::Quick => 67,
+        Scope::Full => 4095,
+    };
+    for head_dim in [80, 96] {
+        for positions in [Positions::None, Positions::Rope, Positions::Alibi] {
+            seed += 3;
+            push(
+                check_attention(&pair, &[0, n], 2, head_dim, positions, seed)?,
+                &mut all,
+            );
+        }
+    }
     // A packed batch like stage 1's (many short sequences) with odd lengths and an empty one.
     let packed = [0usize, 257, 514, 515, 515, 771, 900, 1157];
-    push(
-        check_attention(&pair, &packed, 3, 64, Positions::None, 1)?,
-        &mut all,
-    );
-    push(
-        check_attention(&pair, &packed, 2, 128, Positions::Alibi, 2)?,
-        &mut all,
-    );
+    let cases = [
+        (3, 64, Positions::None),
+        (2, 128, Positions::Alibi),
+        (2, 80, Positions::Alibi),
+        (3, 96, Positions::Rope),
+    ];
+    for (i, (heads, head_dim, positions)) in cases.into_iter().enumerate() {
+        push(
+            check_attention(&pair, &packed, heads, head_dim, positions, 1 + i as u64)?,
+            &mut all,
+        );
+    }
     Ok(all)
 }
 

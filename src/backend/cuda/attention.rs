@@ -18,9 +18,35 @@ pub(super) fn kernel_for<T: AttentionType>(d: usize) -> Option<&'static FlashKer
         .find(|k| k.head_dim == d && k.bf16 == T::BF16)
 }
 
-/// Shared memory of `kernel`: the Q tile and two stages of K and V.
+/// The head dims with a kernel for `T`, ascending.
+pub(super) fn head_dims<T: AttentionType>() -> Vec<usize> {
+    let mut dims: Vec<usize> = FLASH_KERNELS
+        .iter()
+        .filter(|k| k.bf16 == T::BF16)
+        .map(|k| k.head_dim)
+        .collect();
+    dims.sort_unstable();
+    dims.dedup();
+    dims
+}
+
+/// The error for head dim `d` without a kernel: it names those with one.
+fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
+    let dims: Vec<String> = head_dims::<T>().iter().map(usize::to_string).collect();
+    let list = match dims.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "none".into(),
+    };
+    BackendError::Device(format!(
+        "the CUDA attention kernel ({}) takes head dims {list}, not {d}",
+        T::NAME
+    ))
+}
+
+/// Shared memory of `kernel`: the Q tile and two stages of K and V, in rows of its stride.
 fn smem_bytes(kernel: &FlashKernel) -> usize {
-    (kernel.block_m + 4 * kernel.block_n) * kernel.head_dim * 2
+    (kernel.block_m + 4 * kernel.block_n) * kernel.row_stride * 2
 }
 
 /// Lets each attention kernel use the shared memory it needs (over the 48 KB default).
@@ -116,15 +142,7 @@ impl CudaBackend {
     ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
         let Some(kernel) = kernel_for::<T>(d) else {
-            let dims: Vec<String> = FLASH_KERNELS
-                .iter()
-                .filter(|k| k.bf16)
-                .map(|k| k.head_dim.to_string())
-                .collect();
-            return Err(BackendError::Device(format!(
-                "the CUDA attention kernel takes head dims {}, not {d}",
-                dims.join(" and ")
-            )));
+            return Err(unsupported_head_dim::<T>(d));
         };
         if h == 0 || h > 65_535 {
             return Err(BackendError::Device(format!(
@@ -244,4 +262,33 @@ pub(super) fn packed_attention(
     };
     be.flash_attention(&args, &mut out)?;
     Ok(be.tensor(out, tokens, width))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_type_has_the_encoders_head_dims_and_an_unknown_one_is_refused_by_name() {
+        for dims in [head_dims::<bf16>(), head_dims::<half::f16>()] {
+            assert!([64, 80, 96, 128].iter().all(|d| dims.contains(d)), "{dims:?}");
+        }
+        assert!(kernel_for::<bf16>(80).is_some_and(|k| k.bf16 && k.name.ends_with("_d80")));
+        assert!(kernel_for::<half::f16>(96).is_some_and(|k| !k.bf16 && k.name.ends_with("_d96")));
+        assert!(kernel_for::<bf16>(72).is_none());
+        let message = unsupported_head_dim::<bf16>(72).to_string();
+        assert!(
+            message.contains("64, 80, 96") && message.contains("and 128, not 72"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn shared_memory_fits_every_gpu_the_kernels_compile_for() {
+        // 99 KiB: the most a block may have on sm_86, sm_89 and sm_120 (the least of sm_80
+        // and newer).
+        for k in FLASH_KERNELS {
+            assert!(smem_bytes(k) <= 99 * 1024, "{}: {} bytes", k.name, smem_bytes(k));
+        }
+    }
 }

@@ -1,9 +1,10 @@
-//! The CUDA attention kernels checked directly, beyond the backend's operations: bf16 and
-//! fp16, head dims 64 and 128, ALiBi, packed batches, into output buffers poisoned with NaN
-//! (so an element the kernel never writes fails), and one sequence of 2^20 tokens on sampled
-//! rows against f64. `flashslide selftest` runs it after the generic checks.
+//! The CUDA attention kernels checked directly, beyond the backend's operations: every
+//! kernel of the table (bf16 and fp16, each head dim), ALiBi, packed batches, into output
+//! buffers poisoned with NaN (so an element the kernel never writes fails), and one sequence
+//! of 2^20 tokens on sampled rows against f64. `flashslide selftest` runs it after the
+//! generic checks.
 
-use super::attention::{AttentionType, FlashArgs};
+use super::attention::{head_dims, AttentionType, FlashArgs};
 use super::CudaBackend;
 use crate::backend::check::{compare, Check};
 use crate::backend::cpu::attention::{alibi_slopes, attention as cpu_attention, Alibi2d, Packed};
@@ -180,7 +181,8 @@ impl CudaBackend {
 }
 
 /// The kernels' own checks, beyond what [`crate::backend::check`] reaches through the
-/// backend's operations: both 16-bit types (bf16 and fp16), head dims 64 and 128, ALiBi,
+/// backend's operations: both 16-bit types (bf16 and fp16) at every head dim with a kernel
+/// (so a kernel added to kernels/flash_attn.cu is checked with no change here), ALiBi,
 /// packed batches, into NaN-poisoned outputs; with `long`, one sequence of 2^20 tokens on
 /// sampled rows against f64.
 pub fn check_kernels(
@@ -193,9 +195,12 @@ pub fn check_kernels(
         on_check(&c);
         all.push(c);
     };
+    // The types' tables are checked to hold the same head dims (kernels.rs's tests).
+    let dims = head_dims::<bf16>();
     let mut seed = 1000;
+    // Lengths under, over and far over a block (128 query rows, 64 keys), none a multiple.
     for n in [1usize, 257, 4095] {
-        for d in [64, 128] {
+        for &d in &dims {
             for alibi in [false, true] {
                 seed += 10;
                 push(gpu.check_attention::<bf16>(&[0, n], 4, d, alibi, seed)?, &mut all);
@@ -206,9 +211,17 @@ pub fn check_kernels(
             }
         }
     }
+    // A packed batch (odd lengths, an empty sequence) at every head dim in both types, one
+    // of the two with ALiBi.
     let batch: Vec<usize> = [0usize, 257, 514, 515, 515, 771, 900, 1157].to_vec();
-    push(gpu.check_attention::<bf16>(&batch, 6, 64, false, 3)?, &mut all);
-    push(gpu.check_attention::<f16>(&batch, 2, 128, true, 4)?, &mut all);
+    for (i, &d) in dims.iter().enumerate() {
+        let (alibi, seed) = (i % 2 == 1, 3 + 2 * i as u64);
+        push(gpu.check_attention::<bf16>(&batch, 6, d, alibi, seed)?, &mut all);
+        push(
+            gpu.check_attention::<f16>(&batch, 2, d, !alibi, seed + 1)?,
+            &mut all,
+        );
+    }
     push(
         gpu.check_attention::<f16>(&[0, 65_537], 2, 128, false, 7)?,
         &mut all,

@@ -33,13 +33,16 @@ pub struct KernelSignature {
     pub params: &'static [Param],
 }
 
-/// An attention kernel of kernels/flash_attn.cu: its 16-bit type, head dim, query rows per
-/// block, keys per stage and threads per block.
+/// An attention kernel of kernels/flash_attn.cu: its 16-bit type, head dim, shared-memory
+/// row stride, query rows per block, keys per stage and threads per block.
 #[derive(Debug)]
 pub struct FlashKernel {
     pub name: &'static str,
     pub bf16: bool,
     pub head_dim: usize,
+    /// Elements from one row of a shared-memory tile to the next: the head dim (rows
+    /// swizzled) or more (rows padded).
+    pub row_stride: usize,
     pub block_m: usize,
     pub block_n: usize,
     pub threads: usize,
@@ -192,9 +195,15 @@ mod tests {
             let k = find(flash.name).expect("the macro's kernels are in the table");
             assert_eq!(k.params.len(), 13);
             assert!(flash.block_m % 16 == 0 && flash.block_n % 16 == 0 && flash.threads % 32 == 0);
+            assert!(flash.head_dim % 16 == 0 && flash.row_stride >= flash.head_dim);
+            // The name says what the flags do (a line with one copied wrong reads wrong).
+            let ty = if flash.bf16 { "bf16" } else { "f16" };
+            assert_eq!(flash.name, format!("flash_attn_{ty}_d{}", flash.head_dim));
         }
-        assert_eq!(FLASH_KERNELS.len(), 4);
-        assert!(FLASH_KERNELS.iter().any(|k| k.bf16 && k.head_dim == 128));
+        // Every head dim in both types, and the foundation encoders' (ViT-S/B/L/g 64, ViT-H 80).
+        let has = |d: usize, bf16: bool| FLASH_KERNELS.iter().any(|k| k.head_dim == d && k.bf16 == bf16);
+        assert!(FLASH_KERNELS.iter().all(|k| has(k.head_dim, !k.bf16)));
+        assert!([64, 80, 96, 128].iter().all(|&d| has(d, true)));
     }
 
     #[test]
