@@ -10,7 +10,10 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=kernels");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    // Read at run time: a build script compiled in another checkout of the same sources
+    // (a worktree) is reused by cargo, and a compile-time path would point there.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest).join("kernels");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("kernels/ exists")
         .map(|e| e.expect("kernels/ is readable").path())

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and one function per subcommand.
 
 mod bench;
+mod convert;
 mod device;
 mod embed;
 mod evaluate;
@@ -41,6 +42,8 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Train both stages on annotated slides; ends with a model directory `run` takes
     Train(train::TrainArgs),
+    /// Convert a foundation model's checkpoint (timm, transformers ViT, open_clip trunk) into a model directory
+    Convert(convert::ConvertArgs),
     /// Score run outputs against ground truth: CAMELYON16 FROC, sensitivity by lesion size, AUROC
     Evaluate(evaluate::EvaluateArgs),
     /// Benchmarks: reader throughput, attention (CPU or GPU), tile encoder
@@ -60,5 +63,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Train(a) => train::run(a),
         Command::Selftest(a) => selftest::run(a),
+        Command::Convert(a) => convert::run(a),
     }
 }

@@ -3,14 +3,14 @@
 //! attention kernels themselves).
 
 use super::device;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use flashslide::analysis::decoder_check::check_tile_decoders;
 use flashslide::backend::check::{check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
-use flashslide::model::check::check_encoders;
+use flashslide::model::check::{check_encoders, check_model_dir};
 use flashslide::model::config::ModelConfig;
 use flashslide::slide::Slide;
 use flashslide::synth::{generate_slide, SynthOptions};
@@ -25,6 +25,10 @@ pub struct SelftestArgs {
     /// Model configurations whose encoders to check (random weights)
     #[arg(long, num_args = 1..)]
     configs: Vec<PathBuf>,
+    /// Model directories (converted foundation encoders) whose pooled features to check
+    /// against the CPU's on random tiles (least cosine similarity 0.9999)
+    #[arg(long, num_args = 1..)]
+    models: Vec<PathBuf>,
     /// Also attend over 2^20 tokens (512 sampled rows against f64; GPU only)
     #[arg(long)]
     long: bool,
@@ -61,15 +65,29 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
     };
     let checks = match device::open(args.device, false)? {
         // The CPU against itself: a check of the check, kept quick.
-        Selected::Cpu(cpu) => check_all(&cpu, &configs, Scope::Quick, json, &mut print, |_| Ok(Vec::new()))?,
+        Selected::Cpu(cpu) => check_all(
+            &cpu,
+            &configs,
+            &args.models,
+            Scope::Quick,
+            json,
+            &mut print,
+            |_| Ok(Vec::new()),
+        )?,
         Selected::Cuda(gpu) => {
             if let (Some(why), false) = (gpu.tile_decoding_unavailable(), json) {
                 println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
             }
             let long = args.long;
-            check_all(&gpu, &configs, Scope::Full, json, &mut print, |print| {
-                Ok(check_kernels(&gpu, long, print)?)
-            })?
+            check_all(
+                &gpu,
+                &configs,
+                &args.models,
+                Scope::Full,
+                json,
+                &mut print,
+                |print| Ok(check_kernels(&gpu, long, print)?),
+            )?
         }
     };
     let failed = checks.iter().filter(|c| !c.passed).count();
@@ -84,10 +102,11 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
 }
 
 /// Every check of `b`, in order: its operations, its own extra checks (`extra`), its tile
-/// decoders, the encoders of `configs`.
+/// decoders, the encoders of `configs`, the model directories `models`.
 fn check_all<B: Backend>(
     b: &B,
     configs: &[ModelConfig],
+    models: &[PathBuf],
     scope: Scope,
     json: bool,
     print: &mut dyn FnMut(&Check),
@@ -107,6 +126,16 @@ fn check_all<B: Backend>(
         all.push(c);
     }
     all.extend(check_encoders(b, configs, scope, print)?);
+    // Fresh tiles each run, the seed printed with the check.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64);
+    for dir in models {
+        let mut c = check_model_dir(b, dir, 4, seed).with_context(|| format!("model {}", dir.display()))?;
+        c.what = format!("{} [seed {seed}]", c.what);
+        print(&c);
+        all.push(c);
+    }
     Ok(all)
 }
 

@@ -162,3 +162,46 @@ fn check_slide_encoder<B: Backend>(
         repeatable,
     ))
 }
+
+/// The least cosine similarity a device's pooled tile features may have with the CPU's for a
+/// real model (bf16 arithmetic through every block).
+pub const MODEL_COSINE: f64 = 0.9999;
+
+/// A model directory loaded on `b` and on the CPU, its pooled features of `tiles` random
+/// tiles (from `seed`) compared: the relative error, and each tile's cosine similarity, the
+/// least of which must reach [`MODEL_COSINE`].
+pub fn check_model_dir<B: Backend>(b: &B, dir: &Path, tiles: usize, seed: u64) -> Result<Check, ModelError> {
+    let cpu = super::Model::load(dir, &CpuBackend)?;
+    let dev = super::Model::load(dir, b)?;
+    let s = cpu.config.image_size;
+    let rgb: Vec<u8> = random_inputs(tiles * s * s * 3, seed)
+        .iter()
+        .map(|x| ((x + 2.0) * 63.9) as u8)
+        .collect();
+    let want = CpuBackend.download(&cpu.tile_encoder.forward(&rgb, tiles, s)?.pooled)?;
+    let got = b.download(&dev.tile_encoder.forward(&rgb, tiles, s)?.pooled)?;
+    let again = b.download(&dev.tile_encoder.forward(&rgb, tiles, s)?.pooled)?;
+    let repeatable = got.iter().zip(&again).all(|(x, y)| x.to_bits() == y.to_bits());
+    let dim = cpu.config.feature_dim();
+    let cosine = got
+        .chunks(dim)
+        .zip(want.chunks(dim))
+        .map(|(g, w)| {
+            let dot: f64 = g.iter().zip(w).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let norm = |v: &[f32]| v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (norm(g) * norm(w)).max(1e-30)
+        })
+        .fold(1f64, f64::min);
+    let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    let mut check = compare(
+        format!(
+            "model {} ({tiles} tiles of {s} px, {dim}-d features): least cosine {cosine:.6}",
+            cpu.config.name
+        ),
+        &got,
+        &want,
+        repeatable,
+    );
+    check.passed &= cosine >= MODEL_COSINE;
+    Ok(check)
+}

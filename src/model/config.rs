@@ -156,6 +156,25 @@ pub struct ModelConfig {
     /// Stage 2, when the model has one (its weights under `slide.` in the same file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slide_encoder: Option<SlideEncoderConfig>,
+    /// Where a converted model's weights came from (`flashslide convert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ModelSource>,
+}
+
+/// The checkpoint a model was converted from, and what of it was left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSource {
+    /// The checkpoint's file name.
+    pub checkpoint: String,
+    /// SHA-256 of the checkpoint file, hex.
+    pub sha256: String,
+    /// What the architecture was built from (a timm name and arguments, or a config file).
+    pub architecture: String,
+    /// Tensors of the checkpoint the tile encoder does not use, by group (a classifier
+    /// head, a CLIP model's text tower).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 impl ModelConfig {

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod config;
+pub mod convert;
 mod pos_resample;
 pub mod slide_encoder;
 pub mod tile_encoder;

@@ -34,6 +34,22 @@ pub fn write_atomically(
     result
 }
 
+/// As [`write_atomically`], for a writer that takes a path (a library's save-to-file): `write`
+/// creates the temporary file it is given, which is then synced and renamed.
+pub fn write_atomically_to_path(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let tmp = partial_path(path);
+    let result = write(&tmp)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// `write_atomically` of a byte buffer.
 pub fn write_bytes(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomically(path, |out| out.write_all(bytes))
