@@ -273,18 +273,14 @@ impl TimmArgs {
         }
     }
 
-    /// An image or patch size: a number, or a square `[h, w]`.
+    /// An image or patch size: a number, or a square `[h, w]` (its side).
     fn side(&mut self, key: &str, default: usize) -> Result<usize, ArchitectureError> {
-        match self.take(key) {
-            None => Ok(default),
-            Some(Value::Array(a)) if a.len() == 2 && a[0] == a[1] && a[0].is_u64() => {
-                Ok(a[0].as_u64().unwrap_or(0) as usize)
+        if let Some(Value::Array(a)) = self.0.get(key).cloned() {
+            if a.len() == 2 && a[0] == a[1] {
+                self.0.insert(key.to_string(), a[0].clone());
             }
-            Some(v) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| Self::bad(key, &v, "a whole number or a square [h, w]")),
         }
+        self.usize(key, default)
     }
 
     fn f64(&mut self, key: &str, default: f64) -> Result<f64, ArchitectureError> {
