@@ -19,18 +19,59 @@ pub fn tiles_per_second<B: Backend>(
     batch: usize,
     batches: usize,
 ) -> Result<f64, ModelError> {
+    let (encoder, tiles) = random_encoder(backend, config, batch)?;
+    encode(&encoder, &tiles, batch, 1)?;
+    let start = Instant::now();
+    encode(&encoder, &tiles, batch, batches.max(1))?;
+    Ok((batch * batches.max(1)) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// `passes` forward passes of a random-weight encoder over `batch` random tiles, each read
+/// back, after one warm-up pass: what `tiles_per_second` times, for a profiler to watch;
+/// `watch(true)` before the passes and `watch(false)` after.
+pub fn watched_passes<B: Backend>(
+    backend: &B,
+    config: &ModelConfig,
+    batch: usize,
+    passes: usize,
+    watch: &dyn Fn(bool),
+) -> Result<(), ModelError> {
+    let (encoder, tiles) = random_encoder(backend, config, batch)?;
+    encode(&encoder, &tiles, batch, 1)?;
+    watch(true);
+    let result = encode(&encoder, &tiles, batch, passes);
+    watch(false);
+    result
+}
+
+fn random_encoder<B: Backend>(
+    backend: &B,
+    config: &ModelConfig,
+    batch: usize,
+) -> Result<(TileEncoder<B>, Vec<u8>), ModelError> {
     let encoder = TileEncoder::random(backend, config.clone())?;
     let s = config.image_size;
     let tiles: Vec<u8> = random_inputs(batch * s * s * 3, 3)
         .iter()
         .map(|x| ((x + 2.0) * 63.9) as u8)
         .collect();
-    backend.download(&encoder.forward(&tiles, batch, s)?.pooled)?;
-    let start = Instant::now();
-    for _ in 0..batches.max(1) {
-        backend.download(&encoder.forward(&tiles, batch, s)?.pooled)?;
+    Ok((encoder, tiles))
+}
+
+/// `passes` passes over `tiles` (u8 from the host), each's pooled features read back.
+fn encode<B: Backend>(
+    encoder: &TileEncoder<B>,
+    tiles: &[u8],
+    batch: usize,
+    passes: usize,
+) -> Result<(), ModelError> {
+    let side = encoder.config.image_size;
+    for _ in 0..passes {
+        encoder
+            .backend()
+            .download(&encoder.forward(tiles, batch, side)?.pooled)?;
     }
-    Ok((batch * batches.max(1)) as f64 / start.elapsed().as_secs_f64())
+    Ok(())
 }
 
 /// Seconds of one slide-encoder pass over `tokens` random features on a square grid, after

@@ -30,6 +30,9 @@ enum BenchCommand {
         /// Also time one slide-encoder pass over this many tokens (configs with one)
         #[arg(long)]
         slide_tokens: Option<usize>,
+        /// On a GPU, also the time of each operation (CUDA events) over --batches more passes
+        #[arg(long)]
+        profile: bool,
     },
     /// Attention: on the CPU, the tiled kernel against naive attention (N × N scores); on a
     /// GPU, the CUDA kernel timed with events (bf16, batch 1)
@@ -117,6 +120,53 @@ fn bench_encoders<B: Backend>(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Each operation's share of a forward pass on the GPU (CUDA events around each), per pass,
+/// against the pass's wall time.
+fn profile_encoders(
+    gpu: &flashslide::backend::cuda::CudaBackend,
+    configs: &[PathBuf],
+    batch: usize,
+    passes: usize,
+) -> Result<()> {
+    for path in configs {
+        let config: flashslide::model::config::ModelConfig =
+            serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let wall = std::cell::Cell::new(std::time::Instant::now());
+        let elapsed = std::cell::Cell::new(0.0);
+        flashslide::bench::encoder::watched_passes(gpu, &config, batch, passes.max(1), &|on| {
+            gpu.profile_ops(on);
+            if on {
+                wall.set(std::time::Instant::now());
+            } else {
+                elapsed.set(wall.get().elapsed().as_secs_f64() * 1e3);
+            }
+        })?;
+        let times = gpu.op_times()?;
+        let per = passes.max(1) as f64;
+        let busy: f64 = times.iter().map(|t| t.ms).sum::<f64>() / per;
+        println!(
+            "{} (batch {batch}): {:.2} ms a pass, operations {busy:.2} ms (CUDA events)",
+            config.name,
+            elapsed.get() / per
+        );
+        println!(
+            "  {:<20} {:>7} {:>10} {:>7} {:>9}",
+            "operation", "calls", "ms", "share", "TFLOP/s"
+        );
+        for t in &times {
+            println!(
+                "  {:<20} {:>7} {:>10.3} {:>6.1}% {:>9}",
+                t.op,
+                (t.calls as f64 / per).round(),
+                t.ms / per,
+                100.0 * t.ms / per / busy,
+                t.tflops.map_or(String::new(), |f| format!("{f:.1}"))
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The bundled arms: the full-resolution model, its baselines at 2 and 8 µm/px, and the
 /// one-image baseline (each slide one image of at most 1,024 pixels).
 const BUNDLED_ARMS: [&str; 4] = [
@@ -201,9 +251,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             batch,
             batches,
             slide_tokens,
+            profile,
         } => match device::open(device, false)? {
             Selected::Cpu(b) => bench_encoders(&b, &configs, batch, batches, slide_tokens),
-            Selected::Cuda(b) => bench_encoders(&b, &configs, batch, batches, slide_tokens),
+            Selected::Cuda(b) => {
+                let code = bench_encoders(&b, &configs, batch, batches, slide_tokens)?;
+                if profile {
+                    profile_encoders(&b, &configs, batch, batches)?;
+                }
+                Ok(code)
+            }
         },
         BenchCommand::Attention {
             device,

@@ -22,6 +22,8 @@ pub(super) struct Inner {
     pub(super) blas: CudaBlas,
     functions: HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
     pub(super) description: String,
+    /// Each operation's CUDA events while profiling (`profile_ops`).
+    pub(super) spans: super::profile::Spans,
     /// Keeps the modules the functions came from loaded.
     _modules: Vec<Arc<CudaModule>>,
     /// Attention block tables of recent packed batches (a forward pass reuses one per layer).
@@ -128,6 +130,7 @@ impl CudaBackend {
                 description,
                 _modules: modules,
                 block_tables: Default::default(),
+                spans: Default::default(),
                 jpeg: Default::default(),
                 jpeg_starting: Mutex::new(None),
             }),
@@ -222,6 +225,7 @@ impl CudaBackend {
         match &x.data {
             Storage::Bf16(d) => Ok(d.clone()),
             Storage::F32(d) => {
+                let _span = self.span("to bf16", 0.0);
                 let n = x.rows * x.cols;
                 let mut out = self.alloc::<bf16>(n)?;
                 let n64 = n as i64;

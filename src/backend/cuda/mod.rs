@@ -37,9 +37,11 @@ pub mod kernels;
 mod nvjpeg;
 pub mod nvrtc;
 mod ops;
+mod profile;
 mod tile_decoder;
 
 pub use bench::GpuAttentionRun;
+pub use profile::OpTime;
 pub use tile_decoder::CudaPixels;
 
 use crate::backend::BackendError;

@@ -29,6 +29,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, BackendError> {
+        let _span = self.span("download", 0.0);
         let n = x.rows * x.cols;
         let stream = &self.inner.stream;
         Ok(match &x.data {
@@ -79,6 +80,7 @@ impl Backend for CudaBackend {
         b: &CudaTensor,
         eps: f64,
     ) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("layer norm", 0.0);
         let mut out = self.alloc::<bf16>(x.rows * x.cols)?;
         let cfg = LaunchConfig {
             grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
@@ -117,6 +119,7 @@ impl Backend for CudaBackend {
     }
 
     fn gelu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("GELU", 0.0);
         let n = x.rows * x.cols;
         let mut out = self.alloc::<bf16>(n)?;
         let n64 = n as i64;
@@ -126,6 +129,7 @@ impl Backend for CudaBackend {
     }
 
     fn swiglu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("SwiGLU", 0.0);
         let half = x.cols / 2;
         let mut out = self.alloc::<bf16>(x.rows * half)?;
         let (rows, h) = (x.rows as i64, half as i32);
@@ -143,6 +147,7 @@ impl Backend for CudaBackend {
     }
 
     fn add(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("residual add", 0.0);
         if (a.rows, a.cols) != (b.rows, b.cols) {
             return Err(BackendError::Input(format!(
                 "add of [{}, {}] and [{}, {}]",
@@ -165,6 +170,7 @@ impl Backend for CudaBackend {
     }
 
     fn scale_columns(&self, x: &CudaTensor, gamma: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("layer scale", 0.0);
         let n = x.rows * x.cols;
         let mut out = self.alloc::<bf16>(n)?;
         let (rows, cols) = (x.rows as i64, x.cols as i32);
@@ -183,6 +189,7 @@ impl Backend for CudaBackend {
     }
 
     fn concat_rows(&self, parts: &[CudaTensor]) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("concatenate", 0.0);
         let cols = parts.first().map_or(0, |p| p.cols);
         if parts.iter().any(|p| p.cols != cols) {
             return Err(BackendError::Input(
@@ -205,6 +212,7 @@ impl Backend for CudaBackend {
     }
 
     fn concat_cols(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("concatenate", 0.0);
         if a.rows != b.rows {
             return Err(BackendError::Input(format!(
                 "side by side: [{}, {}] and [{}, {}]",
@@ -230,6 +238,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, BackendError> {
+        let _span = self.span("upload tiles", 0.0);
         Ok(CudaPixels::uploaded(self.upload_raw(&rgb)?, rgb.len()))
     }
 
@@ -269,6 +278,7 @@ impl Backend for CudaBackend {
         mean: [f32; 3],
         std: [f32; 3],
     ) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("patchify", 0.0);
         let pixels = rgb.data();
         let (rows, cols) = (batch * (side / patch).pow(2), 3 * patch * patch);
         let mut out = self.alloc::<bf16>(rows * cols)?;
@@ -299,6 +309,7 @@ impl Backend for CudaBackend {
         prefix: Option<&CudaTensor>,
         position: &CudaTensor,
     ) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("prefix + position", 0.0);
         let (n, d) = (patches.rows / batch, patches.cols);
         let p = prefix.map_or(0, |t| t.rows);
         let rows = batch * (p + n);
@@ -334,6 +345,7 @@ impl Backend for CudaBackend {
         start: usize,
         count: usize,
     ) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("pooling", 0.0);
         let mut out = self.alloc::<bf16>(seqs * x.cols)?;
         let (s, len, st, c, d) = (
             seqs as i32,
@@ -367,6 +379,7 @@ impl Backend for CudaBackend {
         side: usize,
         k: usize,
     ) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("group tokens", 0.0);
         let g = side / k;
         let rows = seqs * g * g;
         let mut out = self.alloc::<bf16>(rows * x.cols)?;
@@ -423,6 +436,12 @@ impl Backend for CudaBackend {
         head_dim: usize,
         positions: Option<&CudaPositions>,
     ) -> Result<CudaTensor, BackendError> {
+        // QKᵀ and P·V: 2·n²·d each per head and sequence.
+        let flops: f64 = offsets
+            .windows(2)
+            .map(|w| 4.0 * ((w[1] - w[0]) as f64).powi(2) * (heads * head_dim) as f64)
+            .sum();
+        let _span = self.span("attention", flops);
         attention::packed_attention(self, qkv, offsets, heads, head_dim, positions)
     }
 }
@@ -439,6 +458,7 @@ impl CudaBackend {
             )));
         }
         let (rows, inner, out_cols) = (x.rows, x.cols, w.rows);
+        let _span = self.span("GEMM", 2.0 * (rows * inner * out_cols) as f64);
         let mut y = self.alloc::<bf16>(rows * out_cols)?;
         let cfg = GemmConfig {
             transa: blas_sys::cublasOperation_t::CUBLAS_OP_T,
@@ -466,6 +486,7 @@ impl CudaBackend {
         bias: &CudaTensor,
         gelu: bool,
     ) -> Result<(), BackendError> {
+        let _span = self.span(if gelu { "bias + GELU" } else { "bias" }, 0.0);
         let cfg = Self::elementwise(rows * cols);
         let (rows, cols, act) = (rows as i64, cols as i32, gelu as i32);
         let bias = self.bf16_data(bias)?;
