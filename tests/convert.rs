@@ -453,3 +453,30 @@ fn a_pytorch_training_checkpoint_converts() {
         assert_eq!(a, b, "{name}");
     }
 }
+
+#[test]
+fn a_folder_of_other_files_is_not_overwritten() {
+    // Converting a hub download in place would replace its config.json.
+    let dir = fresh_dir("convert-in-place");
+    let (tensors, args) = small_vit();
+    let checkpoint = dir.join("pytorch_model.safetensors");
+    candle_core::safetensors::save(&tensors, &checkpoint).unwrap();
+    let hub_config = r#"{"architecture": "vit_small_patch16_224"}"#;
+    std::fs::write(dir.join("config.json"), hub_config).unwrap();
+    let (c, o) = (checkpoint.display().to_string(), dir.display().to_string());
+    let mut a = vec!["convert", c.as_str(), o.as_str()];
+    a.extend(&args);
+    let (code, _, stderr) = flashslide(&a);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no conversion wrote"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("config.json")).unwrap(),
+        hub_config
+    );
+    // An earlier conversion is replaced.
+    let out = dir.join("model").display().to_string();
+    let mut a = vec!["convert", c.as_str(), out.as_str()];
+    a.extend(&args);
+    assert_eq!(flashslide(&a).0, 0);
+    assert_eq!(flashslide(&a).0, 0, "a second conversion into the same folder");
+}

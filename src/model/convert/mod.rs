@@ -83,11 +83,14 @@ pub enum ConvertError {
     Tensors { checkpoint: PathBuf, msg: String },
     #[error("{}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("{}: {why}; choose an output folder of its own", out.display())]
+    Output { out: PathBuf, why: &'static str },
 }
 
 /// Converts `request.checkpoint` into `request.out` (model.safetensors under timm's names,
 /// then config.json, each written atomically: a folder with a config.json is complete).
 pub fn convert(request: &ConvertRequest) -> Result<ConvertReport, ConvertError> {
+    check_output(request)?;
     let arch = match &request.architecture {
         ArchitectureSpec::ConfigFile { path, args } => architecture::from_config_file(path, args)?,
         ArchitectureSpec::Timm { name, args } => architecture::from_timm(name.as_deref(), args)?,
@@ -140,6 +143,41 @@ pub fn convert(request: &ConvertRequest) -> Result<ConvertReport, ConvertError> 
         parameters,
         stripped: renamed.stripped,
     })
+}
+
+/// The output folder may hold only an earlier conversion: never the checkpoint, the config
+/// files it was given, or another program's config.json (a model downloaded from a hub,
+/// converted in place, keeps its files).
+fn check_output(request: &ConvertRequest) -> Result<(), ConvertError> {
+    let refuse = |why| {
+        Err(ConvertError::Output {
+            out: request.out.clone(),
+            why,
+        })
+    };
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let (weights, config) = (
+        request.out.join("model.safetensors"),
+        request.out.join("config.json"),
+    );
+    if same(&weights, &request.checkpoint) {
+        return refuse("its model.safetensors is the checkpoint being converted");
+    }
+    if let ArchitectureSpec::ConfigFile { path, .. } = &request.architecture {
+        if same(&config, path) {
+            return refuse("its config.json is the architecture's config file");
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(&config) {
+        let converted = serde_json::from_str::<ModelConfig>(&text).is_ok_and(|c| c.source.is_some());
+        if !converted {
+            return refuse("it holds a config.json that no conversion wrote");
+        }
+    }
+    Ok(())
 }
 
 /// The architecture's config with the request's name, MPP, normalisation and pooling.
