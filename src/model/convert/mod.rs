@@ -222,6 +222,8 @@ fn write_model(
     // A config.json from an earlier conversion would vouch for the new weights while they
     // are written: it goes first.
     atomic::remove_durably(&config_path).map_err(at(&config_path))?;
+    // What a killed conversion left half-written.
+    atomic::remove_partials(out);
     let tensors: Vec<(String, Tensor)> = tensors
         .into_iter()
         .map(|(n, t)| {
