@@ -73,13 +73,9 @@ impl<B: Backend> Model<B> {
         let weights_path = dir.join("model.safetensors");
         let file_bytes = std::fs::metadata(&weights_path).map_err(io(&weights_path))?.len();
         check_size(&config, &config_path, file_bytes, &weights_path)?;
-        // Streamed: a foundation model's weights can be gigabytes.
-        let mut hasher = Sha256::new();
-        std::fs::File::open(&weights_path)
-            .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
-            .map_err(io(&weights_path))?;
+        let hash = file_sha256(&weights_path).map_err(io(&weights_path))?;
         let host = weights::read_safetensors(&weights_path)?;
-        Self::assemble(config, &host, hex(hasher), &weights_path, backend)
+        Self::assemble(config, &host, hash, &weights_path, backend)
     }
 
     /// A model held in memory (one built into the binary): its config.json text and its
@@ -154,6 +150,13 @@ fn check_size(
         });
     }
     Ok(())
+}
+
+/// A file's SHA-256, hex, streamed (a foundation model's weights can be gigabytes).
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(hasher))
 }
 
 fn hex(hasher: Sha256) -> String {

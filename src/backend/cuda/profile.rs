@@ -1,16 +1,22 @@
 //! Where the GPU's time goes in a forward pass: CUDA events around each operation (cuBLAS
 //! GEMMs, our kernels, attention, uploads), summed per operation, when asked
 //! (`bench encoder --profile`). Events are recorded on the compute stream, so nothing waits
-//! for them; while profiling is off an operation pays one lock and nothing else.
+//! for them; while profiling is off an operation pays one atomic load and nothing else.
 
 use super::{device_err, CudaBackend};
 use crate::backend::BackendError;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaEvent;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
-/// The events of every operation since profiling started; `None` while it is off.
-pub(super) type Spans = std::sync::Mutex<Option<Vec<Span>>>;
+/// Whether profiling is on, and the events of every operation since it started.
+#[derive(Default)]
+pub(super) struct Spans {
+    on: AtomicBool,
+    recorded: Mutex<Vec<Span>>,
+}
 
 pub(super) struct Span {
     op: &'static str,
@@ -47,15 +53,13 @@ impl Drop for SpanGuard<'_> {
         ) else {
             return;
         };
-        if let Ok(mut spans) = inner.spans.lock() {
-            if let Some(spans) = spans.as_mut() {
-                spans.push(Span {
-                    op: self.op,
-                    flops: self.flops,
-                    start,
-                    end,
-                });
-            }
+        if let Ok(mut spans) = inner.spans.recorded.lock() {
+            spans.push(Span {
+                op: self.op,
+                flops: self.flops,
+                start,
+                end,
+            });
         }
     }
 }
@@ -63,16 +67,18 @@ impl Drop for SpanGuard<'_> {
 impl CudaBackend {
     /// Starts (clearing what was recorded) or stops recording operations.
     pub fn profile_ops(&self, on: bool) {
-        if let Ok(mut spans) = self.inner.spans.lock() {
-            *spans = on.then(Vec::new);
+        if on {
+            if let Ok(mut spans) = self.inner.spans.recorded.lock() {
+                spans.clear();
+            }
         }
+        self.inner.spans.on.store(on, Ordering::Release);
     }
 
     /// Times `op` (doing `flops` floating-point operations) from now until the guard drops,
     /// when profiling is on.
     pub(super) fn span(&self, op: &'static str, flops: f64) -> Option<SpanGuard<'_>> {
-        let on = self.inner.spans.lock().map(|s| s.is_some()).unwrap_or(false);
-        if !on {
+        if !self.inner.spans.on.load(Ordering::Acquire) {
             return None;
         }
         let start = self
@@ -95,10 +101,11 @@ impl CudaBackend {
         let spans = self
             .inner
             .spans
+            .recorded
             .lock()
             .map_err(|_| BackendError::Device("profile lock poisoned".into()))?;
         let mut by_op: BTreeMap<&'static str, (usize, f64, f64)> = BTreeMap::new();
-        for s in spans.iter().flatten() {
+        for s in spans.iter() {
             let ms = s.start.elapsed_ms(&s.end).map_err(device_err)? as f64;
             let e = by_op.entry(s.op).or_default();
             *e = (e.0 + 1, e.1 + ms, e.2 + s.flops);

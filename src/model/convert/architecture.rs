@@ -248,6 +248,50 @@ fn normalisation(
     })
 }
 
+impl Architecture {
+    /// `config` as read from its sources, with the fields the caller completes (name, MPP,
+    /// mean and std) as placeholders.
+    fn read(config: ModelConfig, pool_unstated: bool, transformers_names: bool) -> Architecture {
+        Architecture {
+            config,
+            normalisation: None,
+            pool_unstated,
+            transformers_names,
+            described: String::new(),
+        }
+    }
+}
+
+/// A ViT configuration whose name, MPP, mean and std are placeholders, for the sources' own
+/// fields to override.
+fn placeholder_config() -> ModelConfig {
+    ModelConfig {
+        name: String::new(),
+        architecture: "vit".into(),
+        mpp: 0.5,
+        image_size: 224,
+        patch_size: 16,
+        width: 768,
+        depth: 12,
+        heads: 12,
+        mlp_ratio: 4.0,
+        mlp: MlpKind::Gelu,
+        norm_eps: 1e-6,
+        qkv_bias: true,
+        class_token: true,
+        register_tokens: 0,
+        no_embed_class: false,
+        layer_scale: false,
+        global_pool: GlobalPool::Token,
+        fc_norm: false,
+        mean: [0.0; 3],
+        std: [1.0; 3],
+        notice: None,
+        slide_encoder: None,
+        source: None,
+    }
+}
+
 /// timm VisionTransformer keyword arguments, taken one by one; what is left is unknown.
 struct TimmArgs(Map<String, Value>);
 
@@ -443,37 +487,24 @@ impl TimmArgs {
             let names: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
             return Err(ArchitectureError::UnknownArguments(names.join(", ")));
         }
-        Ok(Architecture {
-            config: ModelConfig {
-                name: String::new(),
-                architecture: "vit".into(),
-                mpp: 0.5,
-                image_size,
-                patch_size,
-                width,
-                depth,
-                heads,
-                mlp_ratio,
-                mlp,
-                norm_eps: 1e-6,
-                qkv_bias,
-                class_token,
-                register_tokens,
-                no_embed_class,
-                layer_scale,
-                global_pool,
-                fc_norm,
-                mean: [0.0; 3],
-                std: [1.0; 3],
-                notice: None,
-                slide_encoder: None,
-                source: None,
-            },
-            normalisation: None,
-            pool_unstated,
-            transformers_names: false,
-            described: String::new(),
-        })
+        let config = ModelConfig {
+            image_size,
+            patch_size,
+            width,
+            depth,
+            heads,
+            mlp_ratio,
+            mlp,
+            qkv_bias,
+            class_token,
+            register_tokens,
+            no_embed_class,
+            layer_scale,
+            global_pool,
+            fc_norm,
+            ..placeholder_config()
+        };
+        Ok(Architecture::read(config, pool_unstated, false))
     }
 }
 
@@ -512,37 +543,18 @@ fn from_transformers(value: &Value) -> Result<Architecture, ArchitectureError> {
         .get("layer_norm_eps")
         .and_then(Value::as_f64)
         .unwrap_or(1e-12);
-    Ok(Architecture {
-        config: ModelConfig {
-            name: String::new(),
-            architecture: "vit".into(),
-            mpp: 0.5,
-            image_size: get("image_size", Some(224))?,
-            patch_size: get("patch_size", Some(16))?,
-            width,
-            depth: get("num_hidden_layers", Some(12))?,
-            heads: get("num_attention_heads", Some(12))?,
-            mlp_ratio: intermediate as f64 / width.max(1) as f64,
-            mlp: MlpKind::Gelu,
-            norm_eps,
-            qkv_bias: value.get("qkv_bias").and_then(Value::as_bool).unwrap_or(true),
-            class_token: true,
-            register_tokens: 0,
-            no_embed_class: false,
-            layer_scale: false,
-            global_pool: GlobalPool::Token,
-            fc_norm: false,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            notice: None,
-            slide_encoder: None,
-            source: None,
-        },
-        normalisation: None,
-        pool_unstated: false,
-        transformers_names: true,
-        described: String::new(),
-    })
+    let config = ModelConfig {
+        image_size: get("image_size", Some(224))?,
+        patch_size: get("patch_size", Some(16))?,
+        width,
+        depth: get("num_hidden_layers", Some(12))?,
+        heads: get("num_attention_heads", Some(12))?,
+        mlp_ratio: intermediate as f64 / width.max(1) as f64,
+        norm_eps,
+        qkv_bias: value.get("qkv_bias").and_then(Value::as_bool).unwrap_or(true),
+        ..placeholder_config()
+    };
+    Ok(Architecture::read(config, false, true))
 }
 
 #[cfg(test)]

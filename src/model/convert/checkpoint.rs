@@ -6,7 +6,6 @@
 use candle_core::pickle::PthTensors;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -78,20 +77,11 @@ pub fn read_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     }
     Ok(Checkpoint {
         tensors,
-        sha256: sha256(path)?,
-    })
-}
-
-/// The file's SHA-256, streamed (checkpoints are gigabytes).
-fn sha256(path: &Path) -> Result<String, CheckpointError> {
-    let mut hasher = Sha256::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
-        .map_err(|source| CheckpointError::Io {
+        sha256: crate::model::file_sha256(path).map_err(|source| CheckpointError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        })?,
+    })
 }
 
 fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
