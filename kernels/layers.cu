@@ -9,26 +9,50 @@
 __device__ __forceinline__ float ld(const half_bits* p, i64 i) { return bf16_to_f32(p[i]); }
 __device__ __forceinline__ float ld(const float* p, i64 i) { return p[i]; }
 
-__device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
-
-// x[r, c] += bias[c], then GELU when `gelu` is set: a linear layer's epilogue.
-extern "C" __global__ void bias_act(half_bits* x, const half_bits* bias, i64 rows, int cols, int gelu) {
-    GRID_STRIDE(i, rows * cols) {
-        float v = bf16_to_f32(x[i]) + bf16_to_f32(bias[i % cols]);
-        x[i] = f32_to_bf16(gelu ? gelu_erf(v) : v);
-    }
+// Four consecutive values (chunk c of a row: elements 4c..4c+3), as f32; the row must be
+// 8-byte (bf16) or 16-byte (f32) aligned.
+__device__ __forceinline__ void load4(const half_bits* row, i64 c, float* v) {
+    const uint2 p = reinterpret_cast<const uint2*>(row)[c];
+    v[0] = __uint_as_float(p.x << 16), v[1] = __uint_as_float(p.x & 0xffff0000u);
+    v[2] = __uint_as_float(p.y << 16), v[3] = __uint_as_float(p.y & 0xffff0000u);
 }
+__device__ __forceinline__ void load4(const float* row, i64 c, float* v) {
+    const float4 p = reinterpret_cast<const float4*>(row)[c];
+    v[0] = p.x, v[1] = p.y, v[2] = p.z, v[3] = p.w;
+}
+__device__ __forceinline__ void store4(half_bits* row, i64 c, const float* v) {
+    reinterpret_cast<uint2*>(row)[c] = make_uint2(pack2<true>(v[0], v[1]), pack2<true>(v[2], v[3]));
+}
+__device__ __forceinline__ void store4(float* row, i64 c, const float* v) {
+    reinterpret_cast<float4*>(row)[c] = make_float4(v[0], v[1], v[2], v[3]);
+}
+
+__device__ __forceinline__ float gelu_erf(float x) { return 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 
 extern "C" __global__ void gelu(const half_bits* x, half_bits* out, i64 n) {
     GRID_STRIDE(i, n) out[i] = f32_to_bf16(gelu_erf(bf16_to_f32(x[i])));
 }
 
-// out[r, c] = silu(x[r, c]) · x[r, half + c], x being [rows, 2·half].
+// out[r, c] = silu(x[r, c]) · x[r, half + c], x being [rows, 2·half]. Blocks walk rows
+// (y, grid-strided) and 4-column chunks (x), so no thread divides a 64-bit index.
 extern "C" __global__ void swiglu(const half_bits* x, half_bits* out, i64 rows, int half) {
-    GRID_STRIDE(i, rows * half) {
-        const i64 r = i / half, c = i % half;
-        const float g = bf16_to_f32(x[r * 2 * half + c]), u = bf16_to_f32(x[r * 2 * half + half + c]);
-        out[i] = f32_to_bf16(g / (1.f + __expf(-g)) * u);
+    const int chunks = half % 4 == 0 ? half / 4 : 0;  // rows 8-byte aligned, else one by one
+    for (i64 r = blockIdx.y; r < rows; r += gridDim.y) {
+        const half_bits* gate = x + r * 2 * half;
+        const half_bits* up = gate + half;
+        half_bits* o = out + r * half;
+        for (int c = blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += gridDim.x * blockDim.x) {
+            float g[4], u[4];
+            load4(gate, c, g);
+            load4(up, c, u);
+            for (int k = 0; k < 4; ++k) g[k] = g[k] / (1.f + __expf(-g[k])) * u[k];
+            store4(o, c, g);
+        }
+        // Columns past the last whole chunk (half not a multiple of 4).
+        for (int c = chunks * 4 + threadIdx.x; c < half && blockIdx.x == 0; c += blockDim.x) {
+            const float gv = bf16_to_f32(gate[c]);
+            o[c] = f32_to_bf16(gv / (1.f + __expf(-gv)) * bf16_to_f32(up[c]));
+        }
     }
 }
 
@@ -91,6 +115,69 @@ extern "C" __global__ void layer_norm_bf16(const half_bits* x, const half_bits* 
 extern "C" __global__ void layer_norm_f32(const float* x, const half_bits* w, const half_bits* b, half_bits* out,
                                           i64 rows, int cols, float eps) {
     layer_norm(x, w, b, out, rows, cols, eps);
+}
+
+// A pre-norm block's residual add and the next layer norm in one pass, one warp per row:
+// sum = residual + y · gamma (gamma, layer scale, when `has_gamma`), written in f32 (the
+// residual stream), and normed = layer_norm(sum) · w + b in bf16. The row stays in registers
+// between the passes: cols a multiple of 4, at most 4 · 32 · ADD_NORM_CHUNKS (the launcher
+// checks).
+constexpr int ADD_NORM_CHUNKS = 16;
+template <typename R>
+__device__ void add_layer_norm(const R* residual, const half_bits* y, const half_bits* gamma, int has_gamma,
+                               const half_bits* w, const half_bits* b, float* sum, half_bits* normed, i64 rows,
+                               int cols, float eps) {
+    const int lane = threadIdx.x & 31, chunks = cols / 4;
+    const i64 warps = (i64)gridDim.x * (blockDim.x >> 5);
+    for (i64 r = blockIdx.x * (i64)(blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+        float v[ADD_NORM_CHUNKS][4];
+        float total = 0.f;
+#pragma unroll
+        for (int j = 0; j < ADD_NORM_CHUNKS; ++j) {
+            const int c = lane + 32 * j;
+            if (c >= chunks) break;
+            float res[4], g[4] = {1.f, 1.f, 1.f, 1.f};
+            load4(residual + r * cols, c, res);
+            load4(y + r * cols, c, v[j]);
+            if (has_gamma) load4(gamma, c, g);
+            for (int k = 0; k < 4; ++k) {
+                v[j][k] = res[k] + v[j][k] * g[k];
+                total += v[j][k];
+            }
+            store4(sum + r * cols, c, v[j]);
+        }
+        for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffff, total, o);
+        const float mean = total / cols;
+        float sq = 0.f;
+#pragma unroll
+        for (int j = 0; j < ADD_NORM_CHUNKS; ++j) {
+            if (lane + 32 * j >= chunks) break;
+            for (int k = 0; k < 4; ++k) sq += (v[j][k] - mean) * (v[j][k] - mean);
+        }
+        for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffff, sq, o);
+        const float inv = rsqrtf(sq / cols + eps);
+#pragma unroll
+        for (int j = 0; j < ADD_NORM_CHUNKS; ++j) {
+            const int c = lane + 32 * j;
+            if (c >= chunks) break;
+            float wv[4], bv[4];
+            load4(w, c, wv);
+            load4(b, c, bv);
+            for (int k = 0; k < 4; ++k) v[j][k] = (v[j][k] - mean) * inv * wv[k] + bv[k];
+            store4(normed + r * cols, c, v[j]);
+        }
+    }
+}
+extern "C" __global__ void add_layer_norm_f32(const float* residual, const half_bits* y, const half_bits* gamma,
+                                              int has_gamma, const half_bits* w, const half_bits* b, float* sum,
+                                              half_bits* normed, i64 rows, int cols, float eps) {
+    add_layer_norm(residual, y, gamma, has_gamma, w, b, sum, normed, rows, cols, eps);
+}
+extern "C" __global__ void add_layer_norm_bf16(const half_bits* residual, const half_bits* y,
+                                               const half_bits* gamma, int has_gamma, const half_bits* w,
+                                               const half_bits* b, float* sum, half_bits* normed, i64 rows,
+                                               int cols, float eps) {
+    add_layer_norm(residual, y, gamma, has_gamma, w, b, sum, normed, rows, cols, eps);
 }
 
 // Patches of `batch` RGB tiles (side² pixels, bytes): row b·n + patch, column

@@ -114,8 +114,8 @@ impl Backend for Faulty {
     fn concat_cols(&self, a: &Tensor, b: &Tensor) -> Result<Tensor, BackendError> {
         CPU.concat_cols(a, b)
     }
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        Ok(rgb)
+    fn upload_pixels(&self, rgb: &[u8]) -> Result<Vec<u8>, BackendError> {
+        Ok(rgb.to_vec())
     }
     fn pixel_bytes(&self, pixels: &Vec<u8>) -> usize {
         pixels.len()

@@ -135,8 +135,11 @@ pub struct StageSeconds {
     pub read: f64,
     pub decode: f64,
     pub stage1: f64,
-    /// Time stage 1 waited for decoded tiles: decoding starving the encoder.
+    /// Time stage 1's thread waited for decoded tiles (the device may meanwhile still be
+    /// encoding the batches before).
     pub stage1_waiting: f64,
+    /// Time the device sat idle between stage 1's batches: decoding starving the encoder.
+    pub stage1_device_idle: f64,
     pub stage2: f64,
 }
 
@@ -313,17 +316,20 @@ pub fn encode_tiles<B: Backend>(
             };
             seconds.stage1_waiting += t.elapsed().as_secs_f64();
             let t = Instant::now();
+            backend.mark_batch(true);
             let encoded =
                 pixels.and_then(|p| Ok(model.tile_encoder.forward_pixels(&p, chunk.len(), side)?));
             if let Err(e) = encoded.and_then(|encoded| Ok(on_batch(chunk, &encoded)?)) {
                 result = Err(e);
                 break;
             }
+            backend.mark_batch(false);
             seconds.stage1 += t.elapsed().as_secs_f64();
             done += chunk.len();
             progress(done, plan.tiles.len());
         }
         drop(pixel_rxs);
+        seconds.stage1_device_idle += backend.idle_seconds();
         for worker in workers {
             let (spent, on_device) = worker.join().unwrap_or((0.0, 0));
             decode_seconds += spent;
@@ -348,7 +354,7 @@ fn place_batch<B: Backend>(
     decoder: Option<&mut (dyn TileDecoder<B::Pixels> + 'static)>,
 ) -> Result<(B::Pixels, bool), PipelineError> {
     let stored = match (read?, decoder) {
-        (ReadBatch::Decoded(rgb), _) => return Ok((backend.upload_pixels(rgb)?, false)),
+        (ReadBatch::Decoded(rgb), _) => return Ok((backend.upload_pixels(&rgb)?, false)),
         (ReadBatch::Stored(batch), Some(decoder)) => decoder.decode(&batch).ok(),
         (ReadBatch::Stored(_), None) => None,
     };
@@ -356,7 +362,7 @@ fn place_batch<B: Backend>(
         return Ok((pixels, true));
     }
     let rgb = decode_on_cpu(slide, plan, tiles)?;
-    Ok((backend.upload_pixels(rgb)?, false))
+    Ok((backend.upload_pixels(&rgb)?, false))
 }
 
 /// A slide's tissue mask and tile grid: the CPU's work before the model runs, done for

@@ -110,8 +110,8 @@ impl Backend for AutodiffBackend {
         self.cpu.concat_cols(a, b)
     }
 
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        Ok(rgb)
+    fn upload_pixels(&self, rgb: &[u8]) -> Result<Vec<u8>, BackendError> {
+        Ok(rgb.to_vec())
     }
 
     fn pixel_bytes(&self, pixels: &Vec<u8>) -> usize {

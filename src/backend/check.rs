@@ -188,6 +188,54 @@ pub fn check_operations<B: Backend>(
         pair.check("layer norm of a sum".into(), &[x.clone(), norm_w, norm_b], f, g)?,
         &mut all,
     );
+    // The residual add with the norm after it: a residual stream in the backend's wider type
+    // (a sum) and as given, with and without layer scale, at widths a fused kernel may treat
+    // differently (not a multiple of 128; over 2,048).
+    for (rows, cols, wide, layer_scale) in [
+        (37, 96, true, true),
+        (37, 96, false, false),
+        (19, 1284, true, true),
+        (5, 2052, true, false),
+    ] {
+        let residual = (values(rows * cols, 20 + cols as u64, 1.0), rows, cols);
+        let y = (values(rows * cols, 21, 1.0), rows, cols);
+        let gamma = (values(cols, 22, 0.5), 1, cols);
+        let norm_w = (values(cols, 23, 0.05).iter().map(|v| 1.0 + v).collect(), 1, cols);
+        let norm_b = (values(cols, 24, 0.1), 1, cols);
+        let inputs = [residual, y, gamma, norm_w, norm_b];
+        for (part, which) in [("sum", 0), ("norm", 1)] {
+            let (f, g) = both!(|be, t| {
+                let residual = if wide { be.add(&t[0], &t[0])? } else { t[0].clone() };
+                let gamma = if layer_scale { Some(&t[2]) } else { None };
+                let out = be.add_layer_norm(&residual, &t[1], gamma, &t[3], &t[4], 1e-6)?;
+                Ok(if which == 0 { out.0 } else { out.1 })
+            });
+            let what = format!(
+                "residual add + layer norm [{rows}, {cols}]{}{}: {part}",
+                if wide { ", wide residual" } else { "" },
+                if layer_scale { ", layer scale" } else { "" }
+            );
+            push(pair.check(what, &inputs, f, g)?, &mut all);
+        }
+    }
+    if scope == Scope::Full {
+        // A foundation encoder's MLP at full width (ViT-L/16: 1,024 → 4,096), bias and GELU
+        // in the GEMM's epilogue on a GPU.
+        let (rows, inner, out) = (394, 1024, 4096);
+        let x = (values(rows * inner, 25, 1.0), rows, inner);
+        let w = (values(out * inner, 26, 0.03), out, inner);
+        let bias = (values(out, 27, 1.0), 1, out);
+        let (f, g) = both!(|be, t| be.linear_gelu(&t[0], &t[1], &t[2]));
+        push(
+            pair.check(
+                format!("linear + GELU [{rows}, {inner}] → {out}"),
+                &[x, w, bias],
+                f,
+                g,
+            )?,
+            &mut all,
+        );
+    }
     let (f, g) = both!(|be, t| be.gelu(&t[0]));
     push(
         pair.check("GELU".into(), std::slice::from_ref(&x), f, g)?,
@@ -198,6 +246,10 @@ pub fn check_operations<B: Backend>(
         pair.check("SwiGLU".into(), std::slice::from_ref(&x), f, g)?,
         &mut all,
     );
+    // A packed SwiGLU whose halves are not a multiple of 4 wide (no vector loads).
+    let odd = (values(rows * 76, 15, 1.0), rows, 76);
+    let (f, g) = both!(|be, t| be.swiglu(&t[0]));
+    push(pair.check("SwiGLU, halves of 38".into(), &[odd], f, g)?, &mut all);
     let y = (values(rows * inner, 6, 1.0), rows, inner);
     let (f, g) = both!(|be, t| be.add(&t[0], &t[1]));
     push(pair.check("add".into(), &[x.clone(), y.clone()], f, g)?, &mut all);
@@ -366,12 +418,12 @@ fn check_patchify<B: Backend>(pair: &Pair<B>) -> Result<Check, BackendError> {
         .map(|x| ((x + 2.0) * 63.9) as u8)
         .collect();
     let run = |be: &B| -> Result<Vec<f32>, BackendError> {
-        let pixels = be.upload_pixels(rgb.clone())?;
+        let pixels = be.upload_pixels(&rgb)?;
         be.download(&be.patchify(&pixels, batch, side, patch, mean, std)?)
     };
     let (got, again) = (run(pair.b)?, run(pair.b)?);
     let reference = pair.reference;
-    let pixels = reference.upload_pixels(rgb.clone())?;
+    let pixels = reference.upload_pixels(&rgb)?;
     let want: Vec<f64> = reference
         .download(&reference.patchify(&pixels, batch, side, patch, mean, std)?)?
         .into_iter()

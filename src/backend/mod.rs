@@ -85,6 +85,20 @@ pub trait Backend: Clone + Send + Sync {
         b: &Self::Tensor,
         eps: f64,
     ) -> Result<Self::Tensor, BackendError>;
+    /// `residual + y · diag(gamma)` (`gamma` `[1, cols]`: layer scale, when given) and that
+    /// sum's layer norm, `(sum, normed)`: a pre-norm block's residual add and the norm after
+    /// it, which a backend may do in one pass.
+    fn add_layer_norm(
+        &self,
+        residual: &Self::Tensor,
+        y: &Self::Tensor,
+        gamma: Option<&Self::Tensor>,
+        w: &Self::Tensor,
+        b: &Self::Tensor,
+        eps: f64,
+    ) -> Result<(Self::Tensor, Self::Tensor), BackendError> {
+        add_then_layer_norm(self, residual, y, gamma, w, b, eps)
+    }
     /// Exact (erf) GELU.
     fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
     /// timm's packed SwiGLU: silu(first half of each row) · second half.
@@ -96,8 +110,18 @@ pub trait Backend: Clone + Send + Sync {
     /// `a` and `b` side by side: `[rows, a.cols + b.cols]`.
     fn concat_cols(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor, BackendError>;
 
+    /// Marks where a batch's work starts (`start`) or ends in the device's queue: the device's
+    /// idle time from each end to the next start is what [`Backend::idle_seconds`] sums. A
+    /// backend that computes as it is called has no idle device and marks nothing.
+    fn mark_batch(&self, _start: bool) {}
+    /// Seconds the device sat idle between the batches marked since the last call (waits for
+    /// the marked work to finish).
+    fn idle_seconds(&self) -> f64 {
+        0.0
+    }
+
     /// Host RGB tiles placed where this backend computes.
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Self::Pixels, BackendError>;
+    fn upload_pixels(&self, rgb: &[u8]) -> Result<Self::Pixels, BackendError>;
     /// Bytes in `pixels`.
     fn pixel_bytes(&self, pixels: &Self::Pixels) -> usize;
     /// `pixels` back on the host (for checks).
@@ -227,4 +251,23 @@ pub fn select(choice: DeviceChoice) -> Result<(Selected, Option<String>), cuda::
             Err(e) => Ok((Selected::Cpu(cpu::CpuBackend), Some(e.to_string()))),
         },
     }
+}
+
+/// [`Backend::add_layer_norm`] made of the backend's own `scale_columns`, `add` and
+/// `layer_norm`.
+pub fn add_then_layer_norm<B: Backend>(
+    be: &B,
+    residual: &B::Tensor,
+    y: &B::Tensor,
+    gamma: Option<&B::Tensor>,
+    w: &B::Tensor,
+    b: &B::Tensor,
+    eps: f64,
+) -> Result<(B::Tensor, B::Tensor), BackendError> {
+    let sum = match gamma {
+        Some(g) => be.add(residual, &be.scale_columns(y, g)?)?,
+        None => be.add(residual, y)?,
+    };
+    let normed = be.layer_norm(&sum, w, b, eps)?;
+    Ok((sum, normed))
 }

@@ -58,18 +58,23 @@ fn random_encoder<B: Backend>(
     Ok((encoder, tiles))
 }
 
-/// `passes` passes over `tiles` (u8 from the host), each's pooled features read back.
+/// `passes` passes over `tiles` (u8 from the host), each's pooled features read back. The
+/// next pass's tiles are sent before this pass's features are read, as a pipeline feeding
+/// the encoder would, so a backend that uploads on a stream of its own overlaps the two.
 fn encode<B: Backend>(
     encoder: &TileEncoder<B>,
     tiles: &[u8],
     batch: usize,
     passes: usize,
 ) -> Result<(), ModelError> {
-    let side = encoder.config.image_size;
-    for _ in 0..passes {
-        encoder
-            .backend()
-            .download(&encoder.forward(tiles, batch, side)?.pooled)?;
+    let (side, be) = (encoder.config.image_size, encoder.backend());
+    let mut pixels = be.upload_pixels(tiles)?;
+    for pass in 0..passes {
+        let encoded = encoder.forward_pixels(&pixels, batch, side)?;
+        if pass + 1 < passes {
+            pixels = be.upload_pixels(tiles)?;
+        }
+        be.download(&encoded.pooled)?;
     }
     Ok(())
 }

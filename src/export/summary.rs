@@ -72,6 +72,9 @@ pub struct Seconds {
     pub decode: f64,
     pub stage1: f64,
     pub stage1_waiting: f64,
+    /// The device idle between stage 1's batches (0 in summaries written before it was measured).
+    #[serde(default)]
+    pub stage1_device_idle: f64,
     pub stage2: f64,
     pub export: f64,
     /// From the start of the slide's work to its summary, less the time it waited for the
@@ -89,6 +92,7 @@ impl Seconds {
             decode: s.decode,
             stage1: s.stage1,
             stage1_waiting: s.stage1_waiting,
+            stage1_device_idle: s.stage1_device_idle,
             stage2: s.stage2,
             export,
             total,

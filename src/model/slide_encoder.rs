@@ -217,18 +217,24 @@ impl<B: Backend> SlideEncoder<B> {
             alibi: c.alibi,
         };
         let positions = be.prepare_positions(spec, heads, hd)?;
+        // Each block's residual add is done with the norm that follows it (the next block's
+        // norm1, or the final norm), so `h` is always the normed residual stream.
+        let norm_after = |b: usize| match b < c.depth {
+            true => format!("slide.blocks.{b}.norm1"),
+            false => "slide.norm".into(),
+        };
         let mut x = w.dense(features, "slide.proj_in")?;
+        let mut h = w.norm(&x, &norm_after(0), c.norm_eps)?;
         for b in 0..c.depth {
             let name = |s: &str| format!("slide.blocks.{b}.{s}");
-            let h = w.norm(&x, &name("norm1"), c.norm_eps)?;
             let qkv = w.dense(&h, &name("attn.qkv"))?;
             let a = be.attention(&qkv, &[0, n], heads, hd, Some(&positions))?;
-            x = be.add(&x, &w.dense(&a, &name("attn.proj"))?)?;
-            let h = w.norm(&x, &name("norm2"), c.norm_eps)?;
-            let h = w.dense_gelu(&h, &name("mlp.fc1"))?;
-            x = be.add(&x, &w.dense(&h, &name("mlp.fc2"))?)?;
+            let a = w.dense(&a, &name("attn.proj"))?;
+            let (sum, normed) = w.add_norm(&x, &a, None, &name("norm2"), c.norm_eps)?;
+            let m = w.dense(&w.dense_gelu(&normed, &name("mlp.fc1"))?, &name("mlp.fc2"))?;
+            (x, h) = w.add_norm(&sum, &m, None, &norm_after(b + 1), c.norm_eps)?;
         }
-        let x = w.norm(&x, "slide.norm", c.norm_eps)?;
+        let x = h;
         let pooled = be.mean_rows(&x, 1, 0, n)?;
         Ok((
             w.dense(&x, "slide.token_head")?,

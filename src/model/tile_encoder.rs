@@ -77,7 +77,7 @@ impl<B: Backend> TileEncoder<B> {
     /// than the model's (a multiple of the patch size) resamples the position embedding as
     /// timm does (bicubic, antialiased).
     pub fn forward(&self, rgb: &[u8], batch: usize, side: usize) -> Result<Encoded<B::Tensor>, ModelError> {
-        let pixels = self.weights.backend.upload_pixels(rgb.to_vec())?;
+        let pixels = self.weights.backend.upload_pixels(rgb)?;
         self.forward_pixels(&pixels, batch, side)
     }
 
@@ -90,7 +90,7 @@ impl<B: Backend> TileEncoder<B> {
         side: usize,
     ) -> Result<Encoded<B::Tensor>, ModelError> {
         let c = &self.config;
-        let be = &self.weights.backend;
+        let (be, w) = (&self.weights.backend, &self.weights);
         let (s, p) = (side, c.patch_size);
         if s == 0 || s % p != 0 {
             return Err(ModelError::Input(format!(
@@ -109,17 +109,31 @@ impl<B: Backend> TileEncoder<B> {
         let x = self.weights.dense(&patches, "patch_embed.proj")?;
         let prefix = self.prefix_tokens()?;
         let grid = s / p;
-        let mut x = be.prepend_and_position(&x, batch, prefix.as_ref(), &self.position_embedding(grid)?)?;
+        let x = be.prepend_and_position(&x, batch, prefix.as_ref(), &self.position_embedding(grid)?)?;
+        // Each block's residual add is done with the norm that follows it (the next block's
+        // norm1, or the final norm), so `h` is always the normed residual stream.
+        let (mut x, mut h) = match self.norm_after(0) {
+            Some(norm) => {
+                let h = w.norm(&x, &norm, c.norm_eps)?;
+                (x, Some(h))
+            }
+            None => (x, None),
+        };
         for b in 0..c.depth {
-            x = self.block(b, &x, batch)?;
+            let normed = h
+                .take()
+                .expect("every block but after the last is followed by a norm");
+            (x, h) = self.block(b, &x, &normed, batch)?;
         }
-        let (tokens, pooled) = if c.fc_norm {
-            let pooled = self.pool(&x, batch)?;
-            (x, self.weights.norm(&pooled, "fc_norm", c.norm_eps)?)
-        } else {
-            let x = self.weights.norm(&x, "norm", c.norm_eps)?;
-            let pooled = self.pool(&x, batch)?;
-            (x, pooled)
+        let (tokens, pooled) = match h {
+            Some(normed) => {
+                let pooled = self.pool(&normed, batch)?;
+                (normed, pooled)
+            }
+            None => {
+                let pooled = self.pool(&x, batch)?;
+                (x, w.norm(&pooled, "fc_norm", c.norm_eps)?)
+            }
         };
         Ok(Encoded { tokens, pooled })
     }
@@ -174,32 +188,65 @@ impl<B: Backend> TileEncoder<B> {
         })
     }
 
-    /// x + ls1·attn(norm1(x)), then + ls2·mlp(norm2(x)).
-    fn block(&self, b: usize, x: &B::Tensor, batch: usize) -> Result<B::Tensor, ModelError> {
+    /// The norm applied to the residual stream after `b` blocks: block `b`'s norm1, the
+    /// final norm after the last block, none there under `fc_norm` (the pooled feature is
+    /// normed instead).
+    fn norm_after(&self, b: usize) -> Option<String> {
+        let c = &self.config;
+        if b < c.depth {
+            Some(format!("blocks.{b}.norm1"))
+        } else if c.fc_norm {
+            None
+        } else {
+            Some("norm".into())
+        }
+    }
+
+    /// Block `b` on the residual stream `x`, given `h` = norm1(x): x + ls1·attn(h), then
+    /// + ls2·mlp(norm2(·)). Returns the new residual stream and its norm that follows, if any.
+    fn block(
+        &self,
+        b: usize,
+        x: &B::Tensor,
+        h: &B::Tensor,
+        batch: usize,
+    ) -> Result<(B::Tensor, Option<B::Tensor>), ModelError> {
         let c = &self.config;
         let (be, w) = (&self.weights.backend, &self.weights);
         let name = |n: &str| format!("blocks.{b}.{n}");
-        let h = w.norm(x, &name("norm1"), c.norm_eps)?;
-        let qkv = w.dense(&h, &name("attn.qkv"))?;
+        let layer_scale = |n: &str| c.layer_scale.then(|| name(n));
+        let qkv = w.dense(h, &name("attn.qkv"))?;
         // Each tile is one sequence of the packed attention.
         let t = be.shape(x).0 / batch;
         let offsets: Vec<usize> = (0..=batch).map(|i| i * t).collect();
         let a = be.attention(&qkv, &offsets, c.heads, c.head_dim(), None)?;
-        let mut a = w.dense(&a, &name("attn.proj"))?;
-        if c.layer_scale {
-            a = be.scale_columns(&a, w.get(&name("ls1.gamma")))?;
-        }
-        let x = be.add(x, &a)?;
-        let h = w.norm(&x, &name("norm2"), c.norm_eps)?;
+        let a = w.dense(&a, &name("attn.proj"))?;
+        let (x, h) = w.add_norm(
+            x,
+            &a,
+            layer_scale("ls1.gamma").as_deref(),
+            &name("norm2"),
+            c.norm_eps,
+        )?;
         let h = match c.mlp {
             MlpKind::Gelu => w.dense_gelu(&h, &name("mlp.fc1"))?,
             MlpKind::Swiglu => be.swiglu(&w.dense(&h, &name("mlp.fc1"))?)?,
         };
-        let mut m = w.dense(&h, &name("mlp.fc2"))?;
-        if c.layer_scale {
-            m = be.scale_columns(&m, w.get(&name("ls2.gamma")))?;
-        }
-        Ok(be.add(&x, &m)?)
+        let m = w.dense(&h, &name("mlp.fc2"))?;
+        let ls2 = layer_scale("ls2.gamma");
+        Ok(match self.norm_after(b + 1) {
+            Some(norm) => {
+                let (x, h) = w.add_norm(&x, &m, ls2.as_deref(), &norm, c.norm_eps)?;
+                (x, Some(h))
+            }
+            None => {
+                let m = match ls2 {
+                    Some(gamma) => be.scale_columns(&m, w.get(&gamma))?,
+                    None => m,
+                };
+                (be.add(&x, &m)?, None)
+            }
+        })
     }
 }
 

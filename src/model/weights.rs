@@ -183,6 +183,26 @@ impl<B: Backend> Weights<B> {
         )?)
     }
 
+    /// `x + y · diag(gamma)` (the layer scale `gamma`, when named) and its layer norm
+    /// `norm`: a pre-norm block's residual add and the norm that follows it.
+    pub fn add_norm(
+        &self,
+        x: &B::Tensor,
+        y: &B::Tensor,
+        gamma: Option<&str>,
+        norm: &str,
+        eps: f64,
+    ) -> Result<(B::Tensor, B::Tensor), ModelError> {
+        Ok(self.backend.add_layer_norm(
+            x,
+            y,
+            gamma.map(|g| self.get(g)),
+            self.get(&format!("{norm}.weight")),
+            self.get(&format!("{norm}.bias")),
+            eps,
+        )?)
+    }
+
     /// The layer norm `prefix`.
     pub fn norm(&self, x: &B::Tensor, prefix: &str, eps: f64) -> Result<B::Tensor, ModelError> {
         Ok(self.backend.layer_norm(

@@ -84,8 +84,8 @@ impl Backend for CpuBackend {
         Ok(Tensor::cat(&[a, b], 1)?)
     }
 
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<Vec<u8>, BackendError> {
-        Ok(rgb)
+    fn upload_pixels(&self, rgb: &[u8]) -> Result<Vec<u8>, BackendError> {
+        Ok(rgb.to_vec())
     }
 
     fn download_pixels(&self, pixels: &Vec<u8>) -> Result<Vec<u8>, BackendError> {

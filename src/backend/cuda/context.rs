@@ -7,7 +7,7 @@ use super::nvjpeg::NvjpegError;
 use super::tile_decoder::JpegDecoder;
 use super::{attention, device_err, nvrtc, CudaBackend, CudaTensor, CudaUnavailable, Storage};
 use crate::backend::BackendError;
-use cudarc::cublas::{sys as blas_sys, CudaBlas};
+use cudarc::cublas::sys as blas_sys;
 use cudarc::driver::{
     sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
     PushKernelArg,
@@ -19,11 +19,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 pub(super) struct Inner {
     pub(super) ctx: Arc<CudaContext>,
     pub(super) stream: Arc<CudaStream>,
-    pub(super) blas: CudaBlas,
+    pub(super) gemms: super::gemm::Gemms,
+    /// Host tiles' way to the GPU, on a stream of its own.
+    pub(super) uploader: Mutex<super::upload::Uploader>,
     functions: HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
     pub(super) description: String,
     /// Each operation's CUDA events while profiling (`profile_ops`).
     pub(super) spans: super::profile::Spans,
+    /// Events at the starts (true) and ends of batches, for `idle_seconds`.
+    pub(super) batch_marks: Mutex<Vec<(bool, cudarc::driver::CudaEvent)>>,
     /// Keeps the modules the functions came from loaded.
     _modules: Vec<Arc<CudaModule>>,
     /// Attention block tables of recent packed batches (a forward pass reuses one per layer).
@@ -63,6 +67,9 @@ impl CudaBackend {
             if !blas_sys::is_culib_present() {
                 return Err(missing("libcublas"));
             }
+            if !cudarc::cublaslt::sys::is_culib_present() {
+                return Err(missing("libcublasLt"));
+            }
         }
         if !nvrtc::present() {
             return Err(missing("libnvrtc (CUDA's run-time compiler)"));
@@ -84,7 +91,9 @@ impl CudaBackend {
         unsafe { ctx.disable_event_tracking() };
         // Not the legacy default stream, which would wait for (and hold up) the decoder's.
         let stream = ctx.new_stream().map_err(|e| fail(&e))?;
-        let blas = CudaBlas::new(stream.clone()).map_err(|e| fail(&e))?;
+        let gemms = super::gemm::Gemms::new(&stream).map_err(CudaUnavailable)?;
+        let copies = ctx.new_stream().map_err(|e| fail(&e))?;
+        let uploader = Mutex::new(super::upload::Uploader::new(copies, stream.clone()));
         let (major, minor) = ctx.compute_capability().map_err(|e| fail(&e))?;
         if major < 8 {
             return Err(CudaUnavailable(format!(
@@ -125,12 +134,14 @@ impl CudaBackend {
             inner: Arc::new(Inner {
                 ctx,
                 stream,
-                blas,
+                gemms,
+                uploader,
                 functions,
                 description,
                 _modules: modules,
                 block_tables: Default::default(),
                 spans: Default::default(),
+                batch_marks: Default::default(),
                 jpeg: Default::default(),
                 jpeg_starting: Mutex::new(None),
             }),

@@ -32,17 +32,21 @@ macro_rules! launch {
 pub mod attention;
 mod bench;
 mod context;
+mod gemm;
 pub mod kernel_check;
 pub mod kernels;
 mod nvjpeg;
+mod nvjpeg_alloc;
 pub mod nvrtc;
 mod ops;
+mod pixels;
 mod profile;
 mod tile_decoder;
+mod upload;
 
 pub use bench::GpuAttentionRun;
+pub use pixels::CudaPixels;
 pub use profile::OpTime;
-pub use tile_decoder::CudaPixels;
 
 use crate::backend::BackendError;
 use context::Inner;

@@ -2,11 +2,11 @@
 //! the rest as kernels of kernels/layers.cu, attention through attention.rs.
 
 use super::context::JPEG_DECODERS;
+use super::gemm::Epilogue;
 use super::tile_decoder::SharedJpegDecoder;
 use super::{attention, device_err, CudaBackend, CudaPixels, CudaPositions, CudaTensor, Storage};
 use crate::backend::{Backend, BackendError, PositionSpec, TileDecoder};
-use cudarc::cublas::{sys as blas_sys, Gemm, GemmConfig};
-use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{LaunchConfig, PushKernelArg};
 use half::bf16;
 
 impl Backend for CudaBackend {
@@ -55,11 +55,12 @@ impl Backend for CudaBackend {
         w: &CudaTensor,
         b: Option<&CudaTensor>,
     ) -> Result<CudaTensor, BackendError> {
-        let mut y = self.matmul_transposed(x, w)?;
-        if let Some(b) = b {
-            self.bias_act(&mut y, [x.rows, w.rows], b, false)?;
-        }
-        Ok(self.tensor(y, x.rows, w.rows))
+        let epilogue = if b.is_some() {
+            Epilogue::Bias
+        } else {
+            Epilogue::None
+        };
+        self.gemm(x, w, b, epilogue)
     }
 
     fn linear_gelu(
@@ -68,9 +69,7 @@ impl Backend for CudaBackend {
         w: &CudaTensor,
         b: &CudaTensor,
     ) -> Result<CudaTensor, BackendError> {
-        let mut y = self.matmul_transposed(x, w)?;
-        self.bias_act(&mut y, [x.rows, w.rows], b, true)?;
-        Ok(self.tensor(y, x.rows, w.rows))
+        self.gemm(x, w, Some(b), Epilogue::BiasGelu)
     }
 
     fn layer_norm(
@@ -118,6 +117,63 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
+    fn add_layer_norm(
+        &self,
+        residual: &CudaTensor,
+        y: &CudaTensor,
+        gamma: Option<&CudaTensor>,
+        w: &CudaTensor,
+        b: &CudaTensor,
+        eps: f64,
+    ) -> Result<(CudaTensor, CudaTensor), BackendError> {
+        let (rows, cols) = (residual.rows, residual.cols);
+        if (y.rows, y.cols) != (rows, cols) {
+            return Err(BackendError::Input(format!(
+                "add of [{rows}, {cols}] and [{}, {}]",
+                y.rows, y.cols
+            )));
+        }
+        // The fused kernel keeps a row in registers: 4-column chunks, 32 · 16 of them at most.
+        if cols % 4 != 0 || cols > 4 * 32 * 16 {
+            return crate::backend::add_then_layer_norm(self, residual, y, gamma, w, b, eps);
+        }
+        let _span = self.span("residual add + layer norm", 0.0);
+        let mut sum = self.alloc::<f32>(rows * cols)?;
+        let mut normed = self.alloc::<bf16>(rows * cols)?;
+        let (y, w, b) = (self.bf16_data(y)?, self.bf16_data(w)?, self.bf16_data(b)?);
+        // Without layer scale the kernel never reads `gamma`; the norm's weight stands in as
+        // a valid pointer.
+        let (gamma, has_gamma) = match gamma {
+            Some(g) => (self.bf16_data(g)?, 1i32),
+            None => (w.clone(), 0),
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (rows64, cols32, eps) = (rows as i64, cols as i32, eps as f32);
+        let (r_ptr, r_ty) = residual.data.pointer(&self.inner.stream);
+        let name = format!("add_layer_norm_{r_ty}");
+        launch!(
+            self,
+            &name,
+            cfg,
+            &r_ptr,
+            &*y,
+            &*gamma,
+            &has_gamma,
+            &*w,
+            &*b,
+            &mut sum,
+            &mut normed,
+            &rows64,
+            &cols32,
+            &eps
+        )?;
+        Ok((self.tensor_f32(sum, rows, cols), self.tensor(normed, rows, cols)))
+    }
+
     fn gelu(&self, x: &CudaTensor) -> Result<CudaTensor, BackendError> {
         let _span = self.span("GELU", 0.0);
         let n = x.rows * x.cols;
@@ -134,15 +190,16 @@ impl Backend for CudaBackend {
         let mut out = self.alloc::<bf16>(x.rows * half)?;
         let (rows, h) = (x.rows as i64, half as i32);
         let x_data = self.bf16_data(x)?;
-        launch!(
-            self,
-            "swiglu",
-            Self::elementwise(x.rows * half),
-            &*x_data,
-            &mut out,
-            &rows,
-            &h
-        )?;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                (half / 4).div_ceil(256).max(1) as u32,
+                x.rows.clamp(1, 65_535) as u32,
+                1,
+            ),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(self, "swiglu", cfg, &*x_data, &mut out, &rows, &h)?;
         Ok(self.tensor(out, x.rows, half))
     }
 
@@ -237,9 +294,16 @@ impl Backend for CudaBackend {
         Ok(self.tensor(out, a.rows, cols))
     }
 
-    fn upload_pixels(&self, rgb: Vec<u8>) -> Result<CudaPixels, BackendError> {
-        let _span = self.span("upload tiles", 0.0);
-        Ok(CudaPixels::uploaded(self.upload_raw(&rgb)?, rgb.len()))
+    fn upload_pixels(&self, rgb: &[u8]) -> Result<CudaPixels, BackendError> {
+        self.upload_tiles(rgb)
+    }
+
+    fn mark_batch(&self, start: bool) {
+        self.mark(start);
+    }
+
+    fn idle_seconds(&self) -> f64 {
+        self.idle_between_marks()
     }
 
     fn pixel_bytes(&self, pixels: &CudaPixels) -> usize {
@@ -443,53 +507,5 @@ impl Backend for CudaBackend {
             .sum();
         let _span = self.span("attention", flops);
         attention::packed_attention(self, qkv, offsets, heads, head_dim, positions)
-    }
-}
-
-impl CudaBackend {
-    /// `x · wᵀ` through cuBLAS: x `[rows, in]`, w `[out, in]`, both row-major, which in
-    /// cuBLAS's column-major terms is yᵀ `[out, rows]` = w (wᵀ stored, transposed) · xᵀ.
-    /// The buffer `[x.rows, w.rows]`, not yet a tensor, for an epilogue to write in place.
-    fn matmul_transposed(&self, x: &CudaTensor, w: &CudaTensor) -> Result<CudaSlice<bf16>, BackendError> {
-        if x.cols != w.cols {
-            return Err(BackendError::Input(format!(
-                "matmul of [{}, {}] by [{}, {}]ᵀ",
-                x.rows, x.cols, w.rows, w.cols
-            )));
-        }
-        let (rows, inner, out_cols) = (x.rows, x.cols, w.rows);
-        let _span = self.span("GEMM", 2.0 * (rows * inner * out_cols) as f64);
-        let mut y = self.alloc::<bf16>(rows * out_cols)?;
-        let cfg = GemmConfig {
-            transa: blas_sys::cublasOperation_t::CUBLAS_OP_T,
-            transb: blas_sys::cublasOperation_t::CUBLAS_OP_N,
-            m: out_cols as i32,
-            n: rows as i32,
-            k: inner as i32,
-            alpha: bf16::ONE,
-            lda: inner as i32,
-            ldb: inner as i32,
-            beta: bf16::ZERO,
-            ldc: out_cols as i32,
-        };
-        let (w, x) = (self.bf16_data(w)?, self.bf16_data(x)?);
-        // SAFETY: the dimensions above match the buffers' sizes.
-        unsafe { self.inner.blas.gemm(cfg, &*w, &*x, &mut y) }.map_err(device_err)?;
-        Ok(y)
-    }
-
-    /// `y += bias` per column of a `[rows, cols]` matmul output, then GELU if asked, in place.
-    fn bias_act(
-        &self,
-        y: &mut CudaSlice<bf16>,
-        [rows, cols]: [usize; 2],
-        bias: &CudaTensor,
-        gelu: bool,
-    ) -> Result<(), BackendError> {
-        let _span = self.span(if gelu { "bias + GELU" } else { "bias" }, 0.0);
-        let cfg = Self::elementwise(rows * cols);
-        let (rows, cols, act) = (rows as i64, cols as i32, gelu as i32);
-        let bias = self.bf16_data(bias)?;
-        launch!(self, "bias_act", cfg, y, &*bias, &rows, &cols, &act)
     }
 }

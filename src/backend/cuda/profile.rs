@@ -123,3 +123,31 @@ impl CudaBackend {
         Ok(times)
     }
 }
+
+impl CudaBackend {
+    /// Records where a batch starts or ends on the compute stream.
+    pub(super) fn mark(&self, start: bool) {
+        let event = self
+            .inner
+            .stream
+            .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT));
+        if let (Ok(event), Ok(mut marks)) = (event, self.inner.batch_marks.lock()) {
+            marks.push((start, event));
+        }
+    }
+
+    /// The compute stream's idle time from each marked end to the next marked start.
+    pub(super) fn idle_between_marks(&self) -> f64 {
+        let Ok(mut marks) = self.inner.batch_marks.lock() else {
+            return 0.0;
+        };
+        let idle: f64 = marks
+            .windows(2)
+            .filter(|w| !w[0].0 && w[1].0)
+            .filter_map(|w| w[0].1.elapsed_ms(&w[1].1).ok())
+            .map(|ms| ms.max(0.0) as f64 / 1e3)
+            .sum();
+        marks.clear();
+        idle
+    }
+}

@@ -1,0 +1,82 @@
+//! Host tiles to the GPU on a copy stream of their own, so that the upload of one batch
+//! overlaps the encoder's work on the one before: the tiles are copied (by several threads)
+//! into page-locked staging memory, from there by DMA into a pool buffer, and the compute
+//! stream waits for that copy alone, not for the host. From pageable memory the driver's
+//! copy would hold the calling thread and, on the compute stream, the encoder.
+
+use super::pixels::{CudaPixels, PixelPool};
+use super::{device_err, CudaBackend};
+use crate::backend::BackendError;
+use cudarc::driver::{CudaEvent, CudaStream, DevicePtrMut, PinnedHostSlice};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Two staging buffers, used in turn: one is filled while the other's copy may still run.
+const STAGES: usize = 2;
+
+pub(super) struct Uploader {
+    pool: PixelPool,
+    staging: [Option<Stage>; STAGES],
+    next: usize,
+}
+
+/// Page-locked memory, and the event after which its last copy has finished.
+struct Stage {
+    host: PinnedHostSlice<u8>,
+    copied: Option<CudaEvent>,
+}
+
+impl Uploader {
+    pub(super) fn new(stream: Arc<CudaStream>, compute: Arc<CudaStream>) -> Uploader {
+        Uploader {
+            pool: PixelPool::new(stream, compute),
+            staging: Default::default(),
+            next: 0,
+        }
+    }
+
+    /// `rgb` on the GPU; the compute stream's later work waits for the copy.
+    pub(super) fn upload(&mut self, rgb: &[u8]) -> Result<CudaPixels, BackendError> {
+        let stream = self.pool.stream().clone();
+        let n = rgb.len();
+        let stage = &mut self.staging[self.next];
+        self.next = (self.next + 1) % STAGES;
+        if stage.as_ref().is_none_or(|s| s.host.len() < n) {
+            *stage = None;
+            // SAFETY: the bytes uploaded are written below before the copy reads them.
+            let host = unsafe { stream.context().alloc_pinned::<u8>(n.max(1)) }.map_err(device_err)?;
+            *stage = Some(Stage { host, copied: None });
+        }
+        let stage = stage.as_mut().expect("allocated above");
+        if let Some(copied) = stage.copied.take() {
+            copied.synchronize().map_err(device_err)?;
+        }
+        let host = &mut stage.host.as_mut_slice().map_err(device_err)?[..n];
+        host.par_chunks_mut(1 << 20)
+            .zip(rgb.par_chunks(1 << 20))
+            .for_each(|(to, from)| to.copy_from_slice(from));
+        let mut data = self.pool.buffer(n)?;
+        let (target, _) = data.device_ptr_mut(&stream);
+        // SAFETY: `data` holds at least n bytes, and the staging memory is page-locked and
+        // not written again before `copied` has passed.
+        unsafe { cudarc::driver::result::memcpy_htod_async(target, host, stream.cu_stream()) }
+            .map_err(device_err)?;
+        let copied = stream.record_event(None).map_err(device_err)?;
+        self.pool.compute().wait(&copied).map_err(device_err)?;
+        stage.copied = Some(copied);
+        Ok(self.pool.hand_over(data, rgb.len()))
+    }
+}
+
+impl CudaBackend {
+    pub(super) fn upload_tiles(&self, rgb: &[u8]) -> Result<CudaPixels, BackendError> {
+        // On the compute stream, this times how long the encoder waits for the copy.
+        let _span = self.span("wait for uploaded tiles", 0.0);
+        let mut uploader = self
+            .inner
+            .uploader
+            .lock()
+            .map_err(|_| BackendError::Device("an upload failed earlier".into()))?;
+        uploader.upload(rgb)
+    }
+}
