@@ -36,7 +36,6 @@ mod gemm;
 pub mod kernel_check;
 pub mod kernels;
 mod nvjpeg;
-mod nvjpeg_alloc;
 pub mod nvrtc;
 mod ops;
 mod pixels;

@@ -3,7 +3,6 @@
 //! hardware backend decodes on the chip's JPEG engines (NVJPG), leaving the SMs to the
 //! encoder; elsewhere the GPU-assisted backend decodes with CUDA kernels.
 
-use super::nvjpeg_alloc::{AllocatorV2, Allocators};
 use libloading::Library;
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::Arc;
@@ -27,8 +26,7 @@ const OUTPUT_RGBI: c_int = 5;
 /// rather than by repetition.
 const FLAGS_UPSAMPLING_WITH_INTERPOLATION: c_uint = 1 << 5;
 
-type CreateExV2 =
-    unsafe extern "C" fn(c_int, *const AllocatorV2, *const AllocatorV2, c_uint, *mut Handle) -> Status;
+type CreateEx = unsafe extern "C" fn(c_int, *mut c_void, *mut c_void, c_uint, *mut Handle) -> Status;
 type Destroy = unsafe extern "C" fn(Handle) -> Status;
 type StateCreate = unsafe extern "C" fn(Handle, *mut State) -> Status;
 type StateDestroy = unsafe extern "C" fn(State) -> Status;
@@ -37,7 +35,7 @@ type DecodeBatched =
     unsafe extern "C" fn(Handle, State, *const *const u8, *const usize, *mut Image, *mut c_void) -> Status;
 
 struct Api {
-    create_ex_v2: CreateExV2,
+    create_ex: CreateEx,
     destroy: Destroy,
     state_create: StateCreate,
     state_destroy: StateDestroy,
@@ -92,7 +90,7 @@ impl Api {
                 };
             }
             Ok(Api {
-                create_ex_v2: get!("nvjpegCreateExV2"),
+                create_ex: get!("nvjpegCreateEx"),
                 destroy: get!("nvjpegDestroy"),
                 state_create: get!("nvjpegJpegStateCreate"),
                 state_destroy: get!("nvjpegJpegStateDestroy"),
@@ -134,8 +132,6 @@ pub struct Nvjpeg {
     api: Api,
     handle: Handle,
     backend: &'static str,
-    /// The memory nvJPEG takes (after `handle` in drop order: it outlives the handle).
-    _allocators: Allocators,
 }
 
 // SAFETY: an nvJPEG handle may be used from several threads at once, each with its own state.
@@ -149,17 +145,16 @@ impl Nvjpeg {
         let api = Api::load()?;
         let mut failures = Vec::new();
         for (backend, name) in [(BACKEND_HARDWARE, "hardware"), (BACKEND_GPU_HYBRID, "GPU")] {
-            let allocators = Allocators::new();
             let mut handle = std::ptr::null_mut();
             let mut status = 0;
             for flags in [FLAGS_UPSAMPLING_WITH_INTERPOLATION, 0] {
-                // SAFETY: the allocators live as long as the handle (both in the Nvjpeg);
-                // one out-parameter.
+                // SAFETY: null allocators select cudaMalloc and cudaHostAlloc; one
+                // out-parameter.
                 status = unsafe {
-                    (api.create_ex_v2)(
+                    (api.create_ex)(
                         backend,
-                        &*allocators.device,
-                        &*allocators.pinned,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
                         flags,
                         &mut handle,
                     )
@@ -174,7 +169,6 @@ impl Nvjpeg {
                         api,
                         handle,
                         backend: name,
-                        _allocators: allocators,
                     }))
                 }
                 Err(e) => failures.push(e),
