@@ -186,3 +186,83 @@ fn trains_the_one_image_baseline_that_run_analyses_as_one_tile() {
         );
     }
 }
+
+/// `train --tile-encoder DIR`: the bundled model's tile encoder frozen as a "foundation"
+/// encoder, a new head trained on its tokens; the tokens kept a slide a file and taken from
+/// there by the next training; the model directory written holds the encoder's weights as
+/// they were and loads as `run` loads models; a head whose grouping the encoder cannot give
+/// is refused naming the encoder's config.
+#[test]
+fn a_head_trains_on_a_frozen_encoder_whose_tokens_are_kept() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (samples, encoder) = (root.join("samples"), root.join("models/flashslide-synth-v1"));
+    let out = tmp("train-frozen");
+    let _ = std::fs::remove_dir_all(&out);
+    let train = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flashslide"))
+            .args([
+                "train",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--slide-steps",
+                "2",
+                "--crops",
+                "2",
+            ])
+            .args(["--checkpoint-every", "2", "--cohort"])
+            .args([
+                &samples,
+                Path::new("--out"),
+                &out,
+                Path::new("--tile-encoder"),
+                &encoder,
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = train(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let kept: Vec<PathBuf> = std::fs::read_dir(out.join("tokens"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    let written = |p: &PathBuf| std::fs::metadata(p).unwrap().modified().unwrap();
+    let first: Vec<_> = kept.iter().map(written).collect();
+
+    // The encoder's weights unchanged (both bf16), the head new; `run` loads the directory.
+    let (theirs, ours) = (
+        read_safetensors(&encoder.join("model.safetensors")).unwrap(),
+        read_safetensors(&out.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(
+        ours["blocks.1.mlp.fc2.weight"].data,
+        theirs["blocks.1.mlp.fc2.weight"].data
+    );
+    assert_ne!(
+        ours["slide.blocks.0.attn.qkv.weight"].data,
+        theirs["slide.blocks.0.attn.qkv.weight"].data
+    );
+    let model = Model::load(&out, &CpuBackend).unwrap();
+    assert!(model.slide_encoder.is_some());
+
+    // Trained again (another seed): the kept tokens are read, not made again.
+    let o = train(&["--seed", "9"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(kept.iter().map(written).collect::<Vec<_>>(), first);
+
+    // A head grouping 5 × 5 patch tokens of an encoder with 8 a side.
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(encoder.join("config.json")).unwrap()).unwrap();
+    config["slide_encoder"]["group_patches"] = 5.into();
+    let path = tmp("head-groups-5.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let o = train(&["--config", path.to_str().unwrap()]);
+    let message = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && message.contains("flashslide-synth-v1/config.json"),
+        "{message}"
+    );
+}

@@ -1,15 +1,24 @@
+use super::device;
 use anyhow::{Context, Result};
 use clap::Args;
+use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::config::ModelConfig;
+use flashslide::model::file_sha256;
 use flashslide::model::weights::read_safetensors;
+use flashslide::model::weights::HostTensor;
 use flashslide::train::data::{load_cohort, Cohort};
-use flashslide::train::slide_stage::{slide_tokens, token_model, train_slide_encoder};
+use flashslide::train::slide_stage::{
+    cohort_tokens, frozen_encoder, token_model, train_slide_encoder, SlideTokens,
+};
+use flashslide::train::token_cache::{TokenCache, TokenRecipe};
 use flashslide::train::whole_image::{slide_image, train_whole_image, whole_image_config, whole_image_mpp};
+use flashslide::train::TrainError;
 use flashslide::train::{train_tile_encoder, Checkpoint, TrainOptions, TILE_STAGE_FILE};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The bundled architecture, the default.
@@ -64,11 +73,21 @@ pub struct TrainArgs {
     /// tile_stage.safetensors of an earlier run) and train only the slide encoder
     #[arg(long)]
     tile_stage: Option<PathBuf>,
+    /// Stage 2 only, on a frozen tile encoder: the model directory of a converted foundation
+    /// encoder (`flashslide convert`) or of any model. Its features of every tissue tile are
+    /// computed once (on --device) and kept in OUT/tokens; the slide encoder (its
+    /// architecture from --config) learns from them; the model directory written holds the
+    /// encoder's weights and the new head
+    #[arg(long, value_name = "DIR", conflicts_with = "tile_stage")]
+    tile_encoder: Option<PathBuf>,
+    /// Where stage 2's tokens are computed (training itself runs on the CPU)
+    #[arg(long, value_parser = super::device::parser(), default_value = "auto")]
+    device: DeviceChoice,
     /// Train instead the one-image baseline (arm 3 of `bench baseline`): each slide as one
     /// image of at most this many pixels on its long side (the µm per pixel chosen so that
     /// every slide of the cohort fits), through the same-size ViT, tile and slide encoder
     /// blocks trained together; --steps, --batch (images per step) and --lr apply
-    #[arg(long, value_name = "PIXELS", conflicts_with_all = ["mpp", "tile_stage"])]
+    #[arg(long, value_name = "PIXELS", conflicts_with_all = ["mpp", "tile_stage", "tile_encoder"])]
     whole_slide_image: Option<usize>,
     /// No progress bar
     #[arg(long)]
@@ -83,6 +102,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         None => BUNDLED_CONFIG.to_string(),
     };
     let mut config: ModelConfig = serde_json::from_str(&text).context("the model configuration")?;
+    // A frozen encoder: its architecture and weights, with --config's slide encoder as the head.
+    let frozen = match &args.tile_encoder {
+        Some(dir) => {
+            let head = config.slide_encoder.clone().ok_or(TrainError::NoSlideEncoder)?;
+            let frozen = frozen_encoder(dir, head)?;
+            config = frozen.config.clone();
+            Some(frozen)
+        }
+        None => None,
+    };
     // A new model: what a notice said of the weights it came with is not said of these.
     config.notice = None;
     if let Some(mpp) = args.mpp {
@@ -96,8 +125,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     if let Some(side) = args.whole_slide_image {
         return train_one_image(&args, config, side);
     }
-    // With a stage-1 checkpoint given, only the split is needed, not stage 1's tiles.
-    let trains_stage_one = args.tile_stage.is_none();
+    // With a tile encoder given, only the split is needed, not stage 1's tiles.
+    let trains_stage_one = args.tile_stage.is_none() && frozen.is_none();
     let cohort = load_cohort(
         &args.cohort,
         config.mpp,
@@ -115,24 +144,40 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         );
     }
     let options = train_options(&args, config);
-    let checkpoint = match &args.tile_stage {
-        Some(path) => path.clone(),
-        None => {
-            train_stage_one(&args, &cohort, &options)?;
-            args.out.join(TILE_STAGE_FILE)
+    let (tile_host, checkpoint, encoder_sha256) = match (frozen, &args.tile_stage) {
+        (Some(f), _) => (f.host, f.weights, f.sha256),
+        (None, given) => {
+            let checkpoint = match given {
+                Some(path) => path.clone(),
+                None => {
+                    train_stage_one(&args, &cohort, &options)?;
+                    args.out.join(TILE_STAGE_FILE)
+                }
+            };
+            if args.slide_steps == 0 {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let sha256 =
+                file_sha256(&checkpoint).with_context(|| format!("cannot read {}", checkpoint.display()))?;
+            (read_safetensors(&checkpoint)?, checkpoint, sha256)
         }
     };
-    if args.slide_steps == 0 {
-        return Ok(ExitCode::SUCCESS);
-    }
 
-    // Stage 2 on the trained tile encoder's tokens.
-    let tile_host = read_safetensors(&checkpoint)?;
-    let model = token_model(&options.config, &tile_host, &checkpoint)?;
-    let tokens = |paths: &[PathBuf]| -> Result<Vec<_>> {
-        paths.iter().map(|p| Ok(slide_tokens(p, &model)?)).collect()
+    // Stage 2 on the tile encoder's tokens, computed once a slide and kept in OUT/tokens.
+    let c = &options.config;
+    let cache = TokenCache {
+        dir: args.out.join("tokens"),
+        recipe: TokenRecipe {
+            encoder_sha256,
+            mpp: c.mpp,
+            tile_px: c.image_size as u32,
+            group_patches: c.slide_encoder.as_ref().and_then(|s| s.group_patches),
+        },
     };
-    let (train, validation) = (tokens(&cohort.train_paths)?, tokens(&cohort.validation_paths)?);
+    let (train, validation) = match device::open(args.device, args.quiet)? {
+        Selected::Cpu(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, &cache)?,
+        Selected::Cuda(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, &cache)?,
+    };
     let count =
         |s: &[flashslide::train::slide_stage::SlideTokens]| s.iter().map(|t| t.labels.len()).sum::<usize>();
     if !args.quiet {
@@ -159,6 +204,22 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     )?;
     bar.finish_and_clear();
     write_log(&args, &checkpoints, "train_log_slide.json", "stage 2, ")
+}
+
+/// The training and validation slides' tokens through the tile encoder on `backend`.
+fn both_tokens<B: Backend>(
+    backend: &B,
+    options: &TrainOptions,
+    tile_host: &HashMap<String, HostTensor>,
+    source: &Path,
+    cohort: &Cohort,
+    cache: &TokenCache,
+) -> Result<(Vec<SlideTokens>, Vec<SlideTokens>)> {
+    let model = token_model(backend, &options.config, tile_host, source)?;
+    Ok((
+        cohort_tokens(&cohort.train_paths, &model, cache)?,
+        cohort_tokens(&cohort.validation_paths, &model, cache)?,
+    ))
 }
 
 /// Arm 3: the cohort's slides as one image each, the model trained end to end on them.

@@ -153,7 +153,7 @@ fn check_size(
 }
 
 /// A file's SHA-256, hex, streamed (a foundation model's weights can be gigabytes).
-pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     Ok(hex(hasher))

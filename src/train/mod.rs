@@ -10,6 +10,7 @@
 pub mod data;
 mod error;
 pub mod slide_stage;
+pub mod token_cache;
 pub mod whole_image;
 
 pub use error::TrainError;

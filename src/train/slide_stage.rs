@@ -6,6 +6,7 @@
 //! current weights over whole held-out slides, as `run` will.
 
 use super::data::{open_annotated, AnnotatedSlide};
+use super::token_cache::{self, TokenCache, Tokens};
 use super::{
     save_safetensors, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint,
     CheckpointMeter, TrainError, TrainOptions,
@@ -31,8 +32,13 @@ pub struct SlideTokens {
     pub labels: Vec<f32>,
 }
 
-/// Encodes every tissue tile of the slide at `path` into labelled stage-2 tokens.
-pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideTokens, TrainError> {
+/// The slide at `path`'s stage-2 tokens, labelled from its annotations: taken from `cache`
+/// where it holds them, else made by encoding every tissue tile (and kept there).
+pub fn slide_tokens<B: Backend>(
+    path: &Path,
+    model: &Model<B>,
+    cache: Option<&TokenCache>,
+) -> Result<SlideTokens, TrainError> {
     let c = &model.config;
     let slide_encoder = model.slide_encoder.as_ref().expect("built with a slide encoder");
     let AnnotatedSlide {
@@ -43,16 +49,58 @@ pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideToken
         .group_patches
         .map_or(1, |k| c.patches_per_side() / k);
     let token = plan.tile_level0 / per_side as f64;
+    let tokens = match cache.and_then(|cache| cache.read(path)) {
+        Some(kept) => kept,
+        None => {
+            let made = encode_tokens(path, &slide, &plan, model)?;
+            if let Some(cache) = cache {
+                let file = token_cache::cache_file(&cache.dir, path);
+                cache
+                    .write(path, &made, slide_encoder.config.input_dim)
+                    .map_err(TrainError::write(&file))?;
+            }
+            made
+        }
+    };
+    let labels = tokens
+        .cells
+        .iter()
+        .map(|cell| {
+            let (x, y) = ((cell[1] as f64 + 0.5) * token, (cell[0] as f64 + 0.5) * token);
+            let inside = truth.lesions.iter().any(|l| l.outline.contains(x, y));
+            if inside {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(SlideTokens {
+        features: tokens.features,
+        cells: tokens.cells,
+        labels,
+    })
+}
+
+/// Every tissue tile of the planned slide through the tile encoder, grouped into stage-2
+/// tokens as `run` groups them.
+fn encode_tokens<B: Backend>(
+    path: &Path,
+    slide: &crate::slide::Slide,
+    plan: &crate::analysis::plan::TilePlan,
+    model: &Model<B>,
+) -> Result<Tokens, TrainError> {
+    let c = &model.config;
+    let slide_encoder = model.slide_encoder.as_ref().expect("built with a slide encoder");
     let be = model.tile_encoder.backend();
-    let mut out = SlideTokens {
+    let mut out = Tokens {
         features: Vec::new(),
         cells: Vec::new(),
-        labels: Vec::new(),
     };
     let mut seconds = StageSeconds::default();
     encode_tiles(
-        &slide,
-        &plan,
+        slide,
+        plan,
         model,
         64,
         // Training data the same on every machine: the CPU's decoder.
@@ -63,11 +111,6 @@ pub fn slide_tokens(path: &Path, model: &Model<CpuBackend>) -> Result<SlideToken
             let positions: Vec<[u32; 2]> = chunk.iter().map(|t| [t.row, t.col]).collect();
             let (features, cells) = slide_encoder.tokens_from_tiles(c, encoded, &positions)?;
             out.features.extend(be.download(&features)?);
-            for cell in &cells {
-                let (x, y) = ((cell[1] as f64 + 0.5) * token, (cell[0] as f64 + 0.5) * token);
-                let inside = truth.lesions.iter().any(|l| l.outline.contains(x, y));
-                out.labels.push(if inside { 1.0 } else { 0.0 });
-            }
             out.cells.extend(cells);
             Ok(())
         },
@@ -220,18 +263,90 @@ pub(super) fn write_model_dir(
     crate::util::atomic::write_bytes(&config_path, &text).map_err(TrainError::write(&config_path))
 }
 
-/// The trained tile encoder of stage 1 with a slide encoder for grouping its tokens (its
-/// weights are not used for that), on the CPU.
-pub fn token_model(
+/// A tile encoder (trained in stage 1, or frozen from a foundation model) with a slide
+/// encoder for grouping its tokens (its weights are not used for that), on `backend`.
+pub fn token_model<B: Backend>(
+    backend: &B,
     config: &crate::model::config::ModelConfig,
     tile_host: &HashMap<String, HostTensor>,
     source: &Path,
-) -> Result<Model<CpuBackend>, TrainError> {
+) -> Result<Model<B>, TrainError> {
     let slide_config = config.slide_encoder.clone().ok_or(TrainError::NoSlideEncoder)?;
     Ok(Model {
         config: config.clone(),
-        tile_encoder: TileEncoder::new(&CpuBackend, config.clone(), tile_host, source)?,
-        slide_encoder: Some(SlideEncoder::random(&CpuBackend, slide_config)?),
+        tile_encoder: TileEncoder::new(backend, config.clone(), tile_host, source)?,
+        slide_encoder: Some(SlideEncoder::random(backend, slide_config)?),
         hash: String::new(),
     })
+}
+
+/// The labelled tokens of every slide in `paths` through `model` (kept in, or taken from,
+/// `cache`).
+pub fn cohort_tokens<B: Backend>(
+    paths: &[std::path::PathBuf],
+    model: &Model<B>,
+    cache: &TokenCache,
+) -> Result<Vec<SlideTokens>, TrainError> {
+    paths
+        .iter()
+        .map(|p| slide_tokens(p, model, Some(cache)))
+        .collect()
+}
+
+/// A frozen tile encoder: the model directory `dir` (a converted foundation encoder, or any
+/// model's tile encoder) with `head` (a slide encoder's architecture) reading its features,
+/// as one configuration; the encoder's own tensors (a slide encoder `dir` may hold is left
+/// out); and its weights file, which names it.
+pub fn frozen_encoder(
+    dir: &Path,
+    mut head: crate::model::slide_encoder::SlideEncoderConfig,
+) -> Result<FrozenEncoder, TrainError> {
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(|source| crate::model::ModelError::Io {
+        path: config_path.clone(),
+        source,
+    })?;
+    let mut config: crate::model::config::ModelConfig =
+        serde_json::from_str(&text).map_err(|source| crate::model::ModelError::ConfigJson {
+            path: config_path.clone(),
+            source,
+        })?;
+    // Grouped patch tokens are the encoder's width; pooled features its feature width.
+    head.input_dim = match head.group_patches {
+        Some(_) => config.width,
+        None => config.feature_dim(),
+    };
+    config.slide_encoder = Some(head);
+    // With the head's grouping, which must divide the encoder's patches a side.
+    config
+        .validate()
+        .map_err(|source| crate::model::ModelError::ConfigFile {
+            path: config_path.clone(),
+            source,
+        })?;
+    let weights = dir.join("model.safetensors");
+    let mut host = crate::model::weights::read_safetensors(&weights)?;
+    let own: std::collections::HashSet<String> = crate::model::tile_encoder::expected_shapes(&config)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    host.retain(|name, _| own.contains(name));
+    let sha256 = crate::model::file_sha256(&weights).map_err(|source| crate::model::ModelError::Io {
+        path: weights.clone(),
+        source,
+    })?;
+    Ok(FrozenEncoder {
+        config,
+        host,
+        weights,
+        sha256,
+    })
+}
+
+/// What [`frozen_encoder`] gives.
+pub struct FrozenEncoder {
+    pub config: crate::model::config::ModelConfig,
+    pub host: HashMap<String, HostTensor>,
+    pub weights: std::path::PathBuf,
+    pub sha256: String,
 }
