@@ -80,9 +80,11 @@ pub struct TrainArgs {
     /// encoder's weights and the new head
     #[arg(long, value_name = "DIR", conflicts_with = "tile_stage")]
     tile_encoder: Option<PathBuf>,
-    /// Where stage 2's tokens are computed (training itself runs on the CPU)
-    #[arg(long, value_parser = super::device::parser(), default_value = "auto")]
-    device: DeviceChoice,
+    /// Where stage 2's tokens are computed (training itself runs on the CPU); default: auto
+    /// with --tile-encoder, else the CPU (a stage-1 encoder's tokens then the same on every
+    /// machine)
+    #[arg(long, value_parser = super::device::parser())]
+    device: Option<DeviceChoice>,
     /// Train instead the one-image baseline (arm 3 of `bench baseline`): each slide as one
     /// image of at most this many pixels on its long side (the µm per pixel chosen so that
     /// every slide of the cohort fits), through the same-size ViT, tile and slide encoder
@@ -174,7 +176,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             group_patches: c.slide_encoder.as_ref().and_then(|s| s.group_patches),
         },
     };
-    let (train, validation) = match device::open(args.device, args.quiet)? {
+    let default = match args.tile_encoder {
+        Some(_) => DeviceChoice::Auto,
+        None => DeviceChoice::Cpu,
+    };
+    let (train, validation) = match device::open(args.device.unwrap_or(default), args.quiet)? {
         Selected::Cpu(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, &cache)?,
         Selected::Cuda(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, &cache)?,
     };

@@ -41,6 +41,10 @@ impl Uploader {
         let n = rgb.len();
         let stage = &mut self.staging[self.next];
         self.next = (self.next + 1) % STAGES;
+        // This buffer's last copy finishes before it is written again, or freed.
+        if let Some(copied) = stage.as_mut().and_then(|s| s.copied.take()) {
+            copied.synchronize().map_err(device_err)?;
+        }
         if stage.as_ref().is_none_or(|s| s.host.len() < n) {
             *stage = None;
             // SAFETY: the bytes uploaded are written below before the copy reads them.
@@ -48,9 +52,6 @@ impl Uploader {
             *stage = Some(Stage { host, copied: None });
         }
         let stage = stage.as_mut().expect("allocated above");
-        if let Some(copied) = stage.copied.take() {
-            copied.synchronize().map_err(device_err)?;
-        }
         let host = &mut stage.host.as_mut_slice().map_err(device_err)?[..n];
         host.par_chunks_mut(1 << 20)
             .zip(rgb.par_chunks(1 << 20))
@@ -65,6 +66,15 @@ impl Uploader {
         self.pool.compute().wait(&copied).map_err(device_err)?;
         stage.copied = Some(copied);
         Ok(self.pool.hand_over(data, rgb.len()))
+    }
+}
+
+impl Drop for Uploader {
+    fn drop(&mut self) {
+        // Page-locked memory is not freed under a copy still reading it.
+        for copied in self.staging.iter_mut().flatten().filter_map(|s| s.copied.take()) {
+            let _ = copied.synchronize();
+        }
     }
 }
 
