@@ -131,7 +131,7 @@ pub fn train_tile_encoder(
                 cursor += 1;
                 order[cursor - 1]
             };
-            pixels.extend(dihedral(cohort.train.tile(i), side, 3, rng.int(0, 7) as u8));
+            pixels.extend(dihedral(&cohort.train.tile(i)?, side, 3, rng.int(0, 7) as u8));
             labels.push(cohort.train.labels[i]);
         }
         let z = logits(&pixels, o.batch)?;
@@ -194,14 +194,9 @@ type Logits<'a> = dyn Fn(&[u8], usize) -> Result<Tensor, TrainError> + 'a;
 
 /// The quarter of `candidates` (indices into `set`) the current weights score highest.
 fn hardest_quarter(set: &TileSet, candidates: &[usize], logits: &Logits) -> Result<Vec<usize>, TrainError> {
-    let n = set.side * set.side * 3;
     let mut scored: Vec<(f32, usize)> = Vec::with_capacity(candidates.len());
     for chunk in candidates.chunks(32) {
-        let mut pixels = Vec::with_capacity(chunk.len() * n);
-        for &i in chunk {
-            pixels.extend_from_slice(set.tile(i));
-        }
-        let z = logits(&pixels, chunk.len())?
+        let z = logits(&set.pixels(chunk)?, chunk.len())?
             .detach()
             .flatten_all()?
             .to_vec1::<f32>()?;
@@ -218,12 +213,12 @@ fn validate(set: &TileSet, logits: &Logits) -> Result<(Option<f64>, Option<f64>)
     if set.is_empty() {
         return Ok((None, None));
     }
-    let n = set.side * set.side * 3;
     let mut scores = Vec::with_capacity(set.len());
     let mut loss = 0.0;
     for start in (0..set.len()).step_by(32) {
         let end = (start + 32).min(set.len());
-        let z = logits(&set.pixels[start * n..end * n], end - start)?.detach();
+        let indices: Vec<usize> = (start..end).collect();
+        let z = logits(&set.pixels(&indices)?, end - start)?.detach();
         loss +=
             bce_with_logits(&z, &set.labels[start..end])?.to_scalar::<f32>()? as f64 * (end - start) as f64;
         scores.extend(z.flatten_all()?.to_vec1::<f32>()?);

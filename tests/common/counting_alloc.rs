@@ -46,3 +46,8 @@ pub fn start_case() -> usize {
 pub fn allocated_since(base: usize) -> usize {
     PEAK.load(Ordering::Relaxed).saturating_sub(base)
 }
+
+/// Bytes live now.
+pub fn live() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
