@@ -9,6 +9,7 @@ mod codec;
 pub mod discover;
 mod error;
 pub mod fingerprint;
+mod formats;
 mod grid;
 mod io;
 pub mod mpp;
@@ -17,7 +18,6 @@ mod region;
 pub(crate) mod resample;
 mod tiff_image;
 mod tifflike;
-mod vendor;
 pub mod writer;
 
 pub use error::{SlideError, SlideErrorKind};
@@ -176,7 +176,7 @@ impl Slide {
     }
 
     fn open_inner(path: &Path) -> error::Result<Slide> {
-        let opened = vendor::open(path)?;
+        let opened = formats::open(path)?;
         let (w0, h0) = match opened.levels.first() {
             Some(g) => (g.shape().width as f64, g.shape().height as f64),
             None => return Err(error::corrupt("slide has no pyramid level")),

@@ -2,17 +2,23 @@
 //! directories are the levels, in file order; the untiled second directory is the
 //! thumbnail; NewSubfileType 1 marks the label and 9 the macro image.
 
-use super::Opened;
+use super::{Format, Opened, Probe};
 use crate::slide::error::Result;
 use crate::slide::grid::TileGrid;
-use crate::slide::io::SlideFile;
 use crate::slide::properties::{self, parse_double, tiff_properties, Properties};
 use crate::slide::tiff_image::TiffImage;
-use crate::slide::tifflike::{tag, TiffFile};
+use crate::slide::tifflike::tag;
 use crate::slide::Mpp;
 use std::sync::Arc;
 
-pub(super) fn detect(tiff: &TiffFile) -> bool {
+pub(super) const FORMAT: Format = Format {
+    name: "aperio",
+    detect,
+    open,
+};
+
+fn detect(probe: &Probe) -> bool {
+    let Some(tiff) = probe.tiff else { return false };
     let d0 = &tiff.directories[0];
     d0.is_tiled()
         && d0
@@ -20,7 +26,8 @@ pub(super) fn detect(tiff: &TiffFile) -> bool {
             .is_some_and(|d| d.starts_with("Aperio"))
 }
 
-pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
+fn open(probe: &Probe) -> Result<Opened> {
+    let (file, tiff) = (probe.file.clone(), probe.tiff()?);
     let mut levels: Vec<Arc<dyn TileGrid>> = Vec::new();
     let mut associated: Vec<(String, Arc<dyn TileGrid>)> = Vec::new();
     for (i, dir) in tiff.directories.iter().enumerate() {
@@ -62,7 +69,7 @@ pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
         );
     }
     Ok(Opened {
-        vendor: "aperio",
+        vendor: FORMAT.name,
         levels,
         associated,
         properties: props,

@@ -1,20 +1,27 @@
 //! Generic tiled pyramidal TIFF and BigTIFF: the first directory plus every tiled directory
 //! marked as a reduced-resolution image, sorted largest first; MPP from the resolution tags.
 
-use super::Opened;
+use super::{Format, Opened, Probe};
 use crate::slide::error::Result;
 use crate::slide::grid::TileGrid;
-use crate::slide::io::SlideFile;
 use crate::slide::properties::{icc_property, resolution_mpp, tiff_properties, Properties};
 use crate::slide::tiff_image::TiffImage;
-use crate::slide::tifflike::{tag, TiffFile};
+use crate::slide::tifflike::tag;
 use std::sync::Arc;
 
-pub(super) fn detect(tiff: &TiffFile) -> bool {
+pub(super) const FORMAT: Format = Format {
+    name: "generic-tiff",
+    detect,
+    open,
+};
+
+fn detect(probe: &Probe) -> bool {
+    let Some(tiff) = probe.tiff else { return false };
     tiff.directories[0].is_tiled()
 }
 
-pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
+fn open(probe: &Probe) -> Result<Opened> {
+    let (file, tiff) = (probe.file.clone(), probe.tiff()?);
     let mut levels: Vec<(u64, Arc<TiffImage>)> = Vec::new();
     for (i, dir) in tiff.directories.iter().enumerate() {
         let reduced = dir.uint(tag::NEW_SUBFILE_TYPE)?.is_some_and(|t| t & 1 == 1);
@@ -35,7 +42,7 @@ pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
         }
     }
     Ok(Opened {
-        vendor: "generic-tiff",
+        vendor: FORMAT.name,
         levels: levels.into_iter().map(|(_, g)| g as Arc<dyn TileGrid>).collect(),
         associated: Vec::new(),
         properties: props,

@@ -5,7 +5,7 @@
 //! not invented; the coarser ones OpenSlide offers (the smallest page at 1/2, 1/4, 1/8) are
 //! made by averaging decoded pixels.
 
-use super::Opened;
+use super::{Format, Opened, Probe};
 use crate::slide::codec::jpeg::{self, JpegLayout};
 use crate::slide::codec::Tile;
 use crate::slide::error::{corrupt, unsupported, Result};
@@ -13,7 +13,7 @@ use crate::slide::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
 use crate::slide::io::SlideFile;
 use crate::slide::properties::{self, format_double, resolution_mpp, tiff_properties, Properties};
 use crate::slide::resample::box_downsample;
-use crate::slide::tifflike::{tag, Directory, TiffFile};
+use crate::slide::tifflike::{tag, Directory, Flavor};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -29,7 +29,20 @@ const PROPERTY_MAP: u16 = 65449;
 /// Longest JPEG header (tables, frame, scan headers) we accept.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
 
-pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
+pub(super) const FORMAT: Format = Format {
+    name: "hamamatsu",
+    detect,
+    open,
+};
+
+/// NDPI: a TIFF whose directories carry Hamamatsu's tags (found while parsing: the file's
+/// offsets need NDPI's 64-bit high words).
+fn detect(probe: &Probe) -> bool {
+    probe.tiff.is_some_and(|t| t.flavor == Flavor::Ndpi)
+}
+
+fn open(probe: &Probe) -> Result<Opened> {
+    let (file, tiff) = (probe.file.clone(), probe.tiff()?);
     let mut pages: Vec<Arc<NdpiPage>> = Vec::new();
     let mut associated: Vec<(String, Arc<dyn TileGrid>)> = Vec::new();
     for dir in &tiff.directories {
@@ -77,7 +90,7 @@ pub(super) fn open(file: Arc<SlideFile>, tiff: &TiffFile) -> Result<Opened> {
     tiff_properties(d0, &mut props);
     ndpi_properties(d0, &mut props);
     Ok(Opened {
-        vendor: "hamamatsu",
+        vendor: FORMAT.name,
         levels,
         associated,
         properties: props,
