@@ -111,29 +111,20 @@ impl<B: Backend> TileEncoder<B> {
         let grid = s / p;
         let x = be.prepend_and_position(&x, batch, prefix.as_ref(), &self.position_embedding(grid)?)?;
         // Each block's residual add is done with the norm that follows it (the next block's
-        // norm1, or the final norm), so `h` is always the normed residual stream.
-        let (mut x, mut h) = match self.norm_after(0) {
-            Some(norm) => {
-                let h = w.norm(&x, &norm, c.norm_eps)?;
-                (x, Some(h))
-            }
-            None => (x, None),
+        // norm1, or the final norm), so `h` is the residual stream as the next step reads it:
+        // normed, or itself where no norm follows (after the last block under `fc_norm`).
+        let mut h = match self.norm_after(0) {
+            Some(norm) => w.norm(&x, &norm, c.norm_eps)?,
+            None => x.clone(),
         };
+        let mut x = x;
         for b in 0..c.depth {
-            let normed = h
-                .take()
-                .expect("every block but after the last is followed by a norm");
-            (x, h) = self.block(b, &x, &normed, batch)?;
+            (x, h) = self.block(b, &x, &h, batch)?;
         }
-        let (tokens, pooled) = match h {
-            Some(normed) => {
-                let pooled = self.pool(&normed, batch)?;
-                (normed, pooled)
-            }
-            None => {
-                let pooled = self.pool(&x, batch)?;
-                (x, w.norm(&pooled, "fc_norm", c.norm_eps)?)
-            }
+        let pooled = self.pool(&h, batch)?;
+        let (tokens, pooled) = match c.fc_norm {
+            true => (h, w.norm(&pooled, "fc_norm", c.norm_eps)?),
+            false => (h, pooled),
         };
         Ok(Encoded { tokens, pooled })
     }
@@ -202,15 +193,16 @@ impl<B: Backend> TileEncoder<B> {
         }
     }
 
-    /// Block `b` on the residual stream `x`, given `h` = norm1(x): x + ls1·attn(h), then
-    /// + ls2·mlp(norm2(·)). Returns the new residual stream and its norm that follows, if any.
+    /// Block `b` on the residual stream `x`, given `h` = norm1(x): x + ls1·attn(h), and
+    /// then ls2·mlp(norm2(·)) added. Returns the new residual stream and that stream as the
+    /// next step reads it (see [`TileEncoder::norm_after`]).
     fn block(
         &self,
         b: usize,
         x: &B::Tensor,
         h: &B::Tensor,
         batch: usize,
-    ) -> Result<(B::Tensor, Option<B::Tensor>), ModelError> {
+    ) -> Result<(B::Tensor, B::Tensor), ModelError> {
         let c = &self.config;
         let (be, w) = (&self.weights.backend, &self.weights);
         let name = |n: &str| format!("blocks.{b}.{n}");
@@ -235,16 +227,14 @@ impl<B: Backend> TileEncoder<B> {
         let m = w.dense(&h, &name("mlp.fc2"))?;
         let ls2 = layer_scale("ls2.gamma");
         Ok(match self.norm_after(b + 1) {
-            Some(norm) => {
-                let (x, h) = w.add_norm(&x, &m, ls2.as_deref(), &norm, c.norm_eps)?;
-                (x, Some(h))
-            }
+            Some(norm) => w.add_norm(&x, &m, ls2.as_deref(), &norm, c.norm_eps)?,
             None => {
                 let m = match ls2 {
                     Some(gamma) => be.scale_columns(&m, w.get(&gamma))?,
                     None => m,
                 };
-                (be.add(&x, &m)?, None)
+                let x = be.add(&x, &m)?;
+                (x.clone(), x)
             }
         })
     }

@@ -306,11 +306,7 @@ pub fn frozen_encoder(
         path: config_path.clone(),
         source,
     })?;
-    let mut config: crate::model::config::ModelConfig =
-        serde_json::from_str(&text).map_err(|source| crate::model::ModelError::ConfigJson {
-            path: config_path.clone(),
-            source,
-        })?;
+    let mut config = crate::model::parse_config(&text, &config_path)?;
     // Grouped patch tokens are the encoder's width; pooled features its feature width.
     head.input_dim = match head.group_patches {
         Some(_) => config.width,
