@@ -35,13 +35,17 @@ enum BenchCommand {
         profile: bool,
     },
     /// Attention: on the CPU, the tiled kernel against naive attention (N × N scores); on a
-    /// GPU, the CUDA kernel timed with events (bf16, batch 1)
+    /// GPU, the CUDA kernel timed with events (bf16)
     Attention {
         #[arg(long, value_parser = device::parser(), default_value = "cpu")]
         device: DeviceChoice,
         /// Sequence lengths
         #[arg(long, num_args = 1.., default_values_t = [1024usize, 4096])]
         seq: Vec<usize>,
+        /// On a GPU: sequences of each length packed into one launch (a tile encoder's
+        /// batch, e.g. 256 of 197 tokens)
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         #[arg(long, default_value_t = 8)]
         heads: usize,
         #[arg(long, num_args = 1.., default_values_t = [64usize])]
@@ -265,6 +269,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchCommand::Attention {
             device,
             seq,
+            batch,
             heads,
             head_dim,
             runs,
@@ -274,18 +279,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
                 if !json {
                     println!(
-                        "{:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}",
-                        "N", "heads", "d", "median ms", "TFLOP/s", "io MiB", "extra bytes"
+                        "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}",
+                        "batch", "N", "heads", "d", "median ms", "TFLOP/s", "io MiB", "extra bytes"
                     );
                 }
                 for &d in &head_dim {
                     for &n in &seq {
-                        let r = gpu.bench_attention(n, heads, d, runs.unwrap_or(20))?;
+                        let r = gpu.bench_attention(batch, n, heads, d, runs.unwrap_or(20))?;
                         if json {
                             println!("{}", serde_json::to_string(&r)?);
                         } else {
                             println!(
-                                "{:>8} {:>5} {:>4} {:>11.3} {:>9.1} {:>10} {:>14}",
+                                "{:>6} {:>8} {:>5} {:>4} {:>11.3} {:>9.1} {:>10} {:>14}",
+                                batch,
                                 n,
                                 heads,
                                 d,
@@ -298,6 +304,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
+            }
+            if batch != 1 {
+                anyhow::bail!("--batch times the CUDA kernel: add --device cuda");
             }
             let runs = runs.unwrap_or(3);
             if !json {

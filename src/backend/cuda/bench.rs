@@ -1,6 +1,6 @@
 //! Timing the attention kernel: CUDA events around each launch, warm-up first, the median of
 //! many runs, FLOPs counted as 4·B·H·N²·d; random bf16 inputs laid out as the model's fused
-//! QKV projection gives them.
+//! QKV projection gives them, B sequences of N tokens packed into one launch.
 
 use super::attention::FlashArgs;
 use super::{device_err, CudaBackend};
@@ -13,6 +13,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct GpuAttentionRun {
     pub device: String,
+    /// Sequences of `tokens` tokens each, packed into one launch.
+    pub sequences: usize,
     pub tokens: usize,
     pub heads: usize,
     pub head_dim: usize,
@@ -29,21 +31,24 @@ pub struct GpuAttentionRun {
 }
 
 impl CudaBackend {
+    /// Times attention over `sequences` packed sequences of `tokens` tokens each.
     pub fn bench_attention(
         &self,
+        sequences: usize,
         tokens: usize,
         heads: usize,
         d: usize,
         runs: usize,
     ) -> Result<GpuAttentionRun, BackendError> {
         let width = heads * d;
-        let qkv: Vec<bf16> = random_inputs(tokens * 3 * width, 42)
+        let total = sequences * tokens;
+        let qkv: Vec<bf16> = random_inputs(total * 3 * width, 42)
             .into_iter()
             .map(bf16::from_f32)
             .collect();
         let qkv = self.upload_raw(&qkv)?;
-        let mut out = self.upload_raw(&vec![bf16::NAN; tokens * width])?;
-        let offsets = [0, tokens];
+        let mut out = self.upload_raw(&vec![bf16::NAN; total * width])?;
+        let offsets: Vec<usize> = (0..=sequences).map(|s| s * tokens).collect();
         let args = FlashArgs {
             q: qkv.slice(0..),
             k: qkv.slice(width..),
@@ -82,10 +87,12 @@ impl CudaBackend {
         }
         times.sort_by(f64::total_cmp);
         let median_ms = times[times.len() / 2];
-        let flops = 4.0 * heads as f64 * (tokens as f64).powi(2) * d as f64;
-        let blocks = tokens.div_ceil(super::attention::kernel_for::<bf16>(d).map_or(1, |k| k.block_m));
+        let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
+        let block_m = super::attention::kernel_for::<bf16>(d).map_or(1, |k| k.block_m);
+        let blocks = sequences * tokens.div_ceil(block_m);
         Ok(GpuAttentionRun {
             device: self.describe_short(),
+            sequences,
             tokens,
             heads,
             head_dim: d,
@@ -93,8 +100,9 @@ impl CudaBackend {
             median_ms,
             min_ms: times[0],
             tflops: flops / (median_ms * 1e-3) / 1e12,
-            io_bytes: (tokens * width * 2 * 4) as u64,
-            extra_bytes: (blocks * 12 + 16) as u64,
+            io_bytes: (total * width * 2 * 4) as u64,
+            // The block table: offsets, then each block's first row and sequence (i64).
+            extra_bytes: (8 * (sequences + 1) + 16 * blocks) as u64,
             device_used_delta_bytes: used_after as i64 - used_before as i64,
         })
     }
