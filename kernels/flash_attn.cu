@@ -158,9 +158,6 @@ __device__ __forceinline__ void flash_forward(
             load_kv((j + 1) & 1, k0 + BN);
             cp_async_commit();
         }
-        // 16-key groups holding a key of the sequence: on a sequence's last block the
-        // others' MMAs are skipped (a 197-token tile's last block has one of four).
-        const int kv_pairs = (int)min((i64)(BN / 16), (seq_end - k0 + 15) >> 4);
         const half_bits* kt = sk + (j & 1) * BN * LD;
         const half_bits* vt = sv + (j & 1) * BN * LD;
         if constexpr (Q_IN_REGS) {
@@ -206,12 +203,10 @@ __device__ __forceinline__ void flash_forward(
                         }
                     }
                 }
-                if (np < kv_pairs) {
 #pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-                        mma_16816<BF16>(s[mt][2 * np], a[mt], b[step & 1]);
-                        mma_16816<BF16>(s[mt][2 * np + 1], a[mt], b[step & 1] + 2);
-                    }
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma_16816<BF16>(s[mt][2 * np], a[mt], b[step & 1]);
+                    mma_16816<BF16>(s[mt][2 * np + 1], a[mt], b[step & 1] + 2);
                 }
             }
         }
@@ -305,7 +300,6 @@ __device__ __forceinline__ void flash_forward(
         // O += P·V: the scores' accumulator layout is the A operand's, 16 keys at a time.
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
-            if (kk >= kv_pairs) break;
             unsigned a[MT][4];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
@@ -374,15 +368,15 @@ __device__ __forceinline__ void flash_forward(
 // (in registers it spills 12 bytes at d = 80, more at 96). The rescale vote, timed on an
 // H200 against the kernel without it: d = 96 +2.5-3% (250 registers instead of 255, at the
 // cap), kept; d = 80 -5%, left out (236 registers). q in registers as well lost at both.
-// Tile-length sequences (a tile encoder's batch, 256 sequences of 197-265 tokens packed; H200,
-// `bench attention --batch 256`, PyTorch's SDPA in the same job): with the MMAs of 16-key
-// groups past a sequence's end skipped on its last block (outputs unchanged: those keys'
-// probabilities are 0), 131.9 TFLOP/s at 197 tokens × 16 heads × d 64 (PyTorch flash 118.7,
-// cuDNN 169.6), 137.1 at 265 × 24 heads, 135.1 at 261 × 16 × d 80 (flash 118.6, cuDNN 144.4).
-// One block a whole sequence (7-9 warps, keys and values read once per head, 224 rows
-// instead of 256 at 197 tokens) lost in the same job: the 4-warp register allocation unit
-// holds a 9-warp block to 168 registers (spilling: 9.9 TFLOP/s); one tile a warp, 96
-// registers, 98; 64-row blocks of one tile a warp 120.
+// Tile-length sequences (a tile encoder's batch: 256 sequences of 197-265 tokens packed into
+// one launch; H200, `bench attention --batch 256`, PyTorch's SDPA in the same job): 141.7
+// TFLOP/s at 197 tokens × 16 heads × d 64 (PyTorch flash 124.9, cuDNN 172.0), 148.0 at 265 ×
+// 24 heads, 139 at 261 × 16 × d 80. Tried there and taken out: skipping the MMAs of 16-key
+// groups past a sequence's end on its last block (predicted +15-20% at 197 tokens; measured
+// -7% there and -13% at N = 16k-64k, d = 64: the uniform branches cost more than the MMAs they
+// skip); one block a whole sequence (7-9 warps, keys and values read once per head): the
+// 4-warp register allocation unit holds a 9-warp block to 168 registers (spilling: 9.9
+// TFLOP/s), one tile a warp (96 registers) 98; 64-row blocks of one tile a warp 120.
 // d = 32 and 48 (small slide encoders) as d = 64: 173 and 216 registers. Not instantiated:
 // d = 16 (no encoder has it) and d = 112 (spills 8-40 bytes on sm_90a).
 #define FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, Q_IN_REGS, SKIP)                                       \

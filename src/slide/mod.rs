@@ -6,6 +6,8 @@
 
 mod cache;
 mod codec;
+mod dicom;
+mod dicom_image;
 pub mod discover;
 mod error;
 pub mod fingerprint;

@@ -2,9 +2,11 @@
 //! (a name, a `detect` on a [`Probe`] of the file, an `open` that describes the slide as
 //! levels, associated images and properties), and [`FORMATS`] listing them most specific
 //! first, as openslide.c's format list does: generic TIFF last. Detection is by content;
-//! the probe carries the path for formats that are a file and its siblings.
+//! the probe carries the path for formats that are a file and its siblings (DICOM: a folder
+//! given as the slide opens its one series).
 
 mod aperio;
+mod dicom;
 mod generic_tiff;
 mod hamamatsu;
 
@@ -12,6 +14,7 @@ use super::error::{unsupported, Result, SlideErrorKind};
 use super::grid::TileGrid;
 use super::io::SlideFile;
 use super::properties::Properties;
+use super::dicom::is_dicom_header;
 use super::tifflike::{is_tiff_header, TiffFile};
 use super::Mpp;
 use std::path::Path;
@@ -54,9 +57,17 @@ pub(crate) struct Format {
 }
 
 /// Every format read, most specific first.
-pub(crate) const FORMATS: &[Format] = &[hamamatsu::FORMAT, aperio::FORMAT, generic_tiff::FORMAT];
+pub(crate) const FORMATS: &[Format] = &[dicom::FORMAT, hamamatsu::FORMAT, aperio::FORMAT, generic_tiff::FORMAT];
 
 pub(crate) fn open(path: &Path) -> Result<Opened> {
+    // A folder is a slide when it holds one DICOM series (the files of a DICOM WSI).
+    let chosen;
+    let path = if path.is_dir() {
+        chosen = dicom::file_in_folder(path)?;
+        chosen.as_path()
+    } else {
+        path
+    };
     let file = Arc::new(SlideFile::open(path)?);
     let head = file.read_up_to(0, 132)?;
     let mut probe = Probe {
@@ -65,12 +76,17 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         head: &head,
         tiff: None,
     };
-    // Before the TIFF is parsed: a DICOM file may also be a TIFF.
     if let Some(why) = not_read_yet(&probe) {
         return Err(why);
     }
+    // A DICOM file's preamble may hold a TIFF header: when that TIFF does not parse, the
+    // file is still read as DICOM.
     let tiff = match is_tiff_header(&head) {
-        true => Some(TiffFile::parse(&file)?),
+        true => match TiffFile::parse(&file) {
+            Ok(t) => Some(t),
+            Err(_) if is_dicom_header(&head) => None,
+            Err(e) => return Err(e),
+        },
         false => None,
     };
     probe.tiff = tiff.as_ref();
@@ -80,7 +96,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
     Err(match &tiff {
         Some(tiff) => explain_untiled(tiff),
         None => SlideErrorKind::UnknownFormat(
-            " (flashslide reads Aperio SVS, Hamamatsu NDPI and tiled pyramidal TIFF/BigTIFF)".into(),
+            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI and tiled pyramidal TIFF/BigTIFF)".into(),
         ),
     })
 }
@@ -88,9 +104,6 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
 /// Formats recognised but not read yet, said by name.
 fn not_read_yet(probe: &Probe) -> Option<SlideErrorKind> {
     let head = probe.head;
-    if head.len() >= 132 && &head[128..132] == b"DICM" {
-        return Some(unsupported("DICOM whole-slide images (not read yet)"));
-    }
     if head.starts_with(&[0, 0, 0, 0x0C, b'j', b'P', b' ', b' '])
         || head.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
     {

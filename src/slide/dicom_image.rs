@@ -1,0 +1,498 @@
+//! A DICOM whole-slide image (a pyramid level, or a label, overview or thumbnail) as a tile
+//! grid: the frames of one or more instances of the same image (a level may be split across
+//! files), each frame placed by TILED_FULL order or by its own position (TILED_SPARSE);
+//! tiles no frame covers are glass.
+//!
+//! JPEG frames take their colour space from the JPEG stream when it states one (a JFIF or
+//! Adobe marker), else from the DICOM photometric interpretation (RGB: no transform; YBR:
+//! YCbCr). OpenSlide trusts the tag alone; the two differ only on files whose tag contradicts
+//! their JPEG data (one converter labels JFIF YCbCr frames RGB), where the stream is right.
+
+use super::codec::jpeg::{self, JpegColour};
+use super::codec::{expand_to_rgba, Tile};
+use super::dicom::{find, find_path, tags, DicomFile, PixelData};
+use super::error::{corrupt, unsupported, Result};
+use super::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
+use super::io::SlideFile;
+use super::StoredTile;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Largest image dimension accepted (no slide comes near 2^31 pixels across).
+const MAX_DIMENSION: u64 = 1 << 31;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codec {
+    /// JPEG frames; the tag says YCbCr (true) or RGB.
+    Jpeg { ycbcr: bool },
+    /// Uncompressed frames of 1 (monochrome) or 3 (RGB) samples a pixel.
+    Native,
+}
+
+/// Where one instance's frames are.
+enum Frames {
+    /// Frame i at `offset + i · frame_bytes`.
+    Native { offset: u64, frame_bytes: u64 },
+    /// Frame i made of `fragments[first..first + count]`.
+    Encapsulated {
+        fragments: Vec<(u64, u64)>,
+        frames: Vec<(usize, usize)>,
+    },
+}
+
+/// One file's share of an image.
+pub(crate) struct Instance {
+    file: Arc<SlideFile>,
+    frames: Frames,
+    codec: Codec,
+    samples: usize,
+}
+
+/// The geometry every instance of one image shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ImageGeometry {
+    pub width: u64,
+    pub height: u64,
+    pub tile_width: u32,
+    pub tile_height: u32,
+}
+
+impl ImageGeometry {
+    /// An instance's total pixel matrix and frame size.
+    pub fn of(dcm: &DicomFile) -> Result<ImageGeometry> {
+        let field = |tag, name: &str| {
+            dcm.uint(tag)
+                .ok_or_else(|| corrupt(format!("no {name}")))
+        };
+        let (tile_width, tile_height) = (field(tags::COLUMNS, "Columns")?, field(tags::ROWS, "Rows")?);
+        // A single-frame image (a label) need not state a total pixel matrix.
+        let width = dcm.uint(tags::TOTAL_COLUMNS).unwrap_or(tile_width);
+        let height = dcm.uint(tags::TOTAL_ROWS).unwrap_or(tile_height);
+        if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
+            return Err(corrupt(format!("total pixel matrix {width}x{height} is out of range")));
+        }
+        let (tile_width, tile_height) = chunk_size(tile_width, tile_height)?;
+        Ok(ImageGeometry {
+            width,
+            height,
+            tile_width,
+            tile_height,
+        })
+    }
+
+    fn shape(&self) -> GridShape {
+        GridShape {
+            width: self.width,
+            height: self.height,
+            tile_width: self.tile_width,
+            tile_height: self.tile_height,
+        }
+    }
+}
+
+pub(crate) struct DicomImage {
+    shape: GridShape,
+    instances: Vec<Instance>,
+    /// Tile index (row · across + col) → (instance, frame).
+    tiles: HashMap<u64, (u32, u32)>,
+}
+
+impl DicomImage {
+    /// The image made of `parts` (instances with the geometry `geometry`), in the order
+    /// given; where two frames cover one tile (focal planes, optical paths), the first wins.
+    pub fn new(geometry: ImageGeometry, parts: &[&DicomFile]) -> Result<DicomImage> {
+        let shape = geometry.shape();
+        let across = shape.tiles_across();
+        let tiles_total = across * shape.tiles_down();
+        let mut instances = Vec::with_capacity(parts.len());
+        let mut tiles = HashMap::new();
+        for (i, dcm) in parts.iter().enumerate() {
+            let (instance, count) = instance(dcm)?;
+            let sparse = dcm.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() == Some("TILED_SPARSE");
+            if sparse {
+                let per_frame = dcm
+                    .get(tags::PER_FRAME_GROUPS)
+                    .and_then(|e| e.items())
+                    .ok_or_else(|| corrupt("TILED_SPARSE without per-frame positions"))?;
+                if per_frame.len() < count {
+                    return Err(corrupt(format!(
+                        "{} per-frame positions for {count} frames",
+                        per_frame.len()
+                    )));
+                }
+                for (frame, groups) in per_frame.iter().take(count).enumerate() {
+                    let at = |tag| {
+                        find_path(groups, &[tags::PLANE_POSITION_SLIDE, tag])
+                            .and_then(|e| e.numbers())
+                            .and_then(|v| v.first().copied())
+                            .ok_or_else(|| corrupt(format!("frame {}: no position in the total pixel matrix", frame + 1)))
+                    };
+                    let (x, y) = (at(tags::COLUMN_POSITION)?, at(tags::ROW_POSITION)?);
+                    let (tw, th) = (shape.tile_width as f64, shape.tile_height as f64);
+                    // Positions are 1-based; a frame off the tile grid needs positioned tiles.
+                    let (cx, ry) = ((x - 1.0) / tw, (y - 1.0) / th);
+                    if cx.fract() != 0.0 || ry.fract() != 0.0 {
+                        return Err(unsupported(format!(
+                            "frames at positions off the tile grid (frame {} at {x}, {y})",
+                            frame + 1
+                        )));
+                    }
+                    if cx < 0.0 || ry < 0.0 || cx >= across as f64 || ry >= shape.tiles_down() as f64 {
+                        return Err(corrupt(format!(
+                            "frame {} at ({x}, {y}) lies outside the {}x{} image",
+                            frame + 1,
+                            shape.width,
+                            shape.height
+                        )));
+                    }
+                    tiles
+                        .entry(ry as u64 * across + cx as u64)
+                        .or_insert((i as u32, frame as u32));
+                }
+            } else {
+                // TILED_FULL: frames in row-major tile order from this part's offset; frames
+                // past one plane's tiles are other focal planes or optical paths.
+                let first = dcm.uint(tags::CONCATENATION_FRAME_OFFSET).unwrap_or(0);
+                for frame in 0..count as u64 {
+                    let tile = first.saturating_add(frame);
+                    if tile >= tiles_total {
+                        break;
+                    }
+                    tiles.entry(tile).or_insert((i as u32, frame as u32));
+                }
+            }
+            instances.push(instance);
+        }
+        let sparse = parts
+            .iter()
+            .any(|d| d.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() == Some("TILED_SPARSE"));
+        if !sparse && (tiles.len() as u64) < tiles_total {
+            return Err(corrupt(format!(
+                "frames for {} of the {tiles_total} tiles of a TILED_FULL image",
+                tiles.len()
+            )));
+        }
+        Ok(DicomImage {
+            shape,
+            instances,
+            tiles,
+        })
+    }
+
+    /// Frame `frame` of `instance`'s stored bytes, read whole.
+    fn stored(&self, instance: &Instance, frame: usize) -> Result<Vec<u8>> {
+        let s = self.shape;
+        let limit = max_stored_bytes(s.tile_width as u64 * s.tile_height as u64);
+        match &instance.frames {
+            Frames::Native { offset, frame_bytes } => {
+                instance.file.read_at(offset + frame as u64 * frame_bytes, *frame_bytes, "frame")
+            }
+            Frames::Encapsulated { fragments, frames } => {
+                let (first, count) = frames[frame];
+                let parts = &fragments[first..first + count];
+                let total: u64 = parts.iter().map(|p| p.1).sum();
+                if total > limit {
+                    return Err(corrupt(format!(
+                        "frame {} is stored in {total} bytes, more than any codec needs for {}x{} pixels",
+                        frame + 1,
+                        s.tile_width,
+                        s.tile_height
+                    )));
+                }
+                let mut data = Vec::with_capacity(total as usize);
+                for &(offset, len) in parts {
+                    data.extend(instance.file.read_at(offset, len, "frame fragment")?);
+                }
+                Ok(data)
+            }
+        }
+    }
+
+    fn locate(&self, col: u64, row: u64) -> Option<(&Instance, usize)> {
+        let &(i, frame) = self.tiles.get(&(row * self.shape.tiles_across() + col))?;
+        Some((&self.instances[i as usize], frame as usize))
+    }
+}
+
+/// An instance's frames, codec and frame count.
+fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
+    let samples = dcm.uint(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let photometric = dcm.string(tags::PHOTOMETRIC).unwrap_or_default();
+    if dcm.uint(tags::BITS_ALLOCATED) != Some(8) {
+        return Err(unsupported(format!(
+            "{}-bit samples (only 8-bit is read)",
+            dcm.uint(tags::BITS_ALLOCATED).unwrap_or(0)
+        )));
+    }
+    if samples == 3 && dcm.uint(tags::PLANAR_CONFIGURATION).unwrap_or(0) != 0 {
+        return Err(unsupported("DICOM with separate colour planes (PlanarConfiguration 1)"));
+    }
+    let codec = match dcm.transfer_syntax.as_str() {
+        _ if dcm.is_native() => match (samples, photometric.as_str()) {
+            (3, "RGB") | (1, "MONOCHROME2") => Codec::Native,
+            (s, p) => return Err(unsupported(format!("uncompressed frames of {s} samples in {p}"))),
+        },
+        "1.2.840.10008.1.2.4.50" => match (samples, photometric.as_str()) {
+            (3, "RGB") => Codec::Jpeg { ycbcr: false },
+            (3, p) if p.starts_with("YBR_FULL") => Codec::Jpeg { ycbcr: true },
+            (1, "MONOCHROME2") => Codec::Jpeg { ycbcr: false },
+            (s, p) => return Err(unsupported(format!("JPEG frames of {s} samples in {p}"))),
+        },
+        ts => return Err(unsupported(transfer_syntax_name(ts))),
+    };
+    let count = dcm.uint(tags::NUMBER_OF_FRAMES).unwrap_or(1) as usize;
+    let geometry = ImageGeometry::of(dcm)?;
+    let frames = match dcm.pixels.as_ref() {
+        None => return Err(corrupt("no pixel data")),
+        Some(PixelData::Native { offset, len }) => {
+            let frame_bytes = geometry.tile_width as u64 * geometry.tile_height as u64 * samples;
+            if (count as u64).checked_mul(frame_bytes).is_none_or(|n| n > *len) {
+                return Err(corrupt(format!("{count} frames of {frame_bytes} bytes in {len} bytes of pixel data")));
+            }
+            Frames::Native {
+                offset: *offset,
+                frame_bytes,
+            }
+        }
+        Some(PixelData::Encapsulated {
+            fragments,
+            offset_table,
+        }) => {
+            let extended = extended_offsets(dcm)?;
+            let frames = frame_fragments(fragments, offset_table, extended.as_deref(), count)?;
+            Frames::Encapsulated {
+                fragments: fragments.clone(),
+                frames,
+            }
+        }
+    };
+    let instance = Instance {
+        file: dcm.file.clone(),
+        frames,
+        codec,
+        samples: samples as usize,
+    };
+    Ok((instance, count))
+}
+
+/// The extended offset table (7FE0,0001), when the file has one: 64-bit frame offsets.
+fn extended_offsets(dcm: &DicomFile) -> Result<Option<Vec<u64>>> {
+    let Some(e) = dcm.get(tags::EXTENDED_OFFSET_TABLE) else {
+        return Ok(None);
+    };
+    let bytes = e.bytes().ok_or_else(|| unsupported("an extended offset table over 1 MiB"))?;
+    Ok(Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+    ))
+}
+
+/// Which fragments make each of `count` frames: one fragment a frame, or as an offset table
+/// (extended, else basic: offsets of each frame's first item from the first fragment's item)
+/// groups them, or every fragment for a single frame.
+fn frame_fragments(
+    fragments: &[(u64, u64)],
+    basic: &[u64],
+    extended: Option<&[u64]>,
+    count: usize,
+) -> Result<Vec<(usize, usize)>> {
+    if count == 0 {
+        return Err(corrupt("NumberOfFrames is 0"));
+    }
+    if fragments.len() == count {
+        return Ok((0..count).map(|i| (i, 1)).collect());
+    }
+    if count == 1 {
+        return Ok(vec![(0, fragments.len())]);
+    }
+    let table = match extended {
+        Some(t) => t,
+        None if !basic.is_empty() => basic,
+        None => {
+            return Err(corrupt(format!(
+                "{} fragments for {count} frames and no offset table to group them",
+                fragments.len()
+            )))
+        }
+    };
+    if table.len() != count {
+        return Err(corrupt(format!("an offset table of {} entries for {count} frames", table.len())));
+    }
+    // Each fragment's item header starts 8 bytes before its data.
+    let base = fragments.first().map_or(0, |f| f.0 - 8);
+    let starts: Vec<u64> = fragments.iter().map(|f| f.0 - 8 - base).collect();
+    let mut out = Vec::with_capacity(count);
+    for (i, &offset) in table.iter().enumerate() {
+        let first = starts
+            .binary_search(&offset)
+            .map_err(|_| corrupt(format!("frame {}'s offset {offset} is not at a fragment", i + 1)))?;
+        let end = match table.get(i + 1) {
+            Some(&next) if next <= offset => return Err(corrupt("frame offsets do not increase")),
+            Some(&next) => starts.partition_point(|&s| s < next),
+            None => fragments.len(),
+        };
+        out.push((first, end - first));
+    }
+    Ok(out)
+}
+
+/// Names a transfer syntax flashslide does not decode, as users know it.
+fn transfer_syntax_name(uid: &str) -> String {
+    let name = match uid {
+        "1.2.840.10008.1.2.4.51" => "extended (12-bit) JPEG",
+        "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => "lossless JPEG",
+        "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "JPEG-LS",
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" | "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202"
+        | "1.2.840.10008.1.2.4.203" => "JPEG 2000 (not read yet)",
+        "1.2.840.10008.1.2.4.110" | "1.2.840.10008.1.2.4.111" | "1.2.840.10008.1.2.4.112" => "JPEG XL",
+        "1.2.840.10008.1.2.5" => "RLE",
+        _ => "",
+    };
+    format!("DICOM frames in {} (transfer syntax {uid})", if name.is_empty() { "an unknown encoding" } else { name })
+}
+
+/// How to read a JPEG frame's three components: as its stream says when it says (JFIF or
+/// Adobe marker), else as the DICOM tag says.
+fn frame_colour(stream: &[u8], ycbcr_tag: bool) -> JpegColour {
+    let mut at = 2;
+    while at + 4 <= stream.len() && stream[at] == 0xFF {
+        let marker = stream[at + 1];
+        let len = u16::from_be_bytes([stream[at + 2], stream[at + 3]]) as usize;
+        let body = &stream[at + 4..(at + 2 + len).min(stream.len()).max(at + 4)];
+        match marker {
+            0xE0 if body.starts_with(b"JFIF\0") => return JpegColour::Native,
+            0xEE if body.starts_with(b"Adobe") => return JpegColour::Native,
+            0xDA => break,
+            _ => {}
+        }
+        at += 2 + len;
+    }
+    if ycbcr_tag {
+        JpegColour::YCbCr
+    } else {
+        JpegColour::Rgb
+    }
+}
+
+impl TileGrid for DicomImage {
+    fn shape(&self) -> GridShape {
+        self.shape
+    }
+
+    fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>> {
+        let Some((instance, frame)) = self.locate(col, row) else {
+            return Ok(None);
+        };
+        let s = self.shape;
+        let data = self.stored(instance, frame)?;
+        let tile = match instance.codec {
+            Codec::Jpeg { ycbcr } => {
+                let colour = match instance.samples {
+                    3 => frame_colour(&data, ycbcr),
+                    _ => JpegColour::Native,
+                };
+                let stream = jpeg::complete_stream(&data, None, colour)?;
+                let tile = jpeg::decode(&stream, s.tile_width, s.tile_height)?;
+                if (tile.width, tile.height) != (s.tile_width, s.tile_height) {
+                    return Err(corrupt(format!(
+                        "JPEG frame of {}x{} pixels where {}x{} are expected",
+                        tile.width, tile.height, s.tile_width, s.tile_height
+                    )));
+                }
+                tile
+            }
+            Codec::Native => {
+                let pixels = s.tile_width as usize * s.tile_height as usize;
+                let mut samples = Vec::with_capacity(pixels * 4);
+                samples.extend_from_slice(&data);
+                Tile {
+                    width: s.tile_width,
+                    height: s.tile_height,
+                    rgba: expand_to_rgba(samples, instance.samples, pixels),
+                }
+            }
+        };
+        Ok(Some(tile))
+    }
+
+    fn stores_jpeg_tiles(&self) -> bool {
+        self.instances
+            .iter()
+            .all(|i| matches!(i.codec, Codec::Jpeg { .. }) && i.samples == 3)
+    }
+
+    fn jpeg_stream(&self, col: u64, row: u64) -> Result<StoredTile> {
+        let Some((instance, frame)) = self.locate(col, row) else {
+            return Ok(StoredTile::Missing);
+        };
+        let Codec::Jpeg { ycbcr } = instance.codec else {
+            return Ok(StoredTile::Other);
+        };
+        let data = self.stored(instance, frame)?;
+        let colour = frame_colour(&data, ycbcr);
+        let ycbcr_data = match colour {
+            JpegColour::YCbCr => true,
+            JpegColour::Rgb => false,
+            // A JFIF stream is YCbCr; an Adobe one says in its transform flag.
+            JpegColour::Native => adobe_transform(&data).is_none_or(|t| t != 0),
+        };
+        if !ycbcr_data {
+            return Ok(StoredTile::Other);
+        }
+        let stream = jpeg::complete_stream(&data, None, colour)?;
+        let s = self.shape;
+        let frame = jpeg::check(&stream, s.tile_width, s.tile_height)?;
+        Ok(
+            if frame.sequential && (frame.width, frame.height, frame.components()) == (s.tile_width, s.tile_height, 3) {
+                StoredTile::Jpeg(stream)
+            } else {
+                StoredTile::Other
+            },
+        )
+    }
+}
+
+/// The colour transform flag of a stream's Adobe marker, if it has one.
+fn adobe_transform(stream: &[u8]) -> Option<u8> {
+    let at = stream.windows(7).position(|w| w[0] == 0xFF && w[1] == 0xEE && &w[4..7] == b"Ado")?;
+    stream.get(at + 15).copied()
+}
+
+/// The ICC profile's size in bytes of an instance's first optical path, if it has one.
+pub(crate) fn icc_size(dcm: &DicomFile) -> Option<u64> {
+    let paths = dcm.get(tags::OPTICAL_PATHS)?.items()?;
+    let icc = find(paths.first()?, tags::ICC_PROFILE)?;
+    Some(match &icc.value {
+        super::dicom::Value::Bytes(b) => b.len() as u64,
+        super::dicom::Value::InFile { len } => *len,
+        super::dicom::Value::Items(_) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_follow_the_offset_table_or_one_fragment_each() {
+        // Three fragments of 10 bytes: items at 0, 18, 36 from the first item's header.
+        let fragments = [(108, 10), (126, 10), (144, 10)];
+        assert_eq!(frame_fragments(&fragments, &[], None, 3).unwrap(), vec![(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(frame_fragments(&fragments, &[0, 36], None, 2).unwrap(), vec![(0, 2), (2, 1)]);
+        assert_eq!(frame_fragments(&fragments, &[], None, 1).unwrap(), vec![(0, 3)]);
+        assert!(frame_fragments(&fragments, &[], None, 2).is_err());
+        assert!(frame_fragments(&fragments, &[0, 5], None, 2).is_err());
+        assert!(frame_fragments(&fragments, &[18, 0], None, 2).is_err());
+    }
+
+    #[test]
+    fn the_stream_states_its_colour_before_the_tag_does() {
+        let jfif = [0xFF, 0xD8, 0xFF, 0xE0, 0, 7, b'J', b'F', b'I', b'F', 0, 0xFF, 0xDA];
+        let bare = [0xFF, 0xD8, 0xFF, 0xDB, 0, 2, 0xFF, 0xDA];
+        assert_eq!(frame_colour(&jfif, false), JpegColour::Native);
+        assert_eq!(frame_colour(&bare, false), JpegColour::Rgb);
+        assert_eq!(frame_colour(&bare, true), JpegColour::YCbCr);
+    }
+}
