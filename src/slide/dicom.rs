@@ -63,7 +63,19 @@ impl Vr {
     fn has_long_length(self) -> bool {
         matches!(
             &self.0,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+            b"OB"
+                | b"OD"
+                | b"OF"
+                | b"OL"
+                | b"OV"
+                | b"OW"
+                | b"SQ"
+                | b"SV"
+                | b"UC"
+                | b"UN"
+                | b"UR"
+                | b"UT"
+                | b"UV"
         )
     }
 
@@ -84,7 +96,9 @@ pub(crate) enum Value {
     Bytes(Vec<u8>),
     Items(Vec<Vec<Element>>),
     /// A value too large to hold, left in the file.
-    InFile { len: u64 },
+    InFile {
+        len: u64,
+    },
 }
 
 /// Where a file's frames are.
@@ -206,7 +220,12 @@ impl Element {
     /// a multi-valued one still holds its backslashes.
     pub fn string(&self) -> Option<String> {
         let b = self.bytes()?;
-        Some(String::from_utf8_lossy(b).trim_end_matches(['\0', ' ']).trim_start().to_string())
+        Some(
+            String::from_utf8_lossy(b)
+                .trim_end_matches(['\0', ' '])
+                .trim_start()
+                .to_string(),
+        )
     }
 
     /// Its values as text, split at backslashes where the VR allows several.
@@ -221,7 +240,9 @@ impl Element {
     /// The first value as an unsigned integer: binary (US, UL, UV, and signed ones that are
     /// not negative) or text (IS).
     pub fn uint(&self) -> Option<u64> {
-        self.numbers()?.first().and_then(|&v| (v >= 0.0 && v.fract() == 0.0).then_some(v as u64))
+        self.numbers()?
+            .first()
+            .and_then(|&v| (v >= 0.0 && v.fract() == 0.0).then_some(v as u64))
     }
 
     /// Every value of a binary integer VR, exactly.
@@ -229,12 +250,24 @@ impl Element {
         let b = self.bytes()?;
         let take = |n: usize| b.chunks_exact(n);
         Some(match &self.vr.0 {
-            b"US" => take(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i128).collect(),
-            b"SS" => take(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i128).collect(),
-            b"UL" => take(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i128).collect(),
-            b"SL" => take(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i128).collect(),
-            b"UV" => take(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i128).collect(),
-            b"SV" => take(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i128).collect(),
+            b"US" => take(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i128)
+                .collect(),
+            b"SS" => take(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i128)
+                .collect(),
+            b"UL" => take(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as i128)
+                .collect(),
+            b"SL" => take(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i128)
+                .collect(),
+            b"UV" => take(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as i128)
+                .collect(),
+            b"SV" => take(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as i128)
+                .collect(),
             _ => return None,
         })
     }
@@ -247,9 +280,17 @@ impl Element {
             return Some(ints.into_iter().map(|v| v as f64).collect());
         }
         Some(match &self.vr.0 {
-            b"FL" => take(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-            b"FD" => take(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-            b"DS" | b"IS" => self.strings()?.iter().map(|s| s.parse().ok()).collect::<Option<_>>()?,
+            b"FL" => take(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
+            b"FD" => take(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            b"DS" | b"IS" => self
+                .strings()?
+                .iter()
+                .map(|s| s.parse().ok())
+                .collect::<Option<_>>()?,
             _ => return None,
         })
     }
@@ -370,7 +411,11 @@ impl<'a> Reader<'a> {
             let b = self.take(2, "element header")?;
             let vr = Vr([b[0], b[1]]);
             if !vr.0.iter().all(u8::is_ascii_uppercase) {
-                return Err(corrupt(format!("element {}: VR {:?} is not two letters", show(tag), b)));
+                return Err(corrupt(format!(
+                    "element {}: VR {:?} is not two letters",
+                    show(tag),
+                    b
+                )));
             }
             let len = if vr.has_long_length() {
                 self.skip(2, "element header")?;
@@ -386,7 +431,11 @@ impl<'a> Reader<'a> {
         let value = if vr == Vr::SQ || (vr == Vr::UN && len == UNDEFINED) {
             Value::Items(self.items(depth + 1, len)?)
         } else if len == UNDEFINED {
-            return Err(corrupt(format!("element {} ({}) has an undefined length", show(tag), vr.as_str())));
+            return Err(corrupt(format!(
+                "element {} ({}) has an undefined length",
+                show(tag),
+                vr.as_str()
+            )));
         } else if len as u64 > MAX_INLINE {
             self.skip(len as u64, "element value")?;
             Value::InFile { len: len as u64 }
@@ -477,7 +526,9 @@ impl<'a> Reader<'a> {
                 }
                 tags::ITEM if first => {
                     if len % 4 != 0 {
-                        return Err(corrupt(format!("basic offset table of {len} bytes, not whole 32-bit offsets")));
+                        return Err(corrupt(format!(
+                            "basic offset table of {len} bytes, not whole 32-bit offsets"
+                        )));
                     }
                     let table = self.take(len, "basic offset table")?;
                     offset_table = table

@@ -3,12 +3,14 @@
 //! files), each frame placed by TILED_FULL order or by its own position (TILED_SPARSE);
 //! tiles no frame covers are glass.
 //!
-//! JPEG frames take their colour space from the JPEG stream when it states one (a JFIF or
+//! JPEG 2000 frames are decoded by codec::jpeg2000 (the codestream carries its own colour
+//! transform). JPEG frames take their colour space from the JPEG stream when it states one (a JFIF or
 //! Adobe marker), else from the DICOM photometric interpretation (RGB: no transform; YBR:
 //! YCbCr). OpenSlide trusts the tag alone; the two differ only on files whose tag contradicts
 //! their JPEG data (one converter labels JFIF YCbCr frames RGB), where the stream is right.
 
 use super::codec::jpeg::{self, JpegColour};
+use super::codec::jpeg2000;
 use super::codec::{expand_to_rgba, Tile};
 use super::dicom::{find, find_path, tags, DicomFile, PixelData};
 use super::error::{corrupt, unsupported, Result};
@@ -25,6 +27,8 @@ const MAX_DIMENSION: u64 = 1 << 31;
 enum Codec {
     /// JPEG frames; the tag says YCbCr (true) or RGB.
     Jpeg { ycbcr: bool },
+    /// JPEG 2000 frames (their colour transform, if any, in the codestream).
+    Jpeg2000,
     /// Uncompressed frames of 1 (monochrome) or 3 (RGB) samples a pixel.
     Native,
 }
@@ -60,16 +64,15 @@ pub(crate) struct ImageGeometry {
 impl ImageGeometry {
     /// An instance's total pixel matrix and frame size.
     pub fn of(dcm: &DicomFile) -> Result<ImageGeometry> {
-        let field = |tag, name: &str| {
-            dcm.uint(tag)
-                .ok_or_else(|| corrupt(format!("no {name}")))
-        };
+        let field = |tag, name: &str| dcm.uint(tag).ok_or_else(|| corrupt(format!("no {name}")));
         let (tile_width, tile_height) = (field(tags::COLUMNS, "Columns")?, field(tags::ROWS, "Rows")?);
         // A single-frame image (a label) need not state a total pixel matrix.
         let width = dcm.uint(tags::TOTAL_COLUMNS).unwrap_or(tile_width);
         let height = dcm.uint(tags::TOTAL_ROWS).unwrap_or(tile_height);
         if width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION {
-            return Err(corrupt(format!("total pixel matrix {width}x{height} is out of range")));
+            return Err(corrupt(format!(
+                "total pixel matrix {width}x{height} is out of range"
+            )));
         }
         let (tile_width, tile_height) = chunk_size(tile_width, tile_height)?;
         Ok(ImageGeometry {
@@ -125,7 +128,12 @@ impl DicomImage {
                         find_path(groups, &[tags::PLANE_POSITION_SLIDE, tag])
                             .and_then(|e| e.numbers())
                             .and_then(|v| v.first().copied())
-                            .ok_or_else(|| corrupt(format!("frame {}: no position in the total pixel matrix", frame + 1)))
+                            .ok_or_else(|| {
+                                corrupt(format!(
+                                    "frame {}: no position in the total pixel matrix",
+                                    frame + 1
+                                ))
+                            })
                     };
                     let (x, y) = (at(tags::COLUMN_POSITION)?, at(tags::ROW_POSITION)?);
                     let (tw, th) = (shape.tile_width as f64, shape.tile_height as f64);
@@ -185,7 +193,9 @@ impl DicomImage {
         let limit = max_stored_bytes(s.tile_width as u64 * s.tile_height as u64);
         match &instance.frames {
             Frames::Native { offset, frame_bytes } => {
-                instance.file.read_at(offset + frame as u64 * frame_bytes, *frame_bytes, "frame")
+                instance
+                    .file
+                    .read_at(offset + frame as u64 * frame_bytes, *frame_bytes, "frame")
             }
             Frames::Encapsulated { fragments, frames } => {
                 let (first, count) = frames[frame];
@@ -225,7 +235,9 @@ fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
         )));
     }
     if samples == 3 && dcm.uint(tags::PLANAR_CONFIGURATION).unwrap_or(0) != 0 {
-        return Err(unsupported("DICOM with separate colour planes (PlanarConfiguration 1)"));
+        return Err(unsupported(
+            "DICOM with separate colour planes (PlanarConfiguration 1)",
+        ));
     }
     let codec = match dcm.transfer_syntax.as_str() {
         _ if dcm.is_native() => match (samples, photometric.as_str()) {
@@ -238,6 +250,10 @@ fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
             (1, "MONOCHROME2") => Codec::Jpeg { ycbcr: false },
             (s, p) => return Err(unsupported(format!("JPEG frames of {s} samples in {p}"))),
         },
+        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" => match (samples, photometric.as_str()) {
+            (3, "RGB" | "YBR_ICT" | "YBR_RCT") | (1, "MONOCHROME2") => Codec::Jpeg2000,
+            (s, p) => return Err(unsupported(format!("JPEG 2000 frames of {s} samples in {p}"))),
+        },
         ts => return Err(unsupported(transfer_syntax_name(ts))),
     };
     let count = dcm.uint(tags::NUMBER_OF_FRAMES).unwrap_or(1) as usize;
@@ -247,7 +263,9 @@ fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
         Some(PixelData::Native { offset, len }) => {
             let frame_bytes = geometry.tile_width as u64 * geometry.tile_height as u64 * samples;
             if (count as u64).checked_mul(frame_bytes).is_none_or(|n| n > *len) {
-                return Err(corrupt(format!("{count} frames of {frame_bytes} bytes in {len} bytes of pixel data")));
+                return Err(corrupt(format!(
+                    "{count} frames of {frame_bytes} bytes in {len} bytes of pixel data"
+                )));
             }
             Frames::Native {
                 offset: *offset,
@@ -280,7 +298,9 @@ fn extended_offsets(dcm: &DicomFile) -> Result<Option<Vec<u64>>> {
     let Some(e) = dcm.get(tags::EXTENDED_OFFSET_TABLE) else {
         return Ok(None);
     };
-    let bytes = e.bytes().ok_or_else(|| unsupported("an extended offset table over 1 MiB"))?;
+    let bytes = e
+        .bytes()
+        .ok_or_else(|| unsupported("an extended offset table over 1 MiB"))?;
     Ok(Some(
         bytes
             .chunks_exact(8)
@@ -318,7 +338,10 @@ fn frame_fragments(
         }
     };
     if table.len() != count {
-        return Err(corrupt(format!("an offset table of {} entries for {count} frames", table.len())));
+        return Err(corrupt(format!(
+            "an offset table of {} entries for {count} frames",
+            table.len()
+        )));
     }
     // Each fragment's item header starts 8 bytes before its data.
     let base = fragments.first().map_or(0, |f| f.0 - 8);
@@ -344,13 +367,21 @@ fn transfer_syntax_name(uid: &str) -> String {
         "1.2.840.10008.1.2.4.51" => "extended (12-bit) JPEG",
         "1.2.840.10008.1.2.4.57" | "1.2.840.10008.1.2.4.70" => "lossless JPEG",
         "1.2.840.10008.1.2.4.80" | "1.2.840.10008.1.2.4.81" => "JPEG-LS",
-        "1.2.840.10008.1.2.4.90" | "1.2.840.10008.1.2.4.91" | "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202"
-        | "1.2.840.10008.1.2.4.203" => "JPEG 2000 (not read yet)",
+        "1.2.840.10008.1.2.4.201" | "1.2.840.10008.1.2.4.202" | "1.2.840.10008.1.2.4.203" => {
+            "High-Throughput JPEG 2000"
+        }
         "1.2.840.10008.1.2.4.110" | "1.2.840.10008.1.2.4.111" | "1.2.840.10008.1.2.4.112" => "JPEG XL",
         "1.2.840.10008.1.2.5" => "RLE",
         _ => "",
     };
-    format!("DICOM frames in {} (transfer syntax {uid})", if name.is_empty() { "an unknown encoding" } else { name })
+    format!(
+        "DICOM frames in {} (transfer syntax {uid})",
+        if name.is_empty() {
+            "an unknown encoding"
+        } else {
+            name
+        }
+    )
 }
 
 /// How to read a JPEG frame's three components: as its stream says when it says (JFIF or
@@ -403,6 +434,7 @@ impl TileGrid for DicomImage {
                 }
                 tile
             }
+            Codec::Jpeg2000 => jpeg2000::decode(&data, s.tile_width, s.tile_height)?,
             Codec::Native => {
                 let pixels = s.tile_width as usize * s.tile_height as usize;
                 let mut samples = Vec::with_capacity(pixels * 4);
@@ -445,7 +477,9 @@ impl TileGrid for DicomImage {
         let s = self.shape;
         let frame = jpeg::check(&stream, s.tile_width, s.tile_height)?;
         Ok(
-            if frame.sequential && (frame.width, frame.height, frame.components()) == (s.tile_width, s.tile_height, 3) {
+            if frame.sequential
+                && (frame.width, frame.height, frame.components()) == (s.tile_width, s.tile_height, 3)
+            {
                 StoredTile::Jpeg(stream)
             } else {
                 StoredTile::Other
@@ -456,7 +490,9 @@ impl TileGrid for DicomImage {
 
 /// The colour transform flag of a stream's Adobe marker, if it has one.
 fn adobe_transform(stream: &[u8]) -> Option<u8> {
-    let at = stream.windows(7).position(|w| w[0] == 0xFF && w[1] == 0xEE && &w[4..7] == b"Ado")?;
+    let at = stream
+        .windows(7)
+        .position(|w| w[0] == 0xFF && w[1] == 0xEE && &w[4..7] == b"Ado")?;
     stream.get(at + 15).copied()
 }
 
@@ -479,8 +515,14 @@ mod tests {
     fn frames_follow_the_offset_table_or_one_fragment_each() {
         // Three fragments of 10 bytes: items at 0, 18, 36 from the first item's header.
         let fragments = [(108, 10), (126, 10), (144, 10)];
-        assert_eq!(frame_fragments(&fragments, &[], None, 3).unwrap(), vec![(0, 1), (1, 1), (2, 1)]);
-        assert_eq!(frame_fragments(&fragments, &[0, 36], None, 2).unwrap(), vec![(0, 2), (2, 1)]);
+        assert_eq!(
+            frame_fragments(&fragments, &[], None, 3).unwrap(),
+            vec![(0, 1), (1, 1), (2, 1)]
+        );
+        assert_eq!(
+            frame_fragments(&fragments, &[0, 36], None, 2).unwrap(),
+            vec![(0, 2), (2, 1)]
+        );
         assert_eq!(frame_fragments(&fragments, &[], None, 1).unwrap(), vec![(0, 3)]);
         assert!(frame_fragments(&fragments, &[], None, 2).is_err());
         assert!(frame_fragments(&fragments, &[0, 5], None, 2).is_err());
@@ -489,7 +531,9 @@ mod tests {
 
     #[test]
     fn the_stream_states_its_colour_before_the_tag_does() {
-        let jfif = [0xFF, 0xD8, 0xFF, 0xE0, 0, 7, b'J', b'F', b'I', b'F', 0, 0xFF, 0xDA];
+        let jfif = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 7, b'J', b'F', b'I', b'F', 0, 0xFF, 0xDA,
+        ];
         let bare = [0xFF, 0xD8, 0xFF, 0xDB, 0, 2, 0xFF, 0xDA];
         assert_eq!(frame_colour(&jfif, false), JpegColour::Native);
         assert_eq!(frame_colour(&bare, false), JpegColour::Rgb);

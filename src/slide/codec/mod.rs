@@ -2,6 +2,7 @@
 //! lossless TIFF compressions, each producing RGBA8.
 
 pub(crate) mod jpeg;
+pub(crate) mod jpeg2000;
 pub(crate) mod lossless;
 
 /// A decoded tile (or strip, or restart interval) as RGBA8, row-major.

@@ -100,7 +100,9 @@ fn siblings(path: &Path, series: &str) -> Result<Vec<(PathBuf, DicomFile)>> {
     let mut found = Vec::new();
     for candidate in names {
         // Another file that is not DICOM, or not this series, is none of this slide's business.
-        let Ok(file) = SlideFile::open(&candidate) else { continue };
+        let Ok(file) = SlideFile::open(&candidate) else {
+            continue;
+        };
         let file = Arc::new(file);
         if !file.read_up_to(0, 132).is_ok_and(|h| is_dicom_header(&h)) {
             continue;
@@ -119,7 +121,10 @@ fn siblings(path: &Path, series: &str) -> Result<Vec<(PathBuf, DicomFile)>> {
 
 /// An error of a series member other than the file opened, naming it.
 fn in_file(path: &Path, e: SlideErrorKind) -> SlideErrorKind {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     match e {
         SlideErrorKind::Corrupt(m) => corrupt(format!("{name}: {m}")),
         SlideErrorKind::Unsupported(m) => unsupported(format!("{name}: {m}")),
@@ -129,7 +134,8 @@ fn in_file(path: &Path, e: SlideErrorKind) -> SlideErrorKind {
 
 /// The instance a level part belongs to: concatenation parts share their source's UID.
 fn underlying_instance(dcm: &DicomFile) -> Option<String> {
-    dcm.string(CONCATENATION_SOURCE).or_else(|| dcm.string(SOP_INSTANCE))
+    dcm.string(CONCATENATION_SOURCE)
+        .or_else(|| dcm.string(SOP_INSTANCE))
 }
 
 /// The file to open for a folder given as a slide: its first DICOM file by name, when every
@@ -145,12 +151,15 @@ pub(super) fn file_in_folder(dir: &Path) -> Result<PathBuf> {
     names.sort();
     let mut series: Vec<(String, PathBuf)> = Vec::new();
     for path in names {
-        let Ok(file) = SlideFile::open(&path) else { continue };
+        let Ok(file) = SlideFile::open(&path) else {
+            continue;
+        };
         let file = Arc::new(file);
         if !file.read_up_to(0, 132).is_ok_and(|h| is_dicom_header(&h)) {
             continue;
         }
-        let Ok(uid) = DicomFile::parse_until(file, Some(tags::SERIES_UID + 1)).and_then(|d| series_of(&d)) else {
+        let Ok(uid) = DicomFile::parse_until(file, Some(tags::SERIES_UID + 1)).and_then(|d| series_of(&d))
+        else {
             continue;
         };
         if !series.iter().any(|(s, _)| *s == uid) {
@@ -215,13 +224,20 @@ fn open(probe: &Probe) -> Result<Opened> {
             Role::Associated(name) => match associated.iter().find(|(n, _)| *n == name) {
                 // The same image twice (a copied file) is harmless; two different ones are not.
                 Some((_, seen)) if underlying_instance(seen) == underlying_instance(dcm) => {}
-                Some(_) => return Err(named(path, corrupt(format!("a second {name} image in the series")))),
+                Some(_) => {
+                    return Err(named(
+                        path,
+                        corrupt(format!("a second {name} image in the series")),
+                    ))
+                }
                 None => associated.push((name, dcm)),
             },
         }
     }
     if levels.is_empty() {
-        return Err(corrupt(format!("series {series} has no VOLUME image (no pyramid level)")));
+        return Err(corrupt(format!(
+            "series {series} has no VOLUME image (no pyramid level)"
+        )));
     }
     levels.sort_by(|a, b| b.0.width.cmp(&a.0.width));
     for (_, parts) in &mut levels {
@@ -252,6 +268,9 @@ fn open(probe: &Probe) -> Result<Opened> {
         .and_then(|v| parse_double(v))
     {
         props.insert(properties::OBJECTIVE_POWER.into(), format_double(power));
+    }
+    if let Some(barcode) = props.get("dicom.BarcodeValue").cloned() {
+        props.insert("openslide.barcode".into(), barcode);
     }
     if let Some(size) = icc_size(level0) {
         props.insert("openslide.icc-size".into(), size.to_string());
@@ -316,12 +335,22 @@ fn add_properties(elements: &[Element], prefix: &str, props: &mut Properties) {
 /// binary data.
 fn property_values(e: &Element) -> Vec<String> {
     match &e.vr.0 {
-        b"AE" | b"CS" | b"DS" | b"DT" | b"PN" | b"SH" | b"TM" | b"UI" | b"UC" => e.strings().unwrap_or_default(),
-        b"AS" | b"DA" | b"IS" | b"LO" | b"LT" | b"ST" | b"UT" | b"UR" => e.string().into_iter().collect(),
-        b"FL" | b"FD" => e.numbers().unwrap_or_default().into_iter().map(format_double).collect(),
-        b"US" | b"SS" | b"UL" | b"SL" | b"UV" | b"SV" => {
-            e.integers().unwrap_or_default().iter().map(i128::to_string).collect()
+        b"AE" | b"CS" | b"DS" | b"DT" | b"PN" | b"SH" | b"TM" | b"UI" | b"UC" => {
+            e.strings().unwrap_or_default()
         }
+        b"AS" | b"DA" | b"IS" | b"LO" | b"LT" | b"ST" | b"UT" | b"UR" => e.string().into_iter().collect(),
+        b"FL" | b"FD" => e
+            .numbers()
+            .unwrap_or_default()
+            .into_iter()
+            .map(format_double)
+            .collect(),
+        b"US" | b"SS" | b"UL" | b"SL" | b"UV" | b"SV" => e
+            .integers()
+            .unwrap_or_default()
+            .iter()
+            .map(i128::to_string)
+            .collect(),
         b"AT" => e
             .bytes()
             .unwrap_or_default()

@@ -10,11 +10,11 @@ mod dicom;
 mod generic_tiff;
 mod hamamatsu;
 
+use super::dicom::is_dicom_header;
 use super::error::{unsupported, Result, SlideErrorKind};
 use super::grid::TileGrid;
 use super::io::SlideFile;
 use super::properties::Properties;
-use super::dicom::is_dicom_header;
 use super::tifflike::{is_tiff_header, TiffFile};
 use super::Mpp;
 use std::path::Path;
@@ -57,7 +57,12 @@ pub(crate) struct Format {
 }
 
 /// Every format read, most specific first.
-pub(crate) const FORMATS: &[Format] = &[dicom::FORMAT, hamamatsu::FORMAT, aperio::FORMAT, generic_tiff::FORMAT];
+pub(crate) const FORMATS: &[Format] = &[
+    dicom::FORMAT,
+    hamamatsu::FORMAT,
+    aperio::FORMAT,
+    generic_tiff::FORMAT,
+];
 
 pub(crate) fn open(path: &Path) -> Result<Opened> {
     // A folder is a slide when it holds one DICOM series (the files of a DICOM WSI).
@@ -96,7 +101,8 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
     Err(match &tiff {
         Some(tiff) => explain_untiled(tiff),
         None => SlideErrorKind::UnknownFormat(
-            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI and tiled pyramidal TIFF/BigTIFF)".into(),
+            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI and tiled pyramidal TIFF/BigTIFF)"
+                .into(),
         ),
     })
 }

@@ -1,0 +1,220 @@
+//! DICOM WSI series made by tools/make_dicom_slides.py (pydicom, imagecodecs, OpenSlide 4.0.1)
+//! from CMU-1-Small-Region's pixels (synthetic ones without ../shared/slides): TILED_FULL
+//! JPEG with a level split across two files (a concatenation) and label, overview and
+//! thumbnail images; TILED_SPARSE JPEG with missing tiles and frames out of order; native
+//! RGB frames with partial edge tiles; JPEG 2000 frames (lossless, lossy, and a thumbnail
+//! with the reversible transform). Each is opened from a different
+//! kind of file of its series, and compared with OpenSlide's properties and regions.
+
+mod common;
+
+use common::{check_pixels, read_png_rgba, Tolerance};
+use flashslide::slide::Slide;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Runs the generator once per test run (its output is kept while the script is unchanged);
+/// `None` after a SKIPPED line when Python or its packages are missing.
+fn generated(test: &str) -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/make_dicom_slides.py");
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dicom-slides");
+        let stamp = out.join("script.stamp");
+        let source = std::fs::read(&script).unwrap();
+        if out.join("manifest.json").is_file() && std::fs::read(&stamp).ok().as_ref() == Some(&source) {
+            return Some(out);
+        }
+        let _ = std::fs::remove_dir_all(&out);
+        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides");
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg("--out").arg(&out);
+        if shared.is_dir() {
+            cmd.arg("--shared").arg(&shared);
+        }
+        match cmd.output() {
+            Ok(o) if o.status.success() => {
+                std::fs::write(&stamp, &source).unwrap();
+                Some(out)
+            }
+            Ok(o) if o.status.code() == Some(3) => None,
+            Ok(o) => panic!(
+                "tools/make_dicom_slides.py failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => {
+                eprintln!("python3 not runnable: {e}");
+                None
+            }
+        }
+    });
+    if dir.is_none() {
+        assert!(
+            std::env::var_os("FLASHSLIDE_REQUIRE_PYDICOM").is_none(),
+            "{test}: FLASHSLIDE_REQUIRE_PYDICOM is set but the generator could not run"
+        );
+        eprintln!("SKIPPED {test}: python3 with pydicom, imagecodecs, numpy, pillow and openslide is needed");
+    }
+    dir.as_deref()
+}
+
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn series<'a>(m: &'a Value, name: &str) -> &'a Value {
+    m["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["series"] == name)
+        .unwrap()
+}
+
+/// Opens a series from the file OpenSlide was given, checks its shape and every property
+/// OpenSlide reports (but its own content hash), then every region and associated image
+/// against OpenSlide's pixels; returns the slide.
+fn check_series(dir: &Path, name: &str) -> Slide {
+    let m = manifest(dir);
+    let s = series(&m, name);
+    let os = &s["openslide"];
+    let file = dir
+        .join(s["folder"].as_str().unwrap())
+        .join(s["file_passed"].as_str().unwrap());
+    let slide = Slide::open(&file).unwrap();
+    assert_eq!(slide.vendor(), "dicom");
+    let dims: Vec<(u64, u64)> = slide.levels().iter().map(|l| (l.width, l.height)).collect();
+    let want: Vec<(u64, u64)> = os["level_dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d[0].as_u64().unwrap(), d[1].as_u64().unwrap()))
+        .collect();
+    assert_eq!(dims, want, "{name}: levels");
+    let names: Vec<&str> = slide.associated_names().collect();
+    let want: Vec<&str> = os["associated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(names, want, "{name}: associated images");
+
+    let text = std::fs::read_to_string(dir.join(os["properties"].as_str().unwrap())).unwrap();
+    let want: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+    for (k, v) in want.iter().filter(|(k, _)| *k != "openslide.quickhash-1") {
+        assert_eq!(slide.property(k), Some(v.as_str()), "{name}: property {k}");
+    }
+    let extra: Vec<&String> = slide
+        .properties()
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{name}: properties OpenSlide does not have: {extra:?}"
+    );
+
+    let mut checked = 0;
+    for e in m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["series"] == name)
+    {
+        let entry = e["name"].as_str().unwrap();
+        let (w, h, want) = read_png_rgba(&dir.join(e["png"].as_str().unwrap()));
+        let got = if e["kind"] == "associated" {
+            slide.read_associated(entry).unwrap()
+        } else {
+            let level = e["level"].as_u64().unwrap() as usize;
+            let (x, y) = (e["x"].as_i64().unwrap(), e["y"].as_i64().unwrap());
+            slide.read_region(level, x, y, w, h).unwrap()
+        };
+        assert_eq!((got.width, got.height), (w, h), "{name} {entry}");
+        let tol = if e["lossless"] == true {
+            Tolerance::Exact
+        } else {
+            Tolerance::Jpeg
+        };
+        check_pixels(&format!("dicom {name} {entry}"), &got.data, &want, tol);
+        checked += 1;
+    }
+    assert!(checked >= 5, "{name}: only {checked} references");
+    slide
+}
+
+#[test]
+fn tiled_full_jpeg_with_a_concatenation_and_associated_images() {
+    let Some(dir) = generated("tiled_full_jpeg_with_a_concatenation_and_associated_images") else {
+        return;
+    };
+    let slide = check_series(dir, "full-jpeg");
+    assert_eq!(slide.objective_power(), Some(20.0));
+    // Opened from any of its files, or from its folder (which also holds a decoy of another
+    // series), it is the same slide.
+    let folder = dir.join("full-jpeg");
+    let mut from: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    from.sort();
+    let levels = |s: &Slide| s.levels().iter().map(|l| (l.width, l.height)).collect::<Vec<_>>();
+    let mut opened = 0;
+    for path in from {
+        match Slide::open(&path) {
+            // The decoy: a one-level slide of its own series.
+            Ok(s) if s.levels().len() == 1 => assert_eq!(levels(&s), [(64, 64)]),
+            Ok(s) => {
+                assert_eq!(levels(&s), levels(&slide), "{}", path.display());
+                opened += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(opened, 7);
+}
+
+#[test]
+fn folder_of_one_series_is_a_slide_and_of_two_is_refused_by_name() {
+    let Some(dir) = generated("folder_of_one_series_is_a_slide_and_of_two_is_refused_by_name") else {
+        return;
+    };
+    let slide = Slide::open(dir.join("sparse-jpeg")).unwrap();
+    assert_eq!(slide.levels().len(), 2);
+    // full-jpeg/ holds the slide and a decoy of another series.
+    let e = Slide::open(dir.join("full-jpeg")).unwrap_err().to_string();
+    assert!(e.contains("2 DICOM series"), "{e}");
+}
+
+#[test]
+fn tiled_sparse_jpeg_with_missing_tiles() {
+    let Some(dir) = generated("tiled_sparse_jpeg_with_missing_tiles") else {
+        return;
+    };
+    check_series(dir, "sparse-jpeg");
+}
+
+#[test]
+fn native_rgb_frames_with_partial_edge_tiles() {
+    let Some(dir) = generated("native_rgb_frames_with_partial_edge_tiles") else {
+        return;
+    };
+    let slide = check_series(dir, "native");
+    let mpp = slide.mpp().unwrap();
+    assert!(
+        (mpp.x - 0.502).abs() < 1e-9 && (mpp.y - 0.498).abs() < 1e-9,
+        "{mpp:?}"
+    );
+}
+
+#[test]
+fn jpeg_2000_frames_lossless_and_lossy() {
+    let Some(dir) = generated("jpeg_2000_frames_lossless_and_lossy") else {
+        return;
+    };
+    check_series(dir, "jpeg2000");
+}
