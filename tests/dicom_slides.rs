@@ -218,3 +218,66 @@ fn jpeg_2000_frames_lossless_and_lossy() {
     };
     check_series(dir, "jpeg2000");
 }
+
+#[test]
+fn discovery_lists_each_series_once_and_the_fingerprint_follows_every_file() {
+    let Some(dir) = generated("discovery_lists_each_series_once_and_the_fingerprint_follows_every_file")
+    else {
+        return;
+    };
+    let m = manifest(dir);
+    let uid = |name: &str| {
+        series(&m, name)["series_instance_uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let found = flashslide::slide::discover::walk(&[dir.to_path_buf()]).unwrap();
+    let mut names: Vec<String> = found.jobs.iter().map(|j| j.name.clone()).collect();
+    names.sort();
+    // full-jpeg/ holds two series (the slide and a decoy): each named by folder and UID.
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert!(
+        names.contains(&format!("full-jpeg__{}", uid("full-jpeg"))),
+        "{names:?}"
+    );
+    for single in ["jpeg2000", "native", "sparse-jpeg"] {
+        assert!(names.contains(&single.to_string()), "{names:?}");
+        let job = found.jobs.iter().find(|j| j.name == single).unwrap();
+        assert_eq!(job.path, dir.join(single));
+    }
+    // Two files of one series named as inputs: one slide, named by its folder.
+    let sparse = dir.join("sparse-jpeg");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&sparse)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let found = flashslide::slide::discover::walk(&files).unwrap();
+    assert_eq!(found.jobs.len(), 1, "{:?}", found.jobs);
+    assert_eq!(found.jobs[0].name, "sparse-jpeg");
+
+    // The fingerprint of a multi-file slide covers each file: rewriting one changes it.
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dicom-fingerprint");
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in &files {
+        std::fs::copy(f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    let fingerprint = |p: &Path| flashslide::slide::fingerprint::fingerprint(p).unwrap();
+    let before = fingerprint(&copy);
+    assert_eq!(before, fingerprint(&copy.join(files[1].file_name().unwrap())));
+    assert_eq!(
+        before.size,
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum::<u64>()
+    );
+    let last = copy.join(files[1].file_name().unwrap());
+    let mut bytes = std::fs::read(&last).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&last, &bytes).unwrap();
+    assert_ne!(before.head_tail_sha256, fingerprint(&copy).head_tail_sha256);
+}

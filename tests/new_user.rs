@@ -31,7 +31,8 @@ fn a_folder_without_slides_exits_2_saying_what_was_skipped() {
     let dir = fresh_dir("new-user-no-slides");
     let input = dir.join("in");
     std::fs::create_dir_all(&input).unwrap();
-    // A DICOM file (its preamble's "DICM"), a MIRAX index and a note: none is read yet.
+    // Two files that start as DICOM (the preamble's "DICM") but hold no whole-slide image, a
+    // MIRAX index and a note: none is a slide.
     let mut dicom = vec![0u8; 128];
     dicom.extend_from_slice(b"DICM");
     dicom.extend_from_slice(&[0; 64]);
@@ -43,7 +44,10 @@ fn a_folder_without_slides_exits_2_saying_what_was_skipped() {
     let (code, _, stderr) = flashslide(&["run", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no slides found under"), "{stderr}");
-    assert!(stderr.contains("2 DICOM files: not read yet"), "{stderr}");
+    assert!(
+        stderr.contains("2 DICOM files that are not whole-slide images: skipped"),
+        "{stderr}"
+    );
     assert!(stderr.contains("1 MIRAX file: not read yet"), "{stderr}");
     // Said before anything about the device, and nothing written.
     assert!(!stderr.contains("CPU") && !stderr.contains("CUDA"), "{stderr}");

@@ -129,30 +129,32 @@ fn is_slide(path: &Path) -> bool {
     (by_extension || by_content) && description_head(path) != Some(*b"flashslide")
 }
 
-/// Whole-slide formats flashslide does not read yet, by extension (DICOM also by its
-/// preamble's "DICM"): such files are counted in a note, not passed over in silence.
+/// Whole-slide formats flashslide does not read yet, by extension: such files are counted
+/// in a note, not passed over in silence.
 fn unread_format(path: &Path) -> Option<&'static str> {
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let kind = match extension.as_deref() {
-        Some("dcm") => "DICOM",
-        Some("mrxs") => "MIRAX",
-        Some("vms" | "vmu") => "Hamamatsu VMS/VMU",
-        Some("isyntax") => "Philips iSyntax",
-        Some("czi") => "Zeiss CZI",
-        Some("svslide") => "Sakura SVSlide",
-        Some("jp2" | "j2k") => "JPEG 2000",
-        _ => {
-            let mut preamble = [0u8; 132];
-            let dicom = open_regular(path)
-                .and_then(|mut f| f.read_exact(&mut preamble))
-                .is_ok_and(|_| &preamble[128..] == b"DICM");
-            return dicom.then_some("DICOM");
-        }
-    };
-    Some(kind)
+    Some(match extension.as_deref()? {
+        // A DICOM file without the Part 10 header (a bare data set) names no series.
+        "dcm" => "DICOM (without a Part 10 header)",
+        "mrxs" => "MIRAX",
+        "vms" | "vmu" => "Hamamatsu VMS/VMU",
+        "isyntax" => "Philips iSyntax",
+        "czi" => "Zeiss CZI",
+        "svslide" => "Sakura SVSlide",
+        "jp2" | "j2k" => "JPEG 2000",
+        _ => return None,
+    })
+}
+
+/// Whether a file starts as a DICOM Part 10 file (the preamble's "DICM").
+fn is_dicom(path: &Path) -> bool {
+    let mut preamble = [0u8; 132];
+    open_regular(path)
+        .and_then(|mut f| f.read_exact(&mut preamble))
+        .is_ok_and(|_| super::dicom::is_dicom_header(&preamble))
 }
 
 /// A file's identity: device and inode, the same through every path to it.
@@ -260,6 +262,10 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
         }
     }
     let mut searched: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    // Folders holding DICOM files, by the way they were reached: each whole-slide series in
+    // one is a slide.
+    let mut dicom_dirs: std::collections::BTreeMap<PathBuf, Way> = Default::default();
+    let mut dicom_inputs: Vec<((u64, u64), PathBuf)> = Vec::new();
     let mut unread: std::collections::BTreeMap<&str, usize> = Default::default();
     while let Some(Reverse((way, dir, id))) = dirs.pop() {
         if let Some(first) = searched.get(&id) {
@@ -329,10 +335,95 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
                 ));
             } else if is_slide(&path) {
                 take(file_id(&path, &meta), child, path);
+            } else if is_dicom(&path) {
+                dicom_dirs.entry(dir.clone()).or_insert_with(|| way.clone());
             } else if let Some(kind) = unread_format(&path) {
                 *unread.entry(kind).or_default() += 1;
             }
         }
+    }
+    // DICOM: each whole-slide series is one slide. A folder of one series is the slide,
+    // named by the folder; in a folder of several, each is named by the folder and its series
+    // UID and opened from its first file. A DICOM file named as an input stands for its
+    // series; a series reached twice (two of its files named, or its folder too) is taken once.
+    for (id, (way, path, _)) in files
+        .iter()
+        .filter(|(_, (way, path, _))| way.relative.len() == 1 && is_dicom(path))
+    {
+        if !is_slide(path) {
+            let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            dicom_dirs.entry(folder).or_insert_with(|| Way {
+                relative: vec![],
+                ..way.clone()
+            });
+            dicom_inputs.push((*id, path.clone()));
+        }
+    }
+    let mut series_jobs: Vec<(Way, PathBuf)> = Vec::new();
+    let mut not_wsi = 0;
+    for (dir, way) in dicom_dirs {
+        let series = match super::formats::folder_series(&dir) {
+            Ok(series) => series,
+            Err(e) => {
+                notes.push(format!("{}: {e}: its DICOM files skipped", dir.display()));
+                continue;
+            }
+        };
+        let named: Vec<&PathBuf> = dicom_inputs
+            .iter()
+            .filter(|(_, p)| p.parent() == Some(dir.as_path()))
+            .map(|(_, p)| p)
+            .collect();
+        let searched_here = !way.relative.is_empty() || inputs.iter().any(|i| i == &dir);
+        let dicom_files = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).filter(|e| is_dicom(&e.path())).count())
+            .unwrap_or(0);
+        if searched_here {
+            not_wsi += dicom_files.saturating_sub(series.iter().map(|(_, f)| f.len()).sum());
+        }
+        let single = series.len() == 1;
+        for (uid, members) in series {
+            // Only the series of files named, when the folder itself was not searched.
+            if !searched_here && !members.iter().any(|m| named.contains(&m)) {
+                continue;
+            }
+            let mut relative = way.relative.clone();
+            if relative.is_empty() {
+                relative.extend(
+                    dir.canonicalize()
+                        .unwrap_or(dir.clone())
+                        .file_name()
+                        .map(OsStr::to_os_string),
+                );
+            }
+            let path = if single {
+                dir.clone()
+            } else {
+                relative.push(OsString::from(&uid));
+                members[0].clone()
+            };
+            series_jobs.push((
+                Way {
+                    relative,
+                    ..way.clone()
+                },
+                path,
+            ));
+        }
+    }
+    for (id, path) in dicom_inputs {
+        if files.remove(&id).is_some() && super::formats::series_members(&path).ok().flatten().is_none() {
+            notes.push(format!(
+                "{}: a DICOM file that is not a whole-slide image: skipped",
+                path.display()
+            ));
+        }
+    }
+    if not_wsi > 0 {
+        let files = if not_wsi == 1 { "file" } else { "files" };
+        notes.push(format!(
+            "{not_wsi} DICOM {files} that are not whole-slide images: skipped"
+        ));
     }
     for (kind, count) in unread {
         let files = if count == 1 { "file" } else { "files" };
@@ -352,6 +443,7 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
     }
     linked.sort();
     notes.extend(linked);
+    found.extend(series_jobs);
     found.sort_by_key(|(way, path)| (lossy(&way.relative_path()), path.clone()));
     // Two inputs can hold the same relative path: those slides are named by their own
     // absolute paths instead, which no other slide changes.

@@ -1,5 +1,8 @@
 //! A slide's identity for resuming: size, modification time and a hash of its first and last
 //! MiB — cheap on a gigabyte file, and it changes when the file is replaced or rewritten.
+//! A DICOM slide is a series of files: its size is theirs together, its time the latest,
+//! and its hash covers the series UID and each file's name, size and first and last MiB, so
+//! a file added to, removed from or rewritten in the series changes it.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,6 +20,36 @@ pub struct Fingerprint {
 const MIB: u64 = 1 << 20;
 
 pub fn fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
+    let series = super::formats::series_members(path).map_err(std::io::Error::other)?;
+    let Some((uid, files)) = series else {
+        return file_fingerprint(path);
+    };
+    let mut hash = Sha256::new();
+    hash.update(b"dicom series\0");
+    hash.update(uid.as_bytes());
+    let (mut size, mut modified) = (0, (0, 0));
+    for file in &files {
+        let f = file_fingerprint(file)?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        hash.update(format!("\0{name}\0{}\0{}", f.size, f.head_tail_sha256).as_bytes());
+        size += f.size;
+        modified = modified.max(f.modified);
+    }
+    Ok(Fingerprint {
+        size,
+        modified,
+        head_tail_sha256: hex(&hash.finalize()),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
     // Not blocking should the slide have become a FIFO since the walk saw a file.
     let mut f = super::discover::open_regular(path)?;
     let meta = f.metadata()?;
@@ -40,6 +73,6 @@ pub fn fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
     Ok(Fingerprint {
         size,
         modified,
-        head_tail_sha256: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+        head_tail_sha256: hex(&hash.finalize()),
     })
 }

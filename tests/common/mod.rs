@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod counting_alloc;
+pub mod dicom_builder;
 pub mod tiff_builder;
 
 use std::path::{Path, PathBuf};

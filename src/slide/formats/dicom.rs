@@ -80,41 +80,77 @@ fn series_of(dcm: &DicomFile) -> Result<String> {
         .ok_or_else(|| corrupt("no SeriesInstanceUID"))
 }
 
-/// The other files of `series` beside `path`: every regular file of its folder with a
-/// DICOM header and that series UID, parsed whole; in name order, so the slide is the same
-/// whatever the folder's listing order.
-fn siblings(path: &Path, series: &str) -> Result<Vec<(PathBuf, DicomFile)>> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+/// The whole-slide DICOM series of a folder (regular files with a DICOM header and a
+/// whole-slide SOP class; others are ignored), each with its files, in the order of their
+/// first files' names, the files in name order; so a slide is the same whatever the
+/// folder's listing order.
+pub(crate) fn folder_series(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     let mut names: Vec<PathBuf> = Vec::new();
-    for entry in std::fs::read_dir(&dir)?.take(MAX_SIBLINGS) {
+    for entry in std::fs::read_dir(dir)?.take(MAX_SIBLINGS) {
         let entry = entry?;
-        let candidate = entry.path();
-        if candidate.file_name() != path.file_name() && entry.file_type()?.is_file() {
-            names.push(candidate);
+        if entry.file_type()?.is_file() {
+            names.push(entry.path());
         }
     }
     names.sort();
+    let mut series: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for path in names {
+        let Some(uid) = series_uid(&path) else { continue };
+        match series.iter_mut().find(|(s, _)| *s == uid) {
+            Some((_, files)) => files.push(path),
+            None => series.push((uid, vec![path])),
+        }
+    }
+    Ok(series)
+}
+
+/// The series of a whole-slide DICOM file, from its header alone; None for any other file.
+fn series_uid(path: &Path) -> Option<String> {
+    let file = Arc::new(SlideFile::open(path).ok()?);
+    if !file.read_up_to(0, 132).is_ok_and(|h| is_dicom_header(&h)) {
+        return None;
+    }
+    let head = DicomFile::parse_until(file, Some(tags::SERIES_UID + 1)).ok()?;
+    series_of(&head).ok()
+}
+
+/// The folder of a slide file (`.` for a bare name).
+fn folder_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A DICOM slide's series UID and files, for a folder holding one series or any file of
+/// one; None when `path` is not a whole-slide DICOM file or folder.
+pub(crate) fn series_members(path: &Path) -> Result<Option<(String, Vec<PathBuf>)>> {
+    if path.is_dir() {
+        let mut series = folder_series(path)?;
+        return Ok((series.len() == 1).then(|| series.remove(0)));
+    }
+    let Some(uid) = series_uid(path) else {
+        return Ok(None);
+    };
+    let files = folder_series(&folder_of(path))?
+        .into_iter()
+        .find(|(s, _)| *s == uid)
+        .map_or_else(|| vec![path.to_path_buf()], |(_, files)| files);
+    Ok(Some((uid, files)))
+}
+
+/// The other files of `series` beside `path`, parsed whole.
+fn siblings(path: &Path, series: &str) -> Result<Vec<(PathBuf, DicomFile)>> {
+    let files = folder_series(&folder_of(path))?
+        .into_iter()
+        .find(|(s, _)| s == series)
+        .map(|(_, files)| files)
+        .unwrap_or_default();
     let mut found = Vec::new();
-    for candidate in names {
-        // Another file that is not DICOM, or not this series, is none of this slide's business.
-        let Ok(file) = SlideFile::open(&candidate) else {
-            continue;
-        };
-        let file = Arc::new(file);
-        if !file.read_up_to(0, 132).is_ok_and(|h| is_dicom_header(&h)) {
-            continue;
-        }
-        let same_series = DicomFile::parse_until(file.clone(), Some(tags::SERIES_UID + 1))
-            .ok()
-            .and_then(|d| series_of(&d).ok())
-            .is_some_and(|s| s == series);
-        if same_series {
-            let dcm = DicomFile::parse(file).map_err(|e| in_file(&candidate, e))?;
-            found.push((candidate, dcm));
-        }
+    for candidate in files.into_iter().filter(|f| f.file_name() != path.file_name()) {
+        let file = Arc::new(SlideFile::open(&candidate).map_err(|e| in_file(&candidate, e))?);
+        let dcm = DicomFile::parse(file).map_err(|e| in_file(&candidate, e))?;
+        found.push((candidate, dcm));
     }
     Ok(found)
 }
@@ -139,38 +175,14 @@ fn underlying_instance(dcm: &DicomFile) -> Option<String> {
 }
 
 /// The file to open for a folder given as a slide: its first DICOM file by name, when every
-/// DICOM file there belongs to one series.
+/// whole-slide DICOM file there belongs to one series.
 pub(super) fn file_in_folder(dir: &Path) -> Result<PathBuf> {
-    let mut names: Vec<PathBuf> = Vec::new();
-    for entry in std::fs::read_dir(dir)?.take(MAX_SIBLINGS) {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            names.push(entry.path());
-        }
-    }
-    names.sort();
-    let mut series: Vec<(String, PathBuf)> = Vec::new();
-    for path in names {
-        let Ok(file) = SlideFile::open(&path) else {
-            continue;
-        };
-        let file = Arc::new(file);
-        if !file.read_up_to(0, 132).is_ok_and(|h| is_dicom_header(&h)) {
-            continue;
-        }
-        let Ok(uid) = DicomFile::parse_until(file, Some(tags::SERIES_UID + 1)).and_then(|d| series_of(&d))
-        else {
-            continue;
-        };
-        if !series.iter().any(|(s, _)| *s == uid) {
-            series.push((uid, path));
-        }
-    }
+    let mut series = folder_series(dir)?;
     match series.len() {
         0 => Err(SlideErrorKind::BadRequest(
             "is a directory without a DICOM whole-slide image, not a slide file".into(),
         )),
-        1 => Ok(series.remove(0).1),
+        1 => Ok(series.remove(0).1.remove(0)),
         n => Err(SlideErrorKind::BadRequest(format!(
             "is a directory holding {n} DICOM series; name a file of the one to open"
         ))),
@@ -239,7 +251,7 @@ fn open(probe: &Probe) -> Result<Opened> {
             "series {series} has no VOLUME image (no pyramid level)"
         )));
     }
-    levels.sort_by(|a, b| b.0.width.cmp(&a.0.width));
+    levels.sort_by_key(|l| std::cmp::Reverse(l.0.width));
     for (_, parts) in &mut levels {
         parts.sort_by_key(|d| d.uint(tags::CONCATENATION_FRAME_OFFSET).unwrap_or(0));
     }

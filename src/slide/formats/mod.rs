@@ -7,6 +7,8 @@
 
 mod aperio;
 mod dicom;
+
+pub(crate) use dicom::{folder_series, series_members};
 mod generic_tiff;
 mod hamamatsu;
 
