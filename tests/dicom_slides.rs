@@ -86,6 +86,17 @@ fn check_series(dir: &Path, name: &str) -> Slide {
         .join(s["file_passed"].as_str().unwrap());
     let slide = Slide::open(&file).unwrap();
     assert_eq!(slide.vendor(), "dicom");
+    let members = s["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("decoy").is_none())
+        .count();
+    let why = slide.detected_by();
+    assert!(
+        why.contains("VL Whole Slide Microscopy") && why.contains(&format!("{members} files")),
+        "{why}"
+    );
     let dims: Vec<(u64, u64)> = slide.levels().iter().map(|l| (l.width, l.height)).collect();
     let want: Vec<(u64, u64)> = os["level_dimensions"]
         .as_array()

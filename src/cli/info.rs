@@ -35,6 +35,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         let out = json!({
             "path": args.slide,
             "vendor": slide.vendor(),
+            "detected_by": slide.detected_by(),
             "levels": levels,
             "mpp": slide.mpp().map(|m| json!({"x": m.x, "y": m.y, "source": m.source})),
             "mpp_problem": slide.mpp_problem(),
@@ -48,6 +49,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
     let (w, h) = slide.dimensions();
     println!("{}", args.slide.display());
     println!("  vendor            {}", slide.vendor());
+    println!("  detected by       {}", slide.detected_by());
     match slide.mpp() {
         Some(m) => {
             println!(

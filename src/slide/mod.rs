@@ -151,6 +151,7 @@ impl RgbaImage {
 pub struct Slide {
     path: PathBuf,
     vendor: &'static str,
+    detected_by: String,
     levels: Vec<Level>,
     associated: BTreeMap<String, Arc<dyn TileGrid>>,
     properties: BTreeMap<String, String>,
@@ -262,6 +263,7 @@ impl Slide {
         Ok(Slide {
             path: path.to_path_buf(),
             vendor: opened.vendor,
+            detected_by: opened.detected_by,
             levels,
             associated,
             properties,
@@ -276,9 +278,14 @@ impl Slide {
         &self.path
     }
 
-    /// OpenSlide's vendor name: "aperio", "generic-tiff", "hamamatsu".
+    /// OpenSlide's vendor name: "aperio", "dicom", "generic-tiff", "hamamatsu".
     pub fn vendor(&self) -> &'static str {
         self.vendor
+    }
+
+    /// Why the file was read as its format: the format's rule, and what it found.
+    pub fn detected_by(&self) -> &str {
+        &self.detected_by
     }
 
     pub fn levels(&self) -> &[Level] {

@@ -265,7 +265,11 @@ impl Enc {
     /// Encapsulated pixel data: an undefined-length OB, the basic offset table item (empty
     /// for `None`), one item per fragment, the sequence delimiter.
     pub fn encapsulated(self, offset_table: Option<&[u32]>, fragments: &[Vec<u8>]) -> Vec<u8> {
-        let table: Vec<u8> = offset_table.unwrap_or(&[]).iter().flat_map(|v| v.to_le_bytes()).collect();
+        let table: Vec<u8> = offset_table
+            .unwrap_or(&[])
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         let mut items = vec![item(&table, Len::Defined)];
         items.extend(fragments.iter().map(|f| item(f, Len::Defined)));
         self.encapsulated_raw(&items.concat(), true)
@@ -357,9 +361,18 @@ pub fn meta_group(meta: &DataSet) -> Vec<u8> {
 pub fn file_meta(sop_class: &str, sop_instance: &str, transfer_syntax: Option<&str>) -> DataSet {
     let mut meta = DataSet::new();
     meta.set(tag::META_VERSION, EX.element(tag::META_VERSION, b"OB", &[0, 1]))
-        .set(tag::MEDIA_STORAGE_SOP_CLASS, EX.ui(tag::MEDIA_STORAGE_SOP_CLASS, sop_class))
-        .set(tag::MEDIA_STORAGE_SOP_INSTANCE, EX.ui(tag::MEDIA_STORAGE_SOP_INSTANCE, sop_instance))
-        .set(tag::IMPLEMENTATION_CLASS, EX.ui(tag::IMPLEMENTATION_CLASS, "1.2.826.0.1.3680043.10.1"));
+        .set(
+            tag::MEDIA_STORAGE_SOP_CLASS,
+            EX.ui(tag::MEDIA_STORAGE_SOP_CLASS, sop_class),
+        )
+        .set(
+            tag::MEDIA_STORAGE_SOP_INSTANCE,
+            EX.ui(tag::MEDIA_STORAGE_SOP_INSTANCE, sop_instance),
+        )
+        .set(
+            tag::IMPLEMENTATION_CLASS,
+            EX.ui(tag::IMPLEMENTATION_CLASS, "1.2.826.0.1.3680043.10.1"),
+        );
     if let Some(ts) = transfer_syntax {
         meta.set(tag::TRANSFER_SYNTAX, EX.ui(tag::TRANSFER_SYNTAX, ts));
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 pub(super) const FORMAT: Format = Format {
     name: "aperio",
+    why: "a tiled TIFF whose first ImageDescription starts with \"Aperio\"",
     detect,
     open,
 };
@@ -70,6 +71,7 @@ fn open(probe: &Probe) -> Result<Opened> {
     }
     Ok(Opened {
         vendor: FORMAT.name,
+        detected_by: FORMAT.why.into(),
         levels,
         associated,
         properties: props,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 pub(super) const FORMAT: Format = Format {
     name: "dicom",
+    why: "\"DICM\" after the 128-byte preamble and the VL Whole Slide Microscopy SOP class",
     detect,
     open,
 };
@@ -300,8 +301,16 @@ fn open(probe: &Probe) -> Result<Opened> {
             props.insert(format!("openslide.associated.{name}.icc-size"), size.to_string());
         }
     }
+    let detected_by = format!(
+        "{}; series {series}: {} files, {} levels, {} associated images",
+        FORMAT.why,
+        members.len(),
+        level_grids.len(),
+        associated_grids.len()
+    );
     Ok(Opened {
         vendor: FORMAT.name,
+        detected_by,
         levels: level_grids,
         associated: associated_grids,
         properties: props,

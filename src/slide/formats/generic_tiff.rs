@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 pub(super) const FORMAT: Format = Format {
     name: "generic-tiff",
+    why: "a TIFF whose first directory is tiled (no more specific format claims it)",
     detect,
     open,
 };
@@ -43,6 +44,7 @@ fn open(probe: &Probe) -> Result<Opened> {
     }
     Ok(Opened {
         vendor: FORMAT.name,
+        detected_by: FORMAT.why.into(),
         levels: levels.into_iter().map(|(_, g)| g as Arc<dyn TileGrid>).collect(),
         associated: Vec::new(),
         properties: props,

@@ -31,6 +31,7 @@ const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 pub(super) const FORMAT: Format = Format {
     name: "hamamatsu",
+    why: "a TIFF with Hamamatsu NDPI's private tags (65420)",
     detect,
     open,
 };
@@ -91,6 +92,7 @@ fn open(probe: &Probe) -> Result<Opened> {
     ndpi_properties(d0, &mut props);
     Ok(Opened {
         vendor: FORMAT.name,
+        detected_by: FORMAT.why.into(),
         levels,
         associated,
         properties: props,

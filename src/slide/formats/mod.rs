@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub(crate) struct Opened {
     /// The format's name (its [`Format`] entry's).
     pub vendor: &'static str,
+    /// Why the file is in that format (its entry's rule, and what the format found).
+    pub detected_by: String,
     /// Pyramid levels, largest first.
     pub levels: Vec<Arc<dyn TileGrid>>,
     pub associated: Vec<(String, Arc<dyn TileGrid>)>,
@@ -54,6 +56,8 @@ impl Probe<'_> {
 /// One format: its name, whether a probed file is in it, and how to open one that is.
 pub(crate) struct Format {
     pub name: &'static str,
+    /// What `detect` looks for, in words (for `info`).
+    pub why: &'static str,
     pub detect: fn(&Probe) -> bool,
     pub open: fn(&Probe) -> Result<Opened>,
 }
