@@ -20,8 +20,9 @@ pub enum DecoderCheckError {
     NotJpegTiles,
 }
 
-/// The first of `b`'s tile decoders on `slide` (level 0 at `mpp` µm/px, at least 2,000 px
-/// on each side); no checks when `b` has no decoder of its own.
+/// The first of `b`'s tile decoders on `slide` (level 0 at `mpp` µm/px; tiles spread over
+/// 2,000 px on each side, or over the slide where it is smaller); no checks when `b` has no
+/// decoder of its own.
 pub fn check_tile_decoders<B: Backend>(
     b: &B,
     slide: &Slide,
@@ -42,9 +43,20 @@ pub fn check_tile_decoders<B: Backend>(
             (1600, 60),
             (5, 1400),
         ];
+        // Inside a smaller slide, the corners move in from its right and bottom edges.
+        let (width, height) = slide.dimensions();
+        let (max_x, max_y) = (
+            width.saturating_sub(read_px as u64) as i64,
+            height.saturating_sub(read_px as u64) as i64,
+        );
         let tiles: Vec<Tile> = corners
             .iter()
-            .map(|&(x, y)| Tile { col: 0, row: 0, x, y })
+            .map(|&(x, y)| Tile {
+                col: 0,
+                row: 0,
+                x: x.min(max_x),
+                y: y.min(max_y),
+            })
             .collect();
         let batch = read_jpeg_batch(slide, &plan, &tiles)?.ok_or(DecoderCheckError::NotJpegTiles)?;
         let mut decode = || -> Result<Vec<u8>, BackendError> { b.download_pixels(&decoder.decode(&batch)?) };

@@ -29,6 +29,10 @@ pub struct SelftestArgs {
     /// against the CPU's on random tiles (least cosine similarity 0.9999)
     #[arg(long, num_args = 1..)]
     models: Vec<PathBuf>,
+    /// Slides (files, or folders of a DICOM series) whose stored JPEG tiles the device's
+    /// decoder also decodes, against the CPU's reading of the same tiles
+    #[arg(long, num_args = 1..)]
+    slides: Vec<PathBuf>,
     /// Also attend over 2^20 tokens (512 sampled rows against f64; GPU only)
     #[arg(long)]
     long: bool,
@@ -69,6 +73,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             &cpu,
             &configs,
             &args.models,
+            &args.slides,
             Scope::Quick,
             json,
             &mut print,
@@ -83,6 +88,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 &gpu,
                 &configs,
                 &args.models,
+                &args.slides,
                 Scope::Full,
                 json,
                 &mut print,
@@ -102,11 +108,14 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
 }
 
 /// Every check of `b`, in order: its operations, its own extra checks (`extra`), its tile
-/// decoders, the encoders of `configs`, the model directories `models`.
+/// decoders (on a generated slide and on `slides`), the encoders of `configs`, the model
+/// directories `models`.
+#[allow(clippy::too_many_arguments)]
 fn check_all<B: Backend>(
     b: &B,
     configs: &[ModelConfig],
     models: &[PathBuf],
+    slides: &[PathBuf],
     scope: Scope,
     json: bool,
     print: &mut dyn FnMut(&Check),
@@ -124,6 +133,19 @@ fn check_all<B: Backend>(
     for c in decoding_checks(b)? {
         print(&c);
         all.push(c);
+    }
+    for path in slides {
+        let slide = Slide::open(path)?;
+        let mpp = slide.mpp().map_or(0.5, |m| m.x);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for mut c in check_tile_decoders(b, &slide, mpp).with_context(|| path.display().to_string())? {
+            c.what = format!("{name}: {}", c.what);
+            print(&c);
+            all.push(c);
+        }
     }
     all.extend(check_encoders(b, configs, scope, print)?);
     // Fresh tiles each run, the seed printed with the check.
