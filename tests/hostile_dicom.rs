@@ -194,7 +194,7 @@ fn mkfifo(path: &Path) -> bool {
 /// Writes a case's folder and exercises it on a thread of its own, checking the promises
 /// (no panic, no hang, time and memory within bounds, an error in one line naming the file
 /// or folder opened) and the case's expected outcome.
-fn run_case(name: &str, case: &Case, tally: &mut Tally) -> Outcome {
+fn run_case(name: &str, case: &Case, tally: &mut Tally) -> Result<Outcome, String> {
     let dir = scratch().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -228,26 +228,34 @@ fn run_case(name: &str, case: &Case, tally: &mut Tally) -> Outcome {
     };
     let elapsed = start.elapsed();
     let allocated = allocated_since(base);
-    let kept = format!("input kept at {}", dir.display());
-    assert!(elapsed < MAX_CASE_TIME, "{name}: took {elapsed:?} ({kept})");
-    assert!(
-        allocated < MAX_CASE_BYTES,
-        "{name}: allocated {} MiB ({kept})",
-        allocated >> 20
-    );
-    if let Some(e) = outcome.error() {
-        assert!(
-            e.contains(&path.display().to_string()) && !e.contains('\n'),
-            "{name}: unclear error: {e} ({kept})"
-        );
+    let mut problems = Vec::new();
+    if elapsed >= MAX_CASE_TIME {
+        problems.push(format!("took {elapsed:?}"));
     }
-    let ok = match (&case.expect, &outcome) {
+    if allocated >= MAX_CASE_BYTES {
+        problems.push(format!("allocated {} MiB", allocated >> 20));
+    }
+    if let Some(e) = outcome.error() {
+        if !e.contains(&path.display().to_string()) || e.contains('\n') {
+            problems.push(format!("unclear error: {e}"));
+        }
+    }
+    let as_expected = match (&case.expect, &outcome) {
         (Expect::Any, _) | (Expect::Read, Outcome::Read) => true,
         (Expect::OpenError(words), Outcome::OpenError(e))
         | (Expect::ReadError(words), Outcome::ReadError(e)) => words.iter().all(|w| e.contains(w)),
         _ => false,
     };
-    assert!(ok, "{name}: expected {:?}, got {outcome:?} ({kept})", case.expect);
+    if !as_expected {
+        problems.push(format!("expected {:?}, got {outcome:?}", case.expect));
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "{name}: {} (input kept at {})",
+            problems.join("; "),
+            dir.display()
+        ));
+    }
     tally.cases += 1;
     match outcome {
         Outcome::Read => tally.images += 1,
@@ -255,13 +263,20 @@ fn run_case(name: &str, case: &Case, tally: &mut Tally) -> Outcome {
         Outcome::ReadError(_) => tally.read_errors += 1,
     }
     std::fs::remove_dir_all(&dir).unwrap();
-    outcome
+    Ok(outcome)
+}
+
+/// Runs one case on its own, panicking on any broken promise or unexpected outcome.
+fn check_case(case: Case) -> Outcome {
+    let mut tally = Tally::default();
+    let name = case.label.clone();
+    run_case(&name, &case, &mut tally).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs every case of a family and prints its line of the summary table. HOSTILE_VERBOSE=1
 /// prints every case's outcome; HOSTILE_KEEP=DIR keeps every case's folder there, to try
 /// other readers (OpenSlide, pydicom) on them.
-fn run_family(family: &str, cases: Vec<Case>) -> Tally {
+fn run_family(family: &str, cases: Vec<Case>, failures: &mut Vec<String>) -> Tally {
     let mut tally = Tally::default();
     let verbose = std::env::var_os("HOSTILE_VERBOSE").is_some();
     let keep = std::env::var_os("HOSTILE_KEEP").map(PathBuf::from);
@@ -276,14 +291,20 @@ fn run_family(family: &str, cases: Vec<Case>) -> Tally {
                 std::fs::write(d.join(file), bytes).unwrap();
             }
         }
-        let outcome = run_case(&name, &case, &mut tally);
-        if verbose {
-            let text = match outcome {
-                Outcome::Read => "image".to_string(),
-                Outcome::OpenError(e) => format!("refused: {e}"),
-                Outcome::ReadError(e) => format!("opened, read failed: {e}"),
-            };
-            eprintln!("  {name}: {text}");
+        match run_case(&name, &case, &mut tally) {
+            Ok(outcome) if verbose => {
+                let text = match outcome {
+                    Outcome::Read => "image".to_string(),
+                    Outcome::OpenError(e) => format!("refused: {e}"),
+                    Outcome::ReadError(e) => format!("opened, read failed: {e}"),
+                };
+                eprintln!("  {name}: {text}");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("  FAILED {e}");
+                failures.push(e);
+            }
         }
     }
     print_tally(family, &tally);
@@ -299,14 +320,15 @@ fn print_tally(family: &str, t: &Tally) {
 
 // ---- pixel data ----
 
-/// A deterministic RGB pattern, different for each `seed` (each tile of each image).
+/// A deterministic RGB pattern, different for each `seed` (each tile of each image): smooth
+/// gradients, without wrapping in tiles up to 64 × 64.
 fn pattern(width: usize, height: usize, seed: usize) -> Vec<u8> {
     let base = [(seed * 71) % 256, (seed * 151 + 40) % 256, (seed * 97 + 90) % 256];
     (0..width * height * 3)
         .map(|i| {
             let (p, c) = (i / 3, i % 3);
             let (x, y) = (p % width, p / width);
-            ((base[c] + x * (c + 1) + y * 2) % 256) as u8
+            ((base[c] / 4 + x * (c + 1) / 2 + y) % 256) as u8
         })
         .collect()
 }
@@ -364,7 +386,7 @@ fn with_frame_size(data: &[u8], width: u16, height: u16) -> Vec<u8> {
     d
 }
 
-/// Decodes a JPEG with the `image` crate (an independent decoder) into RGBA.
+/// Decodes a JPEG with the `image` crate into RGBA.
 fn decode_reference(jpeg: &[u8]) -> (u32, u32, Vec<u8>) {
     let img = image::load_from_memory_with_format(jpeg, image::ImageFormat::Jpeg)
         .unwrap()
@@ -680,9 +702,17 @@ fn elements() -> Vec<Case> {
             "header-cut-after-vr",
             {
                 let d = m().without(tag::PIXEL_DATA);
-                [d.bytes(), tag_and_vr(tag::PIXEL_DATA, b"OB")].concat()
+                [d.bytes(), tag_and_vr(0x5200_9300, b"LO")].concat()
             },
             open_error(&["element header", "past the end of the file"]),
+        ),
+        Case::one(
+            "pixel-data-header-cut-after-vr",
+            {
+                let d = m().without(tag::PIXEL_DATA);
+                [d.bytes(), tag_and_vr(tag::PIXEL_DATA, b"OB")].concat()
+            },
+            open_error(&["pixel data header", "past the end of the file"]),
         ),
         Case::one(
             "header-cut-in-tag",
@@ -1146,6 +1176,7 @@ fn frames() -> Vec<Case> {
         })
         .collect();
     let split_table = offset_table(&halves, &[2, 2, 2, 2]);
+    let every_half = offset_table(&halves, &[1; 8]);
     let table = offset_table(&f(), &[1, 1, 1, 1]);
     let with_table = |t: &[u32]| m().pixels(EX.encapsulated(Some(t), &f()));
     let halves_with = |t: &[u32]| m().pixels(EX.encapsulated(Some(t), &halves));
@@ -1249,10 +1280,11 @@ fn frames() -> Vec<Case> {
             open_error(&["frame 2's offset 5 is not at a fragment"]),
         ),
         Case::one(
-            // A frame starting at its own second half: every offset is at a fragment.
-            "table-at-every-fragment-but-wrong",
-            halves_with(&[0, table[1] / 2 + 8, split_table[2], split_table[3]]).bytes(),
-            Expect::Any,
+            // Every offset at a fragment, but frame 2 starts at frame 1's second half: frame
+            // 1 is half a JPEG, frame 2 one and a half.
+            "table-at-fragments-but-wrong",
+            halves_with(&[0, every_half[1], split_table[2], split_table[3]]).bytes(),
+            read_error(&["level 0, tile at column 0, row 0"]),
         ),
         Case::one(
             "table-decreasing",
@@ -1442,7 +1474,7 @@ fn frame_sizes() -> Vec<Case> {
                 .ul(tag::TOTAL_COLUMNS, 65535)
                 .ul(tag::TOTAL_ROWS, 65535)
                 .frames("1")
-                .fragments(&[good.clone()])
+                .fragments(std::slice::from_ref(&good))
                 .bytes(),
             open_error(&["unsupported", "65535x65535-pixel tiles"]),
         ),
@@ -1456,7 +1488,7 @@ fn frame_sizes() -> Vec<Case> {
             m().us(tag::ROWS, 65535)
                 .us(tag::COLUMNS, 1)
                 .frames("1")
-                .fragments(&[good.clone()])
+                .fragments(std::slice::from_ref(&good))
                 .bytes(),
             open_error(&["corrupt"]),
         ),
@@ -1662,8 +1694,8 @@ fn sparse() -> Vec<Case> {
         ),
         Case::one(
             "outside-below",
-            m().sparse(&[(1, 1), (65, 1), (1, 97), (65, 65)]).bytes(),
-            open_error(&["frame 3 at (1, 97) lies outside the 128x96 image"]),
+            m().sparse(&[(1, 1), (65, 1), (1, 129), (65, 65)]).bytes(),
+            open_error(&["frame 3 at (1, 129) lies outside the 128x96 image"]),
         ),
         Case::one(
             "outside-negative",
@@ -2099,13 +2131,52 @@ fn classes() -> Vec<Case> {
     ]
 }
 
+/// Headers and frame tables as large as a few MiB of file make them: empty elements,
+/// frames of one pixel, realistic TILED_SPARSE per-frame groups (bounded: see the ignored
+/// tests below for where the limits give).
+fn header_sizes() -> Vec<Case> {
+    let e = EX;
+    // Position (column, row, x, y, z), frame content (dimension index values), optical path.
+    let frame_groups = [
+        e.sq(0x0020_9111, &[e.ul(0x0020_9157, &[1, 1, 1])]),
+        e.sq(
+            tag::PLANE_POSITION_SLIDE,
+            &[[
+                e.sl(tag::COLUMN_POSITION, &[1]),
+                e.sl(tag::ROW_POSITION, &[1]),
+                e.ds(0x0040_072A, "12.5"),
+                e.ds(0x0040_073A, "30.25"),
+                e.ds(0x0040_074A, "0"),
+            ]
+            .concat()],
+        ),
+        e.sq(0x0048_0207, &[e.text(0x0048_0106, b"SH", "1")]),
+    ]
+    .concat();
+    vec![
+        Case::one("500000-empty-elements", empty_elements(500_000), Expect::Read),
+        Case::one("1Mi-one-pixel-frames", one_pixel_frames(1 << 20), Expect::Read),
+        Case::one(
+            "50000-per-frame-groups",
+            minimal()
+                .sparse(&[(1, 1)])
+                .set(
+                    tag::PER_FRAME_GROUPS,
+                    e.sq(tag::PER_FRAME_GROUPS, &vec![frame_groups; 50_000]),
+                )
+                .bytes(),
+            Expect::Read,
+        ),
+    ]
+}
+
 /// Every family: none of the cases may panic, hang, take over 2 s or allocate over 256 MiB,
 /// and each gives what it states.
 #[test]
 fn hostile_dicom_never_panic_hang_or_balloon() {
     let _serial = serial();
     type Family = fn() -> Vec<Case>;
-    let families: [(&str, Family); 7] = [
+    let families: [(&str, Family); 8] = [
         ("elements", elements),
         ("sequences", sequences),
         ("transfer-syntaxes", transfer_syntaxes),
@@ -2113,29 +2184,36 @@ fn hostile_dicom_never_panic_hang_or_balloon() {
         ("frame-sizes", frame_sizes),
         ("sparse", sparse),
         ("series", series),
+        ("header-sizes", header_sizes),
     ];
     let mut total = Tally::default();
+    let mut failures = Vec::new();
     for (name, make) in families {
-        total.add(&run_family(name, make()));
+        total.add(&run_family(name, make(), &mut failures));
     }
-    total.add(&run_family("sop-classes", classes()));
+    total.add(&run_family("sop-classes", classes(), &mut failures));
     print_tally("(all)", &total);
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(total.cases >= 150, "only {} cases", total.cases);
 }
 
 // ---- valid files, read exactly ----
 
-/// The RGBA of a `width` × `height` image tiled by `frames` (row-major, `tile` pixels each)
-/// as the `image` crate decodes them; `None` frames are transparent.
-fn reference(width: u32, height: u32, tile: u32, frames: &[Option<Vec<u8>>]) -> Vec<u8> {
+/// The RGBA of a `width` × `height` image made of `tiles` (row-major, `tile` pixels apart;
+/// each its width, height and RGBA), cropped at the image's edges; `None` tiles transparent.
+fn tiled(width: u32, height: u32, tile: u32, tiles: &[Option<(u32, u32, Vec<u8>)>]) -> Vec<u8> {
     let mut out = vec![0u8; (width * height * 4) as usize];
     let across = width.div_ceil(tile);
-    for (i, frame) in frames.iter().enumerate() {
-        let Some(j) = frame else { continue };
-        let (w, h, rgba) = decode_reference(j);
+    for (i, t) in tiles.iter().enumerate() {
+        let Some((w, h, rgba)) = t else { continue };
         let (x0, y0) = ((i as u32 % across) * tile, (i as u32 / across) * tile);
-        for y in 0..h.min(height.saturating_sub(y0)) {
-            for x in 0..w.min(width.saturating_sub(x0)) {
+        for y in 0..(*h).min(height.saturating_sub(y0)) {
+            for x in 0..(*w).min(width.saturating_sub(x0)) {
                 let src = ((y * w + x) * 4) as usize;
                 let dst = (((y0 + y) * width + x0 + x) * 4) as usize;
                 out[dst..dst + 4].copy_from_slice(&rgba[src..src + 4]);
@@ -2143,6 +2221,34 @@ fn reference(width: u32, height: u32, tile: u32, frames: &[Option<Vec<u8>>]) -> 
         }
     }
     out
+}
+
+/// The image `frames` make, as the `image` crate decodes them (zune-jpeg underneath, as
+/// flashslide's: this checks the frames' placement, cropping and colour handling).
+fn reference(width: u32, height: u32, tile: u32, frames: &[Option<Vec<u8>>]) -> Vec<u8> {
+    let tiles: Vec<_> = frames
+        .iter()
+        .map(|f| f.as_deref().map(decode_reference))
+        .collect();
+    tiled(width, height, tile, &tiles)
+}
+
+/// The image the patterns of `seeds` make before JPEG coding, square tiles of `tile`.
+fn source(width: u32, height: u32, tile: u32, seeds: &[Option<usize>]) -> Vec<u8> {
+    let tiles: Vec<_> = seeds
+        .iter()
+        .map(|s| {
+            s.map(|s| {
+                let rgb = pattern(tile as usize, tile as usize, s);
+                let rgba = rgb
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect();
+                (tile, tile, rgba)
+            })
+        })
+        .collect();
+    tiled(width, height, tile, &tiles)
 }
 
 /// Writes `files` into a fresh folder of this name; returns the folder.
@@ -2189,6 +2295,14 @@ fn minimal_wsi_opens_and_reads_correctly() {
         &reference(128, 96, 64, &frames),
         Tolerance::Jpeg,
     );
+    // And the pixels before JPEG coding, as far as quality 90 keeps them.
+    let seeds = [Some(0), Some(1), Some(2), Some(3)];
+    check_pixels(
+        "minimal level 0 against its source",
+        &region.data,
+        &source(128, 96, 64, &seeds),
+        Tolerance::ScaledJpeg,
+    );
     // Beyond the image: transparent.
     let outside = slide.read_region(0, 100, 80, 64, 32).unwrap();
     assert!(outside.data.chunks_exact(4).skip(28).take(4).all(|p| p[3] == 0));
@@ -2206,12 +2320,7 @@ fn minimal_wsi_opens_and_reads_correctly() {
         }
     }
     // And within the limits, as the hostile cases must be.
-    let mut tally = Tally::default();
-    run_case(
-        "valid-minimal-limits",
-        &Case::one("x", minimal().bytes(), Expect::Read),
-        &mut tally,
-    );
+    check_case(Case::one("valid-minimal-limits", minimal().bytes(), Expect::Read));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -2307,6 +2416,13 @@ fn native_and_sparse_images_read_exactly() {
         &[None, Some(f[1].clone()), Some(f[2].clone()), Some(f[3].clone())],
     );
     check_pixels("sparse", &region.data, &want, Tolerance::Jpeg);
+    let seeds = [None, Some(1), Some(2), Some(3)];
+    check_pixels(
+        "sparse against its source",
+        &region.data,
+        &source(128, 96, 64, &seeds),
+        Tolerance::ScaledJpeg,
+    );
     assert!(matches!(
         slide.jpeg_level(0).unwrap().stream(0, 0).unwrap(),
         StoredTile::Missing
@@ -2356,4 +2472,133 @@ fn a_folder_of_two_series_is_refused_naming_the_count() {
         "{e}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- reader bugs found by these cases (ignored until fixed) ----
+
+/// A level split across files, its second part `b` as given: the case of the two files.
+fn with_second_part(label: &str, b: Dcm, expect: Expect) -> Case {
+    let (a, _) = concatenation();
+    Case::files(label, vec![("a.dcm", a.bytes()), ("b.dcm", b.bytes())], expect)
+}
+
+/// A sibling whose frames cannot be used (a transfer syntax not read, no frames, no pixel
+/// data) is refused, and the error names that sibling, as it does for a sibling that does
+/// not parse or has no ImageType. Today the error is only the file opened's: "a.dcm:
+/// unsupported: DICOM frames in JPEG-LS (…)", "a.dcm: corrupt or truncated file:
+/// NumberOfFrames is 0", "a.dcm: corrupt or truncated file: no pixel data".
+#[test]
+#[ignore = "reader bug: errors from DicomImage::new for a sibling (formats/dicom.rs open(): the level and associated grids are built with `?`, not through `named`) do not name the sibling"]
+fn errors_of_a_siblings_frames_name_the_sibling() {
+    let _serial = serial();
+    let (_, b) = concatenation();
+    for (label, part, words) in [
+        (
+            "sibling-jpeg-ls",
+            b.clone().transfer_syntax(ts::JPEG_LS_LOSSLESS),
+            ["b.dcm: ", "JPEG-LS"],
+        ),
+        (
+            "sibling-frames-0",
+            b.clone().frames("0"),
+            ["b.dcm: ", "NumberOfFrames is 0"],
+        ),
+        (
+            "sibling-no-pixel-data",
+            b.clone().without(tag::PIXEL_DATA),
+            ["b.dcm: ", "no pixel data"],
+        ),
+    ] {
+        check_case(with_second_part(label, part, open_error(&words)));
+    }
+}
+
+/// A frame of a sibling cut short is an error naming the sibling, not only the file opened,
+/// the level and the tile. Today: "a.dcm: level 0, tile at column 0, row 1: corrupt or
+/// truncated file: JPEG data ends inside a scan, without an EOI marker (truncated)", which
+/// sends the user to a.dcm, whose frames are whole.
+#[test]
+#[ignore = "reader bug: a tile error in a sibling's frame names the file opened, the level and the tile, but not the sibling that holds the frame"]
+fn a_siblings_broken_frame_names_the_sibling() {
+    let _serial = serial();
+    let (_, b) = concatenation();
+    let f = minimal_frames();
+    let (_, data) = jpeg_segments(&f[2]);
+    let cut = b.fragments(&[f[2][..data + 10].to_vec(), f[3].clone()]);
+    check_case(with_second_part(
+        "sibling-frame-cut-short",
+        cut,
+        read_error(&["b.dcm", "truncated"]),
+    ));
+}
+
+/// Native frames (explicit VR little endian, RGB) stored as encapsulated fragments are
+/// refused: nothing says where a frame ends, and a native transfer syntax has no
+/// encapsulated pixel data (PS3.5 §A.4). Today the JPEG fragments are taken for raw RGB
+/// samples, cut or padded with 255 to the tile's size, and read as an image without error.
+#[test]
+#[ignore = "reader bug: encapsulated pixel data under a native transfer syntax is read as raw samples of whatever length (padded with 255 or cut), giving a garbage image without an error"]
+fn native_frames_in_fragments_are_refused() {
+    let _serial = serial();
+    check_case(Case::one(
+        "native-in-fragments",
+        native(EX).fragments(&minimal_frames()).bytes(),
+        open_error(&["corrupt"]),
+    ));
+}
+
+/// 8 Mi native frames of one pixel (8 MiB of pixel data, TILED_FULL 4096 × 2048 in 1 × 1
+/// tiles) within the limits. Today: 408 MiB allocated (and 1.5-2.1 s): every TILED_FULL frame
+/// gets an entry in the tile → (instance, frame) HashMap, ~50 bytes a frame, 50 times the
+/// file's bytes; TILED_FULL needs no map (tile = offset + frame).
+#[test]
+#[ignore = "reader bug: TILED_FULL frames are placed in a HashMap of ~50 bytes a frame, so an 8 MiB file of 1x1-pixel native frames allocates 408 MiB"]
+fn one_pixel_frames_stay_within_the_limits() {
+    let _serial = serial();
+    check_case(Case::one(
+        "one-pixel-frames-8Mi",
+        one_pixel_frames(8 << 20),
+        Expect::Read,
+    ));
+}
+
+/// Native MONOCHROME2 frames of one pixel, `n` of them (a multiple of 4096), TILED_FULL.
+fn one_pixel_frames(n: usize) -> Vec<u8> {
+    native(EX)
+        .us(tag::ROWS, 1)
+        .us(tag::COLUMNS, 1)
+        .us(tag::SAMPLES_PER_PIXEL, 1)
+        .cs(tag::PHOTOMETRIC, "MONOCHROME2")
+        .ul(tag::TOTAL_COLUMNS, 4096)
+        .ul(tag::TOTAL_ROWS, (n / 4096) as u32)
+        .frames(&n.to_string())
+        .pixels(EX.native_pixels(&vec![128; n]))
+        .bytes()
+}
+
+/// `n` empty elements (LO, length 0: 8 bytes each) among the data set's, before the series
+/// UID and the image's attributes.
+fn empty_elements(n: usize) -> Vec<u8> {
+    let mut empties = Vec::with_capacity(n * 8);
+    for _ in 0..n {
+        empties.extend(EX.element(0x0009_1001, b"LO", &[]));
+    }
+    minimal().set(0x0009_1001, empties).bytes()
+}
+
+/// 2 Mi empty elements (a 16 MiB file) within the limits. Today: 320 MiB allocated and
+/// 2.2 s. Each element costs ~100 bytes and ~0.65 µs to parse (measured inside an item: 200
+/// MiB, 1.4 s); at the top level the data set's element Vec is copied onto the meta group's
+/// (`elements.extend(..)` in DicomFile::parse_until, two copies live at once) and every
+/// `get` scans it linearly. Real TILED_SPARSE files carry ~10 elements a frame in their
+/// per-frame groups: 200,000 frames (a 30 MiB header) took 220 MiB and 1.2 s.
+#[test]
+#[ignore = "reader bug: every header element costs ~100-160 bytes and ~1 us, so a 16 MiB file of 2 Mi empty elements allocates 320 MiB and takes 2.2 s"]
+fn millions_of_empty_elements_stay_within_the_limits() {
+    let _serial = serial();
+    check_case(Case::one(
+        "empty-elements-2Mi",
+        empty_elements(2 << 20),
+        Expect::Read,
+    ));
 }
