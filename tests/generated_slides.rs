@@ -1,6 +1,7 @@
 //! The reader on slides the real test set lacks, made by tools/make_test_slides.py
 //! (tifffile, imagecodecs; openslide-python when installed): a multi-level Aperio SVS with
-//! YCbCr 4:2:0 JPEG tiles, a sparse BigTIFF whose pixels lie past 4 GiB, and the real NDPI
+//! YCbCr 4:2:0 JPEG tiles, an Aperio SVS with JPEG 2000 tiles (33003 and 33005), a sparse
+//! BigTIFF whose pixels lie past 4 GiB, and the real NDPI
 //! re-laid past 4 GiB. References are tifffile's decode (libjpeg-turbo) and OpenSlide's.
 
 mod common;
@@ -171,4 +172,19 @@ fn ndpi_with_strips_past_4_gib_reads_like_the_original() {
         b.read_associated("macro").unwrap()
     );
     check_references(dir, "ndpi_past_4gib.ndpi", Tolerance::Jpeg);
+}
+
+#[test]
+fn aperio_with_jpeg_2000_tiles() {
+    let Some(dir) = generated("aperio_with_jpeg_2000_tiles") else {
+        return;
+    };
+    let slide = Slide::open(dir.join("aperio_j2k.svs")).unwrap();
+    assert_eq!(slide.vendor(), "aperio");
+    assert_eq!(slide.levels().len(), 2);
+    // Level 0 (33003: YCbCr without a codestream transform) against OpenSlide's conversion
+    // to RGB, within rounding; level 1 (33005, lossless RGB) exactly the source's pixels.
+    let n = check_references(dir, "aperio_j2k.svs", Tolerance::Jpeg);
+    assert!(n >= 4);
+    check_openslide_properties(dir, "aperio_j2k.svs", "aperio_j2k");
 }

@@ -2132,8 +2132,8 @@ fn classes() -> Vec<Case> {
 }
 
 /// Headers and frame tables as large as a few MiB of file make them: empty elements,
-/// frames of one pixel, realistic TILED_SPARSE per-frame groups (bounded: see the ignored
-/// tests below for where the limits give).
+/// frames of one pixel, realistic TILED_SPARSE per-frame groups (and, in the tests below,
+/// the sizes that once broke the limits).
 fn header_sizes() -> Vec<Case> {
     let e = EX;
     // Position (column, row, x, y, z), frame content (dimension index values), optical path.
@@ -2474,7 +2474,7 @@ fn a_folder_of_two_series_is_refused_naming_the_count() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-// ---- reader bugs found by these cases (ignored until fixed) ----
+// ---- reader bugs these cases found, fixed ----
 
 /// A level split across files, its second part `b` as given: the case of the two files.
 fn with_second_part(label: &str, b: Dcm, expect: Expect) -> Case {
@@ -2488,7 +2488,6 @@ fn with_second_part(label: &str, b: Dcm, expect: Expect) -> Case {
 /// unsupported: DICOM frames in JPEG-LS (…)", "a.dcm: corrupt or truncated file:
 /// NumberOfFrames is 0", "a.dcm: corrupt or truncated file: no pixel data".
 #[test]
-#[ignore = "reader bug: errors from DicomImage::new for a sibling (formats/dicom.rs open(): the level and associated grids are built with `?`, not through `named`) do not name the sibling"]
 fn errors_of_a_siblings_frames_name_the_sibling() {
     let _serial = serial();
     let (_, b) = concatenation();
@@ -2518,7 +2517,6 @@ fn errors_of_a_siblings_frames_name_the_sibling() {
 /// truncated file: JPEG data ends inside a scan, without an EOI marker (truncated)", which
 /// sends the user to a.dcm, whose frames are whole.
 #[test]
-#[ignore = "reader bug: a tile error in a sibling's frame names the file opened, the level and the tile, but not the sibling that holds the frame"]
 fn a_siblings_broken_frame_names_the_sibling() {
     let _serial = serial();
     let (_, b) = concatenation();
@@ -2537,7 +2535,6 @@ fn a_siblings_broken_frame_names_the_sibling() {
 /// encapsulated pixel data (PS3.5 §A.4). Today the JPEG fragments are taken for raw RGB
 /// samples, cut or padded with 255 to the tile's size, and read as an image without error.
 #[test]
-#[ignore = "reader bug: encapsulated pixel data under a native transfer syntax is read as raw samples of whatever length (padded with 255 or cut), giving a garbage image without an error"]
 fn native_frames_in_fragments_are_refused() {
     let _serial = serial();
     check_case(Case::one(
@@ -2552,7 +2549,6 @@ fn native_frames_in_fragments_are_refused() {
 /// gets an entry in the tile → (instance, frame) HashMap, ~50 bytes a frame, 50 times the
 /// file's bytes; TILED_FULL needs no map (tile = offset + frame).
 #[test]
-#[ignore = "reader bug: TILED_FULL frames are placed in a HashMap of ~50 bytes a frame, so an 8 MiB file of 1x1-pixel native frames allocates 408 MiB"]
 fn one_pixel_frames_stay_within_the_limits() {
     let _serial = serial();
     check_case(Case::one(
@@ -2593,7 +2589,6 @@ fn empty_elements(n: usize) -> Vec<u8> {
 /// `get` scans it linearly. Real TILED_SPARSE files carry ~10 elements a frame in their
 /// per-frame groups: 200,000 frames (a 30 MiB header) took 220 MiB and 1.2 s.
 #[test]
-#[ignore = "reader bug: every header element costs ~100-160 bytes and ~1 us, so a 16 MiB file of 2 Mi empty elements allocates 320 MiB and takes 2.2 s"]
 fn millions_of_empty_elements_stay_within_the_limits() {
     let _serial = serial();
     check_case(Case::one(

@@ -7,6 +7,10 @@ Writes into DIR:
   aperio_ycbcr.svs      Aperio-style SVS: three levels (each 4x smaller) of YCbCr 4:2:0 JPEG
                         tiles, a JPEG thumbnail, an LZW label (NewSubfileType 1) and a JPEG
                         macro (NewSubfileType 9); written with tifffile.
+  aperio_j2k.svs        Aperio-style SVS with JPEG 2000 tiles as Aperio's scanners write them:
+                        level 0 compression 33003 (YCbCr samples, no transform in the
+                        codestream, lossless), level 1 compression 33005 (RGB, lossless);
+                        tiles encoded by imagecodecs (OpenJPEG) and written as they are.
   bigtiff_sparse.tiff   BigTIFF of 65536 x 40960 px whose pixel data lies past 4 GiB (a sparse
                         file: a few MB on disk); most tiles missing; Deflate + predictor on
                         level 0, LZW on level 1; written by hand here.
@@ -163,6 +167,55 @@ def make_aperio(out, refdir, entries):
         entries.append(dict(file="aperio_ycbcr.svs", source="tifffile", kind="associated", name=name,
                             png="references/" + png, lossless=name == "label"))
     openslide_refs(path, regions, refdir, "aperio_ycbcr", entries, associated=("thumbnail", "label", "macro"))
+
+
+def to_ycbcr(rgb):
+    """Full-range BT.601 YCbCr, as Aperio's 33003 tiles hold."""
+    r, g, b = (rgb[..., i].astype(float) for i in range(3))
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    return np.clip(np.round(np.stack([y, cb, cr], -1)), 0, 255).astype(np.uint8)
+
+
+def j2k_tiles(img, size, mct):
+    """The image's tiles (edge tiles padded) as lossless JPEG 2000 codestreams."""
+    h, w = img.shape[:2]
+    for y in range(0, h, size):
+        for x in range(0, w, size):
+            tile = np.zeros((size, size, 3), np.uint8)
+            part = img[y:y + size, x:x + size]
+            tile[:part.shape[0], :part.shape[1]] = part
+            yield imagecodecs.jpeg2k_encode(tile, codecformat="J2K", reversible=True, mct=mct)
+
+
+def make_aperio_j2k(out, refdir, entries):
+    rng = np.random.default_rng(SEED + 7)
+    level0 = he_like(rng, 1100, 1500)
+    level1 = downsample(level0, 4)
+    h0, w0 = level0.shape[:2]
+    desc0 = (f"Aperio Image Library v12.0.15\r\n{w0}x{h0} [0,0 {w0}x{h0}] (240x240) J2K/YUV16 Q=70"
+             "|AppMag = 40|MPP = 0.2520|ScanScope ID = FLASHSLIDE|Filename = synthetic-j2k")
+    path = os.path.join(out, "aperio_j2k.svs")
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(j2k_tiles(to_ycbcr(level0), 240, mct=False), shape=level0.shape, dtype="uint8", tile=(240, 240),
+                 compression=33003, photometric="rgb", description=desc0, metadata=None)
+        h1, w1 = level1.shape[:2]
+        tw.write(j2k_tiles(level1, 240, mct=True), shape=level1.shape, dtype="uint8", tile=(240, 240),
+                 compression=33005, photometric="rgb", metadata=None,
+                 description=f"Aperio Image Library v12.0.15\r\n{w0}x{h0} -> {w1}x{h1}")
+    regions = [
+        ("L0-origin-512", 0, 0, 0, 512, 512),
+        ("L0-odd", 0, 601, 377, 333, 219),
+        ("L0-edge-overhang", 0, 1400, 1000, 256, 256),
+        ("L1-top-full", 1, 0, 0, level1.shape[1], level1.shape[0]),
+    ]
+    # The source pixels are the reference of the lossless RGB level; OpenSlide's of both.
+    png = "aperio_j2k.source.L1-top-full.png"
+    save_png(os.path.join(refdir, png), opaque(level1))
+    entries.append(dict(file="aperio_j2k.svs", source="source", kind="region", name="L1-top-full", level=1,
+                        x=0, y=0, w=level1.shape[1], h=level1.shape[0], png="references/" + png, lossless=True))
+    openslide_refs(path, regions, refdir, "aperio_j2k", entries)
 
 
 # ---- BigTIFF past 4 GiB, written by hand -------------------------------------------------
@@ -384,6 +437,7 @@ def main():
     os.makedirs(refdir, exist_ok=True)
     entries = []
     make_aperio(args.out, refdir, entries)
+    make_aperio_j2k(args.out, refdir, entries)
     make_bigtiff(args.out, refdir, entries)
     if args.shared and os.path.isfile(os.path.join(args.shared, "hamamatsu", "test3-DAPI-2-387.ndpi")):
         make_ndpi(args.out, args.shared, entries)

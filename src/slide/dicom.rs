@@ -144,7 +144,7 @@ impl DicomFile {
             return Err(corrupt("no DICM signature after the 128-byte preamble"));
         }
         let mut reader = Reader::new(&file, 132, true);
-        let mut elements = reader.elements(0, None, Some(0x0003_0000))?;
+        let mut elements = reader.elements(0, None, Some(0x0003_0000), None)?;
         let transfer_syntax = find(&elements, tags::TRANSFER_SYNTAX)
             .and_then(Element::string)
             .ok_or_else(|| corrupt("the file meta group has no TransferSyntaxUID"))?;
@@ -155,7 +155,7 @@ impl DicomFile {
             _ => true,
         };
         let stop = stop.unwrap_or(tags::PIXEL_DATA).min(tags::PIXEL_DATA);
-        elements.extend(reader.elements(0, None, Some(stop))?);
+        elements.extend(reader.elements(0, None, Some(stop), None)?);
         let pixels = match reader.peek_tag()? {
             Some(tags::PIXEL_DATA) => Some(reader.pixel_data(&transfer_syntax)?),
             _ => None,
@@ -320,20 +320,26 @@ impl<'a> Reader<'a> {
 
     /// `n` bytes at the cursor (at most [`MAX_INLINE`]), checked against the file first.
     fn take(&mut self, n: u64, what: &str) -> Result<Vec<u8>> {
+        if n > CHUNK {
+            self.file.check_range(self.pos, n, what)?;
+            let v = self.file.read_at(self.pos, n, what)?;
+            self.pos += n;
+            return Ok(v);
+        }
+        Ok(self.slice(n, what)?.to_vec())
+    }
+
+    /// `n` bytes (at most [`CHUNK`]) at the cursor, from the buffer, refilled as needed.
+    fn slice(&mut self, n: u64, what: &str) -> Result<&[u8]> {
         self.file.check_range(self.pos, n, what)?;
         let end = self.pos + n;
         if self.pos < self.buf_start || end > self.buf_start + self.buf.len() as u64 {
-            if n > CHUNK {
-                let v = self.file.read_at(self.pos, n, what)?;
-                self.pos = end;
-                return Ok(v);
-            }
             self.buf = self.file.read_up_to(self.pos, CHUNK)?;
             self.buf_start = self.pos;
         }
         let at = (self.pos - self.buf_start) as usize;
         self.pos = end;
-        Ok(self.buf[at..at + n as usize].to_vec())
+        Ok(&self.buf[at..at + n as usize])
     }
 
     fn skip(&mut self, n: u64, what: &str) -> Result<()> {
@@ -343,13 +349,13 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> Result<u16> {
-        let b = self.take(2, "element header")?;
+        let b = self.slice(2, "element header")?;
         Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4, "element header")?;
-        Ok(u32::from_le_bytes(b.try_into().unwrap()))
+        let b = self.slice(4, "element header")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn tag(&mut self) -> Result<Tag> {
@@ -370,7 +376,14 @@ impl<'a> Reader<'a> {
 
     /// Elements until `end` (a defined length's end), an item delimiter (undefined length:
     /// `end` None inside an item), the end of the file, or a top-level tag at or past `stop`.
-    fn elements(&mut self, depth: usize, end: Option<u64>, stop: Option<Tag>) -> Result<Vec<Element>> {
+    /// `keep`: the one tag kept at this level (a per-frame item's), else every standard one.
+    fn elements(
+        &mut self,
+        depth: usize,
+        end: Option<u64>,
+        stop: Option<Tag>,
+        keep: Option<Tag>,
+    ) -> Result<Vec<Element>> {
         if depth > MAX_DEPTH {
             return Err(corrupt(format!("sequences nested more than {MAX_DEPTH} deep")));
         }
@@ -401,14 +414,24 @@ impl<'a> Reader<'a> {
             }
             // The meta group is always explicit VR; it ends where group 2 does.
             let explicit = self.explicit || tag >> 16 == 2;
-            out.push(self.element(depth, explicit)?);
+            let element = self.element(depth, explicit)?;
+            // Only standard elements are kept (private and unknown ones are of no use here,
+            // and a header of millions of them must not cost their memory); in a per-frame
+            // item only the frame's position.
+            let kept = match keep {
+                Some(only) => element.tag == only,
+                None => keyword(element.tag).is_some() || element.tag == tags::PIXEL_DATA,
+            };
+            if kept {
+                out.push(element);
+            }
         }
     }
 
     fn element(&mut self, depth: usize, explicit: bool) -> Result<Element> {
         let tag = self.tag()?;
         let (vr, len) = if explicit {
-            let b = self.take(2, "element header")?;
+            let b = self.slice(2, "element header")?;
             let vr = Vr([b[0], b[1]]);
             if !vr.0.iter().all(u8::is_ascii_uppercase) {
                 return Err(corrupt(format!(
@@ -429,7 +452,9 @@ impl<'a> Reader<'a> {
             (dictionary_vr(tag, len), len)
         };
         let value = if vr == Vr::SQ || (vr == Vr::UN && len == UNDEFINED) {
-            Value::Items(self.items(depth + 1, len)?)
+            // Of the per-frame groups (one item a frame), only each frame's position is kept.
+            let keep = (tag == tags::PER_FRAME_GROUPS).then_some(tags::PLANE_POSITION_SLIDE);
+            Value::Items(self.items(depth + 1, len, keep)?)
         } else if len == UNDEFINED {
             return Err(corrupt(format!(
                 "element {} ({}) has an undefined length",
@@ -456,7 +481,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A sequence's items: of defined length (`len` bytes) or to a sequence delimiter.
-    fn items(&mut self, depth: usize, len: u32) -> Result<Vec<Vec<Element>>> {
+    fn items(&mut self, depth: usize, len: u32, keep: Option<Tag>) -> Result<Vec<Vec<Element>>> {
         let end = self.end_of(len, "sequence")?;
         let mut items = Vec::new();
         loop {
@@ -476,7 +501,7 @@ impl<'a> Reader<'a> {
                             return Err(corrupt("a sequence item runs past the end of its sequence"));
                         }
                     }
-                    items.push(self.elements(depth, item_end, None)?);
+                    items.push(self.elements(depth, item_end, None, keep)?);
                 }
                 t => return Err(corrupt(format!("{} where a sequence item is expected", show(t)))),
             }

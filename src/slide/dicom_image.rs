@@ -13,11 +13,12 @@ use super::codec::jpeg::{self, JpegColour};
 use super::codec::jpeg2000;
 use super::codec::{expand_to_rgba, Tile};
 use super::dicom::{find, find_path, tags, DicomFile, PixelData};
-use super::error::{corrupt, unsupported, Result};
+use super::error::{corrupt, unsupported, Result, SlideErrorKind};
 use super::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
 use super::io::SlideFile;
 use super::StoredTile;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Largest image dimension accepted (no slide comes near 2^31 pixels across).
@@ -37,16 +38,46 @@ enum Codec {
 enum Frames {
     /// Frame i at `offset + i · frame_bytes`.
     Native { offset: u64, frame_bytes: u64 },
-    /// Frame i made of `fragments[first..first + count]`.
+    /// Frame i made of `fragments[first..first + count]` (`frames[i]`), or of fragment i
+    /// alone (`frames` None, the usual layout: no table a frame).
     Encapsulated {
         fragments: Vec<(u64, u64)>,
-        frames: Vec<(usize, usize)>,
+        frames: Option<Vec<(usize, usize)>>,
     },
 }
 
+/// One file's share of an image, as the format hands it over: `member` is its path when it
+/// is not the file the slide was opened by, so that its errors name it.
+pub(crate) struct Part<'a> {
+    pub dcm: &'a DicomFile,
+    pub member: Option<PathBuf>,
+}
+
+/// An error of a series member other than the file opened, naming it.
+pub(crate) fn in_member(path: &Path, e: SlideErrorKind) -> SlideErrorKind {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match e {
+        SlideErrorKind::Corrupt(m) => corrupt(format!("{name}: {m}")),
+        SlideErrorKind::Unsupported(m) => unsupported(format!("{name}: {m}")),
+        other => other,
+    }
+}
+
+/// `e`, naming `member` when there is one.
+fn name_member(member: Option<&Path>, e: SlideErrorKind) -> SlideErrorKind {
+    match member {
+        Some(m) => in_member(m, e),
+        None => e,
+    }
+}
+
 /// One file's share of an image.
-pub(crate) struct Instance {
+struct Instance {
     file: Arc<SlideFile>,
+    member: Option<PathBuf>,
     frames: Frames,
     codec: Codec,
     samples: usize,
@@ -96,21 +127,27 @@ impl ImageGeometry {
 pub(crate) struct DicomImage {
     shape: GridShape,
     instances: Vec<Instance>,
-    /// Tile index (row · across + col) → (instance, frame).
-    tiles: HashMap<u64, (u32, u32)>,
+    /// TILED_FULL parts, in order: (first tile, tiles, instance); frame = tile − first.
+    full: Vec<(u64, u64, u32)>,
+    /// TILED_SPARSE frames: tile index (row · across + col) → (instance, frame).
+    sparse: HashMap<u64, (u32, u32)>,
 }
 
 impl DicomImage {
     /// The image made of `parts` (instances with the geometry `geometry`), in the order
     /// given; where two frames cover one tile (focal planes, optical paths), the first wins.
-    pub fn new(geometry: ImageGeometry, parts: &[&DicomFile]) -> Result<DicomImage> {
+    pub fn new(geometry: ImageGeometry, parts: &[Part]) -> Result<DicomImage> {
         let shape = geometry.shape();
         let across = shape.tiles_across();
         let tiles_total = across * shape.tiles_down();
         let mut instances = Vec::with_capacity(parts.len());
-        let mut tiles = HashMap::new();
-        for (i, dcm) in parts.iter().enumerate() {
-            let (instance, count) = instance(dcm)?;
+        let mut sparse_tiles = HashMap::new();
+        let mut full = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let named = |e| name_member(part.member.as_deref(), e);
+            let dcm = part.dcm;
+            let (mut instance, count) = instance(dcm).map_err(named)?;
+            instance.member = part.member.clone();
             let sparse = dcm.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() == Some("TILED_SPARSE");
             if sparse {
                 let per_frame = dcm
@@ -153,7 +190,7 @@ impl DicomImage {
                             shape.height
                         )));
                     }
-                    tiles
+                    sparse_tiles
                         .entry(ry as u64 * across + cx as u64)
                         .or_insert((i as u32, frame as u32));
                 }
@@ -161,29 +198,26 @@ impl DicomImage {
                 // TILED_FULL: frames in row-major tile order from this part's offset; frames
                 // past one plane's tiles are other focal planes or optical paths.
                 let first = dcm.uint(tags::CONCATENATION_FRAME_OFFSET).unwrap_or(0);
-                for frame in 0..count as u64 {
-                    let tile = first.saturating_add(frame);
-                    if tile >= tiles_total {
-                        break;
-                    }
-                    tiles.entry(tile).or_insert((i as u32, frame as u32));
+                if first < tiles_total {
+                    full.push((first, (count as u64).min(tiles_total - first), i as u32));
                 }
             }
             instances.push(instance);
         }
         let sparse = parts
             .iter()
-            .any(|d| d.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() == Some("TILED_SPARSE"));
-        if !sparse && (tiles.len() as u64) < tiles_total {
+            .any(|p| p.dcm.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() == Some("TILED_SPARSE"));
+        let covered = covered_tiles(&full) + sparse_tiles.len() as u64;
+        if !sparse && covered < tiles_total {
             return Err(corrupt(format!(
-                "frames for {} of the {tiles_total} tiles of a TILED_FULL image",
-                tiles.len()
+                "frames for {covered} of the {tiles_total} tiles of a TILED_FULL image"
             )));
         }
         Ok(DicomImage {
             shape,
             instances,
-            tiles,
+            full,
+            sparse: sparse_tiles,
         })
     }
 
@@ -198,7 +232,7 @@ impl DicomImage {
                     .read_at(offset + frame as u64 * frame_bytes, *frame_bytes, "frame")
             }
             Frames::Encapsulated { fragments, frames } => {
-                let (first, count) = frames[frame];
+                let (first, count) = frames.as_ref().map_or((frame, 1), |f| f[frame]);
                 let parts = &fragments[first..first + count];
                 let total: u64 = parts.iter().map(|p| p.1).sum();
                 if total > limit {
@@ -218,10 +252,68 @@ impl DicomImage {
         }
     }
 
+    /// Frame `frame` of `instance`, decoded.
+    fn decode_frame(&self, instance: &Instance, frame: usize) -> Result<Tile> {
+        let s = self.shape;
+        let data = self.stored(instance, frame)?;
+        let tile = match instance.codec {
+            Codec::Jpeg { ycbcr } => {
+                let colour = match instance.samples {
+                    3 => frame_colour(&data, ycbcr),
+                    _ => JpegColour::Native,
+                };
+                let stream = jpeg::complete_stream(&data, None, colour)?;
+                let tile = jpeg::decode(&stream, s.tile_width, s.tile_height)?;
+                if (tile.width, tile.height) != (s.tile_width, s.tile_height) {
+                    return Err(corrupt(format!(
+                        "JPEG frame of {}x{} pixels where {}x{} are expected",
+                        tile.width, tile.height, s.tile_width, s.tile_height
+                    )));
+                }
+                tile
+            }
+            Codec::Jpeg2000 => jpeg2000::decode(&data, s.tile_width, s.tile_height, false)?,
+            Codec::Native => {
+                let pixels = s.tile_width as usize * s.tile_height as usize;
+                let mut samples = Vec::with_capacity(pixels * 4);
+                samples.extend_from_slice(&data);
+                Tile {
+                    width: s.tile_width,
+                    height: s.tile_height,
+                    rgba: expand_to_rgba(samples, instance.samples, pixels),
+                }
+            }
+        };
+        Ok(tile)
+    }
+
+    /// The instance and frame of tile (`col`, `row`): the first part that covers it.
     fn locate(&self, col: u64, row: u64) -> Option<(&Instance, usize)> {
-        let &(i, frame) = self.tiles.get(&(row * self.shape.tiles_across() + col))?;
+        let tile = row * self.shape.tiles_across() + col;
+        let (i, frame) = match self.sparse.get(&tile) {
+            Some(&(i, frame)) => (i, frame as u64),
+            None => {
+                let &(first, _, i) = self.full.iter().find(|&&(f, n, _)| tile >= f && tile - f < n)?;
+                (i, tile - first)
+            }
+        };
         Some((&self.instances[i as usize], frame as usize))
     }
+}
+
+/// How many tiles the TILED_FULL ranges (first, count, _) cover, overlaps counted once.
+fn covered_tiles(ranges: &[(u64, u64, u32)]) -> u64 {
+    let mut spans: Vec<(u64, u64)> = ranges.iter().map(|&(f, n, _)| (f, f + n)).collect();
+    spans.sort_unstable();
+    let (mut covered, mut reach) = (0, 0);
+    for (start, end) in spans {
+        let start = start.max(reach);
+        if end > start {
+            covered += end - start;
+            reach = end;
+        }
+    }
+    covered
 }
 
 /// An instance's frames, codec and frame count.
@@ -272,6 +364,11 @@ fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
                 frame_bytes,
             }
         }
+        Some(PixelData::Encapsulated { .. }) if codec == Codec::Native => {
+            return Err(corrupt(
+                "encapsulated (compressed) pixel data under an uncompressed transfer syntax",
+            ))
+        }
         Some(PixelData::Encapsulated {
             fragments,
             offset_table,
@@ -286,6 +383,7 @@ fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
     };
     let instance = Instance {
         file: dcm.file.clone(),
+        member: None,
         frames,
         codec,
         samples: samples as usize,
@@ -317,15 +415,15 @@ fn frame_fragments(
     basic: &[u64],
     extended: Option<&[u64]>,
     count: usize,
-) -> Result<Vec<(usize, usize)>> {
+) -> Result<Option<Vec<(usize, usize)>>> {
     if count == 0 {
         return Err(corrupt("NumberOfFrames is 0"));
     }
     if fragments.len() == count {
-        return Ok((0..count).map(|i| (i, 1)).collect());
+        return Ok(None);
     }
     if count == 1 {
-        return Ok(vec![(0, fragments.len())]);
+        return Ok(Some(vec![(0, fragments.len())]));
     }
     let table = match extended {
         Some(t) => t,
@@ -358,7 +456,7 @@ fn frame_fragments(
         };
         out.push((first, end - first));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Names a transfer syntax flashslide does not decode, as users know it.
@@ -416,37 +514,9 @@ impl TileGrid for DicomImage {
         let Some((instance, frame)) = self.locate(col, row) else {
             return Ok(None);
         };
-        let s = self.shape;
-        let data = self.stored(instance, frame)?;
-        let tile = match instance.codec {
-            Codec::Jpeg { ycbcr } => {
-                let colour = match instance.samples {
-                    3 => frame_colour(&data, ycbcr),
-                    _ => JpegColour::Native,
-                };
-                let stream = jpeg::complete_stream(&data, None, colour)?;
-                let tile = jpeg::decode(&stream, s.tile_width, s.tile_height)?;
-                if (tile.width, tile.height) != (s.tile_width, s.tile_height) {
-                    return Err(corrupt(format!(
-                        "JPEG frame of {}x{} pixels where {}x{} are expected",
-                        tile.width, tile.height, s.tile_width, s.tile_height
-                    )));
-                }
-                tile
-            }
-            Codec::Jpeg2000 => jpeg2000::decode(&data, s.tile_width, s.tile_height)?,
-            Codec::Native => {
-                let pixels = s.tile_width as usize * s.tile_height as usize;
-                let mut samples = Vec::with_capacity(pixels * 4);
-                samples.extend_from_slice(&data);
-                Tile {
-                    width: s.tile_width,
-                    height: s.tile_height,
-                    rgba: expand_to_rgba(samples, instance.samples, pixels),
-                }
-            }
-        };
-        Ok(Some(tile))
+        self.decode_frame(instance, frame)
+            .map(Some)
+            .map_err(|e| name_member(instance.member.as_deref(), e))
     }
 
     fn stores_jpeg_tiles(&self) -> bool {
@@ -515,18 +585,25 @@ mod tests {
     fn frames_follow_the_offset_table_or_one_fragment_each() {
         // Three fragments of 10 bytes: items at 0, 18, 36 from the first item's header.
         let fragments = [(108, 10), (126, 10), (144, 10)];
-        assert_eq!(
-            frame_fragments(&fragments, &[], None, 3).unwrap(),
-            vec![(0, 1), (1, 1), (2, 1)]
-        );
+        assert_eq!(frame_fragments(&fragments, &[], None, 3).unwrap(), None);
         assert_eq!(
             frame_fragments(&fragments, &[0, 36], None, 2).unwrap(),
-            vec![(0, 2), (2, 1)]
+            Some(vec![(0, 2), (2, 1)])
         );
-        assert_eq!(frame_fragments(&fragments, &[], None, 1).unwrap(), vec![(0, 3)]);
+        assert_eq!(
+            frame_fragments(&fragments, &[], None, 1).unwrap(),
+            Some(vec![(0, 3)])
+        );
         assert!(frame_fragments(&fragments, &[], None, 2).is_err());
         assert!(frame_fragments(&fragments, &[0, 5], None, 2).is_err());
         assert!(frame_fragments(&fragments, &[18, 0], None, 2).is_err());
+    }
+
+    #[test]
+    fn overlapping_parts_cover_their_tiles_once() {
+        assert_eq!(covered_tiles(&[(0, 17, 0), (17, 13, 1)]), 30);
+        assert_eq!(covered_tiles(&[(10, 5, 0), (0, 12, 1), (11, 2, 2)]), 15);
+        assert_eq!(covered_tiles(&[]), 0);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (full-width tiles `RowsPerStrip` high) otherwise.
 
 use super::codec::jpeg::{self, JpegColour};
+use super::codec::jpeg2000;
 use super::codec::lossless::{self, Lossless};
 use super::codec::{expand_to_rgba, Tile};
 use super::error::{corrupt, unsupported, Result};
@@ -17,6 +18,10 @@ const MAX_DIMENSION: u64 = 1 << 31;
 #[derive(Clone, Copy, Debug)]
 enum Codec {
     Jpeg(JpegColour),
+    /// JPEG 2000 tiles; Aperio's 33003 holds YCbCr (true) the codestream does not transform.
+    Jpeg2000 {
+        ycbcr: bool,
+    },
     Lossless(Lossless),
 }
 
@@ -31,6 +36,8 @@ pub(crate) struct TiffImage {
     channels: usize,
     predictor: bool,
     min_is_white: bool,
+    /// Photometric YCbCr (6): JPEG 2000 samples the codestream does not transform are YCbCr.
+    ycbcr_photometric: bool,
     jpeg_tables: Option<Vec<u8>>,
 }
 
@@ -38,7 +45,6 @@ pub(crate) struct TiffImage {
 fn compression_name(code: u64) -> String {
     match code {
         6 => "old-style JPEG (compression 6)".into(),
-        33003 | 33005 | 34712 => format!("JPEG 2000 (compression {code})"),
         34887..=34892 => format!("LERC/JPEG-XL-family (compression {code})"),
         50001 => "WebP (compression 50001)".into(),
         52546 => "JPEG XL (compression 52546)".into(),
@@ -115,6 +121,8 @@ impl TiffImage {
                 6 => JpegColour::YCbCr,
                 _ => JpegColour::Rgb,
             }),
+            33003 => Codec::Jpeg2000 { ycbcr: true },
+            33005 | 34712 => Codec::Jpeg2000 { ycbcr: false },
             1 => Codec::Lossless(Lossless::None),
             5 => Codec::Lossless(Lossless::Lzw),
             8 | 32946 => Codec::Lossless(Lossless::Deflate),
@@ -122,7 +130,7 @@ impl TiffImage {
             c => return Err(unsupported(compression_name(c))),
         };
         match (codec, photometric, channels) {
-            (_, 0 | 1, 1) | (_, 2, 3) | (_, 2, 4) | (Codec::Jpeg(_), 6, 3) => {}
+            (_, 0 | 1, 1) | (_, 2, 3) | (_, 2, 4) | (Codec::Jpeg(_) | Codec::Jpeg2000 { .. }, 6, 3) => {}
             (_, p, c) => {
                 return Err(unsupported(format!(
                 "photometric interpretation {p} with {c} samples per pixel (multi-channel or non-RGB TIFF)"
@@ -140,6 +148,7 @@ impl TiffImage {
             channels: channels as usize,
             predictor,
             min_is_white: photometric == 0,
+            ycbcr_photometric: photometric == 6,
             jpeg_tables: dir.bytes(tag::JPEG_TABLES).map(<[u8]>::to_vec),
         })
     }
@@ -226,6 +235,9 @@ impl TileGrid for TiffImage {
                     )));
                 }
                 tile
+            }
+            Codec::Jpeg2000 { ycbcr } => {
+                jpeg2000::decode(&data, width, height, ycbcr || self.ycbcr_photometric)?
             }
             Codec::Lossless(codec) => {
                 let row_bytes = width as usize * self.channels;

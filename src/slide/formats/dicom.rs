@@ -8,7 +8,7 @@
 
 use super::{Format, Opened, Probe};
 use crate::slide::dicom::{is_dicom_header, keyword, tags, DicomFile, Element, Tag, Value};
-use crate::slide::dicom_image::{icc_size, DicomImage, ImageGeometry};
+use crate::slide::dicom_image::{icc_size, in_member, DicomImage, ImageGeometry, Part};
 use crate::slide::error::{corrupt, unsupported, Result, SlideErrorKind};
 use crate::slide::grid::TileGrid;
 use crate::slide::io::SlideFile;
@@ -149,24 +149,11 @@ fn siblings(path: &Path, series: &str) -> Result<Vec<(PathBuf, DicomFile)>> {
         .unwrap_or_default();
     let mut found = Vec::new();
     for candidate in files.into_iter().filter(|f| f.file_name() != path.file_name()) {
-        let file = Arc::new(SlideFile::open(&candidate).map_err(|e| in_file(&candidate, e))?);
-        let dcm = DicomFile::parse(file).map_err(|e| in_file(&candidate, e))?;
+        let file = Arc::new(SlideFile::open(&candidate).map_err(|e| in_member(&candidate, e))?);
+        let dcm = DicomFile::parse(file).map_err(|e| in_member(&candidate, e))?;
         found.push((candidate, dcm));
     }
     Ok(found)
-}
-
-/// An error of a series member other than the file opened, naming it.
-fn in_file(path: &Path, e: SlideErrorKind) -> SlideErrorKind {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    match e {
-        SlideErrorKind::Corrupt(m) => corrupt(format!("{name}: {m}")),
-        SlideErrorKind::Unsupported(m) => unsupported(format!("{name}: {m}")),
-        other => other,
-    }
 }
 
 /// The instance a level part belongs to: concatenation parts share their source's UID.
@@ -197,10 +184,14 @@ fn open(probe: &Probe) -> Result<Opened> {
     members.extend(siblings(probe.path, &series)?);
 
     // Levels by total pixel matrix, each with its parts; associated images by name.
-    let mut levels: Vec<(ImageGeometry, Vec<&DicomFile>)> = Vec::new();
-    let mut associated: Vec<(&'static str, &DicomFile)> = Vec::new();
+    let mut levels: Vec<(ImageGeometry, Vec<Part>)> = Vec::new();
+    let mut associated: Vec<(&'static str, Part)> = Vec::new();
     // Errors of files other than the one opened name the file.
-    let named = |path: &Path, e| if path == probe.path { e } else { in_file(path, e) };
+    let named = |path: &Path, e| if path == probe.path { e } else { in_member(path, e) };
+    let part = |path: &Path, dcm| Part {
+        dcm,
+        member: (path != probe.path).then(|| path.to_path_buf()),
+    };
     for (path, dcm) in &members {
         let Some(role) = role(dcm).map_err(|e| named(path, e))? else {
             continue;
@@ -221,7 +212,7 @@ fn open(probe: &Probe) -> Result<Opened> {
                             )),
                         ));
                     }
-                    if underlying_instance(dcm) != underlying_instance(parts[0]) {
+                    if underlying_instance(dcm) != underlying_instance(parts[0].dcm) {
                         return Err(named(
                             path,
                             corrupt(format!(
@@ -230,20 +221,20 @@ fn open(probe: &Probe) -> Result<Opened> {
                             )),
                         ));
                     }
-                    parts.push(dcm);
+                    parts.push(part(path, dcm));
                 }
-                None => levels.push((geometry, vec![dcm])),
+                None => levels.push((geometry, vec![part(path, dcm)])),
             },
             Role::Associated(name) => match associated.iter().find(|(n, _)| *n == name) {
                 // The same image twice (a copied file) is harmless; two different ones are not.
-                Some((_, seen)) if underlying_instance(seen) == underlying_instance(dcm) => {}
+                Some((_, seen)) if underlying_instance(seen.dcm) == underlying_instance(dcm) => {}
                 Some(_) => {
                     return Err(named(
                         path,
                         corrupt(format!("a second {name} image in the series")),
                     ))
                 }
-                None => associated.push((name, dcm)),
+                None => associated.push((name, part(path, dcm))),
             },
         }
     }
@@ -254,10 +245,10 @@ fn open(probe: &Probe) -> Result<Opened> {
     }
     levels.sort_by_key(|l| std::cmp::Reverse(l.0.width));
     for (_, parts) in &mut levels {
-        parts.sort_by_key(|d| d.uint(tags::CONCATENATION_FRAME_OFFSET).unwrap_or(0));
+        parts.sort_by_key(|p| p.dcm.uint(tags::CONCATENATION_FRAME_OFFSET).unwrap_or(0));
     }
 
-    let level0 = levels[0].1[0];
+    let level0 = levels[0].1[0].dcm;
     let mut props = Properties::new();
     add_properties(&level0.elements, "dicom", &mut props);
     let spacing = |i: usize| {
@@ -294,9 +285,9 @@ fn open(probe: &Probe) -> Result<Opened> {
         level_grids.push(Arc::new(DicomImage::new(*geometry, parts)?));
     }
     let mut associated_grids: Vec<(String, Arc<dyn TileGrid>)> = Vec::new();
-    for (name, dcm) in associated {
-        let geometry = ImageGeometry::of(dcm)?;
-        associated_grids.push((name.to_string(), Arc::new(DicomImage::new(geometry, &[dcm])?)));
+    for (name, part) in associated {
+        let (geometry, dcm) = (ImageGeometry::of(part.dcm)?, part.dcm);
+        associated_grids.push((name.to_string(), Arc::new(DicomImage::new(geometry, &[part])?)));
         if let Some(size) = icc_size(dcm) {
             props.insert(format!("openslide.associated.{name}.icc-size"), size.to_string());
         }
