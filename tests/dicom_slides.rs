@@ -292,3 +292,54 @@ fn discovery_lists_each_series_once_and_the_fingerprint_follows_every_file() {
     std::fs::write(&last, &bytes).unwrap();
     assert_ne!(before.head_tail_sha256, fingerprint(&copy).head_tail_sha256);
 }
+
+/// `run` end to end over one folder of every format read: an Aperio SVS (the bundled
+/// sample), generated DICOM series (JPEG, JPEG 2000, uncompressed), and from
+/// ../shared/slides where it is present a generic TIFF, an NDPI and a real DICOM pyramid.
+#[test]
+fn run_over_a_folder_of_every_format() {
+    let Some(dir) = generated("run_over_a_folder_of_every_format") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("every-format");
+    let _ = std::fs::remove_dir_all(&root);
+    let input = root.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let link = |from: &Path, name: &str| std::os::unix::fs::symlink(from, input.join(name)).unwrap();
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    link(&project.join("samples/synth-s101-000.svs"), "aperio.svs");
+    let mut want = vec!["aperio.svs", "sparse-jpeg", "jpeg2000", "native"];
+    for series in ["sparse-jpeg", "jpeg2000", "native"] {
+        link(&dir.join(series), series);
+    }
+    let shared = project.join("../shared/slides");
+    if shared.is_dir() {
+        link(&shared.join("generic-tiff/small_HE_levels.tiff"), "generic.tiff");
+        link(&shared.join("hamamatsu/test3-DAPI-2-387.ndpi"), "hamamatsu.ndpi");
+        link(&shared.join("dicom/cmu-1-small-region"), "cmu-dicom");
+        want.extend(["generic.tiff", "hamamatsu.ndpi", "cmu-dicom"]);
+    } else {
+        eprintln!("(../shared/slides absent: generic TIFF, NDPI and the real DICOM pyramid left out)");
+    }
+    let out = root.join("out");
+    // The generic TIFF states 352.9 µm/px (a 72-dpi resolution): --mpp gives it one; the
+    // NDPI is fluorescence (a dark background).
+    let status = Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(["run", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "--device",
+            "cpu",
+            "--mpp",
+            "0.5",
+            "--allow-dark-background",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{stderr}");
+    for name in want {
+        let summary = out.join(name).join("summary.json");
+        assert!(summary.is_file(), "{name}: no summary.json ({stderr})");
+    }
+}
