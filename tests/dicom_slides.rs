@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{check_pixels, read_png_rgba, Tolerance};
+use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
 use flashslide::slide::Slide;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -16,46 +16,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// Runs the generator once per test run (its output is kept while the script is unchanged);
-/// `None` after a SKIPPED line when Python or its packages are missing.
+/// The generator's output, made once per test run; `None` after a SKIPPED line when Python
+/// or its packages are missing.
 fn generated(test: &str) -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     let dir = DIR.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/make_dicom_slides.py");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dicom-slides");
-        let stamp = out.join("script.stamp");
-        let source = std::fs::read(&script).unwrap();
-        if out.join("manifest.json").is_file() && std::fs::read(&stamp).ok().as_ref() == Some(&source) {
-            return Some(out);
-        }
-        let _ = std::fs::remove_dir_all(&out);
-        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides");
-        let mut cmd = Command::new("python3");
-        cmd.arg(&script).arg("--out").arg(&out);
-        if shared.is_dir() {
-            cmd.arg("--shared").arg(&shared);
-        }
-        match cmd.output() {
-            Ok(o) if o.status.success() => {
-                std::fs::write(&stamp, &source).unwrap();
-                Some(out)
-            }
-            Ok(o) if o.status.code() == Some(3) => None,
-            Ok(o) => panic!(
-                "tools/make_dicom_slides.py failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => {
-                eprintln!("python3 not runnable: {e}");
-                None
-            }
-        }
+        generated_by(
+            "make_dicom_slides.py",
+            "dicom-slides",
+            Some("FLASHSLIDE_REQUIRE_PYDICOM"),
+        )
     });
     if dir.is_none() {
-        assert!(
-            std::env::var_os("FLASHSLIDE_REQUIRE_PYDICOM").is_none(),
-            "{test}: FLASHSLIDE_REQUIRE_PYDICOM is set but the generator could not run"
-        );
         eprintln!("SKIPPED {test}: python3 with pydicom, imagecodecs, numpy, pillow and openslide is needed");
     }
     dir.as_deref()

@@ -6,46 +6,18 @@
 
 mod common;
 
-use common::{check_pixels, read_png_rgba, Tolerance};
+use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
 use flashslide::slide::Slide;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
-/// Runs the generator once per test run (its output is kept while the script is unchanged);
-/// `None` after a SKIPPED line when Python or its packages are missing.
+/// The generator's output, made once per test run; `None` after a SKIPPED line when Python
+/// or its packages are missing.
 fn generated(test: &str) -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/make_test_slides.py");
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("generated-slides");
-        let stamp = out.join("script.stamp");
-        let source = std::fs::read(&script).unwrap();
-        if out.join("manifest.json").is_file() && std::fs::read(&stamp).ok().as_ref() == Some(&source) {
-            return Some(out);
-        }
-        let _ = std::fs::remove_dir_all(&out);
-        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides");
-        let mut cmd = Command::new("python3");
-        cmd.arg(&script).arg("--out").arg(&out);
-        if shared.is_dir() {
-            cmd.arg("--shared").arg(&shared);
-        }
-        match cmd.status() {
-            Ok(s) if s.success() => {
-                std::fs::write(&stamp, &source).unwrap();
-                Some(out)
-            }
-            Ok(s) if s.code() == Some(3) => None,
-            Ok(s) => panic!("tools/make_test_slides.py failed: {s}"),
-            Err(e) => {
-                eprintln!("python3 not runnable: {e}");
-                None
-            }
-        }
-    });
+    let dir = DIR.get_or_init(|| generated_by("make_test_slides.py", "generated-slides", None));
     if dir.is_none() {
         eprintln!("SKIPPED {test}: python3 with tifffile, imagecodecs, numpy and pillow is needed");
     }

@@ -15,7 +15,7 @@ use common::dicom_builder::{
     file_meta, item, item_delimiter, item_header, meta_group, offset_table, part10, sequence_delimiter, sop,
     tag, tag_bytes, ts, DataSet, Enc, Len, EX, IM, UNDEFINED,
 };
-use common::{check_pixels, Tolerance};
+use common::{check_pixels, read_everything, Tolerance};
 use flashslide::slide::{Slide, StoredTile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -84,42 +84,7 @@ fn exercise(path: &Path) -> Outcome {
         Ok(s) => s,
         Err(e) => return Outcome::OpenError(e.to_string()),
     };
-    // What a caller reading associated images whole would allow (64 MiB of RGBA).
-    slide.set_max_region_pixels(1 << 24);
-    let mut first_error: Option<String> = None;
-    let mut note = |r: Result<(), String>| {
-        if let Err(e) = r {
-            first_error.get_or_insert(e);
-        }
-    };
-    for (i, l) in slide.levels().iter().enumerate() {
-        let ds = l.downsample;
-        let centre = ((l.width / 2) as f64 * ds) as i64;
-        let middle = ((l.height / 2) as f64 * ds) as i64;
-        note(
-            slide
-                .read_region(i, 0, 0, 256, 256)
-                .map(drop)
-                .map_err(|e| e.to_string()),
-        );
-        note(
-            slide
-                .read_region(i, centre, middle, 300, 200)
-                .map(drop)
-                .map_err(|e| e.to_string()),
-        );
-        if let Some(jpeg) = slide.jpeg_level(i) {
-            let (tw, th) = jpeg.tile_size();
-            for (c, r) in [(0, 0), (l.width / 2 / tw as u64, l.height / 2 / th as u64)] {
-                note(jpeg.stream(c, r).map(drop).map_err(|e| e.to_string()));
-            }
-        }
-    }
-    let names: Vec<String> = slide.associated_names().map(str::to_string).collect();
-    for n in names {
-        note(slide.read_associated(&n).map(drop).map_err(|e| e.to_string()));
-    }
-    match first_error {
+    match read_everything(&mut slide) {
         Some(e) => Outcome::ReadError(e),
         None => Outcome::Read,
     }

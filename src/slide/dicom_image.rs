@@ -14,7 +14,7 @@ use super::codec::jpeg2000;
 use super::codec::{expand_to_rgba, Tile};
 use super::dicom::{find, find_path, tags, DicomFile, PixelData};
 use super::error::{corrupt, unsupported, Result, SlideErrorKind};
-use super::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
+use super::grid::{chunk_size, for_device, max_stored_bytes, GridShape, TileGrid};
 use super::io::SlideFile;
 use super::StoredTile;
 use std::collections::HashMap;
@@ -544,17 +544,7 @@ impl TileGrid for DicomImage {
             return Ok(StoredTile::Other);
         }
         let stream = jpeg::complete_stream(&data, None, colour)?;
-        let s = self.shape;
-        let frame = jpeg::check(&stream, s.tile_width, s.tile_height)?;
-        Ok(
-            if frame.sequential
-                && (frame.width, frame.height, frame.components()) == (s.tile_width, s.tile_height, 3)
-            {
-                StoredTile::Jpeg(stream)
-            } else {
-                StoredTile::Other
-            },
-        )
+        for_device(stream, self.shape)
     }
 }
 

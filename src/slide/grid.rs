@@ -50,6 +50,20 @@ impl GridShape {
     }
 }
 
+/// A tile's complete JPEG stream as a device decoder gets it: checked as the CPU's decoder
+/// checks it (so a device decoder never sees a stream cut short or larger than a tile), and
+/// handed over only as a sequential three-component image of the whole tile; anything else
+/// is left to the CPU.
+pub(crate) fn for_device(stream: Vec<u8>, shape: GridShape) -> Result<StoredTile> {
+    let frame = super::codec::jpeg::check(&stream, shape.tile_width, shape.tile_height)?;
+    let whole = (frame.width, frame.height, frame.components()) == (shape.tile_width, shape.tile_height, 3);
+    Ok(if frame.sequential && whole {
+        StoredTile::Jpeg(stream)
+    } else {
+        StoredTile::Other
+    })
+}
+
 pub(crate) trait TileGrid: Send + Sync {
     fn shape(&self) -> GridShape;
 

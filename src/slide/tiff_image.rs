@@ -6,7 +6,7 @@ use super::codec::jpeg2000;
 use super::codec::lossless::{self, Lossless};
 use super::codec::{expand_to_rgba, Tile};
 use super::error::{corrupt, unsupported, Result};
-use super::grid::{chunk_size, max_stored_bytes, GridShape, TileGrid};
+use super::grid::{chunk_size, for_device, max_stored_bytes, GridShape, TileGrid};
 use super::io::SlideFile;
 use super::tifflike::{tag, Directory};
 use super::StoredTile;
@@ -268,18 +268,6 @@ impl TileGrid for TiffImage {
             return Ok(StoredTile::Missing);
         };
         let stream = jpeg::complete_stream(&data, self.jpeg_tables.as_deref(), JpegColour::YCbCr)?;
-        // Checked as the CPU's decoder checks, so a device decoder never sees a stream cut
-        // short or larger than a tile.
-        let frame = jpeg::check(&stream, self.shape.tile_width, self.shape.tile_height)?;
-        let s = self.shape;
-        Ok(
-            if frame.sequential
-                && (frame.width, frame.height, frame.components()) == (s.tile_width, s.tile_height, 3)
-            {
-                StoredTile::Jpeg(stream)
-            } else {
-                StoredTile::Other
-            },
-        )
+        for_device(stream, self.shape)
     }
 }

@@ -19,6 +19,87 @@ pub fn shared_slides(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// Runs `tools/<script> --out <target tmp>/<folder> [--shared ../shared/slides]` once per
+/// test binary and keeps its output while the script is unchanged; `None` when Python or
+/// one of the script's packages is missing (it exits 3), unless `require` names an
+/// environment variable that is set (CI's promise that they are installed).
+pub fn generated_by(script: &str, folder: &str, require: Option<&str>) -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(script);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    let stamp = out.join("script.stamp");
+    let source = std::fs::read(&script).unwrap();
+    if out.join("manifest.json").is_file() && std::fs::read(&stamp).ok().as_ref() == Some(&source) {
+        return Some(out);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/slides");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script).arg("--out").arg(&out);
+    if shared.is_dir() {
+        cmd.arg("--shared").arg(&shared);
+    }
+    let missing = match cmd.output() {
+        Ok(o) if o.status.success() => {
+            std::fs::write(&stamp, &source).unwrap();
+            return Some(out);
+        }
+        Ok(o) if o.status.code() == Some(3) => String::from_utf8_lossy(&o.stderr).into_owned(),
+        Ok(o) => panic!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => format!("python3 not runnable: {e}"),
+    };
+    if let Some(var) = require {
+        assert!(
+            std::env::var_os(var).is_none(),
+            "{var} is set but {} could not run: {missing}",
+            script.display()
+        );
+    }
+    eprintln!("{missing}");
+    None
+}
+
+/// Reads from every level of `slide` (two regions, and the stored JPEG streams a GPU decoder
+/// would get) and every associated image, as the hostile-input tests do: the first error's
+/// text, if any.
+pub fn read_everything(slide: &mut flashslide::slide::Slide) -> Option<String> {
+    // What a caller reading associated images whole would allow (64 MiB of RGBA).
+    slide.set_max_region_pixels(1 << 24);
+    let mut first_error: Option<String> = None;
+    let mut note = |r: Result<(), String>| {
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    };
+    let text = |e: flashslide::slide::SlideError| e.to_string();
+    for (i, l) in slide.levels().iter().enumerate() {
+        let ds = l.downsample;
+        let centre = ((l.width / 2) as f64 * ds) as i64;
+        let middle = ((l.height / 2) as f64 * ds) as i64;
+        note(slide.read_region(i, 0, 0, 256, 256).map(drop).map_err(text));
+        note(
+            slide
+                .read_region(i, centre, middle, 300, 200)
+                .map(drop)
+                .map_err(text),
+        );
+        if let Some(jpeg) = slide.jpeg_level(i) {
+            let (tw, th) = jpeg.tile_size();
+            for (c, r) in [(0, 0), (l.width / 2 / tw as u64, l.height / 2 / th as u64)] {
+                note(jpeg.stream(c, r).map(drop).map_err(text));
+            }
+        }
+    }
+    let names: Vec<String> = slide.associated_names().map(str::to_string).collect();
+    for n in names {
+        note(slide.read_associated(&n).map(drop).map_err(text));
+    }
+    first_error
+}
+
 /// Per-channel absolute differences between two equally sized RGBA buffers:
 /// (mean, 99.9th percentile, max).
 pub fn diff_stats(a: &[u8], b: &[u8]) -> (f64, u8, u8) {
