@@ -157,7 +157,7 @@ impl DicomFile {
         let stop = stop.unwrap_or(tags::PIXEL_DATA).min(tags::PIXEL_DATA);
         elements.extend(reader.elements(0, None, Some(stop), None)?);
         let pixels = match reader.peek_tag()? {
-            Some(tags::PIXEL_DATA) => Some(reader.pixel_data(&transfer_syntax)?),
+            Some(tags::PIXEL_DATA) => Some(reader.pixel_data()?),
             _ => None,
         };
         Ok(DicomFile {
@@ -512,7 +512,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The pixel data element at the cursor.
-    fn pixel_data(&mut self, transfer_syntax: &str) -> Result<PixelData> {
+    fn pixel_data(&mut self) -> Result<PixelData> {
         let _ = self.tag()?;
         let len = if self.explicit {
             self.skip(2, "pixel data header")?;
@@ -526,9 +526,8 @@ impl<'a> Reader<'a> {
             self.u32()?
         };
         if len != UNDEFINED {
-            if !matches!(transfer_syntax, IMPLICIT_LE | EXPLICIT_LE) {
-                return Err(corrupt("compressed pixel data that is not encapsulated"));
-            }
+            // Under a compressed syntax this is refused by the image, once it knows whether
+            // that syntax is one it reads.
             self.file.check_range(self.pos, len as u64, "pixel data")?;
             return Ok(PixelData::Native {
                 offset: self.pos,

@@ -16,6 +16,7 @@ use super::dicom::{find, find_path, tags, DicomFile, PixelData};
 use super::error::{corrupt, unsupported, Result, SlideErrorKind};
 use super::grid::{chunk_size, for_device, max_stored_bytes, GridShape, TileGrid};
 use super::io::SlideFile;
+use super::properties::format_short;
 use super::StoredTile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -178,14 +179,18 @@ impl DicomImage {
                     let (cx, ry) = ((x - 1.0) / tw, (y - 1.0) / th);
                     if cx.fract() != 0.0 || ry.fract() != 0.0 {
                         return Err(unsupported(format!(
-                            "frames at positions off the tile grid (frame {} at {x}, {y})",
-                            frame + 1
+                            "frames at positions off the tile grid (frame {} at {}, {})",
+                            frame + 1,
+                            format_short(x),
+                            format_short(y)
                         )));
                     }
                     if cx < 0.0 || ry < 0.0 || cx >= across as f64 || ry >= shape.tiles_down() as f64 {
                         return Err(corrupt(format!(
-                            "frame {} at ({x}, {y}) lies outside the {}x{} image",
+                            "frame {} at ({}, {}) lies outside the {}x{} image",
                             frame + 1,
+                            format_short(x),
+                            format_short(y),
                             shape.width,
                             shape.height
                         )));
@@ -352,6 +357,11 @@ fn instance(dcm: &DicomFile) -> Result<(Instance, usize)> {
     let geometry = ImageGeometry::of(dcm)?;
     let frames = match dcm.pixels.as_ref() {
         None => return Err(corrupt("no pixel data")),
+        Some(PixelData::Native { .. }) if codec != Codec::Native => {
+            return Err(corrupt(
+                "compressed frames stored as uncompressed (not encapsulated) pixel data",
+            ))
+        }
         Some(PixelData::Native { offset, len }) => {
             let frame_bytes = geometry.tile_width as u64 * geometry.tile_height as u64 * samples;
             if (count as u64).checked_mul(frame_bytes).is_none_or(|n| n > *len) {

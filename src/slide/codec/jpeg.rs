@@ -272,7 +272,7 @@ pub(crate) fn check(stream: &[u8], max_width: u32, max_height: u32) -> Result<Fr
                     let f = Frame::parse(seg, at)?;
                     if f.width > max_width || f.height > max_height {
                         return Err(corrupt(format!(
-                            "JPEG frame of {}x{} pixels is larger than the {max_width}x{max_height} the TIFF declares",
+                            "JPEG frame of {}x{} pixels is larger than its {max_width}x{max_height} tile",
                             f.width, f.height
                         )));
                     }
