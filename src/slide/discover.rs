@@ -262,9 +262,10 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
         }
     }
     let mut searched: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    // Folders holding DICOM files, by the way they were reached: each whole-slide series in
-    // one is a slide.
-    let mut dicom_dirs: std::collections::BTreeMap<PathBuf, Way> = Default::default();
+    // Folders holding DICOM files, by the way they were reached, and how many DICOM files the
+    // walk saw in each (none: a folder only of files named as inputs): each whole-slide
+    // series in one is a slide.
+    let mut dicom_dirs: std::collections::BTreeMap<PathBuf, (Way, usize)> = Default::default();
     let mut dicom_inputs: Vec<((u64, u64), PathBuf)> = Vec::new();
     let mut unread: std::collections::BTreeMap<&str, usize> = Default::default();
     while let Some(Reverse((way, dir, id))) = dirs.pop() {
@@ -336,7 +337,10 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
             } else if is_slide(&path) {
                 take(file_id(&path, &meta), child, path);
             } else if is_dicom(&path) {
-                dicom_dirs.entry(dir.clone()).or_insert_with(|| way.clone());
+                dicom_dirs
+                    .entry(dir.clone())
+                    .or_insert_with(|| (way.clone(), 0))
+                    .1 += 1;
             } else if let Some(kind) = unread_format(&path) {
                 *unread.entry(kind).or_default() += 1;
             }
@@ -352,16 +356,19 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
     {
         if !is_slide(path) {
             let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            dicom_dirs.entry(folder).or_insert_with(|| Way {
-                relative: vec![],
-                ..way.clone()
+            dicom_dirs.entry(folder).or_insert_with(|| {
+                let way = Way {
+                    relative: vec![],
+                    ..way.clone()
+                };
+                (way, 0)
             });
             dicom_inputs.push((*id, path.clone()));
         }
     }
     let mut series_jobs: Vec<(Way, PathBuf)> = Vec::new();
     let mut not_wsi = 0;
-    for (dir, way) in dicom_dirs {
+    for (dir, (way, seen)) in dicom_dirs {
         let series = match super::formats::folder_series(&dir) {
             Ok(series) => series,
             Err(e) => {
@@ -374,12 +381,9 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
             .filter(|(_, p)| p.parent() == Some(dir.as_path()))
             .map(|(_, p)| p)
             .collect();
-        let searched_here = !way.relative.is_empty() || inputs.iter().any(|i| i == &dir);
-        let dicom_files = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(Result::ok).filter(|e| is_dicom(&e.path())).count())
-            .unwrap_or(0);
+        let searched_here = seen > 0;
         if searched_here {
-            not_wsi += dicom_files.saturating_sub(series.iter().map(|(_, f)| f.len()).sum());
+            not_wsi += seen.saturating_sub(series.iter().map(|(_, f)| f.len()).sum());
         }
         let single = series.len() == 1;
         for (uid, members) in series {
