@@ -56,10 +56,11 @@ fn check_slide(path: &Path) {
     let (w0, h0) = slide.dimensions();
     let mask = detect_tissue(&slide, 0.5, &TissueOptions::default()).unwrap();
     let grid = gradient_grid(&mask, 256.0, w0, h0);
-    let out = fresh_dir("heatmap-size").join("heatmap.png");
+    let name = path.file_name().unwrap().to_string_lossy();
+    // One folder a slide: the sample and real-slide tests run in parallel.
+    let out = fresh_dir(&format!("heatmap-size-{name}")).join("heatmap.png");
     write_heatmap(&out, &slide, &grid, &mask, 0.5, 1600).unwrap();
     let png = image::open(&out).unwrap();
-    let name = path.file_name().unwrap().to_string_lossy();
     assert!(
         png.width() <= 2000 && png.height() <= 2000,
         "{name}: {}x{}",
