@@ -1,12 +1,13 @@
 // Model tiles assembled from stored slide tiles decoded on the GPU (src/backend/jpeg_batch.rs says
 // what the arguments hold): each output value the mean of factor × factor level pixels,
-// rounded to nearest, glass (past the level's edge, or a tile the file leaves out) white:
-// exactly what the CPU's read_tile computes from the same decoded pixels.
+// rounded to nearest; a level pixel comes from the first of its model tile's placed stored
+// tiles that holds it, glass (white) where none does or past the level's edge: exactly what
+// JpegBatch::assemble and the CPU's read_tile compute from the same decoded pixels.
 #include "common.cuh"
 
-extern "C" __global__ void assemble_tiles(const unsigned char* stored, const int* sources, const i64* origins,
-                                          unsigned char* out, int tiles, int tile_px, int factor,
-                                          int stored_w, int stored_h, int span_x, int span_y,
+extern "C" __global__ void assemble_tiles(const unsigned char* stored, const int* starts, const int* sources,
+                                          const i64* corners, const i64* origins, unsigned char* out,
+                                          int tiles, int tile_px, int factor, int stored_w, int stored_h,
                                           i64 level_w, i64 level_h) {
     const i64 per_tile = (i64)tile_px * tile_px;
     const unsigned area = (unsigned)(factor * factor);
@@ -14,23 +15,26 @@ extern "C" __global__ void assemble_tiles(const unsigned char* stored, const int
         const int t = (int)(i / per_tile);
         const int oy = (int)(i % per_tile) / tile_px, ox = (int)(i % per_tile) % tile_px;
         const i64 x0 = origins[2 * t], y0 = origins[2 * t + 1];
-        const i64 first_col = x0 / stored_w, first_row = y0 / stored_h;
-        const int* table = sources + (i64)t * span_x * span_y;
+        const int first = starts[t], last = starts[t + 1];
         unsigned sum[3] = {0, 0, 0};
         for (int j = 0; j < factor; j++) {
             const i64 y = y0 + (i64)oy * factor + j;
             for (int k = 0; k < factor; k++) {
                 const i64 x = x0 + (i64)ox * factor + k;
-                int source = -1;
-                if (x < level_w && y < level_h)
-                    source = table[(y / stored_h - first_row) * span_x + (x / stored_w - first_col)];
-                if (source < 0) {
+                int p = last;
+                if (x >= 0 && y >= 0 && x < level_w && y < level_h) {
+                    for (p = first; p < last; p++) {
+                        const i64 px = corners[2 * p], py = corners[2 * p + 1];
+                        if (x >= px && x < px + stored_w && y >= py && y < py + stored_h) break;
+                    }
+                }
+                if (p == last) {
                     sum[0] += 255; sum[1] += 255; sum[2] += 255;
                     continue;
                 }
-                const unsigned char* p = stored +
-                    (((i64)source * stored_h + y % stored_h) * stored_w + x % stored_w) * 3;
-                sum[0] += p[0]; sum[1] += p[1]; sum[2] += p[2];
+                const i64 dx = x - corners[2 * p], dy = y - corners[2 * p + 1];
+                const unsigned char* px = stored + (((i64)sources[p] * stored_h + dy) * stored_w + dx) * 3;
+                sum[0] += px[0]; sum[1] += px[1]; sum[2] += px[2];
             }
         }
         unsigned char* o = out + i * 3;

@@ -9,12 +9,18 @@
 mod common;
 
 use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
+use flashslide::analysis::jpeg_tiles::read_jpeg_batch;
+use flashslide::analysis::plan::{read_tile, Tile, TilePlan};
 use flashslide::slide::Slide;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
 
 /// The generator's output, made once per test run; `None` after a SKIPPED line when Python
 /// or its packages are missing.
@@ -181,6 +187,83 @@ fn tiled_sparse_jpeg_with_missing_tiles() {
     check_series(dir, "sparse-jpeg");
 }
 
+/// Frames at camera-field positions off the tile grid, overlapping, one missing a level:
+/// OpenSlide 4.0.1 refuses the series (libdicom: "unsupported frame alignment"); each region
+/// is checked against the generator's own decode, painted in OpenSlide's tilemap order. The
+/// fields are tinted apart, so a frame painted in the wrong order shows.
+#[test]
+fn frames_off_the_tile_grid_overlap_in_openslides_tilemap_order() {
+    let Some(dir) = generated("frames_off_the_tile_grid_overlap_in_openslides_tilemap_order") else {
+        return;
+    };
+    let m = manifest(dir);
+    let s = series(&m, "positioned");
+    if let Some(os) = s["openslide"].as_object() {
+        assert_eq!(
+            os["opened"], false,
+            "OpenSlide now reads off-grid frames: compare with it"
+        );
+    }
+    let slide = Slide::open(dir.join("positioned")).unwrap();
+    let dims: Vec<(u64, u64)> = slide.levels().iter().map(|l| (l.width, l.height)).collect();
+    assert_eq!(dims, [(720, 560), (360, 280)]);
+    let mut checked = 0;
+    for e in m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["series"] == "positioned")
+    {
+        let (w, h, want) = read_png_rgba(&dir.join(e["decoded_png"].as_str().unwrap()));
+        let level = e["level"].as_u64().unwrap() as usize;
+        let (x, y) = (e["x"].as_i64().unwrap(), e["y"].as_i64().unwrap());
+        let got = slide.read_region(level, x, y, w, h).unwrap();
+        let tol = if e["lossless"] == true {
+            Tolerance::Exact
+        } else {
+            Tolerance::Jpeg
+        };
+        check_pixels(&format!("positioned {}", e["name"]), &got.data, &want, tol);
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
+
+    // The device decoder's recipe (its kernel computes JpegBatch::assemble), run here with
+    // the CPU's JPEG decoder, gives read_tile's pixels exactly: model tiles over overlaps,
+    // the missing field and the edges, at 1 and 2 level pixels per model pixel.
+    for (tile_px, read_px) in [(224u32, 224u32), (128, 256)] {
+        let plan = TilePlan::for_reading(0.25, tile_px, read_px);
+        let tiles: Vec<Tile> = [(0, 0), (100, 50), (230, 110), (500, 330), (600, 460)]
+            .iter()
+            .map(|&(x, y)| Tile { col: 0, row: 0, x, y })
+            .collect();
+        let batch = read_jpeg_batch(&slide, &plan, &tiles)
+            .unwrap()
+            .expect("level 0 stores JPEG frames");
+        let decoded: Vec<Vec<u8>> = batch
+            .streams
+            .iter()
+            .map(|s| {
+                let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+                JpegDecoder::new_with_options(ZCursor::new(s.as_slice()), options)
+                    .decode()
+                    .unwrap()
+            })
+            .collect();
+        let want: Vec<u8> = tiles
+            .iter()
+            .flat_map(|t| read_tile(&slide, &plan, t).unwrap())
+            .collect();
+        let got = batch.assemble(&decoded);
+        let differing = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(
+            (got.len(), differing),
+            (want.len(), 0),
+            "{tile_px} px from {read_px}"
+        );
+    }
+}
+
 #[test]
 fn native_rgb_frames_with_partial_edge_tiles() {
     let Some(dir) = generated("native_rgb_frames_with_partial_edge_tiles") else {
@@ -219,12 +302,12 @@ fn discovery_lists_each_series_once_and_the_fingerprint_follows_every_file() {
     let mut names: Vec<String> = found.jobs.iter().map(|j| j.name.clone()).collect();
     names.sort();
     // full-jpeg/ holds two series (the slide and a decoy): each named by folder and UID.
-    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names.len(), 6, "{names:?}");
     assert!(
         names.contains(&format!("full-jpeg__{}", uid("full-jpeg"))),
         "{names:?}"
     );
-    for single in ["jpeg2000", "native", "sparse-jpeg"] {
+    for single in ["jpeg2000", "native", "positioned", "sparse-jpeg"] {
         assert!(names.contains(&single.to_string()), "{names:?}");
         let job = found.jobs.iter().find(|j| j.name == single).unwrap();
         assert_eq!(job.path, dir.join(single));

@@ -1676,25 +1676,38 @@ fn sparse() -> Vec<Case> {
         Case::one(
             "position-zero",
             m().sparse(&[(0, 0), (65, 1), (1, 65), (65, 65)]).bytes(),
-            open_error(&["unsupported", "off the tile grid"]),
+            open_error(&["frame 1 at (0, 0) lies outside the 128x96 image"]),
         ),
+        // Frames off the tile grid are placed where they say, overlapping or not.
         Case::one(
             "off-the-grid",
             m().sparse(&[(1, 1), (33, 1), (1, 65), (65, 65)]).bytes(),
-            open_error(&[
-                "unsupported",
-                "frames at positions off the tile grid (frame 2 at 33, 1)",
-            ]),
+            Expect::Read,
+        ),
+        Case::one(
+            "off-the-grid-all-at-the-last-pixel",
+            m().sparse(&[(128, 96), (128, 96), (128, 96), (128, 96)]).bytes(),
+            Expect::Read,
+        ),
+        Case::one(
+            "off-the-grid-one-pixel-apart",
+            m().sparse(&[(2, 2), (3, 2), (2, 3), (3, 3)]).bytes(),
+            Expect::Read,
         ),
         Case::one(
             "position-nan",
             with_positions("NaN", "1").bytes(),
-            open_error(&["unsupported"]),
+            open_error(&["lies outside the 128x96 image"]),
         ),
         Case::one(
             "position-inf",
             with_positions("inf", "1").bytes(),
-            open_error(&["unsupported"]),
+            open_error(&["lies outside the 128x96 image"]),
+        ),
+        Case::one(
+            "position-fractional",
+            with_positions("33.5", "1").bytes(),
+            open_error(&["frame 1 at (33.5, 1) lies outside the 128x96 image"]),
         ),
         Case::one(
             "position-1e300",

@@ -30,6 +30,14 @@ Writes into DIR, one folder per series (one Series Instance UID each):
                 the dimension index values), basic offset table filled.
                 Level 1: RGB-colour-space JPEG with photometric RGB, tile (3, 0) absent,
                 frames in reverse raster order, basic offset table empty.
+  positioned/   TILED_SPARSE with frames where a scanner's camera fields fall, not on the tile
+                grid: level 0 720x560, JPEG (YBR 4:2:0) frames of 128x128 every 112 columns
+                and 120 rows, level 1 360x280, uncompressed frames of 64x64 every 56 and 60;
+                each corner moved by up to 2 pixels, one field missing on each level, and
+                each field tinted -24, 0 or +24 so that which of two overlapping frames
+                shows is visible. The decode below paints them in OpenSlide's tilemap order
+                (the frame whose corner lies in the earliest grid cell, row by row, shows;
+                then the topmost, leftmost, first stored), as flashslide documents.
   native/       TILED_FULL, uncompressed frames (1.2.840.10008.1.2.1, RGB), tiles 112 wide by
                 96 high (neither divides the image: edge tiles partial, padded with magenta
                 that must never show), levels 384x256 and 192x128, pixel spacing 0.498 um
@@ -167,6 +175,19 @@ SERIES = [
                   ("L0-edge-overhang", 0, 924, 708, 256, 256),
                   ("L1-missing-tile", 1, 640, 0, 256, 192),
                   ("L1-top-full", 1, 0, 0, 512, 384)]),
+    dict(name="positioned", crop=(800, 1400, 720, 560), tile=(128, 128), layout="TILED_SPARSE",
+         levels=[dict(ds=1, codec="jpeg420", bot=["filled"],
+                      fields=dict(step=(112, 120), missing=lambda c, r: (c, r) == (2, 1))),
+                 dict(ds=2, codec="native", bot=["none"], tile=(64, 64),
+                      fields=dict(step=(56, 60), missing=lambda c, r: (c, r) == (4, 3)))],
+         associated=[], passed="VOLUME0",
+         regions=[("L0-origin-256", 0, 0, 0, 256, 256),
+                  ("L0-odd", 0, 123, 77, 257, 129),
+                  ("L0-missing-field", 0, 200, 100, 160, 160),
+                  ("L0-edge-overhang", 0, 600, 450, 256, 256),
+                  ("L0-whole", 0, 0, 0, 720, 560),
+                  ("L1-missing-field", 1, 400, 300, 128, 128),
+                  ("L1-whole", 1, 0, 0, 360, 280)]),
     dict(name="native", crop=(1500, 1500, 384, 256), tile=(112, 96), layout="TILED_FULL",
          spacing=(0.000498, 0.000502),
          levels=[dict(ds=1, codec="native", bot=["none"]), dict(ds=2, codec="native", bot=["none"])],
@@ -253,6 +274,28 @@ def tiles_of(img, tw, th, pad):
             for r in range(down) for c in range(across)}, across, down
 
 
+def camera_fields(img, tw, th, fields):
+    """Frames where a scanner's camera fields fall: field (c, r) at (c * step_x, r * step_y)
+    moved by a jitter of up to 2 pixels (corners kept inside the image), so neighbours
+    overlap and few corners lie on the tile grid; fields for which missing(c, r) is true are
+    left out. Each field is tinted by its own brightness (-24, 0 or +24), so which of two
+    overlapping fields shows is visible in the pixels. Returns ({(c, r): tile}, {(c, r): corner})."""
+    H, W = img.shape[:2]
+    sx, sy = fields["step"]
+    padded = np.pad(img, ((0, th), (0, tw), (0, 0)), mode="edge").astype(np.int16)
+    tiles, corners = {}, {}
+    for r in range(-(-H // sy)):
+        for c in range(-(-W // sx)):
+            if fields["missing"](c, r):
+                continue
+            x = min(max(c * sx + (c * 7 + r * 3) % 5 - 2, 0), W - 1)
+            y = min(max(r * sy + (c * 3 + r * 5) % 5 - 2, 0), H - 1)
+            tint = ((c + 2 * r) % 3 - 1) * 24
+            tiles[(c, r)] = np.ascontiguousarray(np.clip(padded[y:y + th, x:x + tw] + tint, 0, 255).astype(np.uint8))
+            corners[(c, r)] = (x, y)
+    return tiles, corners
+
+
 # ---- DICOM writing ---------------------------------------------------------------------------
 
 def uid(*parts):
@@ -279,16 +322,20 @@ def srgb_icc():
 
 
 def write_instance(folder, ctx, *, flavor, codec, img, tile, layout, spacing, instance_number,
-                   bot="empty", present=None, order="raster", concat=None, level_index=0):
+                   bot="empty", present=None, order="raster", concat=None, level_index=0, fields=None):
     """Writes one instance; returns a description of it for the manifest.
 
     img: the level's pixels (H, W, 3); tile (w, h); present(col, row) -> bool for sparse;
+    fields: frames at camera-field positions instead of the tile grid (camera_fields);
     concat: (uid, source_uid, number, total, first_frame, frame_count) for a concatenation member."""
     spec = CODECS[codec]
     H, W = img.shape[:2]
     tw, th = tile
     tiles, across, down = tiles_of(img, tw, th, (255, 0, 255) if codec == "native" else "edge")
-    positions = [(c, r) for r in range(down) for c in range(across)]
+    corners = {p: (p[0] * tw, p[1] * th) for p in tiles}
+    if fields:
+        tiles, corners = camera_fields(img, tw, th, fields)
+    positions = sorted(tiles, key=lambda p: (p[1], p[0]))
     if layout == "TILED_SPARSE":
         positions = [p for p in positions if present is None or present(*p)]
         if order == "column-major":
@@ -428,7 +475,7 @@ def write_instance(folder, ctx, *, flavor, codec, img, tile, layout, spacing, in
         per_frame = []
         for c, r in positions:
             pos = Dataset()
-            col_px, row_px = c * tw, r * th  # 0-based offsets of the tile's top left pixel
+            col_px, row_px = corners[(c, r)]  # 0-based offsets of the tile's top left pixel
             # slide coordinates: origin + column offset along the row direction + row offset along the column direction
             along_row, along_col = col_px * col_sp, row_px * row_sp
             pos.XOffsetInSlideCoordinateSystem = ds_str(20.0 + along_row * orientation[0] + along_col * orientation[3])
@@ -494,11 +541,12 @@ def write_series(out, s, number, source, source_info):
     instance = 1
     for li, lv in enumerate(s["levels"]):
         img = downsample(level0, lv["ds"])
-        truth[("VOLUME", li)] = img
+        if not lv.get("fields"):  # camera fields are tinted: not the level's pixels
+            truth[("VOLUME", li)] = img
         spacing = (spacing0[0] * lv["ds"], spacing0[1] * lv["ds"])
         missing = lv.get("missing")
-        common = dict(flavor="VOLUME", codec=lv["codec"], img=img, tile=s["tile"], layout=s["layout"],
-                      spacing=spacing, level_index=li, order=lv.get("order", "raster"),
+        common = dict(flavor="VOLUME", codec=lv["codec"], img=img, tile=lv.get("tile", s["tile"]), layout=s["layout"],
+                      spacing=spacing, level_index=li, order=lv.get("order", "raster"), fields=lv.get("fields"),
                       present=None if missing is None else (lambda c, r, m=missing: not m(c, r)))
         if lv.get("split"):
             across = -(-img.shape[1] // s["tile"][0])
@@ -603,13 +651,23 @@ def read_back(folder, series_uid):
         level = volumes.index(key) if flavor == "VOLUME" else 0
         rgb = np.zeros((H, W, 3), np.uint8)
         mask = np.zeros((H, W), bool)
+        placed = []
         for ds in sorted(groups[key], key=lambda d: int(d.get("InConcatenationNumber", 1))):
             across = -(-W // ds.Columns)
             for (x, y), data in zip(frame_origins(ds, across), frames_of(ds)):
-                tile = decode_frame(ds, data)
-                w, h = min(ds.Columns, W - x), min(ds.Rows, H - y)
-                rgb[y:y + h, x:x + w] = tile[:h, :w]
-                mask[y:y + h, x:x + w] = True
+                placed.append((x, y, ds, data))
+        # Where frames overlap, the one whose corner lies in the earliest cell of the tile grid
+        # (row by row) shows, then the topmost, leftmost, first stored (OpenSlide's tilemap
+        # order, as flashslide documents it): painted last. Of frames at one corner the first
+        # stored is kept.
+        tw, th = placed[0][2].Columns, placed[0][2].Rows
+        placed.sort(key=lambda f: (f[1] // th, f[0] // tw, f[1], f[0]))
+        kept = [f for i, f in enumerate(placed) if i == 0 or f[:2] != placed[i - 1][:2]]
+        for x, y, ds, data in reversed(kept):
+            tile = decode_frame(ds, data)
+            w, h = min(ds.Columns, W - x), min(ds.Rows, H - y)
+            rgb[y:y + h, x:x + w] = tile[:h, :w]
+            mask[y:y + h, x:x + w] = True
         out[(flavor, level)] = (rgb, mask)
     return out
 
@@ -704,8 +762,8 @@ def references(out, s, folder, files, truth, ctx, entries):
     decoded = read_back(folder, ctx["series_uid"])
     # lossless frames must decode to the very pixels written
     for f in files:
-        if f["lossless"] and not f.get("decoy"):
-            key = (f["flavor"], f["level"] or 0)
+        key = (f["flavor"], f["level"] or 0)
+        if f["lossless"] and not f.get("decoy") and key in truth:
             rgb, mask = decoded[key]
             assert np.array_equal(rgb[mask], truth[key][mask]), f"{name} {key}: lossless decode differs from the source"
     slide, info = (None, None) if openslide is None else openslide_series(

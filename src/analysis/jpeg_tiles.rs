@@ -6,7 +6,7 @@
 //! CPU reads tiles ([`crate::analysis::plan::read_tile`]).
 
 use crate::analysis::plan::{Tile, TilePlan};
-use crate::backend::JpegBatch;
+use crate::backend::{JpegBatch, Placement};
 use crate::slide::{Slide, SlideError, StoredTile};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -28,56 +28,60 @@ pub fn read_jpeg_batch(
     let (tw, th) = level.tile_size();
     let (width, height) = level.dimensions();
     let read = plan.read_px as i64;
-    let span = [plan.read_px.div_ceil(tw) + 1, plan.read_px.div_ceil(th) + 1];
+    // Each stored tile once, in the order first asked for.
     let mut wanted: Vec<(u64, u64)> = Vec::new();
-    let mut index_of: HashMap<(u64, u64), i32> = HashMap::new();
+    let mut index_of: HashMap<(u64, u64), u32> = HashMap::new();
     let mut origins = Vec::with_capacity(tiles.len());
-    let mut sources = Vec::with_capacity(tiles.len() * (span[0] * span[1]) as usize);
+    let mut starts = Vec::with_capacity(tiles.len() + 1);
+    let mut placements = Vec::new();
     for tile in tiles {
         let (x, y) = level.pixel_at(tile.x, tile.y);
         origins.push([x, y]);
-        let (first_col, first_row) = (x.div_euclid(tw as i64), y.div_euclid(th as i64));
-        for r in 0..span[1] as i64 {
-            for c in 0..span[0] as i64 {
-                let (col, row) = (first_col + c, first_row + r);
-                let (left, top) = (col * tw as i64, row * th as i64);
-                let touched =
-                    left < x + read && top < y + read && left + tw as i64 > x && top + th as i64 > y;
-                let inside = col >= 0 && row >= 0 && (left as u64) < width && (top as u64) < height;
-                if !(touched && inside) {
-                    sources.push(-1);
-                    continue;
-                }
-                let key = (col as u64, row as u64);
-                let next = wanted.len() as i32;
-                let index = *index_of.entry(key).or_insert_with(|| {
-                    wanted.push(key);
-                    next
-                });
-                sources.push(index);
-            }
+        starts.push(placements.len() as u32);
+        for p in level.tiles_in(x, y, x + read, y + read) {
+            let next = wanted.len() as u32;
+            let source = *index_of.entry((p.col, p.row)).or_insert_with(|| {
+                wanted.push((p.col, p.row));
+                next
+            });
+            placements.push(Placement {
+                source,
+                corner: [p.x, p.y],
+            });
         }
     }
+    starts.push(placements.len() as u32);
     let stored: Vec<StoredTile> = wanted
         .par_iter()
         .map(|&(col, row)| level.stream(col, row))
         .collect::<Result<_, _>>()?;
-    // Tiles the file leaves out become glass; the others are renumbered densely.
+    // Tiles the file leaves out become glass (their placements dropped); the others are
+    // renumbered densely.
     let mut renumbered = Vec::with_capacity(stored.len());
     let mut streams = Vec::with_capacity(stored.len());
     for stream in stored {
         renumbered.push(match stream {
             StoredTile::Jpeg(s) => {
                 streams.push(s);
-                streams.len() as i32 - 1
+                Some(streams.len() as u32 - 1)
             }
-            StoredTile::Missing => -1,
+            StoredTile::Missing => None,
             StoredTile::Other => return Ok(None),
         });
     }
-    for s in sources.iter_mut().filter(|s| **s >= 0) {
-        *s = renumbered[*s as usize];
+    let (mut kept, mut kept_starts) = (
+        Vec::with_capacity(placements.len()),
+        Vec::with_capacity(starts.len()),
+    );
+    for t in 0..tiles.len() {
+        kept_starts.push(kept.len() as u32);
+        for p in &placements[starts[t] as usize..starts[t + 1] as usize] {
+            if let Some(source) = renumbered[p.source as usize] {
+                kept.push(Placement { source, ..*p });
+            }
+        }
     }
+    kept_starts.push(kept.len() as u32);
     Ok(Some(JpegBatch {
         streams,
         stored_size: [tw, th],
@@ -85,8 +89,8 @@ pub fn read_jpeg_batch(
         tile_px: plan.tile_px,
         factor: plan.read_px / plan.tile_px,
         origins,
-        span,
-        sources,
+        starts: kept_starts,
+        placements: kept,
     }))
 }
 
@@ -104,7 +108,7 @@ mod tests {
     const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
 
     /// What a device decoder does, on the CPU: each stored tile decoded by the CPU's own
-    /// decoder, model tiles assembled from them by the batch's table.
+    /// decoder, model tiles assembled from them as the batch says.
     fn assemble(batch: &JpegBatch) -> Vec<u8> {
         let decoded: Vec<Vec<u8>> = batch
             .streams
@@ -116,36 +120,7 @@ mod tests {
                     .unwrap()
             })
             .collect();
-        let [tw, th] = batch.stored_size.map(|v| v as i64);
-        let (k, side) = (batch.factor as i64, batch.tile_px as i64);
-        let mut out = Vec::new();
-        for (t, &[x0, y0]) in batch.origins.iter().enumerate() {
-            let table = &batch.sources[t * (batch.span[0] * batch.span[1]) as usize..];
-            let pixel = |x: i64, y: i64, c: usize| -> u32 {
-                if x >= batch.level_size[0] || y >= batch.level_size[1] {
-                    return 255;
-                }
-                let (col, row) = (x / tw - x0 / tw, y / th - y0 / th);
-                match table[(row * batch.span[0] as i64 + col) as usize] {
-                    -1 => 255,
-                    i => decoded[i as usize][(((y % th) * tw + x % tw) * 3) as usize + c] as u32,
-                }
-            };
-            for oy in 0..side {
-                for ox in 0..side {
-                    for c in 0..3 {
-                        let mut sum = 0;
-                        for j in 0..k {
-                            for i in 0..k {
-                                sum += pixel(x0 + ox * k + i, y0 + oy * k + j, c);
-                            }
-                        }
-                        out.push(((sum + (k * k) as u32 / 2) / (k * k) as u32) as u8);
-                    }
-                }
-            }
-        }
-        out
+        batch.assemble(&decoded)
     }
 
     /// Every way a model tile meets the stored tiles: aligned with them, straddling two or

@@ -16,7 +16,7 @@ mod jpeg_batch;
 pub mod testing;
 
 pub use error::BackendError;
-pub use jpeg_batch::JpegBatch;
+pub use jpeg_batch::{JpegBatch, Placement};
 
 /// Where each token of a sequence sits on the slide's grid (row, column), and what attention
 /// does with it.

@@ -14,9 +14,10 @@ use super::codec::jpeg2000;
 use super::codec::{expand_to_rgba, Tile};
 use super::dicom::{find, find_path, tags, DicomFile, PixelData};
 use super::error::{corrupt, unsupported, Result, SlideErrorKind};
-use super::grid::{chunk_size, for_device, max_stored_bytes, GridShape, TileGrid};
+use super::grid::{chunk_size, for_device, grid_cells, max_stored_bytes, GridShape, PlacedTile, TileGrid};
 use super::io::SlideFile;
 use super::properties::format_short;
+use super::tilemap::TileMap;
 use super::StoredTile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -130,8 +131,12 @@ pub(crate) struct DicomImage {
     instances: Vec<Instance>,
     /// TILED_FULL parts, in order: (first tile, tiles, instance); frame = tile − first.
     full: Vec<(u64, u64, u32)>,
-    /// TILED_SPARSE frames: tile index (row · across + col) → (instance, frame).
+    /// TILED_SPARSE frames on the tile grid: tile index (row · across + col) → (instance,
+    /// frame).
     sparse: HashMap<u64, (u32, u32)>,
+    /// Where a TILED_SPARSE frame lies off the grid: every frame at its own place, and tiles
+    /// named by their index in the map.
+    placed: Option<TileMap<(u32, u32)>>,
 }
 
 impl DicomImage {
@@ -142,7 +147,8 @@ impl DicomImage {
         let across = shape.tiles_across();
         let tiles_total = across * shape.tiles_down();
         let mut instances = Vec::with_capacity(parts.len());
-        let mut sparse_tiles = HashMap::new();
+        // TILED_SPARSE frames: (corner, (instance, frame)), 0-based pixels.
+        let mut positioned = Vec::new();
         let mut full = Vec::new();
         for (i, part) in parts.iter().enumerate() {
             let named = |e| name_member(part.member.as_deref(), e);
@@ -174,18 +180,9 @@ impl DicomImage {
                             })
                     };
                     let (x, y) = (at(tags::COLUMN_POSITION)?, at(tags::ROW_POSITION)?);
-                    let (tw, th) = (shape.tile_width as f64, shape.tile_height as f64);
-                    // Positions are 1-based; a frame off the tile grid needs positioned tiles.
-                    let (cx, ry) = ((x - 1.0) / tw, (y - 1.0) / th);
-                    if cx.fract() != 0.0 || ry.fract() != 0.0 {
-                        return Err(unsupported(format!(
-                            "frames at positions off the tile grid (frame {} at {}, {})",
-                            frame + 1,
-                            format_short(x),
-                            format_short(y)
-                        )));
-                    }
-                    if cx < 0.0 || ry < 0.0 || cx >= across as f64 || ry >= shape.tiles_down() as f64 {
+                    // Positions are 1-based pixels of the total pixel matrix.
+                    let inside = |v: f64, size: u64| v.fract() == 0.0 && v >= 1.0 && v <= size as f64;
+                    if !inside(x, shape.width) || !inside(y, shape.height) {
                         return Err(corrupt(format!(
                             "frame {} at ({}, {}) lies outside the {}x{} image",
                             frame + 1,
@@ -195,9 +192,7 @@ impl DicomImage {
                             shape.height
                         )));
                     }
-                    sparse_tiles
-                        .entry(ry as u64 * across + cx as u64)
-                        .or_insert((i as u32, frame as u32));
+                    positioned.push(((x as i64 - 1, y as i64 - 1), (i as u32, frame as u32)));
                 }
             } else {
                 // TILED_FULL: frames in row-major tile order from this part's offset; frames
@@ -212,17 +207,39 @@ impl DicomImage {
         let sparse = parts
             .iter()
             .any(|p| p.dcm.string(tags::DIMENSION_ORGANIZATION_TYPE).as_deref() == Some("TILED_SPARSE"));
-        let covered = covered_tiles(&full) + sparse_tiles.len() as u64;
+        let covered = covered_tiles(&full);
         if !sparse && covered < tiles_total {
             return Err(corrupt(format!(
                 "frames for {covered} of the {tiles_total} tiles of a TILED_FULL image"
             )));
         }
+        let (tw, th) = (shape.tile_width as i64, shape.tile_height as i64);
+        let on_grid = positioned.iter().all(|&((x, y), _)| x % tw == 0 && y % th == 0);
+        let (mut on_grid_frames, mut placed) = (HashMap::new(), None);
+        if on_grid {
+            for ((x, y), at) in positioned {
+                on_grid_frames
+                    .entry((y / th) as u64 * across + (x / tw) as u64)
+                    .or_insert(at);
+            }
+        } else {
+            // Frames off the grid: every frame of the image at its own place, the TILED_FULL
+            // parts' after the positioned ones (which win where both cover a tile).
+            for &(first, count, i) in &full {
+                positioned.extend((first..first + count).map(|tile| {
+                    let corner = ((tile % across) as i64 * tw, (tile / across) as i64 * th);
+                    (corner, (i, (tile - first) as u32))
+                }));
+            }
+            full.clear();
+            placed = Some(TileMap::new(shape.tile_width, shape.tile_height, positioned));
+        }
         Ok(DicomImage {
             shape,
             instances,
             full,
-            sparse: sparse_tiles,
+            sparse: on_grid_frames,
+            placed,
         })
     }
 
@@ -294,6 +311,10 @@ impl DicomImage {
 
     /// The instance and frame of tile (`col`, `row`): the first part that covers it.
     fn locate(&self, col: u64, row: u64) -> Option<(&Instance, usize)> {
+        if let Some(map) = &self.placed {
+            let &(i, frame) = map.get(col)?;
+            return Some((&self.instances[i as usize], frame as usize));
+        }
         let tile = row * self.shape.tiles_across() + col;
         let (i, frame) = match self.sparse.get(&tile) {
             Some(&(i, frame)) => (i, frame as u64),
@@ -518,6 +539,17 @@ fn frame_colour(stream: &[u8], ycbcr_tag: bool) -> JpegColour {
 impl TileGrid for DicomImage {
     fn shape(&self) -> GridShape {
         self.shape
+    }
+
+    fn tiles_in(&self, x0: i64, y0: i64, x1: i64, y1: i64) -> Vec<PlacedTile> {
+        match &self.placed {
+            Some(map) => map.tiles_in(x0, y0, x1, y1),
+            None => grid_cells(self.shape, x0, y0, x1, y1),
+        }
+    }
+
+    fn overlaps(&self) -> bool {
+        self.placed.is_some()
     }
 
     fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>> {

@@ -64,12 +64,54 @@ pub(crate) fn for_device(stream: Vec<u8>, shape: GridShape) -> Result<StoredTile
     })
 }
 
+/// A tile as a grid names it (`col`, `row`), with the grid pixel its top-left corner lands on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlacedTile {
+    pub col: u64,
+    pub row: u64,
+    pub x: i64,
+    pub y: i64,
+}
+
+/// The cells of a plain grid touching pixels `x0..x1` × `y0..y1` (non-empty, inside it), row
+/// by row ([`TileGrid::tiles_in`]'s default).
+pub(crate) fn grid_cells(shape: GridShape, x0: i64, y0: i64, x1: i64, y1: i64) -> Vec<PlacedTile> {
+    let (tw, th) = (shape.tile_width as i64, shape.tile_height as i64);
+    let mut tiles = Vec::new();
+    for row in y0 / th..=(y1 - 1) / th {
+        for col in x0 / tw..=(x1 - 1) / tw {
+            tiles.push(PlacedTile {
+                col: col as u64,
+                row: row as u64,
+                x: col * tw,
+                y: row * th,
+            });
+        }
+    }
+    tiles
+}
+
 pub(crate) trait TileGrid: Send + Sync {
     fn shape(&self) -> GridShape;
 
-    /// Decodes tile (`col`, `row`) to RGBA; `None` for a tile the file leaves out (drawn
-    /// transparent). A tile may be smaller than the tile size at the right and bottom edges.
+    /// Decodes tile (`col`, `row`), as [`TileGrid::tiles_in`] names it, to RGBA; `None` for a
+    /// tile the file leaves out (drawn transparent). A tile may be smaller than the tile size
+    /// at the right and bottom edges.
     fn decode_tile(&self, col: u64, row: u64) -> Result<Option<Tile>>;
+
+    /// The tiles touching pixels `x0..x1` × `y0..y1` (a non-empty part of the grid), each with
+    /// its corner; where tiles overlap ([`TileGrid::overlaps`]) the one listed first shows. A
+    /// plain grid's are its cells, row by row, tile (`col`, `row`) at (`col` · tile width,
+    /// `row` · tile height).
+    fn tiles_in(&self, x0: i64, y0: i64, x1: i64, y1: i64) -> Vec<PlacedTile> {
+        grid_cells(self.shape(), x0, y0, x1, y1)
+    }
+
+    /// Whether tiles may overlap, so that which one shows depends on [`TileGrid::tiles_in`]'s
+    /// order (tiles placed at their own positions: [`super::tilemap::TileMap`]).
+    fn overlaps(&self) -> bool {
+        false
+    }
 
     /// Whether every tile is stored as a baseline YCbCr JPEG stream of the full tile size,
     /// which any JPEG decoder (the GPU's) turns into the tile's RGB with no help from us.

@@ -20,9 +20,11 @@ mod region;
 pub(crate) mod resample;
 mod tiff_image;
 mod tifflike;
+mod tilemap;
 pub mod writer;
 
 pub use error::{SlideError, SlideErrorKind};
+pub use grid::PlacedTile;
 pub use properties::format_double;
 
 use crate::slide::mpp::PLAUSIBLE_MPP;
@@ -102,7 +104,19 @@ impl JpegLevel<'_> {
         self.level.pixel_at(x, y)
     }
 
-    /// Stored tile (`col`, `row`), as a complete JPEG stream where it is one. A stream is
+    /// The stored tiles touching level pixels `x0..x1` × `y0..y1` (the part inside the level),
+    /// each with its corner; where they overlap, the first listed shows.
+    pub fn tiles_in(&self, x0: i64, y0: i64, x1: i64, y1: i64) -> Vec<PlacedTile> {
+        let (x0, y0) = (x0.max(0), y0.max(0));
+        let (x1, y1) = (x1.min(self.level.width as i64), y1.min(self.level.height as i64));
+        if x0 >= x1 || y0 >= y1 {
+            return Vec::new();
+        }
+        self.level.grid.tiles_in(x0, y0, x1, y1)
+    }
+
+    /// Stored tile (`col`, `row`), as [`JpegLevel::tiles_in`] names it, as a complete JPEG
+    /// stream where it is one. A stream is
     /// checked whole (its restart markers and EOI present) and no larger than a tile before it
     /// is returned, as for the CPU's decoder.
     pub fn stream(&self, col: u64, row: u64) -> Result<StoredTile, SlideError> {

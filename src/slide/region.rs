@@ -6,10 +6,9 @@
 use super::cache::TileCache;
 use super::codec::Tile;
 use super::error::{Result, SlideErrorKind};
-use super::grid::TileGrid;
+use super::grid::{PlacedTile, TileGrid};
 use super::resample::halve_rgba_into;
 use rayon::prelude::*;
-use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
 /// Which image of a slide a grid is: a pyramid level (whose tiles the cache keeps) or an
@@ -49,7 +48,6 @@ pub(crate) fn read_region(
 ) -> Result<Vec<u8>> {
     let mut out = vec![0u8; width as usize * height as usize * 4];
     let s = grid.shape();
-    let (tw, th) = (s.tile_width as i64, s.tile_height as i64);
     // The part of the request inside the grid, in grid pixels (saturating: a corner near
     // i64::MAX reads nothing rather than wrapping).
     let x0 = x.max(0);
@@ -59,22 +57,19 @@ pub(crate) fn read_region(
     if x0 >= x1 || y0 >= y1 {
         return Ok(out);
     }
-    let cols = (x0 / tw) as u64..=((x1 - 1) / tw) as u64;
-    let rows = (y0 / th) as u64..=((y1 - 1) / th) as u64;
-    for_each_tile(grid, cache, image, cols, rows, &mut out, |out, c, r, tile| {
+    let tiles = grid.tiles_in(x0, y0, x1, y1);
+    for_each_tile(grid, cache, image, &tiles, &mut out, |out, p, tile| {
         // Intersection of this tile (clipped to its decoded size) with the request.
-        let tx = c as i64 * tw;
-        let ty = r as i64 * th;
-        let ix0 = x0.max(tx);
-        let iy0 = y0.max(ty);
-        let ix1 = x1.min(tx + tile.width as i64);
-        let iy1 = y1.min(ty + tile.height as i64);
+        let ix0 = x0.max(p.x);
+        let iy0 = y0.max(p.y);
+        let ix1 = x1.min(p.x + tile.width as i64);
+        let iy1 = y1.min(p.y + tile.height as i64);
         if ix0 >= ix1 || iy0 >= iy1 {
             return;
         }
         let n = (ix1 - ix0) as usize * 4;
         for py in iy0..iy1 {
-            let src = ((py - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4;
+            let src = ((py - p.y) as usize * tile.width as usize + (ix0 - p.x) as usize) * 4;
             let dst = ((py - y) as usize * width as usize + (ix0 - x) as usize) * 4;
             out[dst..dst + n].copy_from_slice(&tile.rgba[src..src + n]);
         }
@@ -102,71 +97,87 @@ pub(crate) fn read_region_halved(
     if x < 0 || y < 0 || x1 > s.width as i64 || y1 > s.height as i64 || width == 0 || height == 0 {
         return Ok(None);
     }
+    // Overlapping tiles are painted in order, by read_region.
+    if grid.overlaps() {
+        return Ok(None);
+    }
     if ![x, y, width as i64, height as i64, tw, th].into_iter().all(even) {
         return Ok(None);
     }
-    let cols = (x / tw) as u64..=((x1 - 1) / tw) as u64;
-    let rows = (y / th) as u64..=((y1 - 1) / th) as u64;
+    let tiles = grid.tiles_in(x, y, x1, y1);
     let out_width = width as usize / 2;
     // A tile the file leaves out stays white, as glass.
     let mut target = (vec![255u8; out_width * (height as usize / 2) * 3], false);
-    for_each_tile(
-        grid,
-        cache,
-        image,
-        cols,
-        rows,
-        &mut target,
-        |(out, odd), c, r, tile| {
-            let (tx, ty) = (c as i64 * tw, r as i64 * th);
-            let (ix0, iy0) = (x.max(tx), y.max(ty));
-            let (ix1, iy1) = (x1.min(tx + tile.width as i64), y1.min(ty + tile.height as i64));
-            if ix1 <= ix0 || iy1 <= iy0 {
-                return;
-            }
-            if !even(ix1 - ix0) || !even(iy1 - iy0) {
-                *odd = true;
-                return;
-            }
-            let src = &tile.rgba[((iy0 - ty) as usize * tile.width as usize + (ix0 - tx) as usize) * 4..];
-            let dst = &mut out[((iy0 - y) as usize / 2 * out_width + (ix0 - x) as usize / 2) * 3..];
-            halve_rgba_into(
-                src,
-                tile.width as usize,
-                (ix1 - ix0) as usize,
-                (iy1 - iy0) as usize,
-                dst,
-                out_width,
-            );
-        },
-    )?;
+    for_each_tile(grid, cache, image, &tiles, &mut target, |(out, odd), p, tile| {
+        let (ix0, iy0) = (x.max(p.x), y.max(p.y));
+        let (ix1, iy1) = (x1.min(p.x + tile.width as i64), y1.min(p.y + tile.height as i64));
+        if ix1 <= ix0 || iy1 <= iy0 {
+            return;
+        }
+        if !even(ix1 - ix0) || !even(iy1 - iy0) {
+            *odd = true;
+            return;
+        }
+        let src = &tile.rgba[((iy0 - p.y) as usize * tile.width as usize + (ix0 - p.x) as usize) * 4..];
+        let dst = &mut out[((iy0 - y) as usize / 2 * out_width + (ix0 - x) as usize / 2) * 3..];
+        halve_rgba_into(
+            src,
+            tile.width as usize,
+            (ix1 - ix0) as usize,
+            (iy1 - iy0) as usize,
+            dst,
+            out_width,
+        );
+    })?;
     let (out, odd) = target;
     Ok((!odd).then_some(out))
 }
 
-/// Decodes the tiles `cols` × `rows` of `grid` in parallel and hands each to `place`, with
-/// `target` to itself, as soon as it is decoded. An error names the tile it came from.
+/// Decodes `tiles` of `grid` in parallel and hands each to `place`, with `target` to itself:
+/// as soon as it is decoded, or, where the grid's tiles overlap, all of them from the last
+/// listed to the first, so the first listed shows. An error names the tile it came from: the
+/// first listed of those that fail, whichever thread met it first.
 fn for_each_tile<T: Send>(
     grid: &dyn TileGrid,
     cache: &TileCache,
     image: Image,
-    cols: RangeInclusive<u64>,
-    rows: RangeInclusive<u64>,
+    tiles: &[PlacedTile],
     target: &mut T,
-    place: impl Fn(&mut T, u64, u64, &Tile) + Sync,
+    place: impl Fn(&mut T, &PlacedTile, &Tile) + Sync,
 ) -> Result<()> {
-    let target = Mutex::new(target);
-    rows.into_par_iter()
-        .flat_map(|r| cols.clone().into_par_iter().map(move |c| (c, r)))
-        .try_for_each(|(c, r)| {
-            let tile = fetch(grid, cache, image, c, r).map_err(|e| image.tile_error(c, r, e))?;
+    let decode = |p: &PlacedTile| {
+        fetch(grid, cache, image, p.col, p.row).map_err(|e| image.tile_error(p.col, p.row, e))
+    };
+    if grid.overlaps() {
+        let decoded: Vec<Option<Arc<Tile>>> = tiles
+            .par_iter()
+            .map(decode)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Result<_>>()?;
+        for (p, tile) in tiles.iter().zip(&decoded).rev() {
             if let Some(tile) = tile {
+                place(target, p, tile);
+            }
+        }
+        return Ok(());
+    }
+    let target = Mutex::new(target);
+    let first_error = tiles
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, p)| match decode(p) {
+            Ok(Some(tile)) => {
                 // Placing is a copy, short beside decoding: one lock for the whole target.
                 let mut target = target.lock().unwrap_or_else(|e| e.into_inner());
-                place(&mut **target, c, r, &tile);
+                place(&mut **target, p, &tile);
+                None
             }
-            Ok(())
+            Ok(None) => None,
+            Err(e) => Some((i, e)),
         })
+        .min_by_key(|(i, _)| *i);
+    first_error.map_or(Ok(()), |(_, e)| Err(e))
 }
 
 fn fetch(
@@ -195,8 +206,93 @@ fn fetch(
 
 #[cfg(test)]
 mod tests {
+    use super::{read_region, read_region_halved, Image};
+    use crate::slide::cache::TileCache;
+    use crate::slide::codec::Tile;
+    use crate::slide::error::Result;
+    use crate::slide::grid::{GridShape, PlacedTile, TileGrid};
     use crate::slide::resample::box_downsample;
+    use crate::slide::tilemap::TileMap;
     use crate::slide::Slide;
+
+    /// 16 × 12 tiles of one colour each (their index), placed anywhere on a 100 × 80 image.
+    struct Placed(TileMap<u8>);
+
+    impl TileGrid for Placed {
+        fn shape(&self) -> GridShape {
+            GridShape {
+                width: 100,
+                height: 80,
+                tile_width: 16,
+                tile_height: 12,
+            }
+        }
+        fn decode_tile(&self, col: u64, _row: u64) -> Result<Option<Tile>> {
+            let v = *self.0.get(col).unwrap();
+            Ok(Some(Tile {
+                width: 16,
+                height: 12,
+                rgba: [v, v, v, 255].repeat(16 * 12),
+            }))
+        }
+        fn tiles_in(&self, x0: i64, y0: i64, x1: i64, y1: i64) -> Vec<PlacedTile> {
+            self.0.tiles_in(x0, y0, x1, y1)
+        }
+        fn overlaps(&self) -> bool {
+            true
+        }
+    }
+
+    /// Overlapping tiles off the grid, at the image's edges and past them, with gaps: every
+    /// pixel of a region is the first tile (in the map's order) holding it, else transparent.
+    #[test]
+    fn overlapping_tiles_show_the_first_in_the_maps_order() {
+        let mut corners = Vec::new();
+        for (i, (x, y)) in [
+            (0, 0),
+            (10, 3),
+            (14, 0),
+            (5, 9),
+            (30, 30),
+            (40, 35),
+            (90, 70),
+            (-6, 20),
+            (50, 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            corners.push(((x, y), i as u8 + 1));
+        }
+        let map = TileMap::new(16, 12, corners.clone());
+        let order: Vec<((i64, i64), u8)> = (0..corners.len() as u64)
+            .map(|i| {
+                let v = *map.get(i).unwrap();
+                (corners.iter().find(|c| c.1 == v).unwrap().0, v)
+            })
+            .collect();
+        let grid = Placed(map);
+        let cache = TileCache::new(1 << 20);
+        for (x, y, w, h) in [(0, 0, 100, 80), (-5, -5, 40, 30), (12, 4, 7, 9), (85, 65, 30, 30)] {
+            let got = read_region(&grid, &cache, Image::Level(0), x, y, w, h).unwrap();
+            for py in 0..h as i64 {
+                for px in 0..w as i64 {
+                    let (ix, iy) = (x + px, y + py);
+                    let inside = (0..100).contains(&ix) && (0..80).contains(&iy);
+                    let want = order
+                        .iter()
+                        .find(|((tx, ty), _)| (*tx..tx + 16).contains(&ix) && (*ty..ty + 12).contains(&iy))
+                        .filter(|_| inside)
+                        .map_or([0; 4], |&(_, v)| [v, v, v, 255]);
+                    let at = ((py * w as i64 + px) * 4) as usize;
+                    assert_eq!(got[at..at + 4], want, "pixel ({ix}, {iy}) of region ({x}, {y})");
+                }
+            }
+        }
+        assert!(read_region_halved(&grid, &cache, Image::Level(0), 0, 0, 32, 24)
+            .unwrap()
+            .is_none());
+    }
 
     /// The one-pass read gives exactly what reading the region, whitening transparent
     /// pixels and box-averaging 2 × 2 give: across tile seams, at a tile corner, and at the

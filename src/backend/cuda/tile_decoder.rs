@@ -93,8 +93,19 @@ impl JpegDecoder {
         let px = batch.tile_px as usize;
         let len = batch.len() * px * px * 3;
         let mut out = self.pool.buffer(len)?;
-        let sources = stream.clone_htod(&batch.sources).map_err(device_err)?;
+        let starts: Vec<i32> = batch.starts.iter().map(|&s| s as i32).collect();
+        let sources: Vec<i32> = batch.placements.iter().map(|p| p.source as i32).collect();
+        let corners: Vec<i64> = batch.placements.iter().flat_map(|p| p.corner).collect();
         let origins: Vec<i64> = batch.origins.iter().flatten().copied().collect();
+        // A batch whose tiles touch no stored tile still hands the kernel valid buffers.
+        let upload = |v: &[i32]| stream.clone_htod(if v.is_empty() { &[0][..] } else { v });
+        let (starts, sources) = (
+            upload(&starts).map_err(device_err)?,
+            upload(&sources).map_err(device_err)?,
+        );
+        let corners = stream
+            .clone_htod(if corners.is_empty() { &[0i64][..] } else { &corners })
+            .map_err(device_err)?;
         let origins = stream.clone_htod(&origins).map_err(device_err)?;
         let values = (batch.len() * px * px) as u64;
         let cfg = LaunchConfig {
@@ -104,18 +115,19 @@ impl JpegDecoder {
         };
         let (tiles, tile_px, factor) = (batch.len() as i32, batch.tile_px as i32, batch.factor as i32);
         let (stored_w, stored_h) = (tw as i32, th as i32);
-        let (span_x, span_y) = (batch.span[0] as i32, batch.span[1] as i32);
         let [level_w, level_h] = batch.level_size;
         let stored = self.stored.as_ref().expect("allocated above");
-        // The table holds span² entries a tile, each −1 or a decoded stored tile; `out` holds
-        // `len` bytes.
+        // `starts` holds tiles + 1 offsets into the placements (`sources`, `corners`), each
+        // source a decoded stored tile; `out` holds `len` bytes.
         launch_on!(
             stream,
             &self.assemble,
             self.assemble_signature,
             cfg,
             stored,
+            &starts,
             &sources,
+            &corners,
             &origins,
             &mut out,
             &tiles,
@@ -123,8 +135,6 @@ impl JpegDecoder {
             &factor,
             &stored_w,
             &stored_h,
-            &span_x,
-            &span_y,
             &level_w,
             &level_h
         )?;
