@@ -75,6 +75,12 @@ fn embeds_every_tissue_tile_of_a_slide_and_a_single_image() {
     assert_eq!(meta["mpp"], "0.5");
     assert_eq!(meta["model"], "vit-s16-cls");
     assert_eq!(meta["model_sha256"].as_str().unwrap().len(), 64);
+    // The tile encoder's own hash, and the slide's identity (for `train --reuse-features`).
+    assert_eq!(meta["tile_encoder_sha256"].as_str().unwrap().len(), 64);
+    assert_ne!(meta["tile_encoder_sha256"], meta["model_sha256"]);
+    let print = flashslide::slide::fingerprint::fingerprint(Path::new(sample)).unwrap();
+    assert_eq!(meta["slide_size"], print.size.to_string().as_str());
+    assert_eq!(meta["slide_head_tail_sha256"], print.head_tail_sha256.as_str());
 
     // One image of the model's input size: one feature vector.
     let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tile64.png");

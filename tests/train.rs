@@ -266,3 +266,120 @@ fn a_head_trains_on_a_frozen_encoder_whose_tokens_are_kept() {
         "{message}"
     );
 }
+
+/// `train --reuse-features`: after `run --features` with the bundled model, a head of one
+/// token a tile on its frozen tile encoder takes every slide's tokens from those files, the
+/// very tokens encoding gives; a copy of the slides (another modification time) or a head
+/// grouping patch tokens encodes instead.
+#[test]
+fn a_head_takes_its_tokens_from_run_features_files() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (samples, encoder) = (root.join("samples"), root.join("models/flashslide-synth-v1"));
+    let (results, copies) = (tmp("reuse-run"), tmp("reuse-copies"));
+    for dir in [&results, &copies] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_flashslide"))
+        .args(["run", "--device", "cpu", "--quiet", "--features"])
+        .args([&samples, Path::new("--out"), &results])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(encoder.join("config.json")).unwrap()).unwrap();
+    config["slide_encoder"]["group_patches"] = serde_json::Value::Null;
+    let pooled = tmp("head-pooled.json");
+    std::fs::write(&pooled, config.to_string()).unwrap();
+    let train = |cohort: &Path, out: &str, config: &Path, reuse: bool| {
+        let out = tmp(out);
+        let _ = std::fs::remove_dir_all(&out);
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flashslide"));
+        c.args(["train", "--device", "cpu", "--slide-steps", "1", "--crops", "1"])
+            .args(["--cohort".as_ref(), cohort, "--out".as_ref(), &out])
+            .args(["--tile-encoder".as_ref(), encoder.as_path()])
+            .args(["--config".as_ref(), config]);
+        if reuse {
+            c.args(["--reuse-features".as_ref(), results.as_path()]);
+        }
+        let o = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        (out, stderr)
+    };
+    let (reused, said) = train(&samples, "reuse-train", &pooled, true);
+    assert!(
+        said.contains("from features files 2 (of 2 found), encoded 0"),
+        "{said}"
+    );
+    let (encoded, said) = train(&samples, "reuse-train-encoded", &pooled, false);
+    assert!(
+        said.contains("from features files 0 (of 0 found), encoded 2"),
+        "{said}"
+    );
+    // The kept tokens of both trainings: the same slides, the same values.
+    let kept = |dir: &Path| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("tokens"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| {
+                let bytes = std::fs::read(f).unwrap();
+                let t = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+                let floats = |name: &str| -> Vec<f32> {
+                    let data = t.tensor(name).unwrap().data().to_vec();
+                    data.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect()
+                };
+                (floats("features"), floats("cells"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (kept(&reused), kept(&encoded));
+    assert_eq!(a.len(), 2);
+    for ((fa, ca), (fb, cb)) in a.iter().zip(&b) {
+        // The same tiles, perhaps in another order: compare row by row, by cell.
+        let dim = fa.len() / (ca.len() / 2);
+        let rows = |f: &[f32], c: &[f32]| {
+            let mut r: Vec<(Vec<u32>, Vec<f32>)> = c
+                .chunks_exact(2)
+                .zip(f.chunks_exact(dim))
+                .map(|(c, f)| (vec![c[0] as u32, c[1] as u32], f.to_vec()))
+                .collect();
+            r.sort_by(|x, y| x.0.cmp(&y.0));
+            r
+        };
+        for ((cell_a, row_a), (cell_b, row_b)) in rows(fa, ca).iter().zip(&rows(fb, cb)) {
+            assert_eq!(cell_a, cell_b);
+            for (x, y) in row_a.iter().zip(row_b) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{cell_a:?}: {x} vs {y}");
+            }
+        }
+    }
+
+    // Copies of the slides are other files (their times): encoded, not taken.
+    std::fs::create_dir_all(&copies).unwrap();
+    for e in std::fs::read_dir(&samples).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, copies.join(p.file_name().unwrap())).unwrap();
+    }
+    let (_, said) = train(&copies, "reuse-train-copies", &pooled, true);
+    assert!(
+        said.contains("from features files 0 (of 2 found), encoded 2"),
+        "{said}"
+    );
+    // A head grouping patch tokens cannot take pooled features.
+    let (_, said) = train(
+        &samples,
+        "reuse-train-grouped",
+        &encoder.join("config.json"),
+        true,
+    );
+    assert!(
+        said.contains("from features files 0 (of 2 found), encoded 2"),
+        "{said}"
+    );
+}

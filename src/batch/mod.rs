@@ -203,6 +203,7 @@ pub fn run_batch<B: Backend>(
     use std::sync::mpsc::sync_channel;
     type Step<T> = (usize, Clock, Result<T, NotDone>);
     let (config, hash) = (&model.config, model.hash.as_str());
+    let tile_encoder_hash = model.tile_encoder_hash.as_str();
     std::thread::scope(|scope| {
         // Rendezvous channels: one slide planned ahead, one handed to the writer.
         let (prepared_tx, prepared_rx) = sync_channel::<Step<Prepared>>(0);
@@ -221,7 +222,9 @@ pub fn run_batch<B: Backend>(
             for (index, clock, analysed) in analysed_rx {
                 let (job, clock) = (&jobs[index], clock.taken());
                 let written = analysed.and_then(|a| {
-                    contained(&job.path, || write_outputs(a, job, config, hash, options, clock))
+                    contained(&job.path, || {
+                        write_outputs(a, job, config, [hash, tile_encoder_hash], options, clock)
+                    })
                 });
                 let (outcome, time) = match written {
                     Ok(()) => (
@@ -443,7 +446,7 @@ fn write_outputs(
     analysed: Analysed,
     job: &SlideJob,
     config: &ModelConfig,
-    hash: &str,
+    [hash, tile_encoder_hash]: [&str; 2],
     options: &BatchOptions,
     clock: Clock,
 ) -> Result<(), NotDone> {
@@ -461,6 +464,7 @@ fn write_outputs(
         model: ModelRecord {
             name: &config.name,
             sha256: hash,
+            tile_encoder_sha256: tile_encoder_hash,
             notice: config.notice.as_deref(),
             mpp: config.mpp,
         },

@@ -7,6 +7,7 @@ use flashslide::backend::{Backend, Selected};
 use flashslide::export::features::{
     metadata, write_features, write_features_h5, Provenance, TileGeometry, HDF5,
 };
+use flashslide::slide::fingerprint::fingerprint;
 use flashslide::slide::{Slide, SlideErrorKind};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -65,12 +66,15 @@ fn run_on<B: Backend>(args: EmbedArgs, backend: &B) -> Result<ExitCode> {
         super::model_choice::say_notice(&model);
     }
     let (device, input) = (backend.describe(), args.input.display().to_string());
+    let print = fingerprint(&args.input).with_context(|| args.input.display().to_string())?;
     let provenance = |mpp_source| Provenance {
         model: &model.config.name,
         model_sha256: &model.hash,
+        tile_encoder_sha256: &model.tile_encoder_hash,
         model_mpp: model.config.mpp,
         device: &device,
         slide: &input,
+        fingerprint: &print,
         mpp_source,
     };
     let slide = match Slide::open(&args.input) {

@@ -3,12 +3,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::config::ModelConfig;
-use flashslide::model::file_sha256;
-use flashslide::model::weights::read_safetensors;
+use flashslide::model::tile_encoder_names;
 use flashslide::model::weights::HostTensor;
+use flashslide::model::weights::{file_tensors_sha256, read_safetensors};
 use flashslide::train::data::{load_cohort, Cohort};
+use flashslide::train::feature_reuse::FeatureFiles;
 use flashslide::train::slide_stage::{
-    cohort_tokens, frozen_encoder, token_model, train_slide_encoder, SlideTokens,
+    cohort_tokens, frozen_encoder, token_model, train_slide_encoder, SlideTokens, TokenSource,
 };
 use flashslide::train::token_cache::{TokenCache, TokenRecipe};
 use flashslide::train::whole_image::{slide_image, train_whole_image, whole_image_config, whole_image_mpp};
@@ -80,6 +81,12 @@ pub struct TrainArgs {
     /// encoder's weights and the new head
     #[arg(long, value_name = "DIR", conflicts_with = "tile_stage")]
     tile_encoder: Option<PathBuf>,
+    /// Stage 2: take a slide's tokens from a features file that `run --features` (OUT of a
+    /// run) or `embed` (a folder of its outputs) wrote into DIR, where it is this slide's as
+    /// it is now, made by the same tile encoder at the same resolution over the same tiles,
+    /// and the head takes one token a tile (no group_patches); other slides are encoded
+    #[arg(long, value_name = "DIR", num_args = 1..)]
+    reuse_features: Vec<PathBuf>,
     /// Where stage 2's tokens are computed (training itself runs on the CPU); default: auto
     /// with --tile-encoder, else the CPU (a stage-1 encoder's tokens then the same on every
     /// machine)
@@ -159,8 +166,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
             if args.slide_steps == 0 {
                 return Ok(ExitCode::SUCCESS);
             }
-            let sha256 =
-                file_sha256(&checkpoint).with_context(|| format!("cannot read {}", checkpoint.display()))?;
+            let sha256 = file_tensors_sha256(&checkpoint, &tile_encoder_names(&options.config))?;
             (read_safetensors(&checkpoint)?, checkpoint, sha256)
         }
     };
@@ -180,17 +186,25 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         Some(_) => DeviceChoice::Auto,
         None => DeviceChoice::Cpu,
     };
+    let reuse = FeatureFiles::find(&args.reuse_features).context("--reuse-features")?;
+    let sources = (&cache, &reuse);
     let (train, validation) = match device::open(args.device.unwrap_or(default), args.quiet)? {
-        Selected::Cpu(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, &cache)?,
-        Selected::Cuda(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, &cache)?,
+        Selected::Cpu(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, sources)?,
+        Selected::Cuda(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, sources)?,
     };
-    let count =
-        |s: &[flashslide::train::slide_stage::SlideTokens]| s.iter().map(|t| t.labels.len()).sum::<usize>();
+    let count = |s: &[SlideTokens]| s.iter().map(|t| t.labels.len()).sum::<usize>();
     if !args.quiet {
+        let all = || train.iter().chain(&validation);
+        let from = |f: fn(&TokenSource) -> bool| all().filter(|t| f(&t.from)).count();
         eprintln!(
-            "stage 2 (slide encoder): {} training tokens, {} validation tokens",
+            "stage 2 (slide encoder): {} training tokens, {} validation tokens; slides' tokens \
+             kept from before {}, from features files {} (of {} found), encoded {}",
             count(&train),
-            count(&validation)
+            count(&validation),
+            from(|f| *f == TokenSource::Kept),
+            from(|f| matches!(f, TokenSource::FeaturesFile(_))),
+            reuse.len(),
+            from(|f| *f == TokenSource::Encoded),
         );
     }
     let bar = progress_bar(args.slide_steps, args.quiet)?;
@@ -212,19 +226,20 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     write_log(&args, &checkpoints, "train_log_slide.json", "stage 2, ")
 }
 
-/// The training and validation slides' tokens through the tile encoder on `backend`.
+/// The training and validation slides' tokens through the tile encoder on `backend` (or
+/// from the kept tokens and features files).
 fn both_tokens<B: Backend>(
     backend: &B,
     options: &TrainOptions,
     tile_host: &HashMap<String, HostTensor>,
     source: &Path,
     cohort: &Cohort,
-    cache: &TokenCache,
+    (cache, reuse): (&TokenCache, &FeatureFiles),
 ) -> Result<(Vec<SlideTokens>, Vec<SlideTokens>)> {
     let model = token_model(backend, &options.config, tile_host, source)?;
     Ok((
-        cohort_tokens(&cohort.train_paths, &model, cache)?,
-        cohort_tokens(&cohort.validation_paths, &model, cache)?,
+        cohort_tokens(&cohort.train_paths, &model, cache, reuse)?,
+        cohort_tokens(&cohort.validation_paths, &model, cache, reuse)?,
     ))
 }
 

@@ -34,6 +34,8 @@ pub enum ExportError {
 pub struct ModelRecord<'a> {
     pub name: &'a str,
     pub sha256: &'a str,
+    /// Of the tile encoder's tensors alone (`Model::tile_encoder_hash`).
+    pub tile_encoder_sha256: &'a str,
     /// The model's notice (the bundled models: trained on synthetic slides only).
     pub notice: Option<&'a str>,
     /// Microns per pixel of the model's input.
@@ -102,9 +104,11 @@ pub fn write_slide_outputs(
         &features::Provenance {
             model: model.name,
             model_sha256: model.sha256,
+            tile_encoder_sha256: model.tile_encoder_sha256,
             model_mpp: model.mpp,
             device: &device,
             slide: &slide_name,
+            fingerprint: &fingerprint,
             mpp_source: &mpp_source,
         },
         geometry,

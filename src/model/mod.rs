@@ -58,6 +58,9 @@ pub struct Model<B: Backend> {
     pub slide_encoder: Option<SlideEncoder<B>>,
     /// SHA-256 of model.safetensors, hex: names exactly which weights made a result.
     pub hash: String,
+    /// SHA-256 of the tile encoder's tensors alone ([`weights::tensors_sha256`]): the same
+    /// for every model sharing the encoder, so their tile features are the same features.
+    pub tile_encoder_hash: String,
 }
 
 impl<B: Backend> Model<B> {
@@ -74,8 +77,9 @@ impl<B: Backend> Model<B> {
         let file_bytes = std::fs::metadata(&weights_path).map_err(io(&weights_path))?.len();
         check_size(&config, &config_path, file_bytes, &weights_path)?;
         let hash = file_sha256(&weights_path).map_err(io(&weights_path))?;
+        let tile_encoder_hash = weights::file_tensors_sha256(&weights_path, &tile_encoder_names(&config))?;
         let host = weights::read_safetensors(&weights_path)?;
-        Self::assemble(config, &host, hash, &weights_path, backend)
+        Self::assemble(config, &host, [hash, tile_encoder_hash], &weights_path, backend)
     }
 
     /// A model held in memory (one built into the binary): its config.json text and its
@@ -90,10 +94,12 @@ impl<B: Backend> Model<B> {
         let config = parse_config(config_json, &config_path)?;
         check_size(&config, &config_path, weights.len() as u64, &weights_path)?;
         let host = weights::parse_safetensors(weights, &weights_path)?;
+        let tile_encoder_hash =
+            weights::tensors_sha256(weights, &tile_encoder_names(&config), &weights_path)?;
         Self::assemble(
             config,
             &host,
-            hex(Sha256::new_with_prefix(weights)),
+            [hex(Sha256::new_with_prefix(weights)), tile_encoder_hash],
             &weights_path,
             backend,
         )
@@ -102,7 +108,7 @@ impl<B: Backend> Model<B> {
     fn assemble(
         config: ModelConfig,
         host: &HashMap<String, weights::HostTensor>,
-        hash: String,
+        [hash, tile_encoder_hash]: [String; 2],
         source: &Path,
         backend: &B,
     ) -> Result<Model<B>, ModelError> {
@@ -116,8 +122,17 @@ impl<B: Backend> Model<B> {
             tile_encoder,
             slide_encoder,
             hash,
+            tile_encoder_hash,
         })
     }
+}
+
+/// The names of a configuration's tile-encoder tensors.
+pub fn tile_encoder_names(config: &ModelConfig) -> Vec<String> {
+    tile_encoder::expected_shapes(config)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// A model's config.json text, parsed and validated; `path` names it in errors.

@@ -41,6 +41,43 @@ pub fn parse_safetensors(bytes: &[u8], source: &Path) -> Result<HashMap<String, 
     host_tensors(names, |name| file.load(name, &Device::Cpu), source)
 }
 
+/// SHA-256 (hex) of the tensors `names` of a safetensors file's `bytes`, as stored: for each,
+/// in name order, its name, dtype, shape and data (a name absent from the file is skipped).
+/// It names a tile encoder's weights whatever else the file holds (a slide head, another
+/// head), so features made by two models that share the encoder are known to be the same
+/// features. `source` names the file in errors.
+pub fn tensors_sha256(bytes: &[u8], names: &[String], source: &Path) -> Result<String, ModelError> {
+    use sha2::{Digest, Sha256};
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| ModelError::Weights {
+        path: source.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    let mut hasher = Sha256::new();
+    for name in sorted {
+        let Ok(t) = file.tensor(name) else { continue };
+        let shape: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+        hasher.update(format!("{name}\0{:?}\0{}\0", t.dtype(), shape.join(",")).as_bytes());
+        hasher.update((t.data().len() as u64).to_le_bytes());
+        hasher.update(t.data());
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// [`tensors_sha256`] of the safetensors file at `path` (memory-mapped).
+pub fn file_tensors_sha256(path: &Path, names: &[String]) -> Result<String, ModelError> {
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: mapped read-only; as in read_safetensors, flashslide never writes a model file
+    // while reading it.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    tensors_sha256(&map, names, path)
+}
+
 /// The tensors `load` gives for `names`, as f32 on the host, each checked to be finite.
 fn host_tensors(
     names: Vec<String>,

@@ -9,12 +9,27 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub size: u64,
     /// Seconds and nanoseconds since the epoch.
     pub modified: (u64, u32),
     pub head_tail_sha256: String,
+}
+
+impl Fingerprint {
+    /// As text under fixed names, for files that record which slide they were made from
+    /// (features files, kept training tokens).
+    pub fn as_text(&self) -> [(&'static str, String); 3] {
+        [
+            ("slide_size", self.size.to_string()),
+            (
+                "slide_modified",
+                format!("{}.{:09}", self.modified.0, self.modified.1),
+            ),
+            ("slide_head_tail_sha256", self.head_tail_sha256.clone()),
+        ]
+    }
 }
 
 const MIB: u64 = 1 << 20;

@@ -9,6 +9,7 @@
 
 pub mod data;
 mod error;
+pub mod feature_reuse;
 pub mod slide_stage;
 pub mod token_cache;
 pub mod whole_image;

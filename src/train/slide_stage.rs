@@ -6,6 +6,7 @@
 //! current weights over whole held-out slides, as `run` will.
 
 use super::data::{open_annotated, AnnotatedSlide};
+use super::feature_reuse::FeatureFiles;
 use super::token_cache::{self, TokenCache, Tokens};
 use super::{
     save_safetensors, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint,
@@ -20,6 +21,7 @@ use crate::model::slide_encoder::SlideEncoder;
 use crate::model::tile_encoder::TileEncoder;
 use crate::model::weights::HostTensor;
 use crate::model::Model;
+use crate::slide::fingerprint::fingerprint;
 use crate::util::rng::Rng;
 use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
@@ -30,14 +32,28 @@ pub struct SlideTokens {
     pub features: Vec<f32>,
     pub cells: Vec<[f32; 2]>,
     pub labels: Vec<f32>,
+    pub from: TokenSource,
+}
+
+/// Where a slide's tokens came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Kept by an earlier training ([`TokenCache`]).
+    Kept,
+    /// A features file `run --features` or `embed` wrote ([`FeatureFiles`]).
+    FeaturesFile(std::path::PathBuf),
+    /// Every tissue tile encoded now.
+    Encoded,
 }
 
 /// The slide at `path`'s stage-2 tokens, labelled from its annotations: taken from `cache`
-/// where it holds them, else made by encoding every tissue tile (and kept there).
+/// where it holds them, else from a features file of `reuse` that holds them, else made by
+/// encoding every tissue tile; kept in `cache` when not taken from there.
 pub fn slide_tokens<B: Backend>(
     path: &Path,
     model: &Model<B>,
     cache: Option<&TokenCache>,
+    reuse: &FeatureFiles,
 ) -> Result<SlideTokens, TrainError> {
     let c = &model.config;
     let slide_encoder = model.slide_encoder.as_ref().expect("built with a slide encoder");
@@ -49,17 +65,25 @@ pub fn slide_tokens<B: Backend>(
         .group_patches
         .map_or(1, |k| c.patches_per_side() / k);
     let token = plan.tile_level0 / per_side as f64;
-    let tokens = match cache.and_then(|cache| cache.read(path)) {
-        Some(kept) => kept,
+    let dim = slide_encoder.config.input_dim;
+    let from_file = || -> Option<(Tokens, TokenSource)> {
+        let recipe = &cache?.recipe;
+        let print = fingerprint(path).ok()?;
+        let (tokens, file) = reuse.tokens(&print, &plan, recipe, dim)?;
+        Some((tokens, TokenSource::FeaturesFile(file.to_path_buf())))
+    };
+    let (tokens, from) = match cache.and_then(|cache| cache.read(path)) {
+        Some(kept) => (kept, TokenSource::Kept),
         None => {
-            let made = encode_tokens(path, &slide, &plan, model)?;
+            let (made, from) = match from_file() {
+                Some(found) => found,
+                None => (encode_tokens(path, &slide, &plan, model)?, TokenSource::Encoded),
+            };
             if let Some(cache) = cache {
                 let file = token_cache::cache_file(&cache.dir, path);
-                cache
-                    .write(path, &made, slide_encoder.config.input_dim)
-                    .map_err(TrainError::write(&file))?;
+                cache.write(path, &made, dim).map_err(TrainError::write(&file))?;
             }
-            made
+            (made, from)
         }
     };
     let labels = tokens
@@ -79,6 +103,7 @@ pub fn slide_tokens<B: Backend>(
         features: tokens.features,
         cells: tokens.cells,
         labels,
+        from,
     })
 }
 
@@ -277,19 +302,21 @@ pub fn token_model<B: Backend>(
         tile_encoder: TileEncoder::new(backend, config.clone(), tile_host, source)?,
         slide_encoder: Some(SlideEncoder::random(backend, slide_config)?),
         hash: String::new(),
+        tile_encoder_hash: String::new(),
     })
 }
 
 /// The labelled tokens of every slide in `paths` through `model` (kept in, or taken from,
-/// `cache`).
+/// `cache`, or from `reuse`'s features files).
 pub fn cohort_tokens<B: Backend>(
     paths: &[std::path::PathBuf],
     model: &Model<B>,
     cache: &TokenCache,
+    reuse: &FeatureFiles,
 ) -> Result<Vec<SlideTokens>, TrainError> {
     paths
         .iter()
-        .map(|p| slide_tokens(p, model, Some(cache)))
+        .map(|p| slide_tokens(p, model, Some(cache), reuse))
         .collect()
 }
 
@@ -322,15 +349,10 @@ pub fn frozen_encoder(
         })?;
     let weights = dir.join("model.safetensors");
     let mut host = crate::model::weights::read_safetensors(&weights)?;
-    let own: std::collections::HashSet<String> = crate::model::tile_encoder::expected_shapes(&config)
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
+    let names = crate::model::tile_encoder_names(&config);
+    let own: std::collections::HashSet<&String> = names.iter().collect();
     host.retain(|name, _| own.contains(name));
-    let sha256 = crate::model::file_sha256(&weights).map_err(|source| crate::model::ModelError::Io {
-        path: weights.clone(),
-        source,
-    })?;
+    let sha256 = crate::model::weights::file_tensors_sha256(&weights, &names)?;
     Ok(FrozenEncoder {
         config,
         host,
@@ -344,5 +366,6 @@ pub struct FrozenEncoder {
     pub config: crate::model::config::ModelConfig,
     pub host: HashMap<String, HostTensor>,
     pub weights: std::path::PathBuf,
+    /// SHA-256 of its tensors ([`crate::model::weights::tensors_sha256`]).
     pub sha256: String,
 }

@@ -52,14 +52,12 @@ pub fn cache_file(dir: &Path, slide: &Path) -> PathBuf {
 
 /// The key a cache file records: the slide's fingerprint and the recipe, as strings.
 fn key(slide: &Path, recipe: &TokenRecipe) -> std::io::Result<HashMap<String, String>> {
-    let print = fingerprint(slide)?;
-    Ok(HashMap::from([
-        ("slide_size".into(), print.size.to_string()),
-        (
-            "slide_modified".into(),
-            format!("{}.{:09}", print.modified.0, print.modified.1),
-        ),
-        ("slide_head_tail_sha256".into(), print.head_tail_sha256),
+    let mut key: HashMap<String, String> = fingerprint(slide)?
+        .as_text()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    key.extend([
         ("encoder_sha256".into(), recipe.encoder_sha256.clone()),
         ("mpp".into(), recipe.mpp.to_string()),
         ("tile_px".into(), recipe.tile_px.to_string()),
@@ -67,7 +65,8 @@ fn key(slide: &Path, recipe: &TokenRecipe) -> std::io::Result<HashMap<String, St
             "group_patches".into(),
             recipe.group_patches.map_or("none".into(), |k| k.to_string()),
         ),
-    ]))
+    ]);
+    Ok(key)
 }
 
 impl TokenCache {

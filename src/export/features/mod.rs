@@ -3,6 +3,7 @@
 //! pixels), with string metadata (tile size in level-0 pixels, MPP, model name and hash).
 //! Written under a temporary name and renamed, so a file that exists is complete.
 
+use crate::slide::fingerprint::Fingerprint;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -97,15 +98,21 @@ impl std::fmt::Display for Attribute {
 pub struct Provenance<'a> {
     pub model: &'a str,
     pub model_sha256: &'a str,
+    /// Of the tile encoder's tensors alone: equal for every model sharing the encoder.
+    pub tile_encoder_sha256: &'a str,
     /// The model's input resolution, µm per pixel.
     pub model_mpp: f64,
     pub device: &'a str,
     pub slide: &'a str,
+    /// The slide file's identity, so the features can be known to be its own later
+    /// (`train --reuse-features`).
+    pub fingerprint: &'a Fingerprint,
     /// Where the slide's MPP came from (a property's name, `--mpp`, `--mpp-csv`).
     pub mpp_source: &'a str,
 }
 
-/// The metadata of a features file, as text: the provenance, the slide's MPP, the exact
+/// The metadata of a features file, as text: the provenance (the slide's fingerprint under
+/// `slide_size`, `slide_modified`, `slide_head_tail_sha256`), the slide's MPP, the exact
 /// tile size in level-0 pixels (`tile_size_level0`) and the grid's Trident attributes.
 pub fn metadata(provenance: &Provenance, geometry: TileGeometry) -> BTreeMap<String, String> {
     let mut m = BTreeMap::from([
@@ -115,6 +122,10 @@ pub fn metadata(provenance: &Provenance, geometry: TileGeometry) -> BTreeMap<Str
         ),
         ("model".to_string(), provenance.model.to_string()),
         ("model_sha256".to_string(), provenance.model_sha256.to_string()),
+        (
+            "tile_encoder_sha256".to_string(),
+            provenance.tile_encoder_sha256.to_string(),
+        ),
         ("model_mpp".to_string(), provenance.model_mpp.to_string()),
         ("device".to_string(), provenance.device.to_string()),
         ("slide".to_string(), provenance.slide.to_string()),
@@ -122,6 +133,9 @@ pub fn metadata(provenance: &Provenance, geometry: TileGeometry) -> BTreeMap<Str
         ("mpp_source".to_string(), provenance.mpp_source.to_string()),
         ("tile_size_level0".to_string(), geometry.tile_level0.to_string()),
     ]);
+    for (name, value) in provenance.fingerprint.as_text() {
+        m.insert(name.to_string(), value);
+    }
     for (name, value) in geometry.trident_attributes() {
         m.insert(name.to_string(), value.to_string());
     }
