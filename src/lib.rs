@@ -15,6 +15,7 @@ pub mod bench;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod serve;
 pub mod slide;
 pub mod synth;
 pub mod train;

@@ -56,6 +56,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "eval::EvalError",
         ],
     ),
+    // The viewer serves a run's outputs: their schema and colours, and the slides they name.
+    (
+        "serve",
+        &[
+            "export::summary",
+            "export::colormap",
+            "export::heatmap",
+            "slide",
+            "util",
+        ],
+    ),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

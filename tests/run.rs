@@ -376,18 +376,7 @@ fn a_region_of_interest_restricts_the_analysis_to_its_polygons() {
 /// FLASHSLIDE_REQUIRE_CHROMIUM): every heatmap loads, and a screenshot shows them.
 #[test]
 fn the_index_page_loads_every_heatmap_in_a_browser() {
-    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("FLASHSLIDE_REQUIRE_CHROMIUM").is_none(),
-            "FLASHSLIDE_REQUIRE_CHROMIUM is set but chromium is not installed"
-        );
-        eprintln!("SKIPPED the_index_page_loads_every_heatmap_in_a_browser: chromium is not installed");
+    let Some(chromium) = common::chromium("the_index_page_loads_every_heatmap_in_a_browser") else {
         return;
     };
     let out = tmp("run-index");

@@ -10,6 +10,7 @@ mod model_choice;
 mod region;
 mod run;
 mod selftest;
+mod serve;
 mod synth;
 mod train;
 mod values;
@@ -50,6 +51,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check the GPU backend against the CPU reference on random inputs
     Selftest(selftest::SelftestArgs),
+    /// Serve a run's outputs: index.html, and each slide zoomable with its heatmap, regions and detections
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -64,5 +67,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Selftest(a) => selftest::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 /// Opacity of the probability colours over the tissue: from 0.15 at 0 (the tissue stays
 /// readable where nothing was found) to 0.75 at 1.
-fn alpha(p: f32) -> f32 {
+pub fn tint_alpha(p: f32) -> f32 {
     0.15 + 0.6 * p.clamp(0.0, 1.0)
 }
 
@@ -147,7 +147,7 @@ pub fn render(thumb: &Thumbnail, grid: &ProbabilityGrid, mask: &TissueMask, thre
                 match probability[i] {
                     _ if edge[i] => dst.copy_from_slice(&OUTLINE),
                     Some(p) if tissue[i] > 0.0 => {
-                        let (c, a) = (viridis(p), alpha(p) * tissue[i]);
+                        let (c, a) = (viridis(p), tint_alpha(p) * tissue[i]);
                         for ((d, &c), &s) in dst.iter_mut().zip(&c).zip(src) {
                             *d = (a * c as f32 + (1.0 - a) * s as f32).round() as u8;
                         }

@@ -85,20 +85,20 @@ pub fn write_index(out: &Path) -> std::io::Result<()> {
         )?;
         writeln!(
             f,
-            "<h1>flashslide results</h1><p>{} slides analysed, {} failed. Heatmaps: tumour probability in viridis (dark blue 0, yellow 1) over the tissue.</p><div class=\"grid\">",
+            "<h1>flashslide results</h1><p>{} slides analysed, {} failed. Heatmaps: tumour probability in viridis (dark blue 0, yellow 1) over the tissue; click one to zoom in (served by <code>flashslide serve</code>).</p><div class=\"grid\">",
             finished.len(),
             failures.len()
         )?;
         for (name, s) in &finished {
             writeln!(
                 f,
-                "<div class=\"card\"><h3>{}</h3><a href=\"{}\"><img src=\"{}\" alt=\"heatmap of {}\"></a><table>\
+                "<div class=\"card\"><h3>{}</h3><a href=\"view/{}\" title=\"zoom in (flashslide serve)\"><img src=\"{}\" alt=\"heatmap of {}\"></a><table>\
                  <tr><td>slide score</td><td>{}</td></tr><tr><td>max probability</td><td>{}</td></tr>\
                  <tr><td>tumour area</td><td>{:.3} mm²</td></tr><tr><td>tumour regions</td><td>{}</td></tr>\
                  <tr><td>tiles / tokens</td><td>{} / {}</td></tr><tr><td>time</td><td>{:.1} s on {}</td></tr>\
                  <tr><td>model</td><td>{}</td></tr></table>{}<p>",
                 escape(name),
-                href(name, "heatmap.png"),
+                href(name, ""),
                 href(name, "heatmap.png"),
                 escape(name),
                 score(s.slide_probability),

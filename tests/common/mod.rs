@@ -235,3 +235,22 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Headless Chromium's command (Debian's `chromium`; CI installs it and sets
+/// FLASHSLIDE_REQUIRE_CHROMIUM), or `None` after a SKIPPED line naming `test`.
+pub fn chromium(test: &str) -> Option<&'static str> {
+    let found = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("FLASHSLIDE_REQUIRE_CHROMIUM").is_none(),
+            "FLASHSLIDE_REQUIRE_CHROMIUM is set but chromium is not installed"
+        );
+        eprintln!("SKIPPED {test}: chromium is not installed");
+    }
+    found
+}
