@@ -6,10 +6,11 @@ seeded random order, by N concurrent clients on loopback, from a cold cache.
 
 Runs, one after the other, on the same machine:
   flashslide   `flashslide serve RUN_OUT` (RUN_OUT: a `flashslide run` of S), tiles at
-               /view/NAME/slide_files/L/C_R.jpeg
-  openslide    openslide-python's DeepZoomGenerator (tile 254, overlap 1, JPEG quality 85,
-               as flashslide) behind http.server's ThreadingHTTPServer with at most 2 tiles
-               rendered at once (a threaded server with 2 workers)
+               /view/NAME/slide_files/L/C_R.jpeg, in the geometry its slide.dzi states
+  openslide    openslide-python's DeepZoomGenerator (JPEG quality 85, as flashslide) behind
+               http.server's ThreadingHTTPServer with at most 2 tiles rendered at once (a
+               threaded server with 2 workers): in flashslide's geometry (the same tiles),
+               then in its own default (254-px tiles, overlap 1)
 Prints tiles/s and the p50/p99 latency of each, as JSON lines. Needs openslide-python.
 """
 
@@ -19,6 +20,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import threading
 import time
@@ -59,8 +61,8 @@ def load(base, tiles, clients, seed):
                 p50_ms=round(1000 * lat[len(lat) // 2], 2), p99_ms=round(1000 * lat[int(len(lat) * 0.99)], 2))
 
 
-def openslide_server(slide_path, port):
-    gen = DeepZoomGenerator(openslide.OpenSlide(slide_path), tile_size=254, overlap=1)
+def openslide_server(slide_path, tile_size, overlap):
+    gen = DeepZoomGenerator(openslide.OpenSlide(slide_path), tile_size=tile_size, overlap=overlap)
     workers = threading.Semaphore(2)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -81,7 +83,7 @@ def openslide_server(slide_path, port):
             self.end_headers()
             self.wfile.write(body)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, gen
 
@@ -95,21 +97,26 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     name = os.path.basename(args.slide)
-    server, gen = openslide_server(args.slide, 0)
-    tiles = tile_list(gen)
-
     proc = subprocess.Popen([args.flashslide, "serve", args.out, "--port", "0"], stdout=subprocess.PIPE, text=True)
     try:
         address = proc.stdout.readline().strip().rsplit(" ", 1)[-1].rstrip("/")
+        with urllib.request.urlopen(f"{address}/view/{name}/slide.dzi") as reply:
+            dzi = reply.read().decode()
+        tile_size = int(re.search(r'TileSize="(\d+)"', dzi).group(1))
+        overlap = int(re.search(r'Overlap="(\d+)"', dzi).group(1))
+        tiles = tile_list(DeepZoomGenerator(openslide.OpenSlide(args.slide), tile_size=tile_size, overlap=overlap))
         result = load(f"{address}/view/{name}/slide_files", tiles, args.clients, args.seed)
-        print(json.dumps(dict(server="flashslide serve", clients=args.clients, **result)), flush=True)
+        print(json.dumps(dict(server="flashslide serve", tile_size=tile_size, overlap=overlap, clients=args.clients,
+                              **result)), flush=True)
     finally:
         proc.kill()
-    port = server.server_address[1]
-    result = load(f"http://127.0.0.1:{port}/slide_files", tiles, args.clients, args.seed)
-    print(json.dumps(dict(server="openslide-python DeepZoomGenerator, 2 workers", clients=args.clients,
-                          openslide=openslide.__library_version__, **result)), flush=True)
-    server.shutdown()
+    for size, lap in [(tile_size, overlap), (254, 1)]:
+        server, gen = openslide_server(args.slide, size, lap)
+        port = server.server_address[1]
+        result = load(f"http://127.0.0.1:{port}/slide_files", tile_list(gen), args.clients, args.seed)
+        print(json.dumps(dict(server="openslide-python DeepZoomGenerator, 2 workers", tile_size=size, overlap=lap,
+                              clients=args.clients, openslide=openslide.__library_version__, **result)), flush=True)
+        server.shutdown()
 
 
 if __name__ == "__main__":

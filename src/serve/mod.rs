@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Slides kept open at once (each with its own tile cache).
-const OPEN_SLIDES: usize = 8;
+const OPEN_SLIDES: usize = 4;
 /// Decoded slide tiles kept per open slide.
 const SLIDE_CACHE_BYTES: usize = 96 << 20;
 /// Rendered DeepZoom tiles kept, JPEG bytes.
@@ -178,7 +178,15 @@ impl Catalogue {
         if let Ok(s) = &slide {
             s.set_tile_cache_bytes(SLIDE_CACHE_BYTES);
         }
-        let pyramid = Pyramid::new(summary.dimensions[0], summary.dimensions[1]);
+        let pyramid = match &slide {
+            Ok(s) => Pyramid::for_slide(s),
+            Err(_) => Pyramid::new(
+                summary.dimensions[0],
+                summary.dimensions[1],
+                deepzoom::DEFAULT_TILE,
+                deepzoom::DEFAULT_OVERLAP,
+            ),
+        };
         let viewed = Arc::new(Viewed {
             dir,
             summary,
@@ -218,15 +226,17 @@ impl Catalogue {
             Ok(s) => s,
             Err(e) => return Response::error(404, e),
         };
+        // A stored tile as it is; else rendered.
+        match deepzoom::stored_jpeg(slide, &v.pyramid, rect) {
+            Ok(Some(jpeg)) => return Response::ok("image/jpeg", jpeg),
+            Ok(None) => {}
+            Err(e) => {
+                return error_tile(rect).with_header("X-Flashslide-Error", paths::header_safe(&e.to_string()))
+            }
+        }
         let rendered = deepzoom::render(slide, rect)
             .map_err(|e| e.to_string())
-            .and_then(|img| {
-                let mut jpeg = Vec::new();
-                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
-                    .encode_image(&img)
-                    .map_err(|e| e.to_string())?;
-                Ok(jpeg)
-            });
+            .and_then(|rgb| deepzoom::jpeg(&rgb, rect.width as u16, rect.height as u16, JPEG_QUALITY));
         match rendered {
             Ok(jpeg) => {
                 let jpeg = Arc::new(jpeg);
@@ -244,9 +254,8 @@ impl Catalogue {
 
 /// A grey tile of `rect`'s size with status 500.
 fn error_tile(rect: deepzoom::TileRect) -> Response {
-    let img = image::RgbImage::from_pixel(rect.width as u32, rect.height as u32, image::Rgb([128, 128, 128]));
-    let mut jpeg = Vec::new();
-    let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 50).encode_image(&img);
+    let grey = vec![128u8; (rect.width * rect.height * 3) as usize];
+    let jpeg = deepzoom::jpeg(&grey, rect.width as u16, rect.height as u16, 50).unwrap_or_default();
     Response {
         status: 500,
         content_type: "image/jpeg",

@@ -2,7 +2,7 @@
 //! script (viewer.html) with the slide's name and size filled in; everything else it asks
 //! the server for (the DeepZoom tiles, overlay.json).
 
-use super::deepzoom::{Pyramid, OVERLAP, TILE};
+use super::deepzoom::Pyramid;
 use super::{paths, Viewed};
 
 /// OpenSeadragon, vendored (assets/openseadragon: version, licence, checksum).
@@ -25,12 +25,13 @@ pub fn page(name: &str, v: &Viewed) -> String {
         .replace("{{HEIGHT}}", &h.to_string())
 }
 
-/// The DeepZoom descriptor (.dzi) of `pyramid`: JPEG tiles of 254 px, overlap 1.
+/// The DeepZoom descriptor (.dzi) of `pyramid`: JPEG tiles, their size and overlap.
 pub fn dzi(pyramid: &Pyramid) -> String {
     let &(w, h) = pyramid.levels.last().expect("a pyramid has a level");
+    let (tile, overlap) = (pyramid.tile, pyramid.overlap);
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Image xmlns=\"http://schemas.microsoft.com/deepzoom/2008\" \
-         Format=\"jpeg\" Overlap=\"{OVERLAP}\" TileSize=\"{TILE}\"><Size Width=\"{w}\" Height=\"{h}\"/></Image>\n"
+         Format=\"jpeg\" Overlap=\"{overlap}\" TileSize=\"{tile}\"><Size Width=\"{w}\" Height=\"{h}\"/></Image>\n"
     )
 }
 
