@@ -9,7 +9,7 @@
 mod common;
 
 use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
-use flashslide::analysis::jpeg_tiles::read_jpeg_batch;
+use flashslide::analysis::jpeg_tiles::{assemble_on_cpu, read_jpeg_batch};
 use flashslide::analysis::plan::{read_tile, Tile, TilePlan};
 use flashslide::slide::Slide;
 use serde_json::Value;
@@ -17,10 +17,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use zune_core::bytestream::ZCursor;
-use zune_core::colorspace::ColorSpace;
-use zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
 
 /// The generator's output, made once per test run; `None` after a SKIPPED line when Python
 /// or its packages are missing.
@@ -240,21 +236,11 @@ fn frames_off_the_tile_grid_overlap_in_openslides_tilemap_order() {
         let batch = read_jpeg_batch(&slide, &plan, &tiles)
             .unwrap()
             .expect("level 0 stores JPEG frames");
-        let decoded: Vec<Vec<u8>> = batch
-            .streams
-            .iter()
-            .map(|s| {
-                let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
-                JpegDecoder::new_with_options(ZCursor::new(s.as_slice()), options)
-                    .decode()
-                    .unwrap()
-            })
-            .collect();
         let want: Vec<u8> = tiles
             .iter()
             .flat_map(|t| read_tile(&slide, &plan, t).unwrap())
             .collect();
-        let got = batch.assemble(&decoded);
+        let got = assemble_on_cpu(&batch).unwrap();
         let differing = got.iter().zip(&want).filter(|(a, b)| a != b).count();
         assert_eq!(
             (got.len(), differing),

@@ -94,33 +94,38 @@ pub fn read_jpeg_batch(
     }))
 }
 
+/// What a device decoder makes of `batch`, made on the CPU: each stored tile decoded by the
+/// CPU's JPEG decoder (zune-jpeg, the reader's), the model tiles assembled as the batch says
+/// ([`JpegBatch::assemble`], the device kernel's recipe): the reference batches are checked
+/// against, exactly equal to reading the tiles.
+pub fn assemble_on_cpu(batch: &JpegBatch) -> Result<Vec<u8>, String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    let decoded = batch
+        .streams
+        .iter()
+        .map(|s| {
+            let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
+            zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(s.as_slice()), options)
+                .decode()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(batch.assemble(&decoded))
+}
+
 #[cfg(test)]
 mod tests {
     use super::read_jpeg_batch;
     use crate::analysis::plan::{read_tile, Tile, TilePlan};
     use crate::backend::JpegBatch;
     use crate::slide::Slide;
-    use zune_core::bytestream::ZCursor;
-    use zune_core::colorspace::ColorSpace;
-    use zune_core::options::DecoderOptions;
-    use zune_jpeg::JpegDecoder;
 
     const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/synth-s101-000.svs");
 
-    /// What a device decoder does, on the CPU: each stored tile decoded by the CPU's own
-    /// decoder, model tiles assembled from them as the batch says.
     fn assemble(batch: &JpegBatch) -> Vec<u8> {
-        let decoded: Vec<Vec<u8>> = batch
-            .streams
-            .iter()
-            .map(|s| {
-                let options = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
-                JpegDecoder::new_with_options(ZCursor::new(s.as_slice()), options)
-                    .decode()
-                    .unwrap()
-            })
-            .collect();
-        batch.assemble(&decoded)
+        super::assemble_on_cpu(batch).unwrap()
     }
 
     /// Every way a model tile meets the stored tiles: aligned with them, straddling two or
