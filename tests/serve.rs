@@ -125,7 +125,21 @@ fn pages_tiles_and_overlay_match_the_slide_and_its_run() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains("/_flashslide/openseadragon.min.js"));
     assert_eq!(server.get("/_flashslide/openseadragon.min.js").0, 200);
-    assert_eq!(server.get(&format!("/{NAME}/heatmap.png")).0, 200);
+    // Output files are sent whole, in pieces; HEAD says their size and sends nothing.
+    let heatmap = std::fs::read(out.join(NAME).join("heatmap.png")).unwrap();
+    assert_eq!(
+        server.get(&format!("/{NAME}/heatmap.png")),
+        (200, heatmap.clone())
+    );
+    let (status, head, body) = server.send(
+        format!("HEAD /{NAME}/heatmap.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.contains(&format!("Content-Length: {}", heatmap.len())),
+        "{head}"
+    );
+    assert!(body.is_empty());
 
     let slide = Slide::open(slides.join(NAME)).unwrap();
     let (w, h) = slide.dimensions();

@@ -25,6 +25,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// A file sent after `body` in pieces, never held whole (probability.tiff can be large).
+    pub file: Option<(std::fs::File, u64)>,
     /// Extra headers (fixed names and values from the server itself, never the client's).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -35,7 +37,16 @@ impl Response {
             status: 200,
             content_type,
             body,
+            file: None,
             headers: Vec::new(),
+        }
+    }
+
+    /// `file` (of `len` bytes) as the body.
+    pub fn file(content_type: &'static str, file: std::fs::File, len: u64) -> Response {
+        Response {
+            file: Some((file, len)),
+            ..Response::ok(content_type, Vec::new())
         }
     }
 
@@ -44,6 +55,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: format!("{status} {}: {message}\n", reason(status)).into_bytes(),
+            file: None,
             headers: Vec::new(),
         }
     }
@@ -81,9 +93,13 @@ where
             std::thread::spawn(move || -> std::io::Result<()> {
                 let listener = listener?;
                 loop {
-                    // A connection that fails (reset, timed out) ends; the thread goes on.
-                    if let Ok((stream, _)) = listener.accept() {
-                        let _ = connection(stream, &*handle);
+                    // A connection that fails (reset, timed out) ends; the thread goes on. A
+                    // failing accept (out of file handles) waits a moment, not a busy loop.
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            let _ = connection(stream, &*handle);
+                        }
+                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
                     }
                 }
             })
@@ -112,7 +128,7 @@ fn connection(stream: TcpStream, handle: &dyn Fn(&Request) -> Response) -> std::
             Head::TooLarge => {
                 write(
                     &mut writer,
-                    &Response::error(413, "request head too large"),
+                    &mut Response::error(413, "request head too large"),
                     false,
                     true,
                 )?;
@@ -141,7 +157,7 @@ fn connection(stream: TcpStream, handle: &dyn Fn(&Request) -> Response) -> std::
             _ => {
                 write(
                     &mut writer,
-                    &Response::error(400, "malformed request"),
+                    &mut Response::error(400, "malformed request"),
                     false,
                     true,
                 )?;
@@ -149,7 +165,7 @@ fn connection(stream: TcpStream, handle: &dyn Fn(&Request) -> Response) -> std::
             }
         };
         let head_only = method == "HEAD";
-        let response = if method != "GET" && !head_only {
+        let mut response = if method != "GET" && !head_only {
             Response::error(405, "only GET and HEAD")
         } else if target.len() > 4096 {
             Response::error(414, "request target longer than 4096 bytes")
@@ -157,7 +173,7 @@ fn connection(stream: TcpStream, handle: &dyn Fn(&Request) -> Response) -> std::
             let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
             handle(&Request { path })
         };
-        write(&mut writer, &response, head_only, !keep_alive)?;
+        write(&mut writer, &mut response, head_only, !keep_alive)?;
         if !keep_alive {
             return Ok(());
         }
@@ -201,13 +217,13 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Head> {
     }
 }
 
-fn write(w: &mut TcpStream, r: &Response, head_only: bool, close: bool) -> std::io::Result<()> {
+fn write(w: &mut TcpStream, r: &mut Response, head_only: bool, close: bool) -> std::io::Result<()> {
+    let length = r.body.len() as u64 + r.file.as_ref().map_or(0, |f| f.1);
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nX-Content-Type-Options: nosniff\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {length}\r\nX-Content-Type-Options: nosniff\r\n",
         r.status,
         reason(r.status),
         r.content_type,
-        r.body.len()
     );
     for (name, value) in &r.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
@@ -222,5 +238,12 @@ fn write(w: &mut TcpStream, r: &Response, head_only: bool, close: bool) -> std::
         bytes.extend_from_slice(&r.body);
     }
     w.write_all(&bytes)?;
+    if let (false, Some((file, len))) = (head_only, r.file.as_mut()) {
+        // A file that shrank since is cut short: the client sees a short body, not a hang.
+        let sent = std::io::copy(&mut file.take(*len), w)?;
+        if sent < *len {
+            return Err(std::io::Error::other("file shorter than announced"));
+        }
+    }
     w.flush()
 }

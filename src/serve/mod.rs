@@ -138,8 +138,9 @@ impl Catalogue {
         if !real.starts_with(&self.out) || !real.is_file() {
             return Response::error(403, "outside the output folder");
         }
-        match std::fs::read(&real) {
-            Ok(bytes) => Response::ok(paths::content_type(&real), bytes),
+        let opened = std::fs::File::open(&real).and_then(|f| Ok((f.metadata()?.len(), f)));
+        match opened {
+            Ok((len, file)) => Response::file(paths::content_type(&real), file, len),
             Err(_) => Response::error(404, "not found"),
         }
     }
@@ -260,6 +261,7 @@ fn error_tile(rect: deepzoom::TileRect) -> Response {
         status: 500,
         content_type: "image/jpeg",
         body: jpeg,
+        file: None,
         headers: Vec::new(),
     }
 }
