@@ -1826,6 +1826,15 @@ fn series() -> Vec<Case> {
             Expect::Read,
         ),
         Case::files(
+            // Placing every TILED_FULL frame too would cost a map entry a frame.
+            "tiled-full-beside-frames-off-the-grid",
+            vec![
+                ("a.dcm", a.bytes()),
+                ("b.dcm", b.clone().sparse(&[(1, 65), (33, 65)]).bytes()),
+            ],
+            open_error(&["unsupported", "off the tile grid in the same image as TILED_FULL"]),
+        ),
+        Case::files(
             "concatenation-opened-from-second",
             vec![("b.dcm", b.bytes()), ("a.dcm", a.bytes())],
             Expect::Read,

@@ -223,15 +223,14 @@ impl DicomImage {
                     .or_insert(at);
             }
         } else {
-            // Frames off the grid: every frame of the image at its own place, the TILED_FULL
-            // parts' after the positioned ones (which win where both cover a tile).
-            for &(first, count, i) in &full {
-                positioned.extend((first..first + count).map(|tile| {
-                    let corner = ((tile % across) as i64 * tw, (tile / across) as i64 * th);
-                    (corner, (i, (tile - first) as u32))
-                }));
+            // Frames off the grid: each at its own place. TILED_FULL instances of the same
+            // image would each need their every frame placed too (a map entry per frame,
+            // however small the frames): refused, as no scanner writes the mix.
+            if !full.is_empty() {
+                return Err(unsupported(
+                    "TILED_SPARSE frames off the tile grid in the same image as TILED_FULL instances",
+                ));
             }
-            full.clear();
             placed = Some(TileMap::new(shape.tile_width, shape.tile_height, positioned));
         }
         Ok(DicomImage {
