@@ -9,6 +9,7 @@ mod codec;
 mod dicom;
 mod dicom_image;
 pub mod discover;
+mod encoded_image;
 mod error;
 pub mod fingerprint;
 mod formats;
@@ -22,6 +23,7 @@ mod tiff_image;
 mod tifflike;
 mod tilemap;
 pub mod writer;
+mod xml;
 
 pub use error::{SlideError, SlideErrorKind};
 pub use grid::PlacedTile;
@@ -199,12 +201,12 @@ impl Slide {
             None => return Err(error::corrupt("slide has no pyramid level")),
         };
         let mut levels: Vec<Level> = Vec::with_capacity(opened.levels.len());
-        for grid in opened.levels {
+        for (i, grid) in opened.levels.into_iter().enumerate() {
             let s = grid.shape();
-            let downsample = if levels.is_empty() {
-                1.0
-            } else {
-                (h0 / s.height as f64 + w0 / s.width as f64) / 2.0
+            let downsample = match opened.downsamples.get(i) {
+                Some(&given) => given,
+                None if i == 0 => 1.0,
+                None => (h0 / s.height as f64 + w0 / s.width as f64) / 2.0,
             };
             if levels.last().is_some_and(|l| downsample < l.downsample) {
                 return Err(error::corrupt("pyramid levels do not shrink in order"));

@@ -28,6 +28,8 @@ enum Codec {
 pub(crate) struct TiffImage {
     file: Arc<SlideFile>,
     shape: GridShape,
+    /// Tiles across the stored image (the shape's own may be fewer: [`TiffImage::shown_as`]).
+    stored_across: u64,
     /// Strips (full-width chunks, the last only as tall as the rows left) rather than tiles.
     strips: bool,
     offsets: Vec<u64>,
@@ -141,6 +143,7 @@ impl TiffImage {
         Ok(TiffImage {
             file,
             shape,
+            stored_across: shape.tiles_across(),
             strips: !dir.is_tiled(),
             offsets,
             byte_counts,
@@ -155,9 +158,35 @@ impl TiffImage {
 }
 
 impl TiffImage {
+    /// The image shown as `width` × `height` pixels of its top-left corner, for formats whose
+    /// stored images are padded beyond the pixels they say they hold (Philips' levels are
+    /// whole tiles); pixels past that size are transparent. Refused when larger than stored.
+    pub fn shown_as(mut self, width: u64, height: u64) -> Result<TiffImage> {
+        let s = self.shape;
+        if width == 0 || height == 0 || width > s.width || height > s.height {
+            return Err(corrupt(format!(
+                "an image of {}x{} pixels said to show {width}x{height}",
+                s.width, s.height
+            )));
+        }
+        self.shape.width = width;
+        self.shape.height = height;
+        Ok(self)
+    }
+
+    /// JPEG tiles decoded in the colour space their own markers state (JFIF: YCbCr; Adobe
+    /// transform 0: RGB), not the one the photometric tag states: Bio-Formats labels YCbCr
+    /// JPEG tiles RGB.
+    pub fn jpeg_colour_as_marked(mut self) -> TiffImage {
+        if let Codec::Jpeg(_) = self.codec {
+            self.codec = Codec::Jpeg(JpegColour::Native);
+        }
+        self
+    }
+
     /// Tile or strip (`col`, `row`)'s stored bytes; `None` where the file leaves it out.
     fn stored(&self, col: u64, row: u64) -> Result<Option<Vec<u8>>> {
-        let index = (row * self.shape.tiles_across() + col) as usize;
+        let index = (row * self.stored_across + col) as usize;
         let (offset, count) = (self.offsets[index], self.byte_counts[index]);
         if offset == 0 || count == 0 {
             return Ok(None);
@@ -177,7 +206,7 @@ impl TiffImage {
     /// left out; `None` when every tile is present (or none is).
     pub fn stored_bounds(&self) -> Option<(u64, u64, u64, u64)> {
         let s = self.shape;
-        let across = s.tiles_across();
+        let across = self.stored_across;
         let (mut c0, mut r0, mut c1, mut r1) = (u64::MAX, u64::MAX, 0, 0);
         let mut missing = false;
         for i in 0..across * s.tiles_down() {

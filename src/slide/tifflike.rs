@@ -47,8 +47,10 @@ pub(crate) mod tag {
     pub const TILE_LENGTH: u16 = 323;
     pub const TILE_OFFSETS: u16 = 324;
     pub const TILE_BYTE_COUNTS: u16 = 325;
+    pub const SUB_IFDS: u16 = 330;
     pub const SAMPLE_FORMAT: u16 = 339;
     pub const JPEG_TABLES: u16 = 347;
+    pub const XMP: u16 = 700;
     pub const COPYRIGHT: u16 = 33432;
     pub const ICC_PROFILE: u16 = 34675;
     pub const IMAGE_DEPTH: u16 = 32997;
@@ -95,6 +97,9 @@ pub(crate) struct Directory {
     pub offset: u64,
     fields: BTreeMap<u16, Field>,
     big_endian: bool,
+    /// The directories its SubIFDs tag lists (OME-TIFF keeps a page's reduced resolutions
+    /// there), in the tag's order; their own SubIFDs are not followed.
+    pub sub_directories: Vec<Directory>,
 }
 
 /// A parsed TIFF-like file: its flavour and directories in file order.
@@ -181,10 +186,22 @@ impl TiffFile {
             if !seen.insert(next) {
                 return Err(corrupt(format!("directory chain loops back to offset {next}")));
             }
-            if directories.len() >= MAX_DIRECTORIES {
+            if seen.len() > MAX_DIRECTORIES {
                 return Err(corrupt(format!("more than {MAX_DIRECTORIES} directories")));
             }
-            let (dir, following) = read_directory(file, &e, flavor, next, &mut budget)?;
+            let (mut dir, following) = read_directory(file, &e, flavor, next, &mut budget)?;
+            for offset in dir.uints(tag::SUB_IFDS)?.unwrap_or_default() {
+                if !seen.insert(offset) {
+                    return Err(corrupt(format!(
+                        "SubIFD at offset {offset} is also another directory"
+                    )));
+                }
+                if seen.len() > MAX_DIRECTORIES {
+                    return Err(corrupt(format!("more than {MAX_DIRECTORIES} directories")));
+                }
+                let (sub, _) = read_directory(file, &e, flavor, offset, &mut budget)?;
+                dir.sub_directories.push(sub);
+            }
             directories.push(dir);
             next = following;
         }
@@ -325,6 +342,7 @@ fn read_directory(
             offset,
             fields,
             big_endian: e.0,
+            sub_directories: Vec::new(),
         },
         next,
     ))

@@ -20,14 +20,15 @@ pub fn shared_slides(test: &str) -> Option<PathBuf> {
 }
 
 /// Runs `tools/<script> --out <target tmp>/<folder> [--shared ../shared/slides]` once per
-/// test binary and keeps its output while the script is unchanged; `None` when Python or
+/// test binary and keeps its output while the tools' Python (the script, the modules it
+/// imports) is unchanged; `None` when Python or
 /// one of the script's packages is missing (it exits 3), unless `require` names an
 /// environment variable that is set (CI's promise that they are installed).
 pub fn generated_by(script: &str, folder: &str, require: Option<&str>) -> Option<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools").join(script);
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
     let stamp = out.join("script.stamp");
-    let source = std::fs::read(&script).unwrap();
+    let source = python_sources(&script);
     if out.join("manifest.json").is_file() && std::fs::read(&stamp).ok().as_ref() == Some(&source) {
         return Some(out);
     }
@@ -60,6 +61,25 @@ pub fn generated_by(script: &str, folder: &str, require: Option<&str>) -> Option
     }
     eprintln!("{missing}");
     None
+}
+
+/// The script and every Python file beside it and in tools/vendor_slides/, in one buffer.
+fn python_sources(script: &Path) -> Vec<u8> {
+    let tools = script.parent().unwrap();
+    let mut files: Vec<PathBuf> = [tools.to_path_buf(), tools.join("vendor_slides")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "py"))
+        .collect();
+    files.sort();
+    let mut all = std::fs::read(script).unwrap();
+    for f in files {
+        all.extend(f.to_string_lossy().as_bytes());
+        all.extend(std::fs::read(&f).unwrap());
+    }
+    all
 }
 
 /// Reads from every level of `slide` (two regions, and the stored JPEG streams a GPU decoder

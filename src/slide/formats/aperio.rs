@@ -73,6 +73,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         vendor: FORMAT.name,
         detected_by: FORMAT.why.into(),
         levels,
+        downsamples: Vec::new(),
         associated,
         properties: props,
         mpp,

@@ -303,6 +303,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         vendor: FORMAT.name,
         detected_by,
         levels: level_grids,
+        downsamples: Vec::new(),
         associated: associated_grids,
         properties: props,
         mpp,

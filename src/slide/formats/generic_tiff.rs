@@ -46,6 +46,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         vendor: FORMAT.name,
         detected_by: FORMAT.why.into(),
         levels: levels.into_iter().map(|(_, g)| g as Arc<dyn TileGrid>).collect(),
+        downsamples: Vec::new(),
         associated: Vec::new(),
         properties: props,
         mpp: resolution_mpp(d0),

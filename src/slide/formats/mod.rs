@@ -11,6 +11,8 @@ mod dicom;
 pub(crate) use dicom::{folder_series, series_members};
 mod generic_tiff;
 mod hamamatsu;
+mod ome_tiff;
+mod philips;
 
 use super::dicom::is_dicom_header;
 use super::error::{unsupported, Result, SlideErrorKind};
@@ -30,6 +32,9 @@ pub(crate) struct Opened {
     pub detected_by: String,
     /// Pyramid levels, largest first.
     pub levels: Vec<Arc<dyn TileGrid>>,
+    /// Each level's downsample where the format states it (Philips: from its pixel
+    /// spacing); empty for OpenSlide's default, the mean of the two size ratios to level 0.
+    pub downsamples: Vec<f64>,
     pub associated: Vec<(String, Arc<dyn TileGrid>)>,
     pub properties: Properties,
     pub mpp: Option<Mpp>,
@@ -67,6 +72,8 @@ pub(crate) const FORMATS: &[Format] = &[
     dicom::FORMAT,
     hamamatsu::FORMAT,
     aperio::FORMAT,
+    philips::FORMAT,
+    ome_tiff::FORMAT,
     generic_tiff::FORMAT,
 ];
 

@@ -1,0 +1,175 @@
+//! Scanner formats made by tools/make_vendor_slides.py from CMU-1-Small-Region's pixels
+//! (synthetic ones without ../shared/slides): MIRAX, Philips TIFF, Leica SCN, Ventana BIF
+//! against OpenSlide 4.0.1 (levels, every property, regions, associated images), OME-TIFF
+//! against tifffile; slides a reader must refuse are refused with their reason.
+
+mod common;
+
+use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
+use flashslide::slide::Slide;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The generator's output, made once per test run; `None` after a SKIPPED line when Python
+/// or its packages are missing.
+fn generated(test: &str) -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        generated_by(
+            "make_vendor_slides.py",
+            "vendor-slides",
+            Some("FLASHSLIDE_REQUIRE_PYDICOM"),
+        )
+    });
+    if dir.is_none() {
+        eprintln!(
+            "SKIPPED {test}: python3 with tifffile, imagecodecs, numpy, pillow and openslide is needed"
+        );
+    }
+    dir.as_deref()
+}
+
+/// The slides the generator makes to be refused, and words flashslide's error must hold.
+const REFUSALS: &[(&str, &str)] = &[
+    ("philips-spacing-count", "3 pixel spacings for 2 tiled levels"),
+    ("philips-two-wsi", "2 whole-slide images"),
+    (
+        "ome-fluorescence-uint16",
+        "OME-TIFF of 3 channels in separate planes",
+    ),
+    (
+        "ome-fluorescence-uint8",
+        "OME-TIFF of 3 channels in separate planes",
+    ),
+    ("ome-zstack-rgb", "3 z-planes"),
+];
+
+fn manifest(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Checks every slide of one format; returns how many were read (refused ones not counted).
+fn check_format(dir: &Path, format: &str, vendor: &str) -> usize {
+    let m = manifest(dir);
+    let slides: Vec<&Value> = m["slides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["format"] == format)
+        .collect();
+    assert!(!slides.is_empty(), "no {format} slides in the manifest");
+    let mut read = 0;
+    for s in slides {
+        let name = s["name"].as_str().unwrap();
+        let path = dir.join(s["path"].as_str().unwrap());
+        if s["refuse"].is_string() {
+            let e = Slide::open(&path)
+                .err()
+                .unwrap_or_else(|| panic!("{name}: opened; it must be refused"));
+            let (_, words) = REFUSALS
+                .iter()
+                .find(|(slide, _)| *slide == name)
+                .unwrap_or_else(|| panic!("{name}: refused slide without its expected error here"));
+            assert!(e.to_string().contains(words), "{name}: {e} (wants \"{words}\")");
+            eprintln!("{name}: refused: {e}");
+            continue;
+        }
+        assert_eq!(
+            s["opened"], true,
+            "{name}: the reference reader failed: {}",
+            s["error"]
+        );
+        let slide = Slide::open(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(slide.vendor(), vendor, "{name}");
+        check_slide(dir, &m, s, &slide);
+        read += 1;
+    }
+    read
+}
+
+fn check_slide(dir: &Path, m: &Value, s: &Value, slide: &Slide) {
+    let name = s["name"].as_str().unwrap();
+    let dims: Vec<(u64, u64)> = slide.levels().iter().map(|l| (l.width, l.height)).collect();
+    let want: Vec<(u64, u64)> = s["level_dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d[0].as_u64().unwrap(), d[1].as_u64().unwrap()))
+        .collect();
+    assert_eq!(dims, want, "{name}: levels");
+    let names: Vec<&str> = slide.associated_names().collect();
+    let want: Vec<&str> = s["associated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, want, "{name}: associated images");
+
+    if s["reference"] == "openslide" {
+        let text = std::fs::read_to_string(dir.join(s["properties"].as_str().unwrap())).unwrap();
+        let want: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+        for (k, v) in want.iter().filter(|(k, _)| *k != "openslide.quickhash-1") {
+            assert_eq!(slide.property(k), Some(v.as_str()), "{name}: property {k}");
+        }
+        let extra: Vec<&String> = slide
+            .properties()
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{name}: properties OpenSlide does not have: {extra:?}"
+        );
+    }
+
+    let mut checked = 0;
+    for e in m["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["slide"] == name)
+    {
+        let entry = e["name"].as_str().unwrap();
+        let png = e["png"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} {entry}: no reference: {}", e["reference_error"]));
+        let (w, h, want) = read_png_rgba(&dir.join(png));
+        let got = if e["kind"] == "associated" {
+            slide.read_associated(entry).unwrap()
+        } else {
+            let level = e["level"].as_u64().unwrap() as usize;
+            let (x, y) = (e["x"].as_i64().unwrap(), e["y"].as_i64().unwrap());
+            slide.read_region(level, x, y, w, h).unwrap()
+        };
+        assert_eq!((got.width, got.height), (w, h), "{name} {entry}");
+        let tol = if e["lossless"] == true {
+            Tolerance::Exact
+        } else {
+            Tolerance::Jpeg
+        };
+        check_pixels(&format!("{name} {entry}"), &got.data, &want, tol);
+        checked += 1;
+    }
+    assert!(checked >= 3, "{name}: only {checked} references");
+}
+
+#[test]
+fn ome_tiff_brightfield_pyramids_match_tifffile_and_others_are_refused() {
+    let Some(dir) = generated("ome_tiff_brightfield_pyramids_match_tifffile_and_others_are_refused") else {
+        return;
+    };
+    assert!(check_format(dir, "ometiff", "ome-tiff") >= 1);
+}
+
+#[test]
+fn philips_tiff_sparse_padded_levels_and_xml_images_match_openslide() {
+    let Some(dir) = generated("philips_tiff_sparse_padded_levels_and_xml_images_match_openslide") else {
+        return;
+    };
+    assert_eq!(check_format(dir, "philips", "philips"), 2);
+}
