@@ -44,6 +44,7 @@ const REFUSALS: &[(&str, &str)] = &[
         "OME-TIFF of 3 channels in separate planes",
     ),
     ("ome-zstack-rgb", "3 z-planes"),
+    ("scn-fluorescence", "without a brightfield image"),
 ];
 
 fn manifest(dir: &Path) -> Value {
@@ -172,4 +173,12 @@ fn philips_tiff_sparse_padded_levels_and_xml_images_match_openslide() {
         return;
     };
     assert_eq!(check_format(dir, "philips", "philips"), 2);
+}
+
+#[test]
+fn leica_scn_main_images_on_the_glass_match_openslide() {
+    let Some(dir) = generated("leica_scn_main_images_on_the_glass_match_openslide") else {
+        return;
+    };
+    assert_eq!(check_format(dir, "scn", "leica"), 3);
 }

@@ -15,6 +15,7 @@ pub mod fingerprint;
 mod formats;
 mod grid;
 mod io;
+mod mosaic;
 pub mod mpp;
 mod properties;
 mod region;
@@ -230,14 +231,16 @@ impl Slide {
                 format!("openslide.level[{i}].downsample"),
                 format_double(l.downsample),
             );
-            properties.insert(
-                format!("openslide.level[{i}].tile-width"),
-                l.tile_width.to_string(),
-            );
-            properties.insert(
-                format!("openslide.level[{i}].tile-height"),
-                l.tile_height.to_string(),
-            );
+            if opened.tile_hints {
+                properties.insert(
+                    format!("openslide.level[{i}].tile-width"),
+                    l.tile_width.to_string(),
+                );
+                properties.insert(
+                    format!("openslide.level[{i}].tile-height"),
+                    l.tile_height.to_string(),
+                );
+            }
         }
         let mut associated = BTreeMap::new();
         for (name, grid) in opened.associated {

@@ -114,7 +114,8 @@ pub(crate) fn read_region_halved(
         if ix1 <= ix0 || iy1 <= iy0 {
             return;
         }
-        if !even(ix1 - ix0) || !even(iy1 - iy0) {
+        // A tile on an odd pixel (a placed image) does not halve in place.
+        if ![ix1 - ix0, iy1 - iy0, ix0 - x, iy0 - y].into_iter().all(even) {
             *odd = true;
             return;
         }

@@ -304,6 +304,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         detected_by,
         levels: level_grids,
         downsamples: Vec::new(),
+        tile_hints: true,
         associated: associated_grids,
         properties: props,
         mpp,

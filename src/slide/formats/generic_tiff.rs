@@ -47,6 +47,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         detected_by: FORMAT.why.into(),
         levels: levels.into_iter().map(|(_, g)| g as Arc<dyn TileGrid>).collect(),
         downsamples: Vec::new(),
+        tile_hints: true,
         associated: Vec::new(),
         properties: props,
         mpp: resolution_mpp(d0),

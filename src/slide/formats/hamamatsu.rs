@@ -95,6 +95,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         detected_by: FORMAT.why.into(),
         levels,
         downsamples: Vec::new(),
+        tile_hints: true,
         associated,
         properties: props,
         mpp: resolution_mpp(d0),

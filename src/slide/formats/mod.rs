@@ -11,6 +11,7 @@ mod dicom;
 pub(crate) use dicom::{folder_series, series_members};
 mod generic_tiff;
 mod hamamatsu;
+mod leica;
 mod ome_tiff;
 mod philips;
 
@@ -35,6 +36,9 @@ pub(crate) struct Opened {
     /// Each level's downsample where the format states it (Philips: from its pixel
     /// spacing); empty for OpenSlide's default, the mean of the two size ratios to level 0.
     pub downsamples: Vec<f64>,
+    /// Whether the levels' tile sizes are reported (`openslide.level[k].tile-width` …):
+    /// not where a level is a mosaic of images, as OpenSlide leaves them out there.
+    pub tile_hints: bool,
     pub associated: Vec<(String, Arc<dyn TileGrid>)>,
     pub properties: Properties,
     pub mpp: Option<Mpp>,
@@ -72,6 +76,7 @@ pub(crate) const FORMATS: &[Format] = &[
     dicom::FORMAT,
     hamamatsu::FORMAT,
     aperio::FORMAT,
+    leica::FORMAT,
     philips::FORMAT,
     ome_tiff::FORMAT,
     generic_tiff::FORMAT,

@@ -133,6 +133,7 @@ fn open(probe: &Probe) -> Result<Opened> {
         detected_by: FORMAT.why.into(),
         levels,
         downsamples,
+        tile_hints: true,
         associated,
         properties: props,
         mpp,
