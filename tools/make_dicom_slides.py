@@ -36,8 +36,8 @@ Writes into DIR, one folder per series (one Series Instance UID each):
                 each corner moved by up to 2 pixels, one field missing on each level, and
                 each field tinted -24, 0 or +24 so that which of two overlapping frames
                 shows is visible. The decode below paints them in OpenSlide's tilemap order
-                (the frame whose corner lies in the earliest grid cell, row by row, shows;
-                then the topmost, leftmost, first stored), as flashslide documents.
+                (the frame whose corner lies in the last grid cell, row by row, shows;
+                then the lowest, rightmost, first stored), as flashslide documents.
   native/       TILED_FULL, uncompressed frames (1.2.840.10008.1.2.1, RGB), tiles 112 wide by
                 96 high (neither divides the image: edge tiles partial, padded with magenta
                 that must never show), levels 384x256 and 192x128, pixel spacing 0.498 um
@@ -565,12 +565,12 @@ def read_back(folder, series_uid):
             across = -(-W // ds.Columns)
             for (x, y), data in zip(frame_origins(ds, across), frames_of(ds)):
                 placed.append((x, y, ds, data))
-        # Where frames overlap, the one whose corner lies in the earliest cell of the tile grid
-        # (row by row) shows, then the topmost, leftmost, first stored (OpenSlide's tilemap
-        # order, as flashslide documents it): painted last. Of frames at one corner the first
-        # stored is kept.
+        # Where frames overlap, the one whose corner lies in the last cell of the tile grid
+        # (row by row) shows, then the lowest, rightmost, first stored (OpenSlide's tilemap
+        # order: cells painted from the bottom-right with SATURATE, a pixel once painted
+        # stays): painted last here. Of frames at one corner the first stored is kept.
         tw, th = placed[0][2].Columns, placed[0][2].Rows
-        placed.sort(key=lambda f: (f[1] // th, f[0] // tw, f[1], f[0]))
+        placed.sort(key=lambda f: (-(f[1] // th), -(f[0] // tw), -f[1], -f[0]))
         kept = [f for i, f in enumerate(placed) if i == 0 or f[:2] != placed[i - 1][:2]]
         for x, y, ds, data in reversed(kept):
             tile = decode_frame(ds, data)

@@ -1,9 +1,11 @@
 //! Tiles that carry their own positions, as OpenSlide's tilemap grid keeps them: frames of a
 //! DICOM TILED_SPARSE image placed off the tile grid, overlapping camera fields. Every tile
-//! has the image's tile size; its corner may be any pixel. Where tiles overlap, one shows,
-//! chosen as OpenSlide's painting chooses it: OpenSlide paints the grid's cells from the
-//! bottom-right to the top-left, so the tile whose corner lies in the earliest cell (row by
-//! row) shows; within one cell, here, the topmost then leftmost corner, then the first given.
+//! has the image's tile size; its corner may be any pixel. Each tile belongs to a cell of a
+//! grid (the cell its corner lies in, or one the format names, as MIRAX's index does). Where
+//! tiles overlap, one shows, chosen as OpenSlide's painting chooses it: OpenSlide paints the
+//! cells from the bottom-right to the top-left with cairo's SATURATE operator, under which a
+//! pixel once painted stays, so the tile of the last cell (row by row) shows; within one
+//! cell, here, the lowest then rightmost corner, then the first given.
 
 use super::grid::PlacedTile;
 use std::collections::HashMap;
@@ -13,25 +15,44 @@ pub(crate) struct TileMap<T> {
     tile_height: i64,
     /// Corners and payloads, in the order of which shows: the first wins an overlap.
     tiles: Vec<((i64, i64), T)>,
-    /// The tiles whose corner lies in each cell of the tile grid (cell size = tile size).
+    /// The tiles whose corner lies in each (column, row) of the tile grid (cells of the
+    /// tile size), to find those touching a region.
     cells: HashMap<(i64, i64), Vec<u32>>,
 }
 
 impl<T> TileMap<T> {
     /// The map of `tiles` (corner, payload) of `tile_width` × `tile_height` pixels (both
-    /// non-zero). Of tiles at the very same corner (focal planes, optical paths) the first
-    /// given is kept.
+    /// non-zero), each in the cell its corner lies in. Of tiles at the very same corner
+    /// (focal planes, optical paths) the first given is kept.
     pub fn new(tile_width: u32, tile_height: u32, tiles: Vec<((i64, i64), T)>) -> TileMap<T> {
         let (tw, th) = (tile_width as i64, tile_height as i64);
-        let cell = |(x, y): (i64, i64)| (y.div_euclid(th), x.div_euclid(tw));
+        let tiles = tiles
+            .into_iter()
+            .map(|((x, y), t)| ((x, y), (x.div_euclid(tw), y.div_euclid(th)), t))
+            .collect();
+        TileMap::in_cells(tile_width, tile_height, tiles)
+    }
+
+    /// The map of `tiles` (corner, cell as (column, row), payload); the tile of the last cell
+    /// shows where tiles overlap, as [`TileMap::new`]'s.
+    pub fn in_cells(
+        tile_width: u32,
+        tile_height: u32,
+        tiles: Vec<((i64, i64), (i64, i64), T)>,
+    ) -> TileMap<T> {
+        let (tw, th) = (tile_width as i64, tile_height as i64);
         let mut tiles = tiles;
         // Stable: equal corners keep the order given, and the first of them is kept.
-        tiles.sort_by_key(|&(corner, _)| (cell(corner), corner.1, corner.0));
+        tiles.sort_by_key(|&((x, y), (col, row), _)| std::cmp::Reverse((row, col, y, x)));
         tiles.dedup_by_key(|t| t.0);
+        let tiles: Vec<((i64, i64), T)> = tiles.into_iter().map(|(corner, _, t)| (corner, t)).collect();
+        // The spatial index: tiles by the cell of the tile grid their corner lies in.
         let mut cells: HashMap<(i64, i64), Vec<u32>> = HashMap::new();
-        for (i, &(corner, _)) in tiles.iter().enumerate() {
-            let (row, col) = cell(corner);
-            cells.entry((col, row)).or_default().push(i as u32);
+        for (i, &((x, y), _)) in tiles.iter().enumerate() {
+            cells
+                .entry((x.div_euclid(tw), y.div_euclid(th)))
+                .or_default()
+                .push(i as u32);
         }
         TileMap {
             tile_width: tw,
@@ -94,7 +115,7 @@ mod tests {
     }
 
     #[test]
-    fn the_earliest_cell_shows_and_every_touching_tile_is_found() {
+    fn the_last_cell_shows_and_every_touching_tile_is_found() {
         // 10 × 8 tiles: a regular one, overlapping neighbours off the grid, two in one cell,
         // a duplicate corner (dropped: the first given stays), a negative corner.
         let tiles = vec![
@@ -109,13 +130,13 @@ mod tests {
         ];
         let map = TileMap::new(10, 8, tiles);
         assert_eq!(map.tiles.len(), 7);
-        // Cell (0, 0) holds a, b and c (topmost, then leftmost); then the cells of row 0
-        // (d, e), of row 1 (f, whose cell is column −1), of row 2 (g).
+        // Row 2's cell (g), row 1's (f, whose cell is column −1), then row 0's from the right:
+        // column 1 (e below d), column 0 (c, the lowest, then b and a).
         let order: Vec<char> = (0..7).map(|i| *map.get(i).unwrap()).collect();
-        assert_eq!(order, ['a', 'b', 'c', 'd', 'e', 'f', 'g']);
-        // b, d and e cover (17, 6): b's cell comes first; d and e share one: d is higher.
-        assert_eq!(shown(&map, 17, 6), Some('b'));
-        assert_eq!(shown(&map, 20, 9), Some('d'));
+        assert_eq!(order, ['g', 'f', 'e', 'd', 'c', 'b', 'a']);
+        // b, d and e cover (17, 6): d and e share the later cell, and e is lower.
+        assert_eq!(shown(&map, 17, 6), Some('e'));
+        assert_eq!(shown(&map, 12, 2), Some('b'));
         for (x0, y0, x1, y1) in [(0, 0, 40, 30), (12, 4, 13, 5), (-5, 10, 2, 30), (26, 21, 40, 40)] {
             let listed = map.tiles_in(x0, y0, x1, y1);
             let want: Vec<u64> = (0..map.tiles.len() as u64)
