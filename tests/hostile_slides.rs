@@ -1317,13 +1317,468 @@ fn associated_images() -> Cases {
     cases
 }
 
+// ---- scanner XML: Philips TIFF, Leica SCN, OME-TIFF ----
+
+/// Base64 for the XML of a hostile file (standard alphabet, padded).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A Philips DPUfsImport document: `wsi` whole-slide images with one pixel spacing a
+/// level each, `extra` inside the first one.
+fn philips_xml(wsi: usize, spacings: &[&str], extra: &str) -> String {
+    let representations: String = spacings
+        .iter()
+        .map(|s| {
+            format!(
+                "<DataObject ObjectType=\"PixelDataRepresentation\"><Attribute Name=\"DICOM_PIXEL_SPACING\">{s}</Attribute></DataObject>"
+            )
+        })
+        .collect();
+    let image = |extra: &str| {
+        format!(
+            "<DataObject ObjectType=\"DPScannedImage\"><Attribute Name=\"PIM_DP_IMAGE_TYPE\">WSI</Attribute>\
+             <Attribute Name=\"PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE\"><Array>{representations}</Array></Attribute>{extra}</DataObject>"
+        )
+    };
+    let images: String = (0..wsi).map(|i| image(if i == 0 { extra } else { "" })).collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" ?>\n<DataObject ObjectType=\"DPUfsImport\">\
+         <Attribute Name=\"PIM_DP_SCANNED_IMAGES\"><Array>{images}</Array></Attribute></DataObject>\n"
+    )
+}
+
+/// A Philips-like TIFF: 1024 × 768 and a 512 × 512 padded level (384 true rows at
+/// downsample 2), the XML on the first; `more` images after them (label, macro).
+fn philips(xml: &str, second: Image, more: &[Image]) -> Vec<u8> {
+    let mut images = vec![
+        Image::jpeg(1024, 768)
+            .with(Entry::ascii(tag::IMAGE_DESCRIPTION, xml.as_bytes()))
+            .with(Entry::ascii(tag::SOFTWARE, b"Philips DP v1.0")),
+        second.with(Entry::uint(tag::NEW_SUBFILE_TYPE, 1)),
+    ];
+    images.extend(more.iter().cloned());
+    tiff(Flavor::Big, &images)
+}
+
+const SPACINGS: [&str; 2] = ["\"0.00025\" \"0.00025\"", "\"0.0005\" \"0.0005\""];
+
+fn philips_cases() -> Cases {
+    let ok = || philips_xml(1, &SPACINGS, "");
+    let level1 = || Image::jpeg(512, 512);
+    let mut cases: Cases = vec![("ok.tiff".into(), philips(&ok(), level1(), &[]))];
+    for (name, spacing) in [
+        ("zero", "\"0\" \"0\""),
+        ("negative", "\"-0.0005\" \"-0.0005\""),
+        ("nan", "\"nan\" \"nan\""),
+        ("inf", "\"inf\" \"inf\""),
+        ("huge", "\"1e308\" \"1e308\""),
+        ("finer-than-level-0", "\"0.0000001\" \"0.0000001\""),
+        ("as-level-0", SPACINGS[0]),
+        ("one-field", "\"0.0005\""),
+        ("three-fields", "\"0.0005\" \"0.0005\" \"0.0005\""),
+        ("text", "\"a\" \"b\""),
+        ("empty", ""),
+    ] {
+        let xml = philips_xml(1, &[SPACINGS[0], spacing], "");
+        cases.push((format!("spacing-{name}.tiff"), philips(&xml, level1(), &[])));
+    }
+    for (name, spacings) in [
+        ("none", &[][..]),
+        ("one", &SPACINGS[..1]),
+        ("three", &[SPACINGS[0], SPACINGS[1], SPACINGS[1]][..]),
+    ] {
+        let xml = philips_xml(1, spacings, "");
+        cases.push((format!("spacings-{name}.tiff"), philips(&xml, level1(), &[])));
+    }
+    cases.push((
+        "two-wsi.tiff".into(),
+        philips(&philips_xml(2, &SPACINGS, ""), level1(), &[]),
+    ));
+    cases.push((
+        "no-wsi.tiff".into(),
+        philips(&philips_xml(0, &SPACINGS, ""), level1(), &[]),
+    ));
+    let unmarked = tiff(
+        Flavor::Big,
+        &[
+            Image::jpeg(1024, 768)
+                .with(Entry::ascii(tag::IMAGE_DESCRIPTION, ok().as_bytes()))
+                .with(Entry::ascii(tag::SOFTWARE, b"Philips DP v1.0")),
+            level1(),
+        ],
+    );
+    cases.push(("level-not-marked-reduced.tiff".into(), unmarked));
+    cases.push((
+        "level-larger.tiff".into(),
+        philips(&ok(), Image::jpeg(2048, 2048), &[]),
+    ));
+    // Not parsable as Philips XML: read as a generic TIFF.
+    let bomb = "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;&a;&a;&a;&a;\"><!ENTITY c \"&b;&b;&b;&b;&b;&b;&b;&b;\">]><DataObject ObjectType=\"DPUfsImport\">&c;</DataObject>";
+    let deep = format!(
+        "<DataObject ObjectType=\"DPUfsImport\">{}{}</DataObject>",
+        "<a>".repeat(100_000),
+        "</a>".repeat(100_000)
+    );
+    for (name, xml) in [
+        ("entity-bomb", bomb.to_string()),
+        ("deep", deep),
+        ("unclosed", "<DataObject ObjectType=\"DPUfsImport\">".into()),
+    ] {
+        cases.push((format!("{name}.tiff"), philips(&xml, level1(), &[])));
+    }
+    // Many properties, and the pixel data sequence nested in itself.
+    let flat: String = (0..100_000)
+        .map(|i| format!("<Attribute Name=\"K{i}\">{i}</Attribute>"))
+        .collect();
+    cases.push((
+        "100k-attributes.tiff".into(),
+        philips(&philips_xml(1, &SPACINGS, &flat), level1(), &[]),
+    ));
+    let nested = format!(
+        "{}{}",
+        "<Attribute Name=\"PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE\"><Array><DataObject>".repeat(20),
+        "</DataObject></Array></Attribute>".repeat(20)
+    );
+    cases.push((
+        "nested-sequence.tiff".into(),
+        philips(&philips_xml(1, &SPACINGS, &nested), level1(), &[]),
+    ));
+    // Barcode and images in the XML: binary, lying, valid.
+    let barcode = format!(
+        "<Attribute Name=\"PIM_DP_UFS_BARCODE\">{}</Attribute>",
+        base64(b"A\0\xff\xfeB")
+    );
+    cases.push((
+        "binary-barcode.tiff".into(),
+        philips(&philips_xml(1, &SPACINGS, &barcode), level1(), &[]),
+    ));
+    for (name, data) in [
+        ("garbage", base64(b"not a jpeg at all")),
+        (
+            "huge-frame",
+            base64(&with_frame_size(&jpeg(64, 64, 0, false), 65535, 65535)),
+        ),
+        ("cut", base64(&jpeg(64, 64, 0, false)[..300])),
+        ("valid", base64(&jpeg(64, 48, 0, false))),
+        ("not-base64", "%%%%".into()),
+    ] {
+        let label = format!(
+            "</DataObject><DataObject ObjectType=\"DPScannedImage\"><Attribute Name=\"PIM_DP_IMAGE_TYPE\">LABELIMAGE</Attribute><Attribute Name=\"PIM_DP_IMAGE_DATA\">{data}</Attribute>"
+        );
+        // The label object closes the WSI's and opens its own.
+        let xml = philips_xml(1, &SPACINGS, &label);
+        cases.push((format!("xml-label-{name}.tiff"), philips(&xml, level1(), &[])));
+    }
+    let label_dir = |i: Image| i.with(Entry::ascii(tag::IMAGE_DESCRIPTION, b"Label"));
+    cases.push((
+        "label-dir-lying.tiff".into(),
+        philips(
+            &ok(),
+            level1(),
+            &[label_dir({
+                let mut i = Image::stripped(128, 96, 96, 1);
+                i.chunks.truncate(0);
+                i
+            })],
+        ),
+    ));
+    cases.push((
+        "label-dir.tiff".into(),
+        philips(&ok(), level1(), &[label_dir(Image::stripped(128, 96, 16, 5))]),
+    ));
+    cases
+}
+
+/// A Leica dimension: width, height, ifd, z.
+type ScnDimension = (i64, i64, i64, i64);
+
+/// One Leica image: its view (offset and size in nm), its dimensions, illumination and
+/// objective.
+fn scn_image(
+    offset: (i64, i64),
+    size: (i64, i64),
+    dims: &[ScnDimension],
+    light: &str,
+    objective: &str,
+) -> String {
+    let dims: String = dims
+        .iter()
+        .map(|(w, h, ifd, z)| {
+            format!("<dimension sizeX=\"{w}\" sizeY=\"{h}\" r=\"0\" z=\"{z}\" ifd=\"{ifd}\"/>")
+        })
+        .collect();
+    format!(
+        "<image name=\"i\"><pixels sizeX=\"1\" sizeY=\"1\">{dims}</pixels>\
+         <view sizeX=\"{}\" sizeY=\"{}\" offsetX=\"{}\" offsetY=\"{}\"/>\
+         <scanSettings><objectiveSettings><objective>{objective}</objective></objectiveSettings>\
+         <illuminationSettings><illuminationSource>{light}</illuminationSource></illuminationSettings></scanSettings></image>",
+        size.0, size.1, offset.0, offset.1
+    )
+}
+
+fn scn_xml(collection: (i64, i64), images: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\"?><scn xmlns=\"http://www.leica-microsystems.com/scn/2010/10/01\">\
+         <collection sizeX=\"{}\" sizeY=\"{}\"><barcode>{}</barcode>{images}</collection></scn>",
+        collection.0,
+        collection.1,
+        base64(b"SCN-1")
+    )
+}
+
+/// A Leica-like BigTIFF: 1024 × 768 and 256 × 192 JPEG images, the XML on the first.
+fn scn(xml: &str) -> Vec<u8> {
+    tiff(
+        Flavor::Big,
+        &[
+            Image::jpeg(1024, 768).with(Entry::ascii(tag::IMAGE_DESCRIPTION, xml.as_bytes())),
+            Image::jpeg(256, 192),
+        ],
+    )
+}
+
+fn leica_cases() -> Cases {
+    let glass = (2_000_000, 1_500_000);
+    let main =
+        |dims: &[ScnDimension]| scn_image((100_000, 50_000), (512_000, 384_000), dims, "brightfield", "20");
+    let good = [(1024, 768, 0, 0), (256, 192, 1, 0)];
+    let mut cases: Cases = vec![("ok.scn".into(), scn(&scn_xml(glass, &main(&good))))];
+    let dims_cases: [(&str, Vec<ScnDimension>); 8] = [
+        ("ifd-past-end", vec![(1024, 768, 99, 0)]),
+        ("ifd-negative", vec![(1024, 768, -1, 0)]),
+        ("width-zero", vec![(0, 768, 0, 0)]),
+        ("width-huge", vec![(i64::MAX, 768, 0, 0)]),
+        ("width-negative", vec![(-5, 768, 0, 0)]),
+        ("only-other-planes", vec![(1024, 768, 0, 1)]),
+        ("none", vec![]),
+        ("same-ifd-twice", vec![(1024, 768, 0, 0), (512, 384, 0, 0)]),
+    ];
+    for (name, dims) in dims_cases {
+        cases.push((format!("dims-{name}.scn"), scn(&scn_xml(glass, &main(&dims)))));
+    }
+    for (name, offset, size) in [
+        ("view-zero", (0, 0), (0, 0)),
+        ("offset-negative", (-1, -1), (512_000, 384_000)),
+        ("offset-past-glass", (3_000_000, 0), (512_000, 384_000)),
+        ("offset-huge", (i64::MAX, i64::MAX), (512_000, 384_000)),
+        ("view-huge", (0, 1), (i64::MAX, i64::MAX)),
+    ] {
+        let image = scn_image(offset, size, &good, "brightfield", "20");
+        cases.push((format!("{name}.scn"), scn(&scn_xml(glass, &image))));
+    }
+    for (name, glass) in [
+        ("glass-zero", (0, 0)),
+        ("glass-huge", (i64::MAX, i64::MAX)),
+        ("glass-tiny", (1, 1)),
+    ] {
+        cases.push((format!("{name}.scn"), scn(&scn_xml(glass, &main(&good)))));
+    }
+    let macro_image = scn_image((0, 0), glass, &[(256, 192, 1, 0)], "brightfield", "0.6");
+    let fluorescence = scn_image((100_000, 50_000), (512_000, 384_000), &good, "fluorescence", "20");
+    let other = scn_image(
+        (700_000, 500_000),
+        (512_000, 384_000),
+        &[(1100, 800, 0, 0), (256, 192, 1, 0)],
+        "brightfield",
+        "20",
+    );
+    let other_objective = scn_image((700_000, 500_000), (512_000, 384_000), &good, "brightfield", "40");
+    let no_objective = scn_image((100_000, 50_000), (512_000, 384_000), &good, "brightfield", "")
+        .replace("<objective></objective>", "");
+    for (name, images) in [
+        ("with-macro", format!("{}{macro_image}", main(&good))),
+        ("two-macros", format!("{}{macro_image}{macro_image}", main(&good))),
+        ("fluorescence", fluorescence),
+        ("resolutions-differ", format!("{}{other}", main(&good))),
+        ("objectives-differ", format!("{}{other_objective}", main(&good))),
+        ("no-objective", no_objective),
+        ("no-images", String::new()),
+        ("300-images", main(&good).repeat(300)),
+        ("200-images", main(&good).repeat(200)),
+        (
+            "two-views",
+            main(&good).replace(
+                "</pixels>",
+                "</pixels><view sizeX=\"1\" sizeY=\"1\" offsetX=\"0\" offsetY=\"0\"/>",
+            ),
+        ),
+        (
+            "not-integers",
+            main(&good).replace("sizeX=\"512000\"", "sizeX=\"5e5\""),
+        ),
+    ] {
+        cases.push((format!("{name}.scn"), scn(&scn_xml(glass, &images))));
+    }
+    cases
+}
+
+/// An OME-XML document of `images` (each: SizeC, samples a channel, type, SizeZ, IFD).
+fn ome_xml(images: &[(u32, u32, &str, u32, &str)], physical: &str) -> String {
+    let images: String = images
+        .iter()
+        .enumerate()
+        .map(|(i, (c, spp, kind, z, ifd))| {
+            // At most 8 Channel elements, whatever SizeC says.
+            let channels: String = (0..(c / spp).min(8))
+                .map(|_| format!("<Channel SamplesPerPixel=\"{spp}\"/>"))
+                .collect();
+            format!(
+                "<Image ID=\"Image:{i}\" Name=\"{}\"><Pixels DimensionOrder=\"XYCZT\" Type=\"{kind}\" SizeX=\"1024\" SizeY=\"768\" SizeC=\"{c}\" SizeZ=\"{z}\" SizeT=\"1\" {physical}>{channels}<TiffData IFD=\"{ifd}\" PlaneCount=\"1\"/></Pixels></Image>",
+                if i == 0 { "scan" } else { "macro" }
+            )
+        })
+        .collect();
+    format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><OME xmlns=\"http://www.openmicroscopy.org/Schemas/OME/2016-06\">{images}</OME>")
+}
+
+/// An OME-TIFF: level 0 (1024 × 768) in the main chain, then `extra` main directories, and
+/// SubIFDs 512 × 384 and 256 × 192 outside it, listed by level 0's SubIFDs tag as
+/// `sub_ifds(offsets of every directory)` says.
+fn ome_tiff(xml: &str, extra: &[Image], sub_ifds: impl Fn(&[u64]) -> Vec<u64>) -> Vec<u8> {
+    let build = |subs: &[u64]| {
+        let mut b = TiffBuilder::new(Flavor::Classic);
+        let mut level0 = Image::jpeg(1024, 768).with(Entry::ascii(tag::IMAGE_DESCRIPTION, xml.as_bytes()));
+        if !subs.is_empty() {
+            level0 = level0.with(Entry::uints(tag::SUB_IFDS, ty::LONG, subs));
+        }
+        let entries = level0.entries(&mut b);
+        let mut chained = vec![b.dir(entries)];
+        for image in extra {
+            let e = image.entries(&mut b);
+            chained.push(b.dir(e));
+        }
+        for (w, h) in [(512, 384), (256, 192)] {
+            let e = Image::jpeg(w, h)
+                .with(Entry::uint(tag::NEW_SUBFILE_TYPE, 1))
+                .entries(&mut b);
+            b.dir(e);
+        }
+        let offsets = std::cell::RefCell::new(Vec::new());
+        let n = chained.len();
+        let bytes = b.finish_linked(
+            |i, o| {
+                *offsets.borrow_mut() = o.to_vec();
+                if i + 1 < n {
+                    o[i + 1]
+                } else {
+                    0
+                }
+            },
+            |o| o[0],
+        );
+        (bytes, offsets.into_inner())
+    };
+    // Two passes: the first lays the file out (the tag's size fixed) and finds where the
+    // directories land.
+    let placeholder = sub_ifds(&[0; 16]);
+    let (_, offsets) = build(&placeholder);
+    build(&sub_ifds(&offsets)).0
+}
+
+fn ome_cases() -> Cases {
+    let rgb = [(3, 3, "uint8", 1, "0")];
+    let um = "PhysicalSizeX=\"0.25\" PhysicalSizeY=\"0.26\"";
+    let subs = |o: &[u64]| o[o.len() - 2..].to_vec();
+    let mut cases: Cases = vec![("ok.ome.tif".into(), ome_tiff(&ome_xml(&rgb, um), &[], subs))];
+    for (name, sub_ifds) in [
+        (
+            "sub-is-level-0",
+            (|o: &[u64]| vec![o[0]]) as fn(&[u64]) -> Vec<u64>,
+        ),
+        ("sub-twice", |o| vec![o[o.len() - 1], o[o.len() - 1]]),
+        ("sub-past-end", |_| vec![u32::MAX as u64]),
+        ("sub-zero", |_| vec![0]),
+        ("sub-odd", |o| vec![o[o.len() - 1] + 1]),
+        ("subs-growing", |o| vec![o[o.len() - 1], o[o.len() - 2]]),
+        ("subs-10k", |o| vec![o[o.len() - 1]; 10_000]),
+    ] {
+        cases.push((
+            format!("{name}.ome.tif"),
+            ome_tiff(&ome_xml(&rgb, um), &[], sub_ifds),
+        ));
+    }
+    for (name, images) in [
+        ("fluorescence", vec![(3, 1, "uint8", 1, "0")]),
+        ("uint16", vec![(3, 3, "uint16", 1, "0")]),
+        ("z-stack", vec![(3, 3, "uint8", 5, "0")]),
+        ("ifd-past-end", vec![(3, 3, "uint8", 1, "7")]),
+        ("ifd-negative", vec![(3, 3, "uint8", 1, "-1")]),
+        ("ifd-text", vec![(3, 3, "uint8", 1, "x")]),
+        ("channels-huge", vec![(u32::MAX, 1, "uint8", 1, "0")]),
+        (
+            "macro-is-level-0",
+            vec![(3, 3, "uint8", 1, "0"), (3, 3, "uint8", 1, "0")],
+        ),
+        (
+            "macro-past-end",
+            vec![(3, 3, "uint8", 1, "0"), (3, 3, "uint8", 1, "9")],
+        ),
+    ] {
+        cases.push((
+            format!("{name}.ome.tif"),
+            ome_tiff(&ome_xml(&images, um), &[], subs),
+        ));
+    }
+    for (name, physical) in [
+        ("size-nan", "PhysicalSizeX=\"NaN\" PhysicalSizeY=\"NaN\""),
+        ("size-negative", "PhysicalSizeX=\"-1\" PhysicalSizeY=\"-1\""),
+        (
+            "size-huge-unit",
+            "PhysicalSizeX=\"1e300\" PhysicalSizeXUnit=\"m\" PhysicalSizeY=\"1\" PhysicalSizeYUnit=\"m\"",
+        ),
+        (
+            "unit-unknown",
+            "PhysicalSizeX=\"1\" PhysicalSizeXUnit=\"furlong\" PhysicalSizeY=\"1\"",
+        ),
+    ] {
+        cases.push((
+            format!("{name}.ome.tif"),
+            ome_tiff(&ome_xml(&rgb, physical), &[], subs),
+        ));
+    }
+    let macro_image = [(3, 3, "uint8", 1, "0"), (3, 3, "uint8", 1, "1")];
+    cases.push((
+        "with-macro.ome.tif".into(),
+        ome_tiff(
+            &ome_xml(&macro_image, um),
+            &[Image::stripped(200, 100, 20, 8)],
+            subs,
+        ),
+    ));
+    cases.push((
+        "not-ome-root.ome.tif".into(),
+        ome_tiff(
+            &ome_xml(&rgb, um)
+                .replace("<OME ", "<OMX ")
+                .replace("</OME>", "</OMX>"),
+            &[],
+            subs,
+        ),
+    ));
+    cases
+}
+
 /// Every family, its cases generated field by field: several hundred hostile files, none of
 /// which may panic, hang, take over 2 s or allocate over 256 MiB.
 #[test]
 fn hostile_slides_never_panic_hang_or_balloon() {
     let _serial = serial();
     type Family = fn() -> Cases;
-    let families: [(&str, Family); 12] = [
+    let families: [(&str, Family); 15] = [
         ("tile-sizes", tile_sizes),
         ("image-sizes", image_sizes),
         ("offsets-and-counts", offsets_and_counts),
@@ -1336,6 +1791,9 @@ fn hostile_slides_never_panic_hang_or_balloon() {
         ("aperio-descriptions", aperio_descriptions),
         ("resolutions", resolutions),
         ("associated-images", associated_images),
+        ("philips-xml", philips_cases),
+        ("leica-xml", leica_cases),
+        ("ome-xml", ome_cases),
     ];
     let mut total = Tally::default();
     for (name, make) in families {

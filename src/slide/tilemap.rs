@@ -10,6 +10,9 @@
 use super::grid::PlacedTile;
 use std::collections::HashMap;
 
+/// A tile's corner, its cell (column, row) and its payload.
+pub(crate) type CellTile<T> = ((i64, i64), (i64, i64), T);
+
 pub(crate) struct TileMap<T> {
     tile_width: i64,
     tile_height: i64,
@@ -35,11 +38,7 @@ impl<T> TileMap<T> {
 
     /// The map of `tiles` (corner, cell as (column, row), payload); the tile of the last cell
     /// shows where tiles overlap, as [`TileMap::new`]'s.
-    pub fn in_cells(
-        tile_width: u32,
-        tile_height: u32,
-        tiles: Vec<((i64, i64), (i64, i64), T)>,
-    ) -> TileMap<T> {
+    pub fn in_cells(tile_width: u32, tile_height: u32, tiles: Vec<CellTile<T>>) -> TileMap<T> {
         let (tw, th) = (tile_width as i64, tile_height as i64);
         let mut tiles = tiles;
         // Stable: equal corners keep the order given, and the first of them is kept.

@@ -42,22 +42,6 @@ impl Element {
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
-
-    /// The first element of that name in the subtree (this one included), depth first.
-    pub fn find(&self, name: &str) -> Option<&Element> {
-        if self.name == name {
-            return Some(self);
-        }
-        self.children.iter().find_map(|c| c.find(name))
-    }
-
-    /// The namespace this element declares for itself (its `xmlns` attribute).
-    pub fn namespace(&self) -> Option<&str> {
-        self.attributes
-            .iter()
-            .find(|(k, _)| k == "xmlns")
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 fn local(name: &str) -> &str {
@@ -179,12 +163,11 @@ mod tests {
 <x:Root xmlns="urn:a" xmlns:x="urn:b"><Item x:k="1 &amp; 2">text &lt;here&gt;<![CDATA[<raw>]]></Item><Item/></x:Root>"#;
         let root = parse(doc).unwrap();
         assert_eq!(root.name, "Root");
-        assert_eq!(root.namespace(), Some("urn:a"));
+        assert_eq!(root.attr("xmlns"), Some("urn:a"));
         let items: Vec<_> = root.children_named("Item").collect();
         assert_eq!(items.len(), 2);
         assert_eq!(items[0].attr("k"), Some("1 & 2"));
         assert_eq!(items[0].text, "text <here><raw>");
-        assert!(root.find("Item").is_some());
     }
 
     #[test]

@@ -47,11 +47,13 @@ pub mod tag {
     pub const Y_RESOLUTION: u16 = 283;
     pub const PLANAR_CONFIG: u16 = 284;
     pub const RESOLUTION_UNIT: u16 = 296;
+    pub const SOFTWARE: u16 = 305;
     pub const PREDICTOR: u16 = 317;
     pub const TILE_WIDTH: u16 = 322;
     pub const TILE_LENGTH: u16 = 323;
     pub const TILE_OFFSETS: u16 = 324;
     pub const TILE_BYTE_COUNTS: u16 = 325;
+    pub const SUB_IFDS: u16 = 330;
     pub const JPEG_TABLES: u16 = 347;
     pub const NDPI_FORMAT_FLAG: u16 = 65420;
     pub const NDPI_SOURCE_LENS: u16 = 65421;

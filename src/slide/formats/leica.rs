@@ -32,6 +32,10 @@ const NAMESPACES: [&str; 2] = [
 
 /// Main images' resolutions must agree this closely (OpenSlide's rule).
 const RESOLUTION_TOLERANCE: f64 = 0.02;
+/// Main images of one slide, beyond which it is refused (scanners write a handful).
+const MAX_MAIN_IMAGES: usize = 256;
+/// Largest level side accepted, as for any TIFF image.
+const MAX_LEVEL_SIDE: f64 = (1u64 << 31) as f64;
 
 fn detect(probe: &Probe) -> bool {
     let Some(tiff) = probe.tiff else { return false };
@@ -92,6 +96,12 @@ fn open(probe: &Probe) -> Result<Opened> {
             "Leica SCN without a brightfield image (fluorescence slides are not read)",
         ));
     };
+    if mains.len() > MAX_MAIN_IMAGES {
+        return Err(unsupported(format!(
+            "Leica SCN with {} main images (at most {MAX_MAIN_IMAGES} are read)",
+            mains.len()
+        )));
+    }
     if macros.len() > 1 {
         return Err(corrupt(format!("Leica XML has {} macro images", macros.len())));
     }
@@ -118,7 +128,14 @@ fn open(probe: &Probe) -> Result<Opened> {
             nm_per_pixel = nm_per_pixel.min(nm);
         }
         let pixels = |nm: i64| nm as f64 / nm_per_pixel;
-        let (width, height) = (pixels(glass_nm.0).ceil() as u64, pixels(glass_nm.1).ceil() as u64);
+        let (width, height) = (pixels(glass_nm.0).ceil(), pixels(glass_nm.1).ceil());
+        if !(width >= 1.0 && height >= 1.0 && width <= MAX_LEVEL_SIDE && height <= MAX_LEVEL_SIDE) {
+            return Err(corrupt(format!(
+                "Leica level {k} would be {width}x{height} pixels ({nm_per_pixel} nm a pixel over a {}x{} nm collection)",
+                glass_nm.0, glass_nm.1
+            )));
+        }
+        let (width, height) = (width as u64, height as u64);
         let mut parts: Vec<(Arc<dyn TileGrid>, i64, i64)> = Vec::new();
         for m in &mains {
             let dir = directory(tiff, m.resolutions[k].0)?;

@@ -99,9 +99,6 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         head: &head,
         tiff: None,
     };
-    if let Some(why) = not_read_yet(&probe) {
-        return Err(why);
-    }
     // A DICOM file's preamble may hold a TIFF header: when that TIFF does not parse, the
     // file is still read as DICOM.
     let tiff = match is_tiff_header(&head) {
@@ -113,13 +110,16 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         false => None,
     };
     probe.tiff = tiff.as_ref();
+    if let Some(why) = not_read_yet(&probe) {
+        return Err(why);
+    }
     if let Some(format) = FORMATS.iter().find(|f| (f.detect)(&probe)) {
         return (format.open)(&probe);
     }
     Err(match &tiff {
         Some(tiff) => explain_untiled(tiff),
         None => SlideErrorKind::UnknownFormat(
-            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI and tiled pyramidal TIFF/BigTIFF)"
+            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI, Leica SCN, Philips TIFF, OME-TIFF and tiled pyramidal TIFF/BigTIFF)"
                 .into(),
         ),
     })
@@ -140,7 +140,15 @@ fn not_read_yet(probe: &Probe) -> Option<SlideErrorKind> {
         .unwrap_or("")
         .to_ascii_lowercase();
     // A MIRAX slide's .mrxs file is an index (an INI file): its name is all there is to go by.
-    (ext == "mrxs").then(|| unsupported("MIRAX (.mrxs) slides"))
+    if ext == "mrxs" {
+        return Some(unsupported("MIRAX (.mrxs) slides"));
+    }
+    // Ventana BIF places its tiles by the stitching record in its XMP; read as a plain TIFF
+    // its fields would show unstitched.
+    let xmp = probe.tiff?.directories[0].bytes(super::tifflike::tag::XMP)?;
+    let xmp = String::from_utf8_lossy(xmp);
+    xmp.contains("iScan")
+        .then(|| unsupported("Ventana BIF slides (tiles placed by their XMP stitching record)"))
 }
 
 /// Why a TIFF no driver claims is not a slide: it is not tiled, so not a pyramid.

@@ -61,7 +61,7 @@ fn open(probe: &Probe) -> Result<Opened> {
     for (i, dir) in tiff.directories.iter().enumerate() {
         if dir.is_tiled() {
             if let Some(previous) = tiled.last() {
-                if !dir.uint(tag::NEW_SUBFILE_TYPE)?.is_some_and(|t| t & 1 == 1) {
+                if dir.uint(tag::NEW_SUBFILE_TYPE)?.is_none_or(|t| t & 1 != 1) {
                     return Err(corrupt(format!(
                         "directory {i} is tiled but not marked as a reduced-resolution image"
                     )));
@@ -162,13 +162,11 @@ fn named_attributes<'a>(object: &'a Element, name: &'a str) -> impl Iterator<Ite
         .filter(move |a| a.attr("Name") == Some(name))
 }
 
+type LevelsAndDownsamples = (Vec<Arc<dyn TileGrid>>, Vec<f64>);
+
 /// Each tiled directory as a level of the size its pixel spacing gives, and the levels'
 /// downsamples.
-fn levels(
-    file: &Arc<SlideFile>,
-    tiled: &[&Directory],
-    wsi: &Element,
-) -> Result<(Vec<Arc<dyn TileGrid>>, Vec<f64>)> {
+fn levels(file: &Arc<SlideFile>, tiled: &[&Directory], wsi: &Element) -> Result<LevelsAndDownsamples> {
     let spacings: Vec<&str> = named_attributes(wsi, PIXEL_DATA_SEQUENCE)
         .flat_map(|a| a.children_named("Array"))
         .flat_map(|a| a.children_named("DataObject"))
@@ -213,9 +211,14 @@ fn levels(
         }
         previous = downsample;
         downsamples.push(downsample);
-        let image = TiffImage::new(file.clone(), dir)?
-            .shown_as(width, height)
-            .map_err(|e| corrupt(format!("Philips level {k}: {e}")))?;
+        if width > dir.width()? || height > dir.height()? {
+            return Err(corrupt(format!(
+                "Philips level {k}: its pixel spacing makes it {width}x{height}, larger than the {}x{} stored",
+                dir.width()?,
+                dir.height()?
+            )));
+        }
+        let image = TiffImage::new(file.clone(), dir)?.shown_as(width, height)?;
         levels.push(Arc::new(image));
     }
     Ok((levels, downsamples))
