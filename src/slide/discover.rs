@@ -39,7 +39,7 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Extensions of the formats flashslide reads; such a file is a slide even when its content
 /// is damaged (so that it is reported, not skipped).
-const SLIDE_EXTENSIONS: &[&str] = &["svs", "ndpi", "tif", "tiff", "btf", "scn", "bif"];
+const SLIDE_EXTENSIONS: &[&str] = &["svs", "ndpi", "tif", "tiff", "btf", "scn", "bif", "mrxs"];
 
 /// Entries of a first TIFF directory looked through for its description (real files have
 /// a few dozen).
@@ -139,7 +139,6 @@ fn unread_format(path: &Path) -> Option<&'static str> {
     Some(match extension.as_deref()? {
         // A DICOM file without the Part 10 header (a bare data set) names no series.
         "dcm" => "DICOM (without a Part 10 header)",
-        "mrxs" => "MIRAX",
         "vms" | "vmu" => "Hamamatsu VMS/VMU",
         "isyntax" => "Philips iSyntax",
         "czi" => "Zeiss CZI",

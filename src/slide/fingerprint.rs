@@ -35,13 +35,20 @@ impl Fingerprint {
 const MIB: u64 = 1 << 20;
 
 pub fn fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
-    let series = super::formats::series_members(path).map_err(std::io::Error::other)?;
-    let Some((uid, files)) = series else {
+    let io = std::io::Error::other;
+    let mut hash = Sha256::new();
+    // A slide of several files: a DICOM series, a MIRAX slide (its .mrxs, Slidedat.ini,
+    // index and data files).
+    let files = if let Some((uid, files)) = super::formats::series_members(path).map_err(io)? {
+        hash.update(b"dicom series\0");
+        hash.update(uid.as_bytes());
+        files
+    } else if let Some(files) = super::formats::mirax_members(path).map_err(io)? {
+        hash.update(b"mirax slide\0");
+        files
+    } else {
         return file_fingerprint(path);
     };
-    let mut hash = Sha256::new();
-    hash.update(b"dicom series\0");
-    hash.update(uid.as_bytes());
     let (mut size, mut modified) = (0, (0, 0));
     for file in &files {
         let f = file_fingerprint(file)?;

@@ -15,6 +15,7 @@ pub mod fingerprint;
 mod formats;
 mod grid;
 mod io;
+mod keyfile;
 mod mosaic;
 pub mod mpp;
 mod properties;

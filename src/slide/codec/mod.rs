@@ -4,6 +4,7 @@
 pub(crate) mod jpeg;
 pub(crate) mod jpeg2000;
 pub(crate) mod lossless;
+pub(crate) mod picture;
 
 /// A decoded tile (or strip, or restart interval) as RGBA8, row-major.
 pub(crate) struct Tile {

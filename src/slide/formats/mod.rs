@@ -9,9 +9,11 @@ mod aperio;
 mod dicom;
 
 pub(crate) use dicom::{folder_series, series_members};
+pub(crate) use mirax::slide_members as mirax_members;
 mod generic_tiff;
 mod hamamatsu;
 mod leica;
+mod mirax;
 mod ome_tiff;
 mod philips;
 
@@ -74,6 +76,7 @@ pub(crate) struct Format {
 /// Every format read, most specific first.
 pub(crate) const FORMATS: &[Format] = &[
     dicom::FORMAT,
+    mirax::FORMAT,
     hamamatsu::FORMAT,
     aperio::FORMAT,
     leica::FORMAT,
@@ -119,7 +122,7 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
     Err(match &tiff {
         Some(tiff) => explain_untiled(tiff),
         None => SlideErrorKind::UnknownFormat(
-            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI, Leica SCN, Philips TIFF, OME-TIFF and tiled pyramidal TIFF/BigTIFF)"
+            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI, MIRAX, Leica SCN, Philips TIFF, OME-TIFF and tiled pyramidal TIFF/BigTIFF)"
                 .into(),
         ),
     })
@@ -132,16 +135,6 @@ fn not_read_yet(probe: &Probe) -> Option<SlideErrorKind> {
         || head.starts_with(&[0xFF, 0x4F, 0xFF, 0x51])
     {
         return Some(unsupported("JPEG 2000 image files"));
-    }
-    let ext = probe
-        .path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    // A MIRAX slide's .mrxs file is an index (an INI file): its name is all there is to go by.
-    if ext == "mrxs" {
-        return Some(unsupported("MIRAX (.mrxs) slides"));
     }
     // Ventana BIF places its tiles by the stitching record in its XMP; read as a plain TIFF
     // its fields would show unstitched.
