@@ -390,7 +390,7 @@ fn camera_positions(
     let raw = read_stored(data, at, if compressed { 64 << 20 } else { want as u64 })?;
     let bytes = if compressed {
         miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&raw, want)
-            .map_err(|e| corrupt(format!("MIRAX position record does not inflate: {e:?}")))?
+            .map_err(|e| corrupt(format!("MIRAX position record does not inflate ({:?})", e.status)))?
     } else {
         raw
     };
