@@ -240,3 +240,103 @@ fn mirax_fields_in_openslides_order_match_openslide() {
     let resampled = ["mirax-png-subpixel/l1-inside", "mirax-png-subpixel/l2-inside"];
     assert_eq!(check_format_resampled(dir, "mirax", "mirax", &resampled), 4);
 }
+
+/// Discovery, `info` and `run` over a folder of every format (a MIRAX slide with its folder):
+/// each found once, analysed, the BIF reported as not read; a second run skips all; a
+/// changed byte in a MIRAX data file makes that slide new again (its fingerprint covers its
+/// folder's files).
+#[test]
+fn run_over_a_folder_of_every_format_resumes_and_follows_mirax_data_files() {
+    let Some(dir) = generated("run_over_a_folder_of_every_format_resumes_and_follows_mirax_data_files")
+    else {
+        return;
+    };
+    let input = common::fresh_dir("vendor-run-in");
+    for file in [
+        "philips/philips-sparse.tiff",
+        "scn/scn-brightfield.scn",
+        "ometiff/ome-subifd-jpeg.ome.tif",
+        "bif/bif-stitched.bif",
+        "mirax/mirax-jpeg-stitching.mrxs",
+    ] {
+        let from = dir.join(file);
+        std::fs::copy(&from, input.join(from.file_name().unwrap())).unwrap();
+    }
+    let data = input.join("mirax-jpeg-stitching");
+    std::fs::create_dir(&data).unwrap();
+    for e in std::fs::read_dir(dir.join("mirax/mirax-jpeg-stitching")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+    }
+    for (file, vendor) in [
+        ("philips-sparse.tiff", "philips"),
+        ("scn-brightfield.scn", "leica"),
+        ("ome-subifd-jpeg.ome.tif", "ome-tiff"),
+        ("mirax-jpeg-stitching.mrxs", "mirax"),
+    ] {
+        let (code, out, err) = common::flashslide(&["info", input.join(file).to_str().unwrap()]);
+        assert_eq!(code, 0, "{file}: {err}");
+        assert!(out.contains(vendor), "{file}: {out}");
+    }
+
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vendor-run-out");
+    let _ = std::fs::remove_dir_all(&out);
+    let run = || {
+        let (code, _, err) = common::flashslide(&[
+            "run",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--quiet",
+        ]);
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("batch-report.json")).unwrap()).unwrap();
+        let outcomes: BTreeMap<String, String> = report["slides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["outcome"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (code, err, outcomes)
+    };
+    let (_, err, outcomes) = run();
+    assert_eq!(outcomes.len(), 5, "{outcomes:?} {err}");
+    assert_eq!(outcomes["bif-stitched.bif"], "failed");
+    for name in [
+        "philips-sparse.tiff",
+        "scn-brightfield.scn",
+        "ome-subifd-jpeg.ome.tif",
+        "mirax-jpeg-stitching.mrxs",
+    ] {
+        assert_eq!(outcomes[name], "done", "{name}: {err}");
+        assert!(out.join(name).join("summary.json").is_file(), "{name}");
+    }
+    let (_, _, again) = run();
+    assert!(
+        again
+            .iter()
+            .filter(|(n, _)| !n.ends_with(".bif"))
+            .all(|(_, o)| o == "skipped"),
+        "{again:?}"
+    );
+    // One byte of the MIRAX slide's last data file changed: that slide alone is analysed again.
+    let last = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dat") && p.file_name().unwrap() != "Index.dat")
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&last, bytes).unwrap();
+    let (_, err, third) = run();
+    assert_eq!(third["mirax-jpeg-stitching.mrxs"], "done", "{third:?} {err}");
+    assert_eq!(third["philips-sparse.tiff"], "skipped", "{third:?}");
+}
