@@ -1772,13 +1772,129 @@ fn ome_cases() -> Cases {
     cases
 }
 
+// ---- Ventana BIF: iScan XMP, EncodeInfo, joints ----
+
+/// A tile joint: direction, tile 1, tile 2, overlap x, overlap y, confidence.
+type Joint<'a> = (&'a str, i64, i64, &'a str, &'a str, &'a str);
+
+/// An EncodeInfo of one area of `cols` × `rows` fields of 256² at `origin` and `position`,
+/// with `joints`.
+fn encode_info(cols: i64, rows: i64, origin: (i64, i64), position: (&str, &str), joints: &[Joint]) -> String {
+    let joints: String = joints
+        .iter()
+        .map(|(d, t1, t2, ox, oy, c)| {
+            format!("<TileJointInfo FlagJoined=\"1\" Confidence=\"{c}\" Direction=\"{d}\" Tile1=\"{t1}\" Tile2=\"{t2}\" OverlapX=\"{ox}\" OverlapY=\"{oy}\"/>")
+        })
+        .collect();
+    format!(
+        "<?xml version=\"1.0\"?><EncodeInfo Ver=\"2\"><SlideStitchInfo><ImageInfo AOIScanned=\"1\" AOIIndex=\"0\" Width=\"256\" Height=\"256\" NumRows=\"{rows}\" NumCols=\"{cols}\" Pos-X=\"{}\" Pos-Y=\"{}\">{joints}</ImageInfo></SlideStitchInfo><AoiOrigin><AOI0 OriginX=\"{}\" OriginY=\"{}\"/></AoiOrigin></EncodeInfo>",
+        position.0, position.1, origin.0, origin.1
+    )
+}
+
+/// A BIF-like BigTIFF: a label with the iScan XMP, then level 0 (1024 × 768, its XMP the
+/// EncodeInfo) and level 1.
+fn bif(encode: &str) -> Vec<u8> {
+    const XMP: u16 = 700;
+    let iscan = b"<?xml version=\"1.0\"?><iScan Magnification=\"20\" ScanRes=\"0.5\"/>";
+    tiff(
+        Flavor::Big,
+        &[
+            Image::stripped(64, 48, 48, 1)
+                .with(Entry::ascii(tag::IMAGE_DESCRIPTION, b"Label Image"))
+                .with(Entry::raw(XMP, ty::BYTE, iscan.len() as u64, iscan.to_vec())),
+            Image::jpeg(1024, 768)
+                .with(Entry::ascii(tag::IMAGE_DESCRIPTION, b"level=0 mag=20 quality=90"))
+                .with(Entry::raw(
+                    XMP,
+                    ty::BYTE,
+                    encode.len() as u64,
+                    encode.as_bytes().to_vec(),
+                )),
+            Image::jpeg(512, 384).with(Entry::ascii(tag::IMAGE_DESCRIPTION, b"level=1 mag=10 quality=90")),
+        ],
+    )
+}
+
+fn bif_cases() -> Cases {
+    // 2 × 2 fields numbered from the bottom: 1 2 on the bottom row, 4 3 above.
+    let good = [
+        ("RIGHT", 1, 2, "20", "0", "90"),
+        ("UP", 2, 3, "0", "20", "90"),
+        ("RIGHT", 4, 3, "20", "0", "90"),
+    ];
+    let ok = || encode_info(2, 2, (0, 0), ("0", "0"), &good);
+    let mut cases: Cases = vec![("ok.bif".into(), bif(&ok()))];
+    let joints: [(&str, Vec<Joint>); 11] = [
+        ("none", vec![]),
+        ("tile-zero", vec![("RIGHT", 0, 1, "20", "0", "90")]),
+        ("tile-past", vec![("RIGHT", 4, 5, "20", "0", "90")]),
+        ("left", vec![("LEFT", 2, 1, "20", "0", "90")]),
+        ("down", vec![("DOWN", 3, 2, "20", "0", "90")]),
+        ("not-beside", vec![("RIGHT", 1, 3, "20", "0", "90")]),
+        (
+            "confidence-zero",
+            vec![("RIGHT", 1, 2, "20", "0", "0"), ("UP", 2, 3, "0", "20", "0")],
+        ),
+        (
+            "confidence-negative",
+            vec![("RIGHT", 1, 2, "20", "0", "-90"), ("UP", 2, 3, "0", "20", "90")],
+        ),
+        (
+            "overlap-whole-field",
+            vec![("RIGHT", 1, 2, "256", "0", "90"), ("UP", 2, 3, "0", "20", "90")],
+        ),
+        ("overlap-nan", vec![("RIGHT", 1, 2, "nan", "0", "90")]),
+        (
+            "overlap-gap",
+            vec![
+                ("RIGHT", 1, 2, "-500", "0", "90"),
+                ("UP", 2, 3, "0", "-500", "90"),
+            ],
+        ),
+    ];
+    for (name, j) in joints {
+        cases.push((
+            format!("joints-{name}.bif"),
+            bif(&encode_info(2, 2, (0, 0), ("0", "0"), &j)),
+        ));
+    }
+    for (name, cols, rows, origin, position) in [
+        ("fields-huge", 1 << 20, 1 << 20, (0, 0), ("0", "0")),
+        ("fields-zero", 0, 2, (0, 0), ("0", "0")),
+        ("fields-past-stored", 20, 20, (0, 0), ("0", "0")),
+        ("origin-off-grid", 2, 2, (100, 0), ("0", "0")),
+        ("origin-negative", 2, 2, (-512, -512), ("0", "0")),
+        ("position-huge", 2, 2, (0, 0), ("1e18", "1e18")),
+        ("position-negative", 2, 2, (0, 0), ("-300", "-300")),
+        ("position-nan", 2, 2, (0, 0), ("nan", "0")),
+    ] {
+        cases.push((
+            format!("area-{name}.bif"),
+            bif(&encode_info(cols, rows, origin, position, &good)),
+        ));
+    }
+    let two_origins = ok().replace("</AoiOrigin>", "<AOI1 OriginX=\"0\" OriginY=\"0\"/></AoiOrigin>");
+    cases.push(("origins-more-than-areas.bif".into(), bif(&two_origins)));
+    cases.push(("encode-not-xml.bif".into(), bif("<EncodeInfo")));
+    cases.push((
+        "encode-other-root.bif".into(),
+        bif("<?xml version=\"1.0\"?><Other/>"),
+    ));
+    cases.push((
+        "size-mismatch.bif".into(),
+        bif(&ok().replace("Width=\"256\"", "Width=\"512\"")),
+    ));
+    cases
+}
+
 /// Every family, its cases generated field by field: several hundred hostile files, none of
 /// which may panic, hang, take over 2 s or allocate over 256 MiB.
 #[test]
 fn hostile_slides_never_panic_hang_or_balloon() {
     let _serial = serial();
     type Family = fn() -> Cases;
-    let families: [(&str, Family); 15] = [
+    let families: [(&str, Family); 16] = [
         ("tile-sizes", tile_sizes),
         ("image-sizes", image_sizes),
         ("offsets-and-counts", offsets_and_counts),
@@ -1794,6 +1910,7 @@ fn hostile_slides_never_panic_hang_or_balloon() {
         ("philips-xml", philips_cases),
         ("leica-xml", leica_cases),
         ("ome-xml", ome_cases),
+        ("ventana-xml", bif_cases),
     ];
     let mut total = Tally::default();
     for (name, make) in families {

@@ -16,6 +16,7 @@ mod leica;
 mod mirax;
 mod ome_tiff;
 mod philips;
+mod ventana;
 
 use super::dicom::is_dicom_header;
 use super::error::{unsupported, Result, SlideErrorKind};
@@ -81,6 +82,7 @@ pub(crate) const FORMATS: &[Format] = &[
     aperio::FORMAT,
     leica::FORMAT,
     philips::FORMAT,
+    ventana::FORMAT,
     ome_tiff::FORMAT,
     generic_tiff::FORMAT,
 ];
@@ -102,6 +104,9 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         head: &head,
         tiff: None,
     };
+    if let Some(why) = not_read_yet(&probe) {
+        return Err(why);
+    }
     // A DICOM file's preamble may hold a TIFF header: when that TIFF does not parse, the
     // file is still read as DICOM.
     let tiff = match is_tiff_header(&head) {
@@ -113,16 +118,13 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
         false => None,
     };
     probe.tiff = tiff.as_ref();
-    if let Some(why) = not_read_yet(&probe) {
-        return Err(why);
-    }
     if let Some(format) = FORMATS.iter().find(|f| (f.detect)(&probe)) {
         return (format.open)(&probe);
     }
     Err(match &tiff {
         Some(tiff) => explain_untiled(tiff),
         None => SlideErrorKind::UnknownFormat(
-            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI, MIRAX, Leica SCN, Philips TIFF, OME-TIFF and tiled pyramidal TIFF/BigTIFF)"
+            " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI, MIRAX, Leica SCN, Philips TIFF, Ventana BIF, OME-TIFF and tiled pyramidal TIFF/BigTIFF)"
                 .into(),
         ),
     })
@@ -136,12 +138,7 @@ fn not_read_yet(probe: &Probe) -> Option<SlideErrorKind> {
     {
         return Some(unsupported("JPEG 2000 image files"));
     }
-    // Ventana BIF places its tiles by the stitching record in its XMP; read as a plain TIFF
-    // its fields would show unstitched.
-    let xmp = probe.tiff?.directories[0].bytes(super::tifflike::tag::XMP)?;
-    let xmp = String::from_utf8_lossy(xmp);
-    xmp.contains("iScan")
-        .then(|| unsupported("Ventana BIF slides (tiles placed by their XMP stitching record)"))
+    None
 }
 
 /// Why a TIFF no driver claims is not a slide: it is not tiled, so not a pyramid.
