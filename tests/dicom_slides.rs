@@ -8,12 +8,13 @@
 
 mod common;
 
-use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
+use common::{
+    check_openslide_properties, check_pixels, generated_by, read_png_rgba, read_reference_entry, Tolerance,
+};
 use flashslide::analysis::jpeg_tiles::{assemble_on_cpu, read_jpeg_batch};
 use flashslide::analysis::plan::{read_tile, Tile, TilePlan};
 use flashslide::slide::Slide;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -88,20 +89,7 @@ fn check_series(dir: &Path, name: &str) -> Slide {
         .collect();
     assert_eq!(names, want, "{name}: associated images");
 
-    let text = std::fs::read_to_string(dir.join(os["properties"].as_str().unwrap())).unwrap();
-    let want: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
-    for (k, v) in want.iter().filter(|(k, _)| *k != "openslide.quickhash-1") {
-        assert_eq!(slide.property(k), Some(v.as_str()), "{name}: property {k}");
-    }
-    let extra: Vec<&String> = slide
-        .properties()
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .collect();
-    assert!(
-        extra.is_empty(),
-        "{name}: properties OpenSlide does not have: {extra:?}"
-    );
+    check_openslide_properties(name, &slide, &dir.join(os["properties"].as_str().unwrap()));
 
     let mut checked = 0;
     for e in m["entries"]
@@ -111,21 +99,13 @@ fn check_series(dir: &Path, name: &str) -> Slide {
         .filter(|e| e["series"] == name)
     {
         let entry = e["name"].as_str().unwrap();
-        let (w, h, want) = read_png_rgba(&dir.join(e["png"].as_str().unwrap()));
-        let got = if e["kind"] == "associated" {
-            slide.read_associated(entry).unwrap()
-        } else {
-            let level = e["level"].as_u64().unwrap() as usize;
-            let (x, y) = (e["x"].as_i64().unwrap(), e["y"].as_i64().unwrap());
-            slide.read_region(level, x, y, w, h).unwrap()
-        };
-        assert_eq!((got.width, got.height), (w, h), "{name} {entry}");
+        let (got, want) = read_reference_entry(&slide, e, &dir.join(e["png"].as_str().unwrap()));
         let tol = if e["lossless"] == true {
             Tolerance::Exact
         } else {
             Tolerance::Jpeg
         };
-        check_pixels(&format!("dicom {name} {entry}"), &got.data, &want, tol);
+        check_pixels(&format!("dicom {name} {entry}"), &got, &want, tol);
         checked += 1;
     }
     assert!(checked >= 5, "{name}: only {checked} references");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{check_pixels, generated_by, read_png_rgba, Tolerance};
+use common::{check_openslide_properties, check_pixels, generated_by, read_reference_entry, Tolerance};
 use flashslide::slide::Slide;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -125,20 +125,7 @@ fn check_slide(dir: &Path, m: &Value, s: &Value, slide: &Slide, resampled: &[&st
     assert_eq!(sorted, want, "{name}: associated images");
 
     if s["reference"] == "openslide" {
-        let text = std::fs::read_to_string(dir.join(s["properties"].as_str().unwrap())).unwrap();
-        let want: BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
-        for (k, v) in want.iter().filter(|(k, _)| *k != "openslide.quickhash-1") {
-            assert_eq!(slide.property(k), Some(v.as_str()), "{name}: property {k}");
-        }
-        let extra: Vec<&String> = slide
-            .properties()
-            .keys()
-            .filter(|k| !want.contains_key(*k))
-            .collect();
-        assert!(
-            extra.is_empty(),
-            "{name}: properties OpenSlide does not have: {extra:?}"
-        );
+        check_openslide_properties(name, slide, &dir.join(s["properties"].as_str().unwrap()));
     }
 
     let mut checked = 0;
@@ -152,15 +139,7 @@ fn check_slide(dir: &Path, m: &Value, s: &Value, slide: &Slide, resampled: &[&st
         let png = e["png"]
             .as_str()
             .unwrap_or_else(|| panic!("{name} {entry}: no reference: {}", e["reference_error"]));
-        let (w, h, want) = read_png_rgba(&dir.join(png));
-        let got = if e["kind"] == "associated" {
-            slide.read_associated(entry).unwrap()
-        } else {
-            let level = e["level"].as_u64().unwrap() as usize;
-            let (x, y) = (e["x"].as_i64().unwrap(), e["y"].as_i64().unwrap());
-            slide.read_region(level, x, y, w, h).unwrap()
-        };
-        assert_eq!((got.width, got.height), (w, h), "{name} {entry}");
+        let (got, want) = read_reference_entry(slide, e, &dir.join(png));
         let tol = if resampled.contains(&format!("{name}/{entry}").as_str()) {
             Tolerance::Report
         } else if e["lossless"] == true {
@@ -168,7 +147,7 @@ fn check_slide(dir: &Path, m: &Value, s: &Value, slide: &Slide, resampled: &[&st
         } else {
             Tolerance::Jpeg
         };
-        check_pixels(&format!("{name} {entry}"), &got.data, &want, tol);
+        check_pixels(&format!("{name} {entry}"), &got, &want, tol);
         checked += 1;
     }
     assert!(checked >= 3, "{name}: only {checked} references");

@@ -184,6 +184,45 @@ pub fn check_pixels(label: &str, got: &[u8], want: &[u8], tol: Tolerance) {
     eprintln!("{label:64} mean {mean:.4} p99.9 {p999:3} max {max:3}  {tol:?}");
 }
 
+/// Checks a slide's properties against OpenSlide's (a properties.json of a generator's
+/// references): every one OpenSlide reports, but its content hash, and no other.
+pub fn check_openslide_properties(label: &str, slide: &flashslide::slide::Slide, properties_json: &Path) {
+    let text = std::fs::read_to_string(properties_json).unwrap();
+    let want: std::collections::BTreeMap<String, String> = serde_json::from_str(&text).unwrap();
+    for (k, v) in want.iter().filter(|(k, _)| *k != "openslide.quickhash-1") {
+        assert_eq!(slide.property(k), Some(v.as_str()), "{label}: property {k}");
+    }
+    let extra: Vec<&String> = slide
+        .properties()
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{label}: properties OpenSlide does not have: {extra:?}"
+    );
+}
+
+/// Reads what a generator's reference entry (`kind` region or associated, `name`, `level`,
+/// `x`, `y`) shows, at the size of its PNG `png`; returns (read RGBA, reference RGBA).
+pub fn read_reference_entry(
+    slide: &flashslide::slide::Slide,
+    entry: &serde_json::Value,
+    png: &Path,
+) -> (Vec<u8>, Vec<u8>) {
+    let name = entry["name"].as_str().unwrap();
+    let (w, h, want) = read_png_rgba(png);
+    let got = if entry["kind"] == "associated" {
+        slide.read_associated(name).unwrap()
+    } else {
+        let level = entry["level"].as_u64().unwrap() as usize;
+        let (x, y) = (entry["x"].as_i64().unwrap(), entry["y"].as_i64().unwrap());
+        slide.read_region(level, x, y, w, h).unwrap()
+    };
+    assert_eq!((got.width, got.height), (w, h), "{name}");
+    (got.data, want)
+}
+
 /// Decodes a PNG into RGBA8.
 pub fn read_png_rgba(path: &Path) -> (u32, u32, Vec<u8>) {
     let img = image::open(path)
