@@ -32,7 +32,7 @@ fn a_folder_without_slides_exits_2_saying_what_was_skipped() {
     let input = dir.join("in");
     std::fs::create_dir_all(&input).unwrap();
     // Two files that start as DICOM (the preamble's "DICM") but hold no whole-slide image, a
-    // MIRAX index and a note: none is a slide.
+    // MIRAX index without its folder and a note: none is a slide.
     let mut dicom = vec![0u8; 128];
     dicom.extend_from_slice(b"DICM");
     dicom.extend_from_slice(&[0; 64]);
@@ -48,7 +48,12 @@ fn a_folder_without_slides_exits_2_saying_what_was_skipped() {
         stderr.contains("2 DICOM files that are not whole-slide images: skipped"),
         "{stderr}"
     );
-    assert!(stderr.contains("1 MIRAX file: not read yet"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 MIRAX .mrxs file without its folder of the same name (Slidedat.ini and data): skipped"
+        ),
+        "{stderr}"
+    );
     // Said before anything about the device, and nothing written.
     assert!(!stderr.contains("CPU") && !stderr.contains("CUDA"), "{stderr}");
     assert!(!out.exists());

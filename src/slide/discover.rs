@@ -120,13 +120,20 @@ fn is_slide(path: &Path) -> bool {
     let by_extension = path
         .extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        .is_some_and(|e| SLIDE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        && !is_mrxs_without_folder(path);
     let mut magic = [0u8; 4];
     let by_content = open_regular(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
         && matches!(&magic, b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+");
     (by_extension || by_content) && description_head(path) != Some(*b"flashslide")
+}
+
+/// A MIRAX .mrxs file whose folder (its Slidedat.ini and data) is not beside it.
+fn is_mrxs_without_folder(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("mrxs"))
+        && !path.with_extension("").join("Slidedat.ini").is_file()
 }
 
 /// Whole-slide formats flashslide does not read yet, by extension: such files are counted
@@ -267,6 +274,7 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
     let mut dicom_dirs: std::collections::BTreeMap<PathBuf, (Way, usize)> = Default::default();
     let mut dicom_inputs: Vec<((u64, u64), PathBuf)> = Vec::new();
     let mut unread: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut mrxs_alone = 0usize;
     while let Some(Reverse((way, dir, id))) = dirs.pop() {
         if let Some(first) = searched.get(&id) {
             notes.push(format!(
@@ -340,6 +348,8 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
                     .entry(dir.clone())
                     .or_insert_with(|| (way.clone(), 0))
                     .1 += 1;
+            } else if is_mrxs_without_folder(&path) {
+                mrxs_alone += 1;
             } else if let Some(kind) = unread_format(&path) {
                 *unread.entry(kind).or_default() += 1;
             }
@@ -426,6 +436,12 @@ pub fn walk(inputs: &[PathBuf]) -> std::io::Result<Discovery> {
         let files = if not_wsi == 1 { "file" } else { "files" };
         notes.push(format!(
             "{not_wsi} DICOM {files} that are not whole-slide images: skipped"
+        ));
+    }
+    if mrxs_alone > 0 {
+        let files = if mrxs_alone == 1 { "file" } else { "files" };
+        notes.push(format!(
+            "{mrxs_alone} MIRAX .mrxs {files} without its folder of the same name (Slidedat.ini and data): skipped"
         ));
     }
     for (kind, count) in unread {

@@ -38,7 +38,7 @@ fn detect(probe: &Probe) -> bool {
     probe.tiff.is_none() && is_mrxs(probe.path) && folder_of(probe.path).join("Slidedat.ini").is_file()
 }
 
-fn is_mrxs(path: &Path) -> bool {
+pub(super) fn is_mrxs(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("mrxs"))
 }
 

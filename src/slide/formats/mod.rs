@@ -19,7 +19,7 @@ mod philips;
 mod ventana;
 
 use super::dicom::is_dicom_header;
-use super::error::{unsupported, Result, SlideErrorKind};
+use super::error::{corrupt, unsupported, Result, SlideErrorKind};
 use super::grid::TileGrid;
 use super::io::SlideFile;
 use super::properties::Properties;
@@ -123,6 +123,10 @@ pub(crate) fn open(path: &Path) -> Result<Opened> {
     }
     Err(match &tiff {
         Some(tiff) => explain_untiled(tiff),
+        None if mirax::is_mrxs(path) => corrupt(format!(
+            "a MIRAX .mrxs file without its folder {} (Slidedat.ini and the data files)",
+            path.with_extension("").display()
+        )),
         None => SlideErrorKind::UnknownFormat(
             " (flashslide reads Aperio SVS, Hamamatsu NDPI, DICOM WSI, MIRAX, Leica SCN, Philips TIFF, Ventana BIF, OME-TIFF and tiled pyramidal TIFF/BigTIFF)"
                 .into(),
