@@ -69,6 +69,10 @@ extern "C" __global__ void to_bf16(const float* x, half_bits* out, i64 n) {
     GRID_STRIDE(i, n) out[i] = f32_to_bf16(x[i]);
 }
 
+extern "C" __global__ void to_f32(const half_bits* x, float* out, i64 n) {
+    GRID_STRIDE(i, n) out[i] = bf16_to_f32(x[i]);
+}
+
 extern "C" __global__ void scale_columns(const half_bits* x, const half_bits* gamma, half_bits* out, i64 rows, int cols) {
     GRID_STRIDE(i, rows * cols) out[i] = f32_to_bf16(bf16_to_f32(x[i]) * bf16_to_f32(gamma[i % cols]));
 }
@@ -84,8 +88,9 @@ extern "C" __global__ void concat_cols(const half_bits* a, const half_bits* b, h
     }
 }
 
-// Layer norm, one warp per row: mean and variance in f32 over the row (two passes over
-// values the warp reads once into L1); bf16 out.
+// Layer norm, one warp per row, of any width: mean and variance in f32 over the row (two
+// passes over values the warp reads once into L1); bf16 out. Rows of widths `row_norm`
+// takes go there instead.
 template <typename T>
 __device__ void layer_norm(const T* x, const half_bits* w, const half_bits* b, half_bits* out, i64 rows, int cols,
                            float eps) {
@@ -117,67 +122,77 @@ extern "C" __global__ void layer_norm_f32(const float* x, const half_bits* w, co
     layer_norm(x, w, b, out, rows, cols, eps);
 }
 
-// A pre-norm block's residual add and the next layer norm in one pass, one warp per row:
-// sum = residual + y · gamma (gamma, layer scale, when `has_gamma`), written in f32 (the
-// residual stream), and normed = layer_norm(sum) · w + b in bf16. The row stays in registers
-// between the passes: cols a multiple of 4, at most 4 · 32 · ADD_NORM_CHUNKS (the launcher
-// checks).
-constexpr int ADD_NORM_CHUNKS = 16;
-template <typename R>
-__device__ void add_layer_norm(const R* residual, const half_bits* y, const half_bits* gamma, int has_gamma,
-                               const half_bits* w, const half_bits* b, float* sum, half_bits* normed, i64 rows,
-                               int cols, float eps) {
-    const int lane = threadIdx.x & 31, chunks = cols / 4;
-    const i64 warps = (i64)gridDim.x * (blockDim.x >> 5);
-    for (i64 r = blockIdx.x * (i64)(blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-        float v[ADD_NORM_CHUNKS][4];
-        float total = 0.f;
-#pragma unroll
-        for (int j = 0; j < ADD_NORM_CHUNKS; ++j) {
-            const int c = lane + 32 * j;
-            if (c >= chunks) break;
-            float res[4], g[4] = {1.f, 1.f, 1.f, 1.f};
-            load4(residual + r * cols, c, res);
-            load4(y + r * cols, c, v[j]);
-            if (has_gamma) load4(gamma, c, g);
-            for (int k = 0; k < 4; ++k) {
-                v[j][k] = res[k] + v[j][k] * g[k];
-                total += v[j][k];
+// The sum of `v` over the block, in every thread (`shared`: 32 floats; the block a whole
+// number of warps).
+__device__ __forceinline__ float block_sum(float v, float* shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    const int warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    __syncthreads();  // `shared` may still be read from the last call
+    if ((threadIdx.x & 31) == 0) shared[warp] = v;
+    __syncthreads();
+    float total = 0.f;
+    for (int i = 0; i < warps; ++i) total += shared[i];
+    return total;
+}
+
+// Layer norm, one block a row, each thread 4 columns held in registers: cols a multiple of
+// 4, at most 4 · 1024, the block cols / 4 threads rounded up to whole warps (the launchers
+// see to it). A warp a row held the row in 64 registers a thread and so kept only a quarter
+// of an H200's warps resident, too few loads in flight to stream the rows (2.1 TB/s). With
+// ADD, a pre-norm block's residual add comes first in the same pass: sum = x + y · gamma
+// (gamma, layer scale, when `has_gamma`), written in f32 (the residual stream); normed =
+// layer_norm(sum) · w + b in bf16. Without ADD, y, gamma and sum are not touched.
+template <typename R, bool ADD>
+__device__ void row_norm(const R* x, const half_bits* y, const half_bits* gamma, int has_gamma,
+                         const half_bits* w, const half_bits* b, float* sum, half_bits* normed, i64 rows, int cols,
+                         float eps) {
+    __shared__ float shared[32];
+    const int c = threadIdx.x;
+    const bool mine = c < cols / 4;
+    for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
+        float v[4] = {0.f, 0.f, 0.f, 0.f};
+        if (mine) {
+            load4(x + r * cols, c, v);
+            if (ADD) {
+                float add[4], g[4] = {1.f, 1.f, 1.f, 1.f};
+                load4(y + r * cols, c, add);
+                if (has_gamma) load4(gamma, c, g);
+                for (int k = 0; k < 4; ++k) v[k] += add[k] * g[k];
+                store4(sum + r * cols, c, v);
             }
-            store4(sum + r * cols, c, v[j]);
         }
-        for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffff, total, o);
-        const float mean = total / cols;
+        const float mean = block_sum(v[0] + v[1] + v[2] + v[3], shared) / cols;
         float sq = 0.f;
-#pragma unroll
-        for (int j = 0; j < ADD_NORM_CHUNKS; ++j) {
-            if (lane + 32 * j >= chunks) break;
-            for (int k = 0; k < 4; ++k) sq += (v[j][k] - mean) * (v[j][k] - mean);
-        }
-        for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffff, sq, o);
-        const float inv = rsqrtf(sq / cols + eps);
-#pragma unroll
-        for (int j = 0; j < ADD_NORM_CHUNKS; ++j) {
-            const int c = lane + 32 * j;
-            if (c >= chunks) break;
+        if (mine)
+            for (int k = 0; k < 4; ++k) sq += (v[k] - mean) * (v[k] - mean);
+        const float inv = rsqrtf(block_sum(sq, shared) / cols + eps);
+        if (mine) {
             float wv[4], bv[4];
             load4(w, c, wv);
             load4(b, c, bv);
-            for (int k = 0; k < 4; ++k) v[j][k] = (v[j][k] - mean) * inv * wv[k] + bv[k];
-            store4(normed + r * cols, c, v[j]);
+            for (int k = 0; k < 4; ++k) v[k] = (v[k] - mean) * inv * wv[k] + bv[k];
+            store4(normed + r * cols, c, v);
         }
     }
 }
 extern "C" __global__ void add_layer_norm_f32(const float* residual, const half_bits* y, const half_bits* gamma,
                                               int has_gamma, const half_bits* w, const half_bits* b, float* sum,
                                               half_bits* normed, i64 rows, int cols, float eps) {
-    add_layer_norm(residual, y, gamma, has_gamma, w, b, sum, normed, rows, cols, eps);
+    row_norm<float, true>(residual, y, gamma, has_gamma, w, b, sum, normed, rows, cols, eps);
 }
 extern "C" __global__ void add_layer_norm_bf16(const half_bits* residual, const half_bits* y,
                                                const half_bits* gamma, int has_gamma, const half_bits* w,
                                                const half_bits* b, float* sum, half_bits* normed, i64 rows,
                                                int cols, float eps) {
-    add_layer_norm(residual, y, gamma, has_gamma, w, b, sum, normed, rows, cols, eps);
+    row_norm<half_bits, true>(residual, y, gamma, has_gamma, w, b, sum, normed, rows, cols, eps);
+}
+extern "C" __global__ void layer_norm_rows_f32(const float* x, const half_bits* w, const half_bits* b,
+                                               half_bits* out, i64 rows, int cols, float eps) {
+    row_norm<float, false>(x, nullptr, nullptr, 0, w, b, nullptr, out, rows, cols, eps);
+}
+extern "C" __global__ void layer_norm_rows_bf16(const half_bits* x, const half_bits* w, const half_bits* b,
+                                                half_bits* out, i64 rows, int cols, float eps) {
+    row_norm<half_bits, false>(x, nullptr, nullptr, 0, w, b, nullptr, out, rows, cols, eps);
 }
 
 // Patches of `batch` RGB tiles (side² pixels, bytes): row b·n + patch, column

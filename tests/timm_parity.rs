@@ -75,3 +75,29 @@ fn tile_encoder_matches_timm() {
         }
     }
 }
+
+/// Inference folds layer scale into the layers it scales (so a GPU adds each branch to the
+/// residual stream in the GEMM); training keeps it apart. Both give the same features.
+#[test]
+fn folded_layer_scale_gives_the_trainable_encoders_features() {
+    for name in ["vit-14-reg-swiglu-avg", "vit-14-hd80-token-and-avg"] {
+        let config: ModelConfig =
+            serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{name}.config.json"))).unwrap())
+                .unwrap();
+        assert!(config.layer_scale, "{name} has layer scale");
+        let side = config.image_size;
+        let images: Vec<u8> = (0..2 * side * side * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let folded = TileEncoder::random(&CpuBackend, config.clone()).unwrap();
+        let apart = TileEncoder::random_trainable(&CpuBackend, config).unwrap();
+        let a = CpuBackend
+            .download(&folded.forward(&images, 2, side).unwrap().tokens)
+            .unwrap();
+        let b = CpuBackend
+            .download(&apart.forward(&images, 2, side).unwrap().tokens)
+            .unwrap();
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        eprintln!("{name}: max |Δ| {max:.2e} of values up to {scale:.2}");
+        assert!(max <= 1e-5 * scale.max(1.0), "{name}: max |Δ| {max:.2e}");
+    }
+}

@@ -170,6 +170,21 @@ pub fn check_operations<B: Backend>(
         )?,
         &mut all,
     );
+    // A residual branch's last layer added to the residual stream: the stream in the
+    // backend's wider type (a sum; on a GPU, added in the GEMM's epilogue) and as given.
+    let residual = (values(rows * out, 7, 1.0), rows, out);
+    for wide in [true, false] {
+        let (f, g) = both!(|be, t| {
+            let residual = if wide { be.add(&t[3], &t[3])? } else { t[3].clone() };
+            be.linear_residual(&t[0], &t[1], Some(&t[2]), &residual)
+        });
+        let what = format!(
+            "linear + residual [{rows}, {inner}] → {out}{}",
+            if wide { ", wide residual" } else { "" }
+        );
+        let inputs = [x.clone(), w.clone(), bias.clone(), residual.clone()];
+        push(pair.check(what, &inputs, f, g)?, &mut all);
+    }
     let norm_w = (values(inner, 4, 0.05).iter().map(|v| 1.0 + v).collect(), 1, inner);
     let norm_b = (values(inner, 5, 0.1), 1, inner);
     let (f, g) = both!(|be, t| be.layer_norm(&t[0], &t[1], &t[2], 1e-6));
@@ -230,6 +245,25 @@ pub fn check_operations<B: Backend>(
             pair.check(
                 format!("linear + GELU [{rows}, {inner}] → {out}"),
                 &[x, w, bias],
+                f,
+                g,
+            )?,
+            &mut all,
+        );
+    }
+    if scope == Scope::Full {
+        // A foundation encoder's second MLP layer at full width (ViT-L/16: 4,096 → 1,024)
+        // added to the residual stream.
+        let (rows, inner, out) = (394, 4096, 1024);
+        let x = (values(rows * inner, 28, 1.0), rows, inner);
+        let w = (values(out * inner, 29, 0.03), out, inner);
+        let bias = (values(out, 30, 1.0), 1, out);
+        let residual = (values(rows * out, 31, 1.0), rows, out);
+        let (f, g) = both!(|be, t| be.linear_residual(&t[0], &t[1], Some(&t[2]), &be.add(&t[3], &t[3])?));
+        push(
+            pair.check(
+                format!("linear + residual [{rows}, {inner}] → {out}, wide residual"),
+                &[x, w, bias, residual],
                 f,
                 g,
             )?,

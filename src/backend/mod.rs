@@ -68,6 +68,17 @@ pub trait Backend: Clone + Send + Sync {
         w: &Self::Tensor,
         b: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor, BackendError>;
+    /// `residual + x · wᵀ + b`: a residual branch's last layer added to the residual stream,
+    /// which a backend may do in the GEMM (the result in the stream's own type).
+    fn linear_residual(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        b: Option<&Self::Tensor>,
+        residual: &Self::Tensor,
+    ) -> Result<Self::Tensor, BackendError> {
+        self.add(residual, &self.linear(x, w, b)?)
+    }
     /// `gelu(x · wᵀ + b)`: a backend may fuse the bias and activation into one pass.
     fn linear_gelu(
         &self,

@@ -3,7 +3,7 @@
 
 use super::config::{GlobalPool, MlpKind, ModelConfig};
 use super::pos_resample::resize_bicubic_antialiased;
-use super::weights::{HostTensor, Weights};
+use super::weights::{random_host, HostTensor, Weights};
 use super::ModelError;
 use crate::backend::Backend;
 use std::collections::HashMap;
@@ -15,6 +15,9 @@ pub struct TileEncoder<B: Backend> {
     /// The position embedding of every token at the trained grid, prefix tokens included
     /// (zeros for them under `no_embed_class`): what `prepend_and_position` adds.
     position: B::Tensor,
+    /// The layer scales multiplied into the layers they scale ([`fold_layer_scale`]), so
+    /// the forward does not apply them.
+    layer_scale_folded: bool,
 }
 
 /// What the encoder gives for a batch of tiles.
@@ -28,7 +31,8 @@ pub struct Encoded<T> {
 
 impl<B: Backend> TileEncoder<B> {
     /// Takes the tensors the configuration needs (timm's names) from `host`, read from
-    /// `source`, checking their shapes, and places them on `backend`.
+    /// `source`, checking their shapes, and places them on `backend`, for inference (layer
+    /// scale folded in).
     pub fn new(
         backend: &B,
         config: ModelConfig,
@@ -36,18 +40,32 @@ impl<B: Backend> TileEncoder<B> {
         source: &Path,
     ) -> Result<TileEncoder<B>, ModelError> {
         config.validate()?;
-        let weights = Weights::from_host(backend, host, &expected_shapes(&config), source)?;
-        TileEncoder::with_weights(config, weights)
+        let folded = fold_layer_scale(&config, host);
+        let expected = expected_shapes(&config);
+        let weights = Weights::from_host_replacing(backend, host, &folded, &expected, source)?;
+        TileEncoder::with_weights(config, weights, true)
     }
 
-    /// An encoder with random weights: for benchmarks.
+    /// An encoder with random weights, for inference: for benchmarks.
     pub fn random(backend: &B, config: ModelConfig) -> Result<TileEncoder<B>, ModelError> {
         config.validate()?;
-        let weights = Weights::random(backend, &expected_shapes(&config), 0x7105)?;
-        TileEncoder::with_weights(config, weights)
+        let host = random_host(&expected_shapes(&config), RANDOM_SEED)?;
+        TileEncoder::new(backend, config, &host, Path::new("random weights"))
     }
 
-    fn with_weights(config: ModelConfig, weights: Weights<B>) -> Result<TileEncoder<B>, ModelError> {
+    /// An encoder with random weights to train: every tensor as timm names it, the layer
+    /// scales apart from the layers they scale (the same values as [`TileEncoder::random`]).
+    pub fn random_trainable(backend: &B, config: ModelConfig) -> Result<TileEncoder<B>, ModelError> {
+        config.validate()?;
+        let weights = Weights::random(backend, &expected_shapes(&config), RANDOM_SEED)?;
+        TileEncoder::with_weights(config, weights, false)
+    }
+
+    fn with_weights(
+        config: ModelConfig,
+        weights: Weights<B>,
+        layer_scale_folded: bool,
+    ) -> Result<TileEncoder<B>, ModelError> {
         let trained = weights.get("pos_embed");
         let position = if config.no_embed_class {
             let be = &weights.backend;
@@ -62,6 +80,7 @@ impl<B: Backend> TileEncoder<B> {
             config,
             weights,
             position,
+            layer_scale_folded,
         })
     }
 
@@ -206,38 +225,110 @@ impl<B: Backend> TileEncoder<B> {
         let c = &self.config;
         let (be, w) = (&self.weights.backend, &self.weights);
         let name = |n: &str| format!("blocks.{b}.{n}");
-        let layer_scale = |n: &str| c.layer_scale.then(|| name(n));
         let qkv = w.dense(h, &name("attn.qkv"))?;
         // Each tile is one sequence of the packed attention.
         let t = be.shape(x).0 / batch;
         let offsets: Vec<usize> = (0..=batch).map(|i| i * t).collect();
         let a = be.attention(&qkv, &offsets, c.heads, c.head_dim(), None)?;
-        let a = w.dense(&a, &name("attn.proj"))?;
-        let (x, h) = w.add_norm(
-            x,
-            &a,
-            layer_scale("ls1.gamma").as_deref(),
-            &name("norm2"),
-            c.norm_eps,
-        )?;
+        let (x, h) =
+            self.residual_branch(x, &a, &name("attn.proj"), &name("ls1.gamma"), Some(name("norm2")))?;
         let h = match c.mlp {
             MlpKind::Gelu => w.dense_gelu(&h, &name("mlp.fc1"))?,
             MlpKind::Swiglu => be.swiglu(&w.dense(&h, &name("mlp.fc1"))?)?,
         };
-        let m = w.dense(&h, &name("mlp.fc2"))?;
-        let ls2 = layer_scale("ls2.gamma");
-        Ok(match self.norm_after(b + 1) {
-            Some(norm) => w.add_norm(&x, &m, ls2.as_deref(), &norm, c.norm_eps)?,
-            None => {
-                let m = match ls2 {
-                    Some(gamma) => be.scale_columns(&m, w.get(&gamma))?,
-                    None => m,
-                };
-                let x = be.add(&x, &m)?;
-                (x.clone(), x)
-            }
-        })
+        self.residual_branch(
+            &x,
+            &h,
+            &name("mlp.fc2"),
+            &name("ls2.gamma"),
+            self.norm_after(b + 1),
+        )
     }
+
+    /// The residual stream `x` plus the linear layer `layer` of `y` (times the layer scale
+    /// `gamma` where the encoder has one it did not fold), and the new stream as the next
+    /// step reads it: normed by `norm`, or itself.
+    fn residual_branch(
+        &self,
+        x: &B::Tensor,
+        y: &B::Tensor,
+        layer: &str,
+        gamma: &str,
+        norm: Option<String>,
+    ) -> Result<(B::Tensor, B::Tensor), ModelError> {
+        let (c, w) = (&self.config, &self.weights);
+        let be = &w.backend;
+        if c.layer_scale && !self.layer_scale_folded {
+            let y = w.dense(y, layer)?;
+            return Ok(match norm {
+                Some(norm) => w.add_norm(x, &y, Some(gamma), &norm, c.norm_eps)?,
+                None => {
+                    let x = be.add(x, &be.scale_columns(&y, w.get(gamma))?)?;
+                    (x.clone(), x)
+                }
+            });
+        }
+        let x = w.dense_residual(y, layer, x)?;
+        let h = match norm {
+            Some(norm) => w.norm(&x, &norm, c.norm_eps)?,
+            None => x.clone(),
+        };
+        Ok((x, h))
+    }
+}
+
+/// The seed of random encoders' weights.
+const RANDOM_SEED: u64 = 0x7105;
+
+/// timm's layer scale, `ls · (x·Wᵀ + b)`, folded into the layer it scales as
+/// `x·(diag(ls)·W)ᵀ + ls·b`: the folded tensors of every block (none without layer scale). Folded in f32
+/// before the weights are rounded for the device, so that the forward can add each branch's
+/// last layer to the residual stream in the GEMM. Tensors missing or of the wrong shape are
+/// left for the shape check to name.
+fn fold_layer_scale(c: &ModelConfig, host: &HashMap<String, HostTensor>) -> HashMap<String, HostTensor> {
+    let mut folded = HashMap::new();
+    if !c.layer_scale {
+        return folded;
+    }
+    for b in 0..c.depth {
+        for (layer, gamma) in [("attn.proj", "ls1.gamma"), ("mlp.fc2", "ls2.gamma")] {
+            let name = |n: &str| format!("blocks.{b}.{layer}.{n}");
+            let (Some(ls), Some(w), Some(bias)) = (
+                host.get(&format!("blocks.{b}.{gamma}")),
+                host.get(&name("weight")),
+                host.get(&name("bias")),
+            ) else {
+                continue;
+            };
+            let out = ls.data.len();
+            if w.shape.len() != 2 || w.shape[0] != out || bias.data.len() != out {
+                continue;
+            }
+            let inner = w.shape[1];
+            let weight: Vec<f32> = w
+                .data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * ls.data[i / inner])
+                .collect();
+            let bias_data: Vec<f32> = bias.data.iter().zip(&ls.data).map(|(v, g)| v * g).collect();
+            folded.insert(
+                name("weight"),
+                HostTensor {
+                    data: weight,
+                    shape: w.shape.clone(),
+                },
+            );
+            folded.insert(
+                name("bias"),
+                HostTensor {
+                    data: bias_data,
+                    shape: bias.shape.clone(),
+                },
+            );
+        }
+    }
+    folded
 }
 
 /// Every tensor a configuration needs, with its shape.

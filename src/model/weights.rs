@@ -127,14 +127,27 @@ impl<B: Backend> Weights<B> {
         expected: &[(String, Vec<usize>)],
         source: &Path,
     ) -> Result<Weights<B>, ModelError> {
+        Weights::from_host_replacing(backend, host, &HashMap::new(), expected, source)
+    }
+
+    /// [`Weights::from_host`], with the tensors of `replaced` (checked as `host`'s are)
+    /// taken in place of `host`'s of the same names.
+    pub fn from_host_replacing(
+        backend: &B,
+        host: &HashMap<String, HostTensor>,
+        replaced: &HashMap<String, HostTensor>,
+        expected: &[(String, Vec<usize>)],
+        source: &Path,
+    ) -> Result<Weights<B>, ModelError> {
         let mut tensors = HashMap::new();
         for (name, shape) in expected {
             let bad = |msg: String| ModelError::Weights {
                 path: source.to_path_buf(),
                 msg,
             };
-            let t = host
+            let t = replaced
                 .get(name)
+                .or_else(|| host.get(name))
                 .ok_or_else(|| bad(format!("tensor {name} is missing")))?;
             if &t.shape != shape {
                 return Err(bad(format!(
@@ -158,36 +171,8 @@ impl<B: Backend> Weights<B> {
         expected: &[(String, Vec<usize>)],
         seed: u64,
     ) -> Result<Weights<B>, ModelError> {
-        let parameters: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
-        if parameters > MAX_RANDOM_PARAMETERS {
-            return Err(ModelError::TooManyRandomParameters(parameters));
-        }
-        let mut state = seed | 1;
-        let mut normal = move || {
-            // Box–Muller over xorshift uniforms.
-            let mut uniform = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-            };
-            let (u, v) = (uniform(), uniform());
-            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        };
-        let mut tensors = HashMap::new();
-        for (name, shape) in expected {
-            let (rows, cols) = as_matrix(shape);
-            let data: Vec<f32> = if name.contains("norm") && name.ends_with(".weight") {
-                vec![1.0; rows * cols]
-            } else {
-                (0..rows * cols).map(|_| 0.02 * normal()).collect()
-            };
-            tensors.insert(name.clone(), backend.upload_weight(&data, rows, cols)?);
-        }
-        Ok(Weights {
-            backend: backend.clone(),
-            tensors,
-        })
+        let host = random_host(expected, seed)?;
+        Weights::from_host(backend, &host, expected, Path::new("random weights"))
     }
 
     /// Every tensor with its name, in name order.
@@ -208,6 +193,21 @@ impl<B: Backend> Weights<B> {
             x,
             self.get(&format!("{prefix}.weight")),
             self.tensors.get(&format!("{prefix}.bias")),
+        )?)
+    }
+
+    /// The residual stream `residual` plus the linear layer `prefix` of `x`.
+    pub fn dense_residual(
+        &self,
+        x: &B::Tensor,
+        prefix: &str,
+        residual: &B::Tensor,
+    ) -> Result<B::Tensor, ModelError> {
+        Ok(self.backend.linear_residual(
+            x,
+            self.get(&format!("{prefix}.weight")),
+            self.tensors.get(&format!("{prefix}.bias")),
+            residual,
         )?)
     }
 
@@ -249,6 +249,47 @@ impl<B: Backend> Weights<B> {
             eps,
         )?)
     }
+}
+
+/// Random host tensors of the `expected` shapes (normal, std 0.02; norm weights 1), from
+/// `seed`.
+pub fn random_host(
+    expected: &[(String, Vec<usize>)],
+    seed: u64,
+) -> Result<HashMap<String, HostTensor>, ModelError> {
+    let parameters: usize = expected.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+    if parameters > MAX_RANDOM_PARAMETERS {
+        return Err(ModelError::TooManyRandomParameters(parameters));
+    }
+    let mut state = seed | 1;
+    let mut normal = move || {
+        // Box–Muller over xorshift uniforms.
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (u, v) = (uniform(), uniform());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    };
+    let mut tensors = HashMap::new();
+    for (name, shape) in expected {
+        let n = shape.iter().product();
+        let data: Vec<f32> = if name.contains("norm") && name.ends_with(".weight") {
+            vec![1.0; n]
+        } else {
+            (0..n).map(|_| 0.02 * normal()).collect()
+        };
+        tensors.insert(
+            name.clone(),
+            HostTensor {
+                data,
+                shape: shape.clone(),
+            },
+        );
+    }
+    Ok(tensors)
 }
 
 /// The matrix a tensor is used as: a vector is one row; leading unit dimensions go (timm's

@@ -75,7 +75,7 @@ pub fn train_tile_encoder(
     progress: &dyn Fn(usize, f64),
 ) -> Result<TrainLog, TrainError> {
     let be = AutodiffBackend::default();
-    let encoder = TileEncoder::random(&be, o.config.clone())?;
+    let encoder = TileEncoder::random_trainable(&be, o.config.clone())?;
     let width = o.config.width;
     let head_w = Var::zeros((1, width), DType::F32, &Device::Cpu)?;
     let head_b = Var::zeros((1, 1), DType::F32, &Device::Cpu)?;

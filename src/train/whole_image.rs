@@ -99,7 +99,7 @@ pub fn train_whole_image(
         return Err(TrainError::NoTrainingSlides);
     }
     let be = AutodiffBackend::default();
-    let tile_encoder = TileEncoder::random(&be, c.clone())?;
+    let tile_encoder = TileEncoder::random_trainable(&be, c.clone())?;
     let slide_encoder = SlideEncoder::random(&be, slide_config.clone())?;
     let mut params = trainable(tile_encoder.weights().named())?;
     params.extend(trainable(slide_encoder.weights().named())?);

@@ -8,6 +8,11 @@
 //! converted encoders' features still agree with the CPU reference (erf) to a cosine of
 //! 0.9999 (`selftest --models`).
 //!
+//! A residual branch's last GEMM may also add its output to the f32 residual stream in the
+//! epilogue (C = the stream, β = 1, D a new f32 stream): the separate residual add read the
+//! GEMM's bf16 output back and wrote the stream again, a quarter of a ViT-L/16 forward's
+//! non-GEMM time (bench/RESULTS.md).
+//!
 //! Each shape's descriptors and algorithm are made once and kept: a forward pass asks for
 //! the same few shapes in every block. cuBLASLt's heuristic's first choice (for a 32 MiB
 //! workspace, as NVIDIA recommends for Hopper) was up to 12% slower with the bias epilogue
@@ -19,7 +24,7 @@ use super::{device_err, CudaBackend, CudaTensor};
 use crate::backend::BackendError;
 use cudarc::cublaslt::sys;
 use cudarc::driver::sys::CUevent_flags;
-use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, PushKernelArg};
 use half::bf16;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -36,7 +41,7 @@ pub(super) enum Epilogue {
 
 const WORKSPACE_BYTES: usize = 32 << 20;
 /// Candidates asked of the heuristic, and timed where worth it.
-const CANDIDATES: usize = 12;
+const CANDIDATES: usize = 24;
 const TIMED_FROM_FLOPS: f64 = 4e9;
 /// Shapes kept: a batch run meets a new slide-encoder shape a slide.
 const KEPT_PLANS: usize = 256;
@@ -45,8 +50,11 @@ const KEPT_PLANS: usize = 256;
 pub(super) struct Gemms {
     handle: sys::cublasLtHandle_t,
     workspace: CudaSlice<u8>,
-    plans: Mutex<HashMap<(usize, usize, usize, Epilogue), Plan>>,
+    plans: Mutex<HashMap<PlanKey, Plan>>,
 }
+
+/// A plan's shape (rows, inner, out), epilogue, and whether it adds to an f32 stream.
+type PlanKey = (usize, usize, usize, Epilogue, bool);
 
 // SAFETY: the handle is used under the plans' lock only, and cuBLASLt handles may be used
 // from any thread.
@@ -82,7 +90,7 @@ impl Drop for Gemms {
 /// The descriptors of one shape and epilogue, and the algorithm chosen for it.
 struct Plan {
     desc: sys::cublasLtMatmulDesc_t,
-    /// w, x and y, in cuBLASLt's column-major terms.
+    /// w, x and y (bf16, or f32 when adding to a stream), in cuBLASLt's column-major terms.
     layouts: [sys::cublasLtMatrixLayout_t; 3],
     /// The heuristic's candidates, best guess first; after the first call, the chosen one
     /// alone.
@@ -112,14 +120,14 @@ impl Plan {
     /// y `[rows, out]` = x `[rows, inner]` · w `[out, inner]`ᵀ, all row-major: in cuBLASLt's
     /// column-major terms yᵀ `[out, rows]` = (w stored `[inner, out]`)ᵀ · xᵀ `[inner, rows]`,
     /// so the bias (length `out`) runs along yᵀ's rows, as cuBLASLt's epilogue adds it.
-    fn new(
-        handle: sys::cublasLtHandle_t,
-        rows: usize,
-        inner: usize,
-        out: usize,
-        epilogue: Epilogue,
-    ) -> Result<Plan, String> {
+    /// `accumulate`: y is f32, and C (of y's layout) is added to the product.
+    fn new(handle: sys::cublasLtHandle_t, key: PlanKey) -> Result<Plan, String> {
+        let (rows, inner, out, epilogue, accumulate) = key;
         let bf = sys::cudaDataType_t::CUDA_R_16BF;
+        let y_type = match accumulate {
+            true => sys::cudaDataType_t::CUDA_R_32F,
+            false => bf,
+        };
         let mut desc = std::ptr::null_mut();
         let mut layouts = [std::ptr::null_mut(); 3];
         // SAFETY: out-parameters, and attributes of the sizes cuBLASLt documents; whatever
@@ -130,10 +138,10 @@ impl Plan {
                 sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
                 sys::cudaDataType_t::CUDA_R_32F,
             ))?;
-            let shapes = [(inner, out), (inner, rows), (out, rows)];
-            for (layout, (r, c)) in layouts.iter_mut().zip(shapes) {
+            let shapes = [(inner, out, bf), (inner, rows, bf), (out, rows, y_type)];
+            for (layout, (r, c, ty)) in layouts.iter_mut().zip(shapes) {
                 lt(sys::cublasLtMatrixLayoutCreate(
-                    layout, bf, r as u64, c as u64, r as i64,
+                    layout, ty, r as u64, c as u64, r as i64,
                 ))?;
             }
             let mut plan = Plan {
@@ -156,6 +164,14 @@ impl Plan {
                 sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_EPILOGUE,
                 &mode,
             )?;
+            // cuBLASLt takes the bias in y's type unless told: a bf16 bias is told, and with an
+            // f32 y (which refuses a bf16 bias) the caller widens it.
+            if !accumulate {
+                plan.set(
+                    sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                    &bf,
+                )?;
+            }
             let mut preference = std::ptr::null_mut();
             lt(sys::cublasLtMatmulPreferenceCreate(&mut preference))?;
             let workspace = WORKSPACE_BYTES as u64;
@@ -212,13 +228,15 @@ impl Plan {
 
 impl CudaBackend {
     /// `x · wᵀ`, then the epilogue (`bias` `[1, out]` given exactly when it adds one), as a
-    /// new bf16 `[x.rows, w.rows]` tensor.
+    /// new bf16 `[x.rows, w.rows]` tensor; or, given an f32 `stream` of that shape, the
+    /// stream plus all that, as a new f32 tensor.
     pub(super) fn gemm(
         &self,
         x: &CudaTensor,
         w: &CudaTensor,
         bias: Option<&CudaTensor>,
         epilogue: Epilogue,
+        stream_in: Option<&CudaSlice<f32>>,
     ) -> Result<CudaTensor, BackendError> {
         if x.cols != w.cols {
             return Err(BackendError::Input(format!(
@@ -230,36 +248,52 @@ impl CudaBackend {
             return Err(BackendError::Input(format!("a bias for {} outputs", w.rows)));
         }
         let (rows, inner, out) = (x.rows, x.cols, w.rows);
+        let accumulate = stream_in.is_some();
         let _span = self.span(
-            match epilogue {
-                Epilogue::None => "GEMM",
-                Epilogue::Bias => "GEMM + bias",
-                Epilogue::BiasGelu => "GEMM + bias + GELU",
+            match (epilogue, accumulate) {
+                (Epilogue::None, false) => "GEMM",
+                (Epilogue::Bias, false) => "GEMM + bias",
+                (Epilogue::BiasGelu, _) => "GEMM + bias + GELU",
+                (Epilogue::None, true) => "GEMM + residual",
+                (Epilogue::Bias, true) => "GEMM + bias + residual",
             },
             2.0 * (rows * inner * out) as f64,
         );
-        let mut y = self.alloc::<bf16>(rows * out)?;
+        let mut y = match accumulate {
+            true => Output::F32(self.alloc::<f32>(rows * out)?),
+            false => Output::Bf16(self.alloc::<bf16>(rows * out)?),
+        };
         let (w, x) = (self.bf16_data(w)?, self.bf16_data(x)?);
         let bias = bias.map(|b| self.bf16_data(b)).transpose()?;
+        let wide_bias = match (&bias, accumulate) {
+            (Some(b), true) => Some(self.widen(b, out)?),
+            _ => None,
+        };
         let gemms = &self.inner.gemms;
         let stream = &self.inner.stream;
         let mut plans = gemms.plans.lock().expect("no panics while held");
-        let key = (rows, inner, out, epilogue);
+        let key = (rows, inner, out, epilogue, accumulate);
         if plans.len() >= KEPT_PLANS && !plans.contains_key(&key) {
             plans.clear();
         }
         let plan = match plans.entry(key) {
             Entry::Occupied(plan) => plan.into_mut(),
-            Entry::Vacant(slot) => {
-                slot.insert(Plan::new(gemms.handle, rows, inner, out, epilogue).map_err(|e| {
-                    BackendError::Device(format!("cuBLASLt, [{rows}, {inner}] · [{out}, {inner}]ᵀ: {e}"))
-                })?)
-            }
+            Entry::Vacant(slot) => slot.insert(Plan::new(gemms.handle, key).map_err(|e| {
+                BackendError::Device(format!("cuBLASLt, [{rows}, {inner}] · [{out}, {inner}]ᵀ: {e}"))
+            })?),
         };
         // The guards cudarc returns record events only with event tracking, which is off.
         let (w_ptr, _) = w.device_ptr(stream);
         let (x_ptr, _) = x.device_ptr(stream);
-        let (y_ptr, _) = y.device_ptr_mut(stream);
+        let y_ptr = match &mut y {
+            Output::F32(d) => d.device_ptr_mut(stream).0,
+            Output::Bf16(d) => d.device_ptr_mut(stream).0,
+        };
+        // C: the stream added to (β = 1), or y itself, unread (β = 0).
+        let (c_ptr, beta) = match stream_in {
+            Some(s) => (s.device_ptr(stream).0, 1f32),
+            None => (y_ptr, 0f32),
+        };
         let (workspace, _) = gemms.workspace.device_ptr(stream);
         let failed = |e: String| BackendError::Device(format!("cuBLASLt matmul: {e}"));
         // SAFETY: the buffers hold the shapes the plan was made for (checked above), the
@@ -267,7 +301,10 @@ impl CudaBackend {
         // everything runs on the backend's one stream.
         unsafe {
             if let Some(bias) = &bias {
-                let (b_ptr, _) = bias.device_ptr(stream);
+                let b_ptr = match &wide_bias {
+                    Some(wide) => wide.device_ptr(stream).0,
+                    None => bias.device_ptr(stream).0,
+                };
                 plan.set(
                     sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                     &b_ptr,
@@ -275,7 +312,7 @@ impl CudaBackend {
                 .map_err(failed)?;
             }
             let run = |algo: &sys::cublasLtMatmulAlgo_t| {
-                let (one, zero) = (1f32, 0f32);
+                let one = 1f32;
                 lt(sys::cublasLtMatmul(
                     gemms.handle,
                     plan.desc,
@@ -284,8 +321,8 @@ impl CudaBackend {
                     plan.layouts[0],
                     x_ptr as *const c_void,
                     plan.layouts[1],
-                    (&zero as *const f32).cast(),
-                    y_ptr as *const c_void,
+                    (&beta as *const f32).cast(),
+                    c_ptr as *const c_void,
                     plan.layouts[2],
                     y_ptr as *mut c_void,
                     plan.layouts[2],
@@ -307,8 +344,27 @@ impl CudaBackend {
             run(&plan.algos[0]).map_err(failed)?;
         }
         drop(plans);
-        Ok(self.tensor(y, rows, out))
+        Ok(match y {
+            Output::F32(d) => self.tensor_f32(d, rows, out),
+            Output::Bf16(d) => self.tensor(d, rows, out),
+        })
     }
+}
+
+impl CudaBackend {
+    /// The first `n` values of `x` as f32.
+    fn widen(&self, x: &CudaSlice<bf16>, n: usize) -> Result<CudaSlice<f32>, BackendError> {
+        let mut out = self.alloc::<f32>(n)?;
+        let n64 = n as i64;
+        launch!(self, "to_f32", Self::elementwise(n), x, &mut out, &n64)?;
+        Ok(out)
+    }
+}
+
+/// A GEMM's output buffer.
+enum Output {
+    Bf16(CudaSlice<bf16>),
+    F32(CudaSlice<f32>),
 }
 
 /// The index of the fastest of `algos` run by `run`: each run once to warm, then three

@@ -60,7 +60,27 @@ impl Backend for CudaBackend {
         } else {
             Epilogue::None
         };
-        self.gemm(x, w, b, epilogue)
+        self.gemm(x, w, b, epilogue, None)
+    }
+
+    fn linear_residual(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        b: Option<&CudaTensor>,
+        residual: &CudaTensor,
+    ) -> Result<CudaTensor, BackendError> {
+        let epilogue = if b.is_some() {
+            Epilogue::Bias
+        } else {
+            Epilogue::None
+        };
+        match &residual.data {
+            Storage::F32(stream) if (residual.rows, residual.cols) == (x.rows, w.rows) => {
+                self.gemm(x, w, b, epilogue, Some(&**stream))
+            }
+            _ => self.add(residual, &self.gemm(x, w, b, epilogue, None)?),
+        }
     }
 
     fn linear_gelu(
@@ -69,7 +89,7 @@ impl Backend for CudaBackend {
         w: &CudaTensor,
         b: &CudaTensor,
     ) -> Result<CudaTensor, BackendError> {
-        self.gemm(x, w, Some(b), Epilogue::BiasGelu)
+        self.gemm(x, w, Some(b), Epilogue::BiasGelu, None)
     }
 
     fn layer_norm(
@@ -81,39 +101,21 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor, BackendError> {
         let _span = self.span("layer norm", 0.0);
         let mut out = self.alloc::<bf16>(x.rows * x.cols)?;
-        let cfg = LaunchConfig {
-            grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let (rows, cols, eps) = (x.rows as i64, x.cols as i32, eps as f32);
         let (w, b) = (self.bf16_data(w)?, self.bf16_data(b)?);
-        match &x.data {
-            Storage::Bf16(d) => launch!(
-                self,
-                "layer_norm_bf16",
-                cfg,
-                &**d,
-                &*w,
-                &*b,
-                &mut out,
-                &rows,
-                &cols,
-                &eps
-            )?,
-            Storage::F32(d) => launch!(
-                self,
-                "layer_norm_f32",
-                cfg,
-                &**d,
-                &*w,
-                &*b,
-                &mut out,
-                &rows,
-                &cols,
-                &eps
-            )?,
-        }
+        let (x_ptr, x_ty) = x.data.pointer(&self.inner.stream);
+        let (name, cfg) = match row_norm_takes(x.cols) {
+            true => (format!("layer_norm_rows_{x_ty}"), row_norm_launch(x.rows, x.cols)),
+            false => (
+                format!("layer_norm_{x_ty}"),
+                LaunchConfig {
+                    grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                },
+            ),
+        };
+        launch!(self, &name, cfg, &x_ptr, &*w, &*b, &mut out, &rows, &cols, &eps)?;
         Ok(self.tensor(out, x.rows, x.cols))
     }
 
@@ -133,8 +135,7 @@ impl Backend for CudaBackend {
                 y.rows, y.cols
             )));
         }
-        // The fused kernel keeps a row in registers: 4-column chunks, 32 · 16 of them at most.
-        if cols % 4 != 0 || cols > 4 * 32 * 16 {
+        if !row_norm_takes(cols) {
             return crate::backend::add_then_layer_norm(self, residual, y, gamma, w, b, eps);
         }
         let _span = self.span("residual add + layer norm", 0.0);
@@ -147,11 +148,7 @@ impl Backend for CudaBackend {
             Some(g) => (self.bf16_data(g)?, 1i32),
             None => (w.clone(), 0),
         };
-        let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = row_norm_launch(rows, cols);
         let (rows64, cols32, eps) = (rows as i64, cols as i32, eps as f32);
         let (r_ptr, r_ty) = residual.data.pointer(&self.inner.stream);
         let name = format!("add_layer_norm_{r_ty}");
@@ -507,5 +504,21 @@ impl Backend for CudaBackend {
             .sum();
         let _span = self.span("attention", flops);
         attention::packed_attention(self, qkv, offsets, heads, head_dim, positions)
+    }
+}
+
+/// Whether kernels/layers.cu's `row_norm` (a block a row, 4 columns a thread) takes rows of
+/// `cols`.
+fn row_norm_takes(cols: usize) -> bool {
+    cols % 4 == 0 && cols <= 4 * 1024
+}
+
+/// `row_norm`'s launch for `rows` of `cols`: a block a row (grid-striding past 2^20 rows),
+/// cols / 4 threads rounded up to whole warps.
+fn row_norm_launch(rows: usize, cols: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows.clamp(1, 1 << 20) as u32, 1, 1),
+        block_dim: ((cols / 4).div_ceil(32).max(1) as u32 * 32, 1, 1),
+        shared_mem_bytes: 0,
     }
 }
