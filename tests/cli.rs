@@ -148,6 +148,22 @@ fn device_choice_without_cuda_is_a_clear_error_or_a_cpu_fallback() {
     );
     let (code, _, err) = flashslide(&["selftest"]);
     assert_eq!(code, 2, "{err}");
+    // Several GPUs asked for: the same one line, before any slide is touched.
+    let out = common::fresh_dir("cli-devices-without-cuda");
+    let (code, _, err) = flashslide(&[
+        "run",
+        "samples",
+        "--out",
+        out.to_str().unwrap(),
+        "--devices",
+        "all",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("CUDA is not usable") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing written");
     let (code, out, err) = flashslide(&[
         "bench",
         "attention",

@@ -28,6 +28,24 @@ fn nonsense_option_values_exit_2_naming_the_option() {
             "--min-tissue",
         ),
         (&["run", "samples", "--out", out, "--batch", "0"], "--batch"),
+        (&["run", "samples", "--out", out, "--devices", "0,0"], "--devices"),
+        (
+            &["run", "samples", "--out", out, "--devices", "gpu1"],
+            "--devices",
+        ),
+        (
+            &[
+                "run",
+                "samples",
+                "--out",
+                out,
+                "--devices",
+                "0",
+                "--device",
+                "cpu",
+            ],
+            "--devices",
+        ),
         (
             &[
                 "embed",

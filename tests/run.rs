@@ -425,3 +425,79 @@ fn the_index_page_loads_every_heatmap_in_a_browser() {
         "{coloured} coloured pixels"
     );
 }
+
+/// Several devices (`run --devices`): one worker each, slides handed out largest first from
+/// one queue. Two workers on the CPU stand in for two GPUs: every slide is done once, by one
+/// of them, as the report and the slide's summary both say; the outputs are a one-worker
+/// run's but for the device and timing fields.
+#[test]
+fn two_workers_share_a_batch_with_one_workers_outputs() {
+    use flashslide::backend::cpu::CpuBackend;
+    use flashslide::batch::{hand_out_order, run_batch, run_batch_on, BatchOptions, Outcome, Worker};
+    use flashslide::model::Model;
+    use flashslide::slide::discover::walk;
+
+    let jobs = walk(&[samples()]).unwrap().jobs;
+    assert_eq!(jobs.len(), 2);
+    let order = hand_out_order(&jobs, 2);
+    assert!(
+        jobs[order[0]].name.starts_with("synth-s102"),
+        "the larger slide (2.9 MB against 2.3) goes first"
+    );
+    assert_eq!(
+        hand_out_order(&jobs, 1),
+        vec![0, 1],
+        "one worker keeps the jobs' order"
+    );
+
+    let dir = model();
+    let first = Model::load(&dir, &CpuBackend).unwrap();
+    let second = Model::load(&dir, &CpuBackend).unwrap();
+    let one = tmp("run-one-worker");
+    let reports = run_batch(&jobs, &first, &BatchOptions::new(one.clone()), &|_| {});
+    assert!(reports.iter().all(|r| matches!(r.outcome, Outcome::Done { .. })));
+    let cpu = flashslide::backend::Backend::describe(&CpuBackend);
+    assert!(reports.iter().all(|r| r.device.as_deref() == Some(cpu.as_str())));
+
+    let two = tmp("run-two-workers");
+    let workers = [
+        Worker {
+            model: &first,
+            device: "fake:0".into(),
+        },
+        Worker {
+            model: &second,
+            device: "fake:1".into(),
+        },
+    ];
+    let reports = run_batch_on(&jobs, &workers, &BatchOptions::new(two.clone()), &|_| {});
+    assert_eq!(reports.len(), 2);
+    let summary = |out: &Path, name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(name).join("summary.json")).unwrap()).unwrap()
+    };
+    for (report, job) in reports.iter().zip(&jobs) {
+        assert_eq!(report.name, job.name, "reports in the jobs' order");
+        assert!(matches!(report.outcome, Outcome::Done { .. }), "{report:?}");
+        let device = report.device.clone().unwrap();
+        assert!(device == "fake:0" || device == "fake:1", "{device}");
+        let (mut a, mut b) = (summary(&one, &job.name), summary(&two, &job.name));
+        assert_eq!(
+            b["device"],
+            device.as_str(),
+            "the summary names the report's device"
+        );
+        for s in [&mut a, &mut b] {
+            let s = s.as_object_mut().unwrap();
+            for timing in ["device", "seconds", "export_seconds", "peak_rss_bytes", "run"] {
+                s.remove(timing);
+            }
+        }
+        assert_eq!(a, b, "{}: summaries differ beyond device and timings", job.name);
+        assert_eq!(
+            outputs(&one.join(&job.name)),
+            outputs(&two.join(&job.name)),
+            "{}",
+            job.name
+        );
+    }
+}

@@ -37,7 +37,7 @@ pub trait TileDecoder<Pixels>: Send {
 }
 
 pub trait Backend: Clone + Send + Sync {
-    type Tensor: Clone;
+    type Tensor: Clone + Send + Sync;
     /// A [`PositionSpec`] prepared once for the layers that share it.
     type Positions;
     /// RGB tiles where this backend computes (bytes, row-major, `side`² pixels a tile).
@@ -251,6 +251,50 @@ pub enum Selected {
     Cuda(cuda::CudaBackend),
 }
 
+/// The GPUs a run uses (`--devices`): every visible one, or these ordinals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceList {
+    All,
+    Ordinals(Vec<usize>),
+}
+
+impl DeviceList {
+    /// `all`, or ordinals separated by commas, each once.
+    pub fn parse(text: &str) -> Result<DeviceList, String> {
+        if text == "all" {
+            return Ok(DeviceList::All);
+        }
+        let mut ordinals = Vec::new();
+        for part in text.split(',') {
+            let ordinal: usize = part.trim().parse().map_err(|_| {
+                format!("{part:?} is not a GPU number (devices are `all` or numbers like 0,1)")
+            })?;
+            if ordinals.contains(&ordinal) {
+                return Err(format!("GPU {ordinal} is named twice"));
+            }
+            ordinals.push(ordinal);
+        }
+        Ok(DeviceList::Ordinals(ordinals))
+    }
+
+    /// The ordinals, given how many GPUs are visible.
+    pub fn ordinals(&self, visible: usize) -> Vec<usize> {
+        match self {
+            DeviceList::All => (0..visible).collect(),
+            DeviceList::Ordinals(v) => v.clone(),
+        }
+    }
+}
+
+/// Opens every GPU of `list`, each with its own context, streams and decoders.
+pub fn open_devices(list: &DeviceList) -> Result<Vec<cuda::CudaBackend>, cuda::CudaUnavailable> {
+    let visible = cuda::CudaBackend::device_count()?;
+    list.ordinals(visible)
+        .into_iter()
+        .map(cuda::CudaBackend::open)
+        .collect()
+}
+
 /// Opens the backend `choice` asks for. `Auto` falls back to the CPU, returning why CUDA was
 /// not used as the second value; `Cuda` fails when CUDA is not usable.
 pub fn select(choice: DeviceChoice) -> Result<(Selected, Option<String>), cuda::CudaUnavailable> {
@@ -281,4 +325,25 @@ pub fn add_then_layer_norm<B: Backend>(
     };
     let normed = be.layer_norm(&sum, w, b, eps)?;
     Ok((sum, normed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceList;
+
+    #[test]
+    fn device_lists_are_all_or_distinct_numbers() {
+        assert_eq!(DeviceList::parse("all"), Ok(DeviceList::All));
+        assert_eq!(DeviceList::parse("0"), Ok(DeviceList::Ordinals(vec![0])));
+        assert_eq!(
+            DeviceList::parse("2, 0,1"),
+            Ok(DeviceList::Ordinals(vec![2, 0, 1]))
+        );
+        assert_eq!(DeviceList::All.ordinals(3), vec![0, 1, 2]);
+        assert_eq!(DeviceList::Ordinals(vec![1]).ordinals(3), vec![1]);
+        for bad in ["", "0,,1", "-1", "gpu0", "0,0", "all,1"] {
+            assert!(DeviceList::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(DeviceList::parse("1,1").unwrap_err(), "GPU 1 is named twice");
+    }
 }

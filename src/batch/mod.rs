@@ -18,7 +18,7 @@ use crate::export::summary::{Summary, SUMMARY_FILE};
 use crate::model::config::ModelConfig;
 use crate::model::Model;
 use crate::slide::discover::SlideJob;
-use crate::slide::fingerprint::{fingerprint, Fingerprint};
+use crate::slide::fingerprint::{fingerprint, slide_bytes, Fingerprint};
 use crate::slide::Slide;
 use lock::{Acquired, SlideLock};
 pub use report::{unix_time, write_report, Outcome, SlideReport};
@@ -26,6 +26,7 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -156,6 +157,8 @@ pub enum Event<'a> {
         index: usize,
         total: usize,
         job: &'a SlideJob,
+        /// The device it goes through (a worker's name).
+        device: &'a str,
     },
     Tiles {
         done: usize,
@@ -190,38 +193,127 @@ pub fn check_output_dir(out: &Path) -> Result<(), OutputDirError> {
     std::fs::remove_file(&probe).map_err(fail)
 }
 
-/// Analyses every job; returns one report per job, in their order. Three slides are in
-/// flight at once: the next one's tissue and tiles are planned (CPU) while this one goes
-/// through the model (GPU) and the last one's outputs are written (CPU), so that the GPU
-/// does not wait on the CPU's part of each slide.
+/// One device's share of a batch: the model on that device, and the name the reports and
+/// summaries give the device.
+pub struct Worker<'a, B: Backend> {
+    pub model: &'a Model<B>,
+    pub device: String,
+}
+
+/// Analyses every job on `model`'s device; returns one report per job, in their order (see
+/// [`run_batch_on`]).
 pub fn run_batch<B: Backend>(
     jobs: &[SlideJob],
     model: &Model<B>,
     options: &BatchOptions,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Vec<SlideReport> {
+    let worker = Worker {
+        model,
+        device: model.tile_encoder.backend().describe(),
+    };
+    run_batch_on(jobs, std::slice::from_ref(&worker), options, on_event)
+}
+
+/// Analyses every job, each on one of `workers` (one a device, all with the same model);
+/// returns one report per job, in their order. The workers take slides from one queue as
+/// they are ready for another: in the jobs' order with one worker, largest first with
+/// several, so that no device is left with a large slide at the end. A worker has three
+/// slides in flight at once: the next one's tissue and tiles are planned (CPU) while this
+/// one goes through the model (its device) and the last one's outputs are written (CPU),
+/// so that the device does not wait on the CPU's part of each slide.
+pub fn run_batch_on<B: Backend>(
+    jobs: &[SlideJob],
+    workers: &[Worker<B>],
+    options: &BatchOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Vec<SlideReport> {
+    let queue = Queue {
+        order: hand_out_order(jobs, workers.len()),
+        next: AtomicUsize::new(0),
+    };
+    let mut reports: Vec<Option<SlideReport>> = vec![None; jobs.len()];
+    std::thread::scope(|scope| {
+        let running: Vec<_> = workers
+            .iter()
+            .map(|worker| {
+                let queue = &queue;
+                scope.spawn(move || run_worker(jobs, queue, worker, options, on_event))
+            })
+            .collect();
+        for worker in running {
+            for (index, report) in worker.join().expect("a worker's threads do not panic") {
+                reports[index] = Some(report);
+            }
+        }
+    });
+    reports
+        .into_iter()
+        .zip(jobs)
+        .map(|(report, job)| report.unwrap_or_else(|| SlideReport::interrupted(job)))
+        .collect()
+}
+
+/// The order slides are handed out in: the jobs' own with one worker; with several, the
+/// largest (in bytes, all of a slide's files) first, ties in the jobs' order.
+pub fn hand_out_order(jobs: &[SlideJob], workers: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    if workers > 1 {
+        let bytes: Vec<u64> = jobs.iter().map(|j| slide_bytes(&j.path)).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(bytes[i]));
+    }
+    order
+}
+
+/// The jobs left to hand out.
+struct Queue {
+    /// Job indices, in the order they are handed out.
+    order: Vec<usize>,
+    next: AtomicUsize,
+}
+
+impl Queue {
+    /// The next job's index, or None when all are taken.
+    fn take(&self) -> Option<usize> {
+        self.order.get(self.next.fetch_add(1, Ordering::Relaxed)).copied()
+    }
+}
+
+/// One worker's pipeline over the slides it takes from `queue`; each one's report with its
+/// job index.
+fn run_worker<B: Backend>(
+    jobs: &[SlideJob],
+    queue: &Queue,
+    worker: &Worker<B>,
+    options: &BatchOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Vec<(usize, SlideReport)> {
     use std::sync::mpsc::sync_channel;
     type Step<T> = (usize, Clock, Result<T, NotDone>);
+    let model = worker.model;
     let (config, hash) = (&model.config, model.hash.as_str());
     let tile_encoder_hash = model.tile_encoder_hash.as_str();
+    let device = worker.device.as_str();
     std::thread::scope(|scope| {
         // Rendezvous channels: one slide planned ahead, one handed to the writer.
         let (prepared_tx, prepared_rx) = sync_channel::<Step<Prepared>>(0);
         let (analysed_tx, analysed_rx) = sync_channel::<Step<Analysed>>(0);
         scope.spawn(move || {
-            for (index, job) in jobs.iter().enumerate() {
+            while let Some(index) = queue.take() {
                 let clock = Clock::start();
-                let prepared = contained(&job.path, || prepare(job, config, hash, options));
+                let prepared = contained(&jobs[index].path, || prepare(&jobs[index], config, hash, options));
                 if prepared_tx.send((index, clock.ready(), prepared)).is_err() {
                     break;
                 }
             }
         });
         let writer = scope.spawn(move || {
-            let mut reports = Vec::with_capacity(jobs.len());
+            let mut reports = Vec::new();
             for (index, clock, analysed) in analysed_rx {
                 let (job, clock) = (&jobs[index], clock.taken());
+                let mut by = None;
                 let written = analysed.and_then(|a| {
+                    by = Some(a.device.clone());
                     contained(&job.path, || {
                         write_outputs(a, job, config, [hash, tile_encoder_hash], options, clock)
                     })
@@ -242,13 +334,14 @@ pub fn run_batch<B: Backend>(
                     name: job.name.clone(),
                     outcome,
                     time,
+                    device: by,
                 };
                 on_event(Event::SlideFinished {
                     index,
                     job,
                     report: &report,
                 });
-                reports.push(report);
+                reports.push((index, report));
             }
             reports
         });
@@ -258,9 +351,10 @@ pub fn run_batch<B: Backend>(
                 index,
                 total: jobs.len(),
                 job: &jobs[index],
+                device,
             });
-            let analysed =
-                prepared.and_then(|p| contained(&jobs[index].path, || analyse(p, model, options, on_event)));
+            let analysed = prepared
+                .and_then(|p| contained(&jobs[index].path, || analyse(p, model, device, options, on_event)));
             if analysed_tx.send((index, clock.ready(), analysed)).is_err() {
                 break;
             }
@@ -420,10 +514,11 @@ fn prepare(
     })
 }
 
-/// Both stages of the model over a prepared slide.
+/// Both stages of the model over a prepared slide, on `device` (the worker's name for it).
 fn analyse<B: Backend>(
     prepared: Prepared,
     model: &Model<B>,
+    device: &str,
     options: &BatchOptions,
     on_event: &dyn Fn(Event),
 ) -> Result<Analysed, NotDone> {
@@ -436,7 +531,7 @@ fn analyse<B: Backend>(
     Ok(Analysed {
         slide,
         analysis,
-        device: be.describe(),
+        device: device.to_string(),
         device_memory_bytes: be.memory_in_use(),
     })
 }

@@ -36,6 +36,22 @@ pub struct SlideReport {
     /// When the outcome was reached, in seconds since the epoch: of two runs' reports on
     /// one slide, the newer one stands.
     pub time: f64,
+    /// The device the slide went through, when it reached one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+impl SlideReport {
+    /// A slide not yet finished: what a report says of it when the run stops first.
+    pub fn interrupted(job: &crate::slide::discover::SlideJob) -> SlideReport {
+        SlideReport {
+            slide: job.path.display().to_string(),
+            name: job.name.clone(),
+            outcome: Outcome::Interrupted,
+            time: 0.0,
+            device: None,
+        }
+    }
 }
 
 /// Seconds since the epoch.

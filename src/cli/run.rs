@@ -2,10 +2,11 @@ use super::device;
 use anyhow::{bail, Result};
 use clap::Args;
 use flashslide::backend::DeviceChoice;
-use flashslide::backend::{Backend, Selected};
+use flashslide::backend::{open_devices, Backend, DeviceList, Selected};
 use flashslide::batch::shard::{in_shard, parse_shard, shard_from_env};
 use flashslide::batch::{
-    check_output_dir, run_batch, unix_time, write_report, BatchOptions, Event, Outcome, SlideReport,
+    check_output_dir, run_batch_on, unix_time, write_report, BatchOptions, Event, Outcome, SlideReport,
+    Worker,
 };
 use flashslide::slide::discover::{walk, Discovery};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -28,6 +29,10 @@ pub struct RunArgs {
     model: Option<PathBuf>,
     #[arg(long, value_parser = device::parser(), default_value = "auto")]
     device: DeviceChoice,
+    /// Several GPUs: `all`, or their numbers (0,1,...); one worker a GPU, slides handed out
+    /// largest first as each worker is ready for another
+    #[arg(long, value_parser = DeviceList::parse, conflicts_with = "device")]
+    devices: Option<DeviceList>,
     /// Take shard I of N (0 ≤ I < N) of the slides, by a hash of each one's path; default
     /// from SLURM_ARRAY_TASK_ID/_MIN/_COUNT or JOB_COMPLETION_INDEX with FLASHSLIDE_SHARDS
     #[arg(long)]
@@ -107,9 +112,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         discovery,
         mpp_table,
     };
+    if let Some(list) = &args.devices {
+        let backends = open_devices(list)?;
+        return run_on(args, given, &backends, stage);
+    }
     match device::open(args.device, args.quiet)? {
-        Selected::Cpu(b) => run_on(args, given, &b, stage),
-        Selected::Cuda(b) => run_on(args, given, &b, stage),
+        Selected::Cpu(b) => run_on(args, given, &[b], stage),
+        Selected::Cuda(b) => run_on(args, given, &[b], stage),
     }
 }
 
@@ -240,16 +249,28 @@ struct Given {
     mpp_table: std::collections::BTreeMap<String, f64>,
 }
 
-fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) -> Result<ExitCode> {
+/// The batch on `backends`, one worker each.
+fn run_on<B: Backend>(args: RunArgs, given: Given, backends: &[B], stage: Tally) -> Result<ExitCode> {
     let Given {
         shard,
         discovery,
         mpp_table,
     } = given;
-    if !args.cpu_decoding {
-        backend.prepare_tile_decoder();
+    let mut models = Vec::with_capacity(backends.len());
+    for backend in backends {
+        if !args.cpu_decoding {
+            backend.prepare_tile_decoder();
+        }
+        models.push(super::model_choice::load(args.model.as_deref(), backend)?);
     }
-    let model = super::model_choice::load(args.model.as_deref(), backend)?;
+    let workers: Vec<Worker<B>> = models
+        .iter()
+        .map(|model| Worker {
+            model,
+            device: model.tile_encoder.backend().describe(),
+        })
+        .collect();
+    let model = &models[0];
     if model.slide_encoder.is_none() {
         bail!(
             "{}: the model has no slide encoder (stage 2), which `run` needs",
@@ -257,7 +278,7 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) ->
         );
     }
     if !args.quiet {
-        super::model_choice::say_notice(&model);
+        super::model_choice::say_notice(model);
         if args.features && !flashslide::export::features::HDF5 {
             eprintln!(
                 "flashslide: note: features.h5 is not written: this flashslide was built without HDF5 \
@@ -286,15 +307,7 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) ->
         None => "batch-report.json".into(),
     };
     *stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Running {
-        reports: jobs
-            .iter()
-            .map(|j| SlideReport {
-                slide: j.path.display().to_string(),
-                name: j.name.clone(),
-                outcome: Outcome::Interrupted,
-                time: 0.0,
-            })
-            .collect(),
+        reports: jobs.iter().map(SlideReport::interrupted).collect(),
         out: args.out.clone(),
         report_name: report_name.clone(),
         notes: notes.clone(),
@@ -334,20 +347,39 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backend: &B, stage: Tally) ->
             jobs.len(),
             shard.map_or(String::new(), |(i, n)| format!(" (shard {i} of {n})")),
             model.config.name,
-            backend.describe()
+            workers
+                .iter()
+                .map(|w| w.device.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    let reports = run_batch(&jobs, &model, &options, &|event| match event {
-        Event::SlideStarted { index, total, job } => {
-            slides_bar.set_message(job.relative.clone());
+    // With several workers the tile bar would show whichever slide spoke last: the slide
+    // bar and log lines name each slide's device instead.
+    let several = workers.len() > 1;
+    let reports = run_batch_on(&jobs, &workers, &options, &|event| match event {
+        Event::SlideStarted {
+            index,
+            total,
+            job,
+            device,
+        } => {
+            let on = if several {
+                format!(" on {}", device.split(' ').next().unwrap_or(device))
+            } else {
+                String::new()
+            };
+            slides_bar.set_message(format!("{}{on}", job.relative));
             tiles_bar.set_position(0);
             if log {
-                eprintln!("[{}/{total}] {}", index + 1, job.relative);
+                eprintln!("[{}/{total}] {}{on}", index + 1, job.relative);
             }
         }
         Event::Tiles { done, total } => {
-            tiles_bar.set_length(total as u64);
-            tiles_bar.set_position(done as u64);
+            if !several {
+                tiles_bar.set_length(total as u64);
+                tiles_bar.set_position(done as u64);
+            }
         }
         Event::SlideFinished { index, job, report } => {
             if let Stage::Running { reports, .. } = &mut *stage.lock().unwrap_or_else(|e| e.into_inner()) {

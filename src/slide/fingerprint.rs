@@ -67,6 +67,22 @@ pub fn fingerprint(path: &Path) -> std::io::Result<Fingerprint> {
     })
 }
 
+/// A slide's size in bytes, all its files together (a file that cannot be read counts 0):
+/// what orders slides handed to several devices.
+pub fn slide_bytes(path: &Path) -> u64 {
+    let members = super::formats::series_members(path)
+        .ok()
+        .flatten()
+        .map(|(_, files)| files)
+        .or_else(|| super::formats::mirax_members(path).ok().flatten());
+    members
+        .unwrap_or_else(|| vec![path.to_path_buf()])
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

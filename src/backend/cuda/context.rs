@@ -56,8 +56,8 @@ impl Drop for Inner {
 }
 
 impl CudaBackend {
-    /// Opens GPU `ordinal`, compiling (or taking from the cache) every kernel for it.
-    pub fn open(ordinal: usize) -> Result<CudaBackend, CudaUnavailable> {
+    /// How many CUDA devices are visible (at least one), or why CUDA cannot be used.
+    pub fn device_count() -> Result<usize, CudaUnavailable> {
         let missing = |what: &str| CudaUnavailable(format!("{what} was not found on the library path"));
         // SAFETY: these only try to open the libraries; cudarc panics on first use otherwise.
         unsafe {
@@ -79,7 +79,14 @@ impl CudaBackend {
         if count <= 0 {
             return Err(CudaUnavailable("no CUDA device is visible".into()));
         }
-        if ordinal >= count as usize {
+        Ok(count as usize)
+    }
+
+    /// Opens GPU `ordinal`, compiling (or taking from the cache) every kernel for it.
+    pub fn open(ordinal: usize) -> Result<CudaBackend, CudaUnavailable> {
+        let count = CudaBackend::device_count()?;
+        let fail = |e: &dyn std::fmt::Debug| CudaUnavailable(format!("{e:?}"));
+        if ordinal >= count {
             return Err(CudaUnavailable(format!(
                 "there is no CUDA device {ordinal} ({count} visible)"
             )));

@@ -296,6 +296,9 @@ impl CudaBackend {
         };
         let (workspace, _) = gemms.workspace.device_ptr(stream);
         let failed = |e: String| BackendError::Device(format!("cuBLASLt matmul: {e}"));
+        // cuBLASLt works in the thread's current context, which cudarc's own calls set but a
+        // GEMM may come first in a thread (a batch worker's, with several GPUs).
+        stream.context().bind_to_thread().map_err(device_err)?;
         // SAFETY: the buffers hold the shapes the plan was made for (checked above), the
         // bias pointer is set on this plan's descriptor for this call under the lock, and
         // everything runs on the backend's one stream.
