@@ -22,7 +22,7 @@ fn main() {
     files.sort();
     let mut code = String::from("/// (file name, source) of every kernel file (`.cu`) and header (`.cuh`).\npub const SOURCES: &[(&str, &str)] = &[\n");
     let mut table = String::from("/// Every kernel of kernels/*.cu: its file, name and parameters, as declared there.\npub const KERNELS: &[KernelSignature] = &[\n");
-    let mut flash = String::from("/// kernels/flash_attn.cu's attention kernels, with their tile sizes.\npub const FLASH_KERNELS: &[FlashKernel] = &[\n");
+    let mut flash = String::from("/// The attention kernels (kernels/flash_attn.cu, flash_attn_sm90.cu), with their tile sizes.\npub const FLASH_KERNELS: &[FlashKernel] = &[\n");
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -46,8 +46,10 @@ fn main() {
                 params.join(", ")
             )
             .unwrap();
-            if let Some(args) = k.macro_args.as_ref().filter(|_| name == "flash_attn.cu") {
-                flash.push_str(&flash_kernel(&k.name, args, &parsed.constants));
+            if let Some(args) = k.macro_args.as_ref() {
+                if name == "flash_attn.cu" || name == "flash_attn_sm90.cu" {
+                    flash.push_str(&flash_kernel(name, &k.name, args, &parsed.constants));
+                }
             }
         }
     }
@@ -59,26 +61,38 @@ fn main() {
     std::fs::write(out.join("kernel_table.rs"), table + "\n" + &flash).unwrap();
 }
 
-/// One attention kernel's entry: `FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, ...)` declares it
-/// (LD its shared-memory row stride), MT 16-row tiles per warp and WARPS warps a block make
-/// its query rows.
-fn flash_kernel(name: &str, args: &HashMap<String, String>, constants: &HashMap<String, i64>) -> String {
+/// One attention kernel's entry. flash_attn.cu: `FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, ...)`
+/// declares it (LD its shared-memory row stride), MT 16-row tiles per warp and WARPS warps a
+/// block make its query rows. flash_attn_sm90.cu: `FLASH_KERNEL_SM90(NAME, BF16, D, BN)`,
+/// WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte panels).
+fn flash_kernel(
+    file: &str,
+    name: &str,
+    args: &HashMap<String, String>,
+    constants: &HashMap<String, i64>,
+) -> String {
     let number = |key: &str| -> i64 {
         args.get(key)
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("kernels/flash_attn.cu: {name}: {key} is not a number"))
+            .unwrap_or_else(|| panic!("kernels/{file}: {name}: {key} is not a number"))
     };
-    let warps = *constants
-        .get("WARPS")
-        .expect("kernels/flash_attn.cu: constexpr int WARPS");
+    let constant = |key: &str| -> i64 {
+        *constants
+            .get(key)
+            .unwrap_or_else(|| panic!("kernels/{file}: constexpr int {key}"))
+    };
+    let (hopper, row_stride, block_m, threads) = if file == "flash_attn_sm90.cu" {
+        let groups = constant("WARPGROUPS");
+        (true, number("D"), groups * 64, groups * 128)
+    } else {
+        let warps = constant("WARPS");
+        (false, number("LD"), warps * 16 * number("MT"), warps * 32)
+    };
     format!(
-        "    FlashKernel {{ name: {name:?}, bf16: {}, head_dim: {}, row_stride: {}, block_m: {}, block_n: {}, threads: {} }},\n",
+        "    FlashKernel {{ name: {name:?}, bf16: {}, head_dim: {}, row_stride: {row_stride}, block_m: {block_m}, block_n: {}, threads: {threads}, hopper: {hopper} }},\n",
         args.get("BF16").map(String::as_str) == Some("true"),
         number("D"),
-        number("LD"),
-        warps * 16 * number("MT"),
         number("BN"),
-        warps * 32
     )
 }
 

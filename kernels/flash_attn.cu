@@ -17,7 +17,7 @@
 //
 // Optional 2D ALiBi: with `positions` ([tokens, 2] grid row and column, f32) each score gets
 // −slope[head] · ‖pos_q − pos_k‖ (`slopes_log2` is pre-multiplied by log2 e), computed here.
-#include "common.cuh"
+#include "flash_common.cuh"
 
 namespace {
 
@@ -44,12 +44,6 @@ __device__ __forceinline__ int tile_at(int row, int chunk) {
     } else {
         return row * LD + (chunk << 3);
     }
-}
-
-__device__ __forceinline__ float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
 }
 
 // D: head dim; LD: shared-memory row stride (elements, see tile_at); MT: 16-row tiles per
@@ -122,15 +116,7 @@ __device__ __forceinline__ void flash_forward(
     float qpos[MT][2][2];
     if (positions) {
         slope = slopes_log2[head] / scale_log2;
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int r = row_base + mt * 16 + 8 * h;
-                const i64 t = q0 + (r < q_rows ? r : 0);
-                qpos[mt][h][0] = positions[2 * t];
-                qpos[mt][h][1] = positions[2 * t + 1];
-            }
+        load_query_positions<MT>(qpos, positions, row_base, q_rows, q0);
     }
 
     float o[MT][DT][4];
@@ -211,103 +197,15 @@ __device__ __forceinline__ void flash_forward(
             }
         }
 
-        // Scores stay unscaled until the exponential, where the base-2 scale folds into one
-        // FMA. The ALiBi bias (in unscaled units) and the mask of keys past the sequence's
-        // end cost nothing on blocks that need neither (both branches are uniform).
-        if (positions) {
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int c = 0; c < 2; ++c) {
-                    const i64 key = min(k0 + nt * 8 + 2 * (lane & 3) + c, seq_end - 1);
-                    const float kp0 = positions[2 * key], kp1 = positions[2 * key + 1];
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            const float dr = qpos[mt][h][0] - kp0, dc = qpos[mt][h][1] - kp1;
-                            s[mt][nt][2 * h + c] -= slope * sqrtf(dr * dr + dc * dc);
-                        }
-                }
-        }
-        if (k0 + BN > seq_end) {
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int c = 0; c < 2; ++c) {
-                    if (k0 + nt * 8 + 2 * (lane & 3) + c >= seq_end) {
-#pragma unroll
-                        for (int mt = 0; mt < MT; ++mt) {
-                            s[mt][nt][c] = NEG_INF;
-                            s[mt][nt][2 + c] = NEG_INF;
-                        }
-                    }
-                }
-        }
-
-        // Online softmax: new row maxima (over the 4 threads holding a row), scores to
-        // probabilities p = 2^(s·scale − max·scale), then what was accumulated rescaled.
-        float alpha[MT][2];
-        bool unchanged = true;
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                // Pairwise trees: log-depth chains instead of NT-long ones.
-                float part[NT];
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt) part[nt] = fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]);
-#pragma unroll
-                for (int w = NT / 2; w >= 1; w /= 2)
-#pragma unroll
-                    for (int i = 0; i < w; ++i) part[i] = fmaxf(part[i], part[i + w]);
-                float mx = part[0];
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-                // Every block holds at least one valid key, so mx is finite.
-                const float m_new = fmaxf(row_max[mt][h], mx);
-                unchanged &= m_new == row_max[mt][h];
-                alpha[mt][h] = fast_exp2((row_max[mt][h] - m_new) * scale_log2);
-                row_max[mt][h] = m_new;
-                const float offset = -m_new * scale_log2;
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                    const float p0 = fast_exp2(fmaf(s[mt][nt][2 * h], scale_log2, offset));
-                    const float p1 = fast_exp2(fmaf(s[mt][nt][2 * h + 1], scale_log2, offset));
-                    s[mt][nt][2 * h] = p0;
-                    s[mt][nt][2 * h + 1] = p1;
-                    part[nt] = p0 + p1;
-                }
-#pragma unroll
-                for (int w = NT / 2; w >= 1; w /= 2)
-#pragma unroll
-                    for (int i = 0; i < w; ++i) part[i] += part[i + w];
-                const float sum = part[0];
-                row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + sum;
-            }
-        if (!SKIP_RESCALE || !__all_sync(0xffffffff, unchanged)) {
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int dt = 0; dt < DT; ++dt) {
-                    o[mt][dt][0] *= alpha[mt][0];
-                    o[mt][dt][1] *= alpha[mt][0];
-                    o[mt][dt][2] *= alpha[mt][1];
-                    o[mt][dt][3] *= alpha[mt][1];
-                }
-        }
+        bias_and_mask<MT, NT>(s, qpos, positions, slope, k0, seq_end, lane);
+        online_softmax<MT, NT, DT, SKIP_RESCALE>(s, o, row_max, row_sum, scale_log2);
 
         // O += P·V: the scores' accumulator layout is the A operand's, 16 keys at a time.
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
             unsigned a[MT][4];
 #pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-                a[mt][0] = pack2<BF16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                a[mt][1] = pack2<BF16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                a[mt][2] = pack2<BF16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                a[mt][3] = pack2<BF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-            }
+            for (int mt = 0; mt < MT; ++mt) probabilities_as_a<BF16>(a[mt], s, mt, kk);
 #pragma unroll
             for (int dp = 0; dp < DT / 2; ++dp) {
                 unsigned b[4];
@@ -321,23 +219,7 @@ __device__ __forceinline__ void flash_forward(
         }
     }
 
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            float total = row_sum[mt][h];
-            total += __shfl_xor_sync(0xffffffff, total, 1);
-            total += __shfl_xor_sync(0xffffffff, total, 2);
-            const float inv = 1.f / total;
-            const int r = row_base + mt * 16 + 8 * h;
-            if (r < q_rows) {
-                half_bits* dst = out + (q0 + r) * out_stride + head_off + 2 * (lane & 3);
-#pragma unroll
-                for (int dt = 0; dt < DT; ++dt)
-                    *reinterpret_cast<unsigned*>(dst + dt * 8) =
-                        pack2<BF16>(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
-            }
-        }
+    store_rows<BF16>(o, row_sum, out, out_stride, head_off, q0, row_base, q_rows, lane);
 }
 
 }  // namespace

@@ -345,6 +345,25 @@ pub fn check_operations<B: Backend>(
         &mut all,
     );
 
+    all.extend(check_attention_kernels(b, reference, scope, on_check)?);
+    Ok(all)
+}
+
+/// Attention of `b` against `reference`: head dims 64 and 128 at several lengths, with and
+/// without positions (RoPE, ALiBi); 80 and 96 at a length no kernel's blocks divide; packed
+/// batches like stage 1's. `on_check` sees each result as it comes.
+pub fn check_attention_kernels<B: Backend>(
+    b: &B,
+    reference: &CpuBackend,
+    scope: Scope,
+    on_check: &mut dyn FnMut(&Check),
+) -> Result<Vec<Check>, BackendError> {
+    let pair = Pair { b, reference };
+    let mut all = Vec::new();
+    let mut push = |c: Check, all: &mut Vec<Check>| {
+        on_check(&c);
+        all.push(c);
+    };
     let lengths: &[usize] = match scope {
         Scope::Quick => &[1, 67, 257],
         Scope::Full => &[1, 257, 4095, 65_537],

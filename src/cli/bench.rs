@@ -56,6 +56,10 @@ enum BenchCommand {
         /// Run naive attention only where one head's N × N scores fit in this many GiB
         #[arg(long, default_value_t = 4.0)]
         naive_limit_gib: f64,
+        /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma:
+        /// kernels/flash_attn_sm90.cu, Hopper, head dims 64 and 128, not yet the default)
+        #[arg(long, value_enum, default_value_t = AttentionKernels::Mma)]
+        kernel: AttentionKernels,
         /// Print JSON lines instead of a table
         #[arg(long)]
         json: bool,
@@ -274,12 +278,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             head_dim,
             runs,
             naive_limit_gib,
+            kernel,
             json,
         } => {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
+                gpu.use_wgmma_attention(kernel == AttentionKernels::Wgmma)?;
                 if !json {
                     println!(
-                        "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}",
+                        "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}  kernel",
                         "batch", "N", "heads", "d", "median ms", "TFLOP/s", "io MiB", "extra bytes"
                     );
                 }
@@ -290,7 +296,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                             println!("{}", serde_json::to_string(&r)?);
                         } else {
                             println!(
-                                "{:>6} {:>8} {:>5} {:>4} {:>11.3} {:>9.1} {:>10} {:>14}",
+                                "{:>6} {:>8} {:>5} {:>4} {:>11.3} {:>9.1} {:>10} {:>14}  {}",
                                 batch,
                                 n,
                                 heads,
@@ -298,15 +304,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                                 r.median_ms,
                                 r.tflops,
                                 r.io_bytes >> 20,
-                                r.extra_bytes
+                                r.extra_bytes,
+                                r.kernel
                             );
                         }
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            if batch != 1 {
-                anyhow::bail!("--batch times the CUDA kernel: add --device cuda");
+            if batch != 1 || kernel != AttentionKernels::Mma {
+                anyhow::bail!("--batch and --kernel time the CUDA kernels: add --device cuda");
             }
             let runs = runs.unwrap_or(3);
             if !json {
@@ -379,4 +386,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Which attention kernels `bench attention` times on a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttentionKernels {
+    Mma,
+    Wgmma,
 }

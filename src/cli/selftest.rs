@@ -6,7 +6,7 @@ use super::device;
 use anyhow::{Context, Result};
 use clap::Args;
 use flashslide::analysis::decoder_check::check_tile_decoders;
-use flashslide::backend::check::{check_operations, Check, Scope};
+use flashslide::backend::check::{check_attention_kernels, check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
@@ -84,7 +84,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
             }
             let long = args.long;
-            check_all(
+            let mut checks = check_all(
                 &gpu,
                 &configs,
                 &args.models,
@@ -93,7 +93,23 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 json,
                 &mut print,
                 |print| Ok(check_kernels(&gpu, long, print)?),
-            )?
+            )?;
+            // On a Hopper, the wgmma attention kernels too (not yet the default).
+            if gpu.is_hopper() {
+                gpu.use_wgmma_attention(true)?;
+                let mut named = |c: &Check| {
+                    let mut c = c.clone();
+                    c.what = format!("wgmma {}", c.what);
+                    print(&c)
+                };
+                let wgmma = check_attention_kernels(&gpu, &CpuBackend, Scope::Full, &mut named);
+                gpu.use_wgmma_attention(false)?;
+                checks.extend(wgmma?.into_iter().map(|mut c| {
+                    c.what = format!("wgmma {}", c.what);
+                    c
+                }));
+            }
+            checks
         }
     };
     let failed = checks.iter().filter(|c| !c.passed).count();

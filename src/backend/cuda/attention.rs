@@ -11,18 +11,22 @@ use half::bf16;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The kernel for `T` and head dim `d`, if kernels/flash_attn.cu has one.
-pub(super) fn kernel_for<T: AttentionType>(d: usize) -> Option<&'static FlashKernel> {
-    FLASH_KERNELS
-        .iter()
-        .find(|k| k.head_dim == d && k.bf16 == T::BF16)
+/// The kernel for `T` and head dim `d`: flash_attn_sm90.cu's when `hopper` asks for it and
+/// it has one, else flash_attn.cu's, if it has one.
+pub(super) fn kernel_for<T: AttentionType>(d: usize, hopper: bool) -> Option<&'static FlashKernel> {
+    let find = |family: bool| {
+        FLASH_KERNELS
+            .iter()
+            .find(|k| k.head_dim == d && k.bf16 == T::BF16 && k.hopper == family)
+    };
+    hopper.then(|| find(true)).flatten().or_else(|| find(false))
 }
 
-/// The head dims with a kernel for `T`, ascending.
+/// The head dims with a kernel for `T` on every GPU, ascending.
 pub(super) fn head_dims<T: AttentionType>() -> Vec<usize> {
     let mut dims: Vec<usize> = FLASH_KERNELS
         .iter()
-        .filter(|k| k.bf16 == T::BF16)
+        .filter(|k| k.bf16 == T::BF16 && !k.hopper)
         .map(|k| k.head_dim)
         .collect();
     dims.sort_unstable();
@@ -44,9 +48,10 @@ fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
     ))
 }
 
-/// Shared memory of `kernel`: the Q tile and two stages of K and V, in rows of its stride.
+/// Shared memory of `kernel`: the Q tile and two stages of K and V, in rows of its stride;
+/// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary.
 fn smem_bytes(kernel: &FlashKernel) -> usize {
-    (kernel.block_m + 4 * kernel.block_n) * kernel.row_stride * 2
+    (kernel.block_m + 4 * kernel.block_n) * kernel.row_stride * 2 + if kernel.hopper { 1024 } else { 0 }
 }
 
 /// Lets each attention kernel use the shared memory it needs (over the 48 KB default).
@@ -60,6 +65,27 @@ pub(super) fn configure(
         )?;
     }
     Ok(())
+}
+
+impl CudaBackend {
+    /// Runs attention through flash_attn_sm90.cu's wgmma kernels (`true`) where they take the
+    /// head dim, or flash_attn.cu's everywhere (`false`, the default). Hopper only.
+    pub fn use_wgmma_attention(&self, on: bool) -> Result<(), BackendError> {
+        if on && !self.inner.hopper {
+            return Err(BackendError::Device(
+                "the wgmma attention kernels need a Hopper GPU (compute capability 9.0, sm_90a)".into(),
+            ));
+        }
+        self.inner
+            .wgmma_attention
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Whether the GPU is a Hopper (sm_90a), where the wgmma attention kernels run.
+    pub fn is_hopper(&self) -> bool {
+        self.inner.hopper
+    }
 }
 
 /// The 16-bit float type of an attention's inputs.
@@ -141,7 +167,11 @@ impl CudaBackend {
         out: &mut CudaSlice<T>,
     ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
-        let Some(kernel) = kernel_for::<T>(d) else {
+        let hopper = self
+            .inner
+            .wgmma_attention
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let Some(kernel) = kernel_for::<T>(d, hopper) else {
             return Err(unsupported_head_dim::<T>(d));
         };
         if h == 0 || h > 65_535 {
@@ -273,9 +303,16 @@ mod tests {
         for dims in [head_dims::<bf16>(), head_dims::<half::f16>()] {
             assert!([64, 80, 96, 128].iter().all(|d| dims.contains(d)), "{dims:?}");
         }
-        assert!(kernel_for::<bf16>(80).is_some_and(|k| k.bf16 && k.name.ends_with("_d80")));
-        assert!(kernel_for::<half::f16>(96).is_some_and(|k| !k.bf16 && k.name.ends_with("_d96")));
-        assert!(kernel_for::<bf16>(72).is_none());
+        assert!(kernel_for::<bf16>(80, false).is_some_and(|k| k.bf16 && k.name.ends_with("_d80")));
+        assert!(kernel_for::<half::f16>(96, false).is_some_and(|k| !k.bf16 && k.name.ends_with("_d96")));
+        assert!(kernel_for::<bf16>(72, false).is_none());
+        // Hopper's kernels where they take the head dim, the others elsewhere.
+        assert!(
+            kernel_for::<bf16>(64, true).is_some_and(|k| k.hopper && k.name == "flash_attn_sm90_bf16_d64")
+        );
+        assert!(kernel_for::<half::f16>(128, true).is_some_and(|k| k.hopper && k.threads == 256));
+        assert!(kernel_for::<bf16>(80, true).is_some_and(|k| !k.hopper));
+        assert!(kernel_for::<bf16>(64, false).is_some_and(|k| !k.hopper));
         let message = unsupported_head_dim::<bf16>(72).to_string();
         assert!(
             message.contains("64, 80, 96") && message.contains("and 128, not 72"),

@@ -13,6 +13,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct GpuAttentionRun {
     pub device: String,
+    /// The kernel that ran (kernels/flash_attn.cu's or flash_attn_sm90.cu's).
+    pub kernel: String,
     /// Sequences of `tokens` tokens each, packed into one launch.
     pub sequences: usize,
     pub tokens: usize,
@@ -88,10 +90,15 @@ impl CudaBackend {
         times.sort_by(f64::total_cmp);
         let median_ms = times[times.len() / 2];
         let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
-        let block_m = super::attention::kernel_for::<bf16>(d).map_or(1, |k| k.block_m);
-        let blocks = sequences * tokens.div_ceil(block_m);
+        let hopper = self
+            .inner
+            .wgmma_attention
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let kernel = super::attention::kernel_for::<bf16>(d, hopper);
+        let blocks = sequences * tokens.div_ceil(kernel.map_or(1, |k| k.block_m));
         Ok(GpuAttentionRun {
             device: self.describe_short(),
+            kernel: kernel.map_or("", |k| k.name).to_string(),
             sequences,
             tokens,
             heads,

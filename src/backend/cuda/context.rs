@@ -32,6 +32,11 @@ pub(super) struct Inner {
     _modules: Vec<Arc<CudaModule>>,
     /// Attention block tables of recent packed batches (a forward pass reuses one per layer).
     pub(super) block_tables: attention::BlockTables,
+    /// Whether the GPU runs sm_90a code (Hopper), where flash_attn_sm90.cu's kernels exist.
+    pub(super) hopper: bool,
+    /// Attention through flash_attn_sm90.cu's kernels where they take the head dim (asked
+    /// for by `bench attention --kernel wgmma` and `selftest`; not yet the default).
+    pub(super) wgmma_attention: std::sync::atomic::AtomicBool,
     /// The JPEG decoders, each set once opened (on first use); why not where nvJPEG is
     /// unusable.
     pub(super) jpeg: Arc<[OnceLock<JpegDecoderOrWhyNot>; JPEG_DECODERS]>,
@@ -147,6 +152,8 @@ impl CudaBackend {
                 description,
                 _modules: modules,
                 block_tables: Default::default(),
+                hopper: arch == "sm_90a",
+                wgmma_attention: Default::default(),
                 spans: Default::default(),
                 batch_marks: Default::default(),
                 jpeg: Default::default(),

@@ -46,6 +46,8 @@ pub struct FlashKernel {
     pub block_m: usize,
     pub block_n: usize,
     pub threads: usize,
+    /// kernels/flash_attn_sm90.cu's (wgmma, sm_90a only), else flash_attn.cu's (mma.sync).
+    pub hopper: bool,
 }
 
 include!(concat!(env!("OUT_DIR"), "/kernel_table.rs"));
@@ -198,7 +200,9 @@ mod tests {
             assert!(flash.head_dim % 16 == 0 && flash.row_stride >= flash.head_dim);
             // The name says what the flags do (a line with one copied wrong reads wrong).
             let ty = if flash.bf16 { "bf16" } else { "f16" };
-            assert_eq!(flash.name, format!("flash_attn_{ty}_d{}", flash.head_dim));
+            let family = if flash.hopper { "sm90_" } else { "" };
+            assert_eq!(flash.name, format!("flash_attn_{family}{ty}_d{}", flash.head_dim));
+            assert_eq!(k.file, if flash.hopper { "flash_attn_sm90.cu" } else { "flash_attn.cu" });
         }
         // Every head dim in both types, and the foundation encoders' (ViT-S/B/L/g 64, ViT-H 80).
         let has = |d: usize, bf16: bool| FLASH_KERNELS.iter().any(|k| k.head_dim == d && k.bf16 == bf16);

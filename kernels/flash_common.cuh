@@ -1,0 +1,162 @@
+// The parts of exact attention's forward that do not depend on how the matrix products are
+// done: flash_attn.cu (mma.sync) and flash_attn_sm90.cu (Hopper's wgmma) share them. Both
+// hold the scores and the output in mma.sync's accumulator layout: a warp has 16-row tiles
+// (MT of them), each thread rows lane/4 and lane/4 + 8 of a tile and, in each 8-column tile,
+// columns 2·(lane % 4) and + 1; s[mt][nt][2h + c] is row h's column c of tile nt.
+#pragma once
+#include "common.cuh"
+
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// This thread's query positions (grid row, column) for ALiBi: tile mt, half h is block row
+// row_base + 16·mt + 8·h, of which the block holds q_rows from token q0.
+template <int MT>
+__device__ __forceinline__ void load_query_positions(float (&qpos)[MT][2][2], const float* positions,
+                                                     int row_base, int q_rows, i64 q0) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = row_base + mt * 16 + 8 * h;
+            const i64 t = q0 + (r < q_rows ? r : 0);
+            qpos[mt][h][0] = positions[2 * t];
+            qpos[mt][h][1] = positions[2 * t + 1];
+        }
+}
+
+// Scores stay unscaled until the exponential, where the base-2 scale folds into one FMA.
+// The ALiBi bias (in unscaled units: `slope` is slope · √d) and the mask of keys past the
+// sequence's end, for the NT·8 keys from k0; both branches are uniform and cost nothing on
+// blocks that need neither.
+template <int MT, int NT>
+__device__ __forceinline__ void bias_and_mask(float (&s)[MT][NT][4], const float (&qpos)[MT][2][2],
+                                              const float* positions, float slope, i64 k0, i64 seq_end,
+                                              int lane) {
+    if (positions) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                const i64 key = min(k0 + nt * 8 + 2 * (lane & 3) + c, seq_end - 1);
+                const float kp0 = positions[2 * key], kp1 = positions[2 * key + 1];
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const float dr = qpos[mt][h][0] - kp0, dc = qpos[mt][h][1] - kp1;
+                        s[mt][nt][2 * h + c] -= slope * sqrtf(dr * dr + dc * dc);
+                    }
+            }
+    }
+    if (k0 + NT * 8 > seq_end) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                if (k0 + nt * 8 + 2 * (lane & 3) + c >= seq_end) {
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        s[mt][nt][c] = NEG_INF;
+                        s[mt][nt][2 + c] = NEG_INF;
+                    }
+                }
+            }
+    }
+}
+
+// Online softmax over one block of keys: new row maxima (over the 4 threads holding a row),
+// scores to probabilities p = 2^(s·scale − max·scale) in place, row sums, and what was
+// accumulated in o rescaled (SKIP_RESCALE: only when a warp vote says some maximum moved).
+template <int MT, int NT, int DT, bool SKIP_RESCALE>
+__device__ __forceinline__ void online_softmax(float (&s)[MT][NT][4], float (&o)[MT][DT][4],
+                                               float (&row_max)[MT][2], float (&row_sum)[MT][2],
+                                               float scale_log2) {
+    static_assert((NT & (NT - 1)) == 0, "NT: a power of two (the trees below)");
+    float alpha[MT][2];
+    bool unchanged = true;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            // Pairwise trees: log-depth chains instead of NT-long ones.
+            float part[NT];
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) part[nt] = fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]);
+#pragma unroll
+            for (int w = NT / 2; w >= 1; w /= 2)
+#pragma unroll
+                for (int i = 0; i < w; ++i) part[i] = fmaxf(part[i], part[i + w]);
+            float mx = part[0];
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+            // Every block holds at least one valid key, so mx is finite.
+            const float m_new = fmaxf(row_max[mt][h], mx);
+            unchanged &= m_new == row_max[mt][h];
+            alpha[mt][h] = fast_exp2((row_max[mt][h] - m_new) * scale_log2);
+            row_max[mt][h] = m_new;
+            const float offset = -m_new * scale_log2;
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                const float p0 = fast_exp2(fmaf(s[mt][nt][2 * h], scale_log2, offset));
+                const float p1 = fast_exp2(fmaf(s[mt][nt][2 * h + 1], scale_log2, offset));
+                s[mt][nt][2 * h] = p0;
+                s[mt][nt][2 * h + 1] = p1;
+                part[nt] = p0 + p1;
+            }
+#pragma unroll
+            for (int w = NT / 2; w >= 1; w /= 2)
+#pragma unroll
+                for (int i = 0; i < w; ++i) part[i] += part[i + w];
+            row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + part[0];
+        }
+    if (!SKIP_RESCALE || !__all_sync(0xffffffff, unchanged)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int dt = 0; dt < DT; ++dt) {
+                o[mt][dt][0] *= alpha[mt][0];
+                o[mt][dt][1] *= alpha[mt][0];
+                o[mt][dt][2] *= alpha[mt][1];
+                o[mt][dt][3] *= alpha[mt][1];
+            }
+    }
+}
+
+// The probabilities of keys 16·kk .. 16·kk + 15 as the A operand of the P·V product (the
+// scores' accumulator layout is the A operand's).
+template <bool BF16, int MT, int NT>
+__device__ __forceinline__ void probabilities_as_a(unsigned (&a)[4], const float (&s)[MT][NT][4], int mt, int kk) {
+    a[0] = pack2<BF16>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+    a[1] = pack2<BF16>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+    a[2] = pack2<BF16>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+    a[3] = pack2<BF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+}
+
+// O / row sum (over the 4 threads holding a row) written to this thread's rows of `out`:
+// tile mt, half h is block row row_base + 16·mt + 8·h, of which the block holds q_rows.
+template <bool BF16, int MT, int DT>
+__device__ __forceinline__ void store_rows(const float (&o)[MT][DT][4], const float (&row_sum)[MT][2],
+                                           half_bits* out, i64 out_stride, i64 head_off, i64 q0, int row_base,
+                                           int q_rows, int lane) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float total = row_sum[mt][h];
+            total += __shfl_xor_sync(0xffffffff, total, 1);
+            total += __shfl_xor_sync(0xffffffff, total, 2);
+            const float inv = 1.f / total;
+            const int r = row_base + mt * 16 + 8 * h;
+            if (r < q_rows) {
+                half_bits* dst = out + (q0 + r) * out_stride + head_off + 2 * (lane & 3);
+#pragma unroll
+                for (int dt = 0; dt < DT; ++dt)
+                    *reinterpret_cast<unsigned*>(dst + dt * 8) =
+                        pack2<BF16>(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
+            }
+        }
+}
