@@ -124,11 +124,9 @@ __device__ __forceinline__ void flash_forward_sm90(
 
     const int tid = threadIdx.x, group = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int head = blockIdx.y;
-    const int seq = (int)block_seq[blockIdx.x];
-    const i64 q0 = block_q0[blockIdx.x];
-    const i64 seq_start = offsets[seq], seq_end = offsets[seq + 1];
-    const int q_rows = (int)min((i64)BM, seq_end - q0);
-    const i64 head_off = (i64)head * D;
+    const QueryBlock qb = query_block<BM, D>(offsets, block_seq, block_q0);
+    const i64 q0 = qb.q0, seq_start = qb.seq_start, seq_end = qb.seq_end, head_off = qb.head_off;
+    const int q_rows = qb.q_rows;
 
     for (int i = tid; i < BM * CH; i += THREADS) {
         const int r = i / CH, c = i % CH;

@@ -6,6 +6,28 @@
 #pragma once
 #include "common.cuh"
 
+// The query block a thread block owns: the packed batch's sequence `seq` (tokens seq_start
+// to seq_end), its first row q0, the rows it holds (at most BM), and the head's column
+// offset (head = blockIdx.y, D values each).
+struct QueryBlock {
+    int seq;
+    i64 q0, seq_start, seq_end;
+    int q_rows;
+    i64 head_off;
+};
+
+template <int BM, int D>
+__device__ __forceinline__ QueryBlock query_block(const i64* offsets, const i64* block_seq, const i64* block_q0) {
+    QueryBlock b;
+    b.seq = (int)block_seq[blockIdx.x];
+    b.q0 = block_q0[blockIdx.x];
+    b.seq_start = offsets[b.seq];
+    b.seq_end = offsets[b.seq + 1];
+    b.q_rows = (int)min((i64)BM, b.seq_end - b.q0);
+    b.head_off = (i64)blockIdx.y * D;
+    return b;
+}
+
 __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
