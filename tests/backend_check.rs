@@ -215,7 +215,7 @@ impl Backend for Faulty {
 }
 
 fn failures(fault: Fault) -> Vec<Check> {
-    let checks = check_operations(&Faulty { fault }, &CpuBackend, Scope::Quick, &mut |_| {}).unwrap();
+    let checks = check_operations(&Faulty { fault }, &CpuBackend, Scope::Quick, 0, &mut |_| {}).unwrap();
     assert!(checks.len() > 30, "{} checks", checks.len());
     checks.into_iter().filter(|c| !c.passed).collect()
 }

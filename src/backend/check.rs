@@ -64,7 +64,9 @@ pub enum Scope {
 
 /// Random values in [−2, 2) rounded to bf16, so that a bf16 backend and the f32 reference
 /// start from the same numbers.
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+/// Inputs for one check: `n` values of `seed` (offset by the run's seed) times `scale`,
+/// rounded to bf16 so that both backends see the same numbers.
+fn seeded_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     random_inputs(n, seed)
         .into_iter()
         .map(|x| bf16::from_f32(x * scale).to_f32())
@@ -123,13 +125,16 @@ macro_rules! both {
     };
 }
 
-/// Every operation of `b` against `reference`; `on_check` sees each result as it comes.
+/// Every operation of `b` against `reference` on inputs drawn from `run_seed` (a fresh one
+/// each run finds what fixed inputs could hide); `on_check` sees each result as it comes.
 pub fn check_operations<B: Backend>(
     b: &B,
     reference: &CpuBackend,
     scope: Scope,
+    run_seed: u64,
     on_check: &mut dyn FnMut(&Check),
 ) -> Result<Vec<Check>, BackendError> {
+    let values = |n: usize, seed: u64, scale: f32| seeded_values(n, run_seed.wrapping_add(seed), scale);
     let pair = Pair { b, reference };
     let mut all = Vec::new();
     let mut push = |c: Check, all: &mut Vec<Check>| {
@@ -345,7 +350,7 @@ pub fn check_operations<B: Backend>(
         &mut all,
     );
 
-    all.extend(check_attention_kernels(b, reference, scope, on_check)?);
+    all.extend(check_attention_kernels(b, reference, scope, run_seed, on_check)?);
     Ok(all)
 }
 
@@ -356,6 +361,7 @@ pub fn check_attention_kernels<B: Backend>(
     b: &B,
     reference: &CpuBackend,
     scope: Scope,
+    run_seed: u64,
     on_check: &mut dyn FnMut(&Check),
 ) -> Result<Vec<Check>, BackendError> {
     let pair = Pair { b, reference };
@@ -374,7 +380,14 @@ pub fn check_attention_kernels<B: Backend>(
             for positions in [Positions::None, Positions::Rope, Positions::Alibi] {
                 seed += 3;
                 push(
-                    check_attention(&pair, &[0, n], 2, head_dim, positions, seed)?,
+                    check_attention(
+                        &pair,
+                        &[0, n],
+                        2,
+                        head_dim,
+                        positions,
+                        run_seed.wrapping_add(seed),
+                    )?,
                     &mut all,
                 );
             }
@@ -390,7 +403,14 @@ pub fn check_attention_kernels<B: Backend>(
         for positions in [Positions::None, Positions::Rope, Positions::Alibi] {
             seed += 3;
             push(
-                check_attention(&pair, &[0, n], 2, head_dim, positions, seed)?,
+                check_attention(
+                    &pair,
+                    &[0, n],
+                    2,
+                    head_dim,
+                    positions,
+                    run_seed.wrapping_add(seed),
+                )?,
                 &mut all,
             );
         }
@@ -405,7 +425,14 @@ pub fn check_attention_kernels<B: Backend>(
     ];
     for (i, (heads, head_dim, positions)) in cases.into_iter().enumerate() {
         push(
-            check_attention(&pair, &packed, heads, head_dim, positions, 1 + i as u64)?,
+            check_attention(
+                &pair,
+                &packed,
+                heads,
+                head_dim,
+                positions,
+                run_seed.wrapping_add(1 + i as u64),
+            )?,
             &mut all,
         );
     }
@@ -439,7 +466,7 @@ fn check_attention<B: Backend>(
         alibi: positions == Positions::Alibi,
     };
     let qkv = (
-        values(tokens * 3 * heads * head_dim, seed, 1.0),
+        seeded_values(tokens * 3 * heads * head_dim, seed, 1.0),
         tokens,
         3 * heads * head_dim,
     );

@@ -36,6 +36,9 @@ pub struct SelftestArgs {
     /// Also attend over 2^20 tokens (512 sampled rows against f64; GPU only)
     #[arg(long)]
     long: bool,
+    /// The inputs' seed (default: a fresh one each run, printed)
+    #[arg(long)]
+    seed: Option<u64>,
     /// Print JSON lines instead of a table
     #[arg(long)]
     json: bool,
@@ -67,6 +70,13 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             );
         }
     };
+    // Fresh inputs each run (fixed ones could hide a fault they happen not to touch); the
+    // seed is printed, so a failure can be repeated with it.
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
     let checks = match device::open(args.device, false)? {
         // The CPU against itself: a check of the check, kept quick.
         Selected::Cpu(cpu) => check_all(
@@ -75,11 +85,13 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             &args.models,
             &args.slides,
             Scope::Quick,
+            seed,
             json,
             &mut print,
             |_| Ok(Vec::new()),
         )?,
         Selected::Cuda(gpu) => {
+            gpu.poison_new_buffers(true);
             if let (Some(why), false) = (gpu.tile_decoding_unavailable(), json) {
                 println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
             }
@@ -90,6 +102,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 &args.models,
                 &args.slides,
                 Scope::Full,
+                seed,
                 json,
                 &mut print,
                 |print| Ok(check_kernels(&gpu, long, print)?),
@@ -102,7 +115,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                     c.what = format!("wgmma {}", c.what);
                     print(&c)
                 };
-                let wgmma = check_attention_kernels(&gpu, &CpuBackend, Scope::Full, &mut named);
+                let wgmma = check_attention_kernels(&gpu, &CpuBackend, Scope::Full, seed, &mut named);
                 gpu.use_wgmma_attention(false)?;
                 checks.extend(wgmma?.into_iter().map(|mut c| {
                     c.what = format!("wgmma {}", c.what);
@@ -123,9 +136,9 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
     })
 }
 
-/// Every check of `b`, in order: its operations, its own extra checks (`extra`), its tile
-/// decoders (on a generated slide and on `slides`), the encoders of `configs`, the model
-/// directories `models`.
+/// Every check of `b`, in order: its operations (inputs from `seed`), its own extra checks
+/// (`extra`), its tile decoders (on a generated slide and on `slides`), the encoders of
+/// `configs`, the model directories `models` (tiles from `seed`).
 #[allow(clippy::too_many_arguments)]
 fn check_all<B: Backend>(
     b: &B,
@@ -133,18 +146,19 @@ fn check_all<B: Backend>(
     models: &[PathBuf],
     slides: &[PathBuf],
     scope: Scope,
+    seed: u64,
     json: bool,
     print: &mut dyn FnMut(&Check),
     extra: impl FnOnce(&mut dyn FnMut(&Check)) -> Result<Vec<Check>>,
 ) -> Result<Vec<Check>> {
     if !json {
-        println!("{}", b.describe());
+        println!("{} [inputs from seed {seed}]", b.describe());
         println!(
             "{:<84} {:>10} {:>10} {:>8}",
             "check", "rel. err", "max |Δ|", "result"
         );
     }
-    let mut all = check_operations(b, &CpuBackend, scope, print)?;
+    let mut all = check_operations(b, &CpuBackend, scope, seed, print)?;
     all.extend(extra(print)?);
     for c in decoding_checks(b)? {
         print(&c);
@@ -164,10 +178,6 @@ fn check_all<B: Backend>(
         }
     }
     all.extend(check_encoders(b, configs, scope, print)?);
-    // Fresh tiles each run, the seed printed with the check.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
     for dir in models {
         let mut c = check_model_dir(b, dir, 4, seed).with_context(|| format!("model {}", dir.display()))?;
         c.what = format!("{} [seed {seed}]", c.what);

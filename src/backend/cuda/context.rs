@@ -9,8 +9,8 @@ use super::{attention, device_err, nvrtc, CudaBackend, CudaTensor, CudaUnavailab
 use crate::backend::BackendError;
 use cudarc::cublas::sys as blas_sys;
 use cudarc::driver::{
-    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig,
-    PushKernelArg,
+    sys as driver_sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtrMut,
+    LaunchConfig, PushKernelArg,
 };
 use half::bf16;
 use std::collections::HashMap;
@@ -37,6 +37,8 @@ pub(super) struct Inner {
     /// Attention through flash_attn_sm90.cu's kernels where they take the head dim (asked
     /// for by `bench attention --kernel wgmma` and `selftest`; not yet the default).
     pub(super) wgmma_attention: std::sync::atomic::AtomicBool,
+    /// New buffers filled with NaN ([`CudaBackend::poison_new_buffers`]).
+    pub(super) poison: std::sync::atomic::AtomicBool,
     /// The JPEG decoders, each set once opened (on first use); why not where nvJPEG is
     /// unusable.
     pub(super) jpeg: Arc<[OnceLock<JpegDecoderOrWhyNot>; JPEG_DECODERS]>,
@@ -154,6 +156,7 @@ impl CudaBackend {
                 block_tables: Default::default(),
                 hopper: arch == "sm_90a",
                 wgmma_attention: Default::default(),
+                poison: Default::default(),
                 spans: Default::default(),
                 batch_marks: Default::default(),
                 jpeg: Default::default(),
@@ -213,13 +216,31 @@ impl CudaBackend {
         (f, signature)
     }
 
-    /// A buffer of `n` values every element of which the next kernel writes.
+    /// A buffer of `n` values every element of which the next kernel writes (filled with
+    /// NaN first while [`CudaBackend::poison_new_buffers`] is on).
     pub(super) fn alloc<T: cudarc::driver::DeviceRepr>(
         &self,
         n: usize,
     ) -> Result<CudaSlice<T>, BackendError> {
+        let stream = &self.inner.stream;
         // SAFETY: callers launch a kernel writing all `n` elements before any read.
-        unsafe { self.inner.stream.alloc::<T>(n.max(1)) }.map_err(device_err)
+        let mut buffer = unsafe { stream.alloc::<T>(n.max(1)) }.map_err(device_err)?;
+        if self.inner.poison.load(std::sync::atomic::Ordering::Relaxed) {
+            let bytes = buffer.num_bytes();
+            let (ptr, _) = buffer.device_ptr_mut(stream);
+            // SAFETY: the buffer's own bytes, on its stream; all-ones bytes are NaN in f32,
+            // bf16 and f16 (and a value no kernel's output should keep).
+            unsafe { cudarc::driver::result::memset_d8_async(ptr, 0xFF, bytes, stream.cu_stream()) }
+                .map_err(device_err)?;
+        }
+        Ok(buffer)
+    }
+
+    /// Fills every buffer an operation makes with NaN before its kernel runs (`selftest`): a
+    /// kernel that leaves part of its output unwritten then fails its check, where memory
+    /// left over from an earlier run of the same operation could have passed it.
+    pub fn poison_new_buffers(&self, on: bool) {
+        self.inner.poison.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(super) fn upload_raw<T: cudarc::driver::DeviceRepr>(

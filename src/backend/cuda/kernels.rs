@@ -202,7 +202,14 @@ mod tests {
             let ty = if flash.bf16 { "bf16" } else { "f16" };
             let family = if flash.hopper { "sm90_" } else { "" };
             assert_eq!(flash.name, format!("flash_attn_{family}{ty}_d{}", flash.head_dim));
-            assert_eq!(k.file, if flash.hopper { "flash_attn_sm90.cu" } else { "flash_attn.cu" });
+            assert_eq!(
+                k.file,
+                if flash.hopper {
+                    "flash_attn_sm90.cu"
+                } else {
+                    "flash_attn.cu"
+                }
+            );
         }
         // Every head dim in both types, and the foundation encoders' (ViT-S/B/L/g 64, ViT-H 80).
         let has = |d: usize, bf16: bool| FLASH_KERNELS.iter().any(|k| k.head_dim == d && k.bf16 == bf16);
