@@ -19,14 +19,15 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$out/gpu.txt"
 timeout 300 "$bin" selftest --device cuda >"$out/selftest.txt" 2>&1
 echo "selftest exit $?" >>"$out/selftest.txt"
 long=(--seq 1024 4096 16384 65536 131072 --head-dim 64 128 --heads 8 --runs 20)
+# A kernel that hangs must not take the job with it: each timing run has a limit.
 for kernel in mma wgmma; do
-    "$bin" bench attention --device cuda --kernel "$kernel" "${long[@]}" >"$out/attention-$kernel.txt" 2>&1
-    "$bin" bench attention --device cuda --kernel "$kernel" --batch 256 --seq 197 --heads 16 --head-dim 64 \
-        --runs 40 >>"$out/attention-$kernel.txt" 2>&1
+    timeout 120 "$bin" bench attention --device cuda --kernel "$kernel" "${long[@]}" >"$out/attention-$kernel.txt" 2>&1
+    timeout 60 "$bin" bench attention --device cuda --kernel "$kernel" --batch 256 --seq 197 --heads 16 \
+        --head-dim 64 --runs 40 >>"$out/attention-$kernel.txt" 2>&1
 done
-python3 bench/sdpa_reference.py --seq 1024 4096 16384 65536 131072 --head-dim 64 128 --heads 8 \
+timeout 240 python3 bench/sdpa_reference.py --seq 1024 4096 16384 65536 131072 --head-dim 64 128 --heads 8 \
     --json "$out/sdpa.json" >"$out/sdpa.txt" 2>&1
-python3 bench/sdpa_reference.py --batch 256 --seq 197 --heads 16 --head-dim 64 >>"$out/sdpa.txt" 2>&1
+timeout 120 python3 bench/sdpa_reference.py --batch 256 --seq 197 --heads 16 --head-dim 64 >>"$out/sdpa.txt" 2>&1
 for cubin in "$out"/cache/*; do
     cuobjdump -sass "$cubin" 2>/dev/null | grep -c HGMMA | sed "s|^|$(basename "$cubin") HGMMA: |"
 done >"$out/sass.txt"
