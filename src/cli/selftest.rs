@@ -107,15 +107,17 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 &mut print,
                 |print| Ok(check_kernels(&gpu, long, print)?),
             )?;
-            // On a Hopper, the wgmma attention kernels too (not yet the default).
+            // On a Hopper, the wgmma attention kernels too (not yet the default): at the quick
+            // scope's lengths (its CPU references are most of selftest's time), at all with --long.
             if gpu.is_hopper() {
+                let scope = if long { Scope::Full } else { Scope::Quick };
                 gpu.use_wgmma_attention(true)?;
                 let mut named = |c: &Check| {
                     let mut c = c.clone();
                     c.what = format!("wgmma {}", c.what);
                     print(&c)
                 };
-                let wgmma = check_attention_kernels(&gpu, &CpuBackend, Scope::Full, seed, &mut named);
+                let wgmma = check_attention_kernels(&gpu, &CpuBackend, scope, seed, &mut named);
                 gpu.use_wgmma_attention(false)?;
                 checks.extend(wgmma?.into_iter().map(|mut c| {
                     c.what = format!("wgmma {}", c.what);
