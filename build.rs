@@ -63,8 +63,9 @@ fn main() {
 
 /// One attention kernel's entry. flash_attn.cu: `FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, ...)`
 /// declares it (LD its shared-memory row stride), MT 16-row tiles per warp and WARPS warps a
-/// block make its query rows. flash_attn_sm90.cu: `FLASH_KERNEL_SM90(NAME, BF16, D, BN)`,
-/// WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte panels).
+/// block make its query rows. flash_attn_sm90.cu: `FLASH_KERNEL_SM90(NAME, BF16, D, BN,
+/// PIPELINED)`, WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte
+/// panels), three K/V stages when pipelined.
 fn flash_kernel(
     file: &str,
     name: &str,
@@ -81,15 +82,19 @@ fn flash_kernel(
             .get(key)
             .unwrap_or_else(|| panic!("kernels/{file}: constexpr int {key}"))
     };
-    let (hopper, row_stride, block_m, threads) = if file == "flash_attn_sm90.cu" {
+    let (family, stages, row_stride, block_m, threads) = if file == "flash_attn_sm90.cu" {
         let groups = constant("WARPGROUPS");
-        (true, number("D"), groups * 64, groups * 128)
+        let (family, stages) = match args.get("PIPELINED").map(String::as_str) {
+            Some("true") => ("WgmmaPipelined", 3),
+            _ => ("Wgmma", 2),
+        };
+        (family, stages, number("D"), groups * 64, groups * 128)
     } else {
         let warps = constant("WARPS");
-        (false, number("LD"), warps * 16 * number("MT"), warps * 32)
+        ("MmaSync", 2, number("LD"), warps * 16 * number("MT"), warps * 32)
     };
     format!(
-        "    FlashKernel {{ name: {name:?}, bf16: {}, head_dim: {}, row_stride: {row_stride}, block_m: {block_m}, block_n: {}, threads: {threads}, hopper: {hopper} }},\n",
+        "    FlashKernel {{ name: {name:?}, bf16: {}, head_dim: {}, row_stride: {row_stride}, block_m: {block_m}, block_n: {}, threads: {threads}, stages: {stages}, family: KernelFamily::{family} }},\n",
         args.get("BF16").map(String::as_str) == Some("true"),
         number("D"),
         number("BN"),

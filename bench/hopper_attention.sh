@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 25's check of kernels/flash_attn_sm90.cu (wgmma) on a Hopper GPU, one job:
-#   1. `selftest`: every operation against the CPU, then every attention check again through
-#      the wgmma kernels (head dims 64 and 128; the others fall back to flash_attn.cu);
-#   2. both kernel families timed on the issue's shapes (`bench attention --kernel mma|wgmma`):
+#   1. `selftest`: every operation against the CPU, then the attention checks again through
+#      each wgmma schedule (head dims 64 and 128; the others fall back to flash_attn.cu);
+#   2. the three kernel families timed on the issue's shapes (`bench attention --kernel mma|wgmma`):
 #      N = 1k-128k, d = 64 and 128, 8 heads, and stage 1's packed batches;
 #   3. bench/sdpa_reference.py: PyTorch's flash and cuDNN backends on the same shapes;
 #   4. the SASS of the wgmma kernels checked for HGMMA (cuobjdump, from the cached cubin).
@@ -20,7 +20,7 @@ timeout 300 "$bin" selftest --device cuda >"$out/selftest.txt" 2>&1
 echo "selftest exit $?" >>"$out/selftest.txt"
 long=(--seq 1024 4096 16384 65536 131072 --head-dim 64 128 --heads 8 --runs 20)
 # A kernel that hangs must not take the job with it: each timing run has a limit.
-for kernel in mma wgmma; do
+for kernel in mma wgmma wgmma-pipelined; do
     timeout 120 "$bin" bench attention --device cuda --kernel "$kernel" "${long[@]}" >"$out/attention-$kernel.txt" 2>&1
     timeout 60 "$bin" bench attention --device cuda --kernel "$kernel" --batch 256 --seq 197 --heads 16 \
         --head-dim 64 --runs 40 >>"$out/attention-$kernel.txt" 2>&1

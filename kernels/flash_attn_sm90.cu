@@ -13,8 +13,10 @@
 // holding its rows 16w..16w + 15); P stays in registers as the A operand of O += P·V, wgmma
 // m64nDk16 with V MN-major (transposed) in shared memory.
 //
+// Two schedules: each block's products and softmax in turn; or pipelined, the softmax of one
+// block overlapping the P·V of the block before (FlashAttention-3's intra-warpgroup overlap).
 // Not yet here (issue 25): K and V by the tensor memory accelerator, a producer warp and
-// register reallocation, the softmax of one block overlapped with the products of the next.
+// register reallocation, two warpgroups' softmax and products ping-ponged.
 // Head dims 64 and 128 (whole 128-byte panels); the others go to flash_attn.cu.
 //
 // The same parameters and layouts as flash_attn.cu's kernels (see there). Compiled for every
@@ -46,7 +48,9 @@ __device__ __forceinline__ unsigned long long descriptor(unsigned addr, unsigned
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Until at most N of this warpgroup's committed wgmma groups are pending.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 // This thread's cp.async writes to shared memory made visible to wgmma (the async proxy).
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -103,14 +107,17 @@ __device__ __forceinline__ void wgmma_rs(float* d, const unsigned (&a)[4], unsig
     }
 }
 
-// D: head dim (64 or 128); BN: keys a stage (64 or 128).
-template <bool BF16, int D, int BN>
+// D: head dim (64 or 128); BN: keys a stage (64 or 128). PIPELINED: the softmax of key
+// block j overlaps the tensor cores' P·V of block j − 1 (three K/V stages; see the loop);
+// else each block's products and softmax run in turn (two stages).
+template <bool BF16, int D, int BN, bool PIPELINED>
 __device__ __forceinline__ void flash_forward_sm90(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
     i64 q_stride, i64 kv_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
     const i64* __restrict__ block_seq, const i64* __restrict__ block_q0,
     const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2) {
     static_assert(D == 64 || D == 128, "head dims in whole 128-byte panels");
+    constexpr int STAGES = PIPELINED ? 3 : 2;
     constexpr int CH = D / 8;   // 16-byte chunks a row
     constexpr int NT = BN / 8;  // 8-key tiles of the scores
     constexpr int DT = D / 8;   // 8-column tiles of the output
@@ -119,8 +126,8 @@ __device__ __forceinline__ void flash_forward_sm90(
     // tiles start at the first such address (the launch gives 1 KB to spare).
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     const unsigned sq = (smem_addr(smem_raw) + 1023u) & ~1023u;  // BM × D
-    const unsigned sk = sq + Q_BYTES;          // 2 stages × BN × D
-    const unsigned sv = sk + 2 * KV_BYTES;     // 2 stages × BN × D
+    const unsigned sk = sq + Q_BYTES;                              // STAGES × BN × D
+    const unsigned sv = sk + STAGES * KV_BYTES;                    // STAGES × BN × D
 
     const int tid = threadIdx.x, group = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int head = blockIdx.y;
@@ -133,20 +140,29 @@ __device__ __forceinline__ void flash_forward_sm90(
         const bool ok = r < q_rows;
         cp_async16(sq + panel_at<BM>(r, c), q + (q0 + (ok ? r : 0)) * q_stride + head_off + c * 8, ok);
     }
-    auto load_kv = [&](int stage, i64 k0) {
+    const int blocks = (int)((seq_end - seq_start + BN - 1) / BN);
+    // Key block j's K and V into stage j % STAGES, as one cp.async group.
+    auto load_kv = [&](int j) {
+        const i64 k0 = seq_start + (i64)j * BN;
         const int rows = (int)min((i64)BN, seq_end - k0);
 #pragma unroll
         for (int i = tid; i < BN * CH; i += THREADS) {
             const int r = i / CH, c = i % CH;
             const bool ok = r < rows;
             const i64 at = (k0 + (ok ? r : 0)) * kv_stride + head_off + c * 8;
-            const unsigned to = stage * KV_BYTES + panel_at<BN>(r, c);
+            const unsigned to = (j % STAGES) * KV_BYTES + panel_at<BN>(r, c);
             cp_async16(sk + to, k + at, ok);
             cp_async16(sv + to, v + at, ok);
         }
+        cp_async_commit();
     };
-    load_kv(0, seq_start);
-    cp_async_commit();
+    // Past it, every thread's copies so far are visible to wgmma, and every warpgroup is past
+    // its waits for the products before.
+    auto copies_landed = [] {
+        cp_async_wait<0>();
+        fence_async_shared();
+        __syncthreads();
+    };
 
     // This thread's rows: tile 0, half h → row 64·group + 16·warp + lane/4 + 8h of the block.
     const int row_base = group * 64 + warp * 16 + (lane >> 2);
@@ -163,26 +179,12 @@ __device__ __forceinline__ void flash_forward_sm90(
 #pragma unroll
         for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
 
-    // This warpgroup's 64 rows of Q: 8 atoms of 8 rows into each panel.
+    // S = Q·Kᵀ of key block j, issued: this warpgroup's 64 rows of Q (8-row groups 1,024
+    // bytes apart in each panel), a k-slice of 16 being 32 bytes into a panel.
     const unsigned q_rows_at = sq + group * 64 * 128;
-    const int blocks = (int)((seq_end - seq_start + BN - 1) / BN);
-    for (int j = 0; j < blocks; ++j) {
-        const i64 k0 = seq_start + (i64)j * BN;
-        // As in flash_attn.cu: stage j is the only copy in flight; past the barrier every
-        // thread's copies of it are visible to wgmma, and iteration j − 1's products (waited
-        // for at its end) are over, so its stage takes the next copy.
-        cp_async_wait<0>();
-        fence_async_shared();
-        __syncthreads();
-        if (j + 1 < blocks) {
-            load_kv((j + 1) & 1, k0 + BN);
-            cp_async_commit();
-        }
-        const unsigned kt = sk + (j & 1) * KV_BYTES, vt = sv + (j & 1) * KV_BYTES;
-
-        // S = Q·Kᵀ: a k-slice of 16 is 32 bytes into a panel; 8-row groups 1,024 bytes apart.
-        float s[1][NT][4];
-        wgmma_fence();
+    float s[1][NT][4];
+    auto issue_scores = [&](int j) {
+        const unsigned kt = sk + (j % STAGES) * KV_BYTES;
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
             const unsigned slice = (kk & 3) * 32;
@@ -191,24 +193,74 @@ __device__ __forceinline__ void flash_forward_sm90(
             wgmma_ss<BF16, BN>(&s[0][0][0], a, b, kk > 0);
         }
         wgmma_commit();
-        wgmma_wait_all();
-
-        bias_and_mask<1, NT>(s, qpos, positions, slope, k0, seq_end, lane);
-        online_softmax<1, NT, DT, false>(s, o, row_max, row_sum, scale_log2);
-
-        // O += P·V, 16 keys at a time: V MN-major, keys 2,048 bytes (16 rows) apart, its
-        // 64-column panels BN · 128 bytes apart, 8-key groups 1,024.
-        // Every A fragment is packed before the fence: registers a wgmma in flight reads must
-        // not be written (ptxas would otherwise wait for it before each write).
-        unsigned a[BN / 16][4];
+    };
+    // O += P·V of key block j, issued, 16 keys at a time: V MN-major, keys 2,048 bytes (16
+    // rows) apart, its 64-column panels BN · 128 bytes apart, 8-key groups 1,024. P is packed
+    // before the fence (a wgmma in flight's registers must not be written).
+    unsigned a[BN / 16][4];
+    auto pack_probabilities = [&] {
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) probabilities_as_a<BF16>(a[kk], s, 0, kk);
-        wgmma_fence();
+    };
+    auto issue_values = [&](int j) {
+        const unsigned vt = sv + (j % STAGES) * KV_BYTES;
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk)
             wgmma_rs<BF16, D>(&o[0][0][0], a[kk], descriptor(vt + kk * 2048, BN * 128, 1024));
         wgmma_commit();
-        wgmma_wait_all();
+    };
+    auto softmax = [&](int j, float (&alpha)[1][2]) {
+        bias_and_mask<1, NT>(s, qpos, positions, slope, seq_start + (i64)j * BN, seq_end, lane);
+        softmax_scores(s, row_max, row_sum, alpha, scale_log2);
+    };
+
+    load_kv(0);
+    if constexpr (!PIPELINED) {
+        // Stage j is the only copy in flight at the barrier; past it, block j − 1's products
+        // (waited for) are over, so its stage takes the next copy.
+        for (int j = 0; j < blocks; ++j) {
+            copies_landed();
+            if (j + 1 < blocks) load_kv(j + 1);
+            wgmma_fence();
+            issue_scores(j);
+            wgmma_wait<0>();
+            float alpha[1][2];
+            softmax(j, alpha);
+            rescale_output(o, alpha);
+            pack_probabilities();
+            wgmma_fence();
+            issue_values(j);
+            wgmma_wait<0>();
+        }
+    } else {
+        // Block 0's scores and softmax first; then for each next block j: its scores and
+        // block j − 1's P·V issued together, the scores waited for (wgmma groups complete in
+        // order), j's softmax while P·V runs, then P·V waited for before the output is
+        // rescaled and j's P packed. Stage j + 1's copy goes into the stage block j − 2 used,
+        // whose P·V every warpgroup waited for before the barrier.
+        copies_landed();
+        if (blocks > 1) load_kv(1);
+        wgmma_fence();
+        issue_scores(0);
+        wgmma_wait<0>();
+        float alpha[1][2];
+        softmax(0, alpha);
+        pack_probabilities();
+        for (int j = 1; j < blocks; ++j) {
+            copies_landed();
+            if (j + 1 < blocks) load_kv(j + 1);
+            wgmma_fence();
+            issue_scores(j);
+            issue_values(j - 1);
+            wgmma_wait<1>();
+            softmax(j, alpha);
+            wgmma_wait<0>();
+            rescale_output(o, alpha);
+            pack_probabilities();
+        }
+        wgmma_fence();
+        issue_values(blocks - 1);
+        wgmma_wait<0>();
     }
     store_rows<BF16>(o, row_sum, out, out_stride, head_off, q0, row_base, q_rows, lane);
 }
@@ -217,26 +269,31 @@ __device__ __forceinline__ void flash_forward_sm90(
 
 }  // namespace
 
-// One kernel per (type, head dim): FLASH_KERNEL_SM90(NAME, BF16, D, BN); build.rs reads these
-// lines into the Rust table as flash_attn.cu's, with BM = 128 query rows a block, THREADS
-// threads, shared memory (BM + 4·BN)·D 16-bit values and 1 KB for alignment. Not measured yet: it is chosen only
-// when asked for (`bench attention --kernel wgmma`, `selftest` on sm_90), never by default.
+// One kernel per (type, head dim, schedule): FLASH_KERNEL_SM90(NAME, BF16, D, BN, PIPELINED);
+// build.rs reads these lines into the Rust table as flash_attn.cu's, with BM = 128 query rows
+// a block, THREADS threads, shared memory (BM + 2·STAGES·BN)·D 16-bit values (STAGES 3
+// pipelined, else 2) and 1 KB for alignment. Not measured yet: chosen only when asked for
+// (`bench attention --kernel wgmma|wgmma-pipelined`, `selftest` on sm_90), never by default.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FLASH_SM90_BODY(BF16, D, BN)                                                                  \
-    flash_forward_sm90<BF16, D, BN>(q, k, v, q_stride, kv_stride, out, out_stride, offsets, block_seq, \
-                                    block_q0, positions, slopes_log2, scale_log2);
+#define FLASH_SM90_BODY(BF16, D, BN, PIPELINED)                                                      \
+    flash_forward_sm90<BF16, D, BN, PIPELINED>(q, k, v, q_stride, kv_stride, out, out_stride, offsets, \
+                                               block_seq, block_q0, positions, slopes_log2, scale_log2);
 #else
-#define FLASH_SM90_BODY(BF16, D, BN) __trap();
+#define FLASH_SM90_BODY(BF16, D, BN, PIPELINED) __trap();
 #endif
-#define FLASH_KERNEL_SM90(NAME, BF16, D, BN)                                                            \
+#define FLASH_KERNEL_SM90(NAME, BF16, D, BN, PIPELINED)                                                 \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
         half_bits* out, i64 out_stride, const i64* offsets, const i64* block_seq, const i64* block_q0,   \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        FLASH_SM90_BODY(BF16, D, BN)                                                                     \
+        FLASH_SM90_BODY(BF16, D, BN, PIPELINED)                                                          \
     }
 
-FLASH_KERNEL_SM90(flash_attn_sm90_bf16_d64, true, 64, 64)
-FLASH_KERNEL_SM90(flash_attn_sm90_bf16_d128, true, 128, 64)
-FLASH_KERNEL_SM90(flash_attn_sm90_f16_d64, false, 64, 64)
-FLASH_KERNEL_SM90(flash_attn_sm90_f16_d128, false, 128, 64)
+FLASH_KERNEL_SM90(flash_attn_sm90_bf16_d64, true, 64, 64, false)
+FLASH_KERNEL_SM90(flash_attn_sm90_bf16_d128, true, 128, 64, false)
+FLASH_KERNEL_SM90(flash_attn_sm90_f16_d64, false, 64, 64, false)
+FLASH_KERNEL_SM90(flash_attn_sm90_f16_d128, false, 128, 64, false)
+FLASH_KERNEL_SM90(flash_attn_sm90_pipelined_bf16_d64, true, 64, 64, true)
+FLASH_KERNEL_SM90(flash_attn_sm90_pipelined_bf16_d128, true, 128, 64, true)
+FLASH_KERNEL_SM90(flash_attn_sm90_pipelined_f16_d64, false, 64, 64, true)
+FLASH_KERNEL_SM90(flash_attn_sm90_pipelined_f16_d128, false, 128, 64, true)

@@ -90,15 +90,14 @@ __device__ __forceinline__ void bias_and_mask(float (&s)[MT][NT][4], const float
     }
 }
 
-// Online softmax over one block of keys: new row maxima (over the 4 threads holding a row),
-// scores to probabilities p = 2^(s·scale − max·scale) in place, row sums, and what was
-// accumulated in o rescaled (SKIP_RESCALE: only when a warp vote says some maximum moved).
-template <int MT, int NT, int DT, bool SKIP_RESCALE>
-__device__ __forceinline__ void online_softmax(float (&s)[MT][NT][4], float (&o)[MT][DT][4],
-                                               float (&row_max)[MT][2], float (&row_sum)[MT][2],
-                                               float scale_log2) {
+// Online softmax over one block of keys, its first half: new row maxima (over the 4 threads
+// holding a row), scores to probabilities p = 2^(s·scale − max·scale) in place, row sums
+// rescaled and added to; `alpha`, what the output accumulated so far is to be scaled by.
+// Returns whether no row's maximum moved (every alpha 1).
+template <int MT, int NT>
+__device__ __forceinline__ bool softmax_scores(float (&s)[MT][NT][4], float (&row_max)[MT][2],
+                                               float (&row_sum)[MT][2], float (&alpha)[MT][2], float scale_log2) {
     static_assert((NT & (NT - 1)) == 0, "NT: a power of two (the trees below)");
-    float alpha[MT][2];
     bool unchanged = true;
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
@@ -135,17 +134,31 @@ __device__ __forceinline__ void online_softmax(float (&s)[MT][NT][4], float (&o)
                 for (int i = 0; i < w; ++i) part[i] += part[i + w];
             row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + part[0];
         }
-    if (!SKIP_RESCALE || !__all_sync(0xffffffff, unchanged)) {
+    return unchanged;
+}
+
+// Its second half: the output accumulated so far scaled by `alpha`.
+template <int MT, int DT>
+__device__ __forceinline__ void rescale_output(float (&o)[MT][DT][4], const float (&alpha)[MT][2]) {
 #pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int dt = 0; dt < DT; ++dt) {
-                o[mt][dt][0] *= alpha[mt][0];
-                o[mt][dt][1] *= alpha[mt][0];
-                o[mt][dt][2] *= alpha[mt][1];
-                o[mt][dt][3] *= alpha[mt][1];
-            }
-    }
+        for (int dt = 0; dt < DT; ++dt) {
+            o[mt][dt][0] *= alpha[mt][0];
+            o[mt][dt][1] *= alpha[mt][0];
+            o[mt][dt][2] *= alpha[mt][1];
+            o[mt][dt][3] *= alpha[mt][1];
+        }
+}
+
+// Both halves (SKIP_RESCALE: the rescale only when a warp vote says some maximum moved).
+template <int MT, int NT, int DT, bool SKIP_RESCALE>
+__device__ __forceinline__ void online_softmax(float (&s)[MT][NT][4], float (&o)[MT][DT][4],
+                                               float (&row_max)[MT][2], float (&row_sum)[MT][2],
+                                               float scale_log2) {
+    float alpha[MT][2];
+    const bool unchanged = softmax_scores(s, row_max, row_sum, alpha, scale_log2);
+    if (!SKIP_RESCALE || !__all_sync(0xffffffff, unchanged)) rescale_output(o, alpha);
 }
 
 // The probabilities of keys 16·kk .. 16·kk + 15 as the A operand of the P·V product (the

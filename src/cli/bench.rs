@@ -1,6 +1,7 @@
 use super::device;
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::bench::read::read_throughput;
@@ -56,8 +57,9 @@ enum BenchCommand {
         /// Run naive attention only where one head's N × N scores fit in this many GiB
         #[arg(long, default_value_t = 4.0)]
         naive_limit_gib: f64,
-        /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma:
-        /// kernels/flash_attn_sm90.cu, Hopper, head dims 64 and 128, not yet the default)
+        /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma and
+        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, Hopper, head dims 64 and 128, not yet
+        /// the default)
         #[arg(long, value_enum, default_value_t = AttentionKernels::Mma)]
         kernel: AttentionKernels,
         /// Print JSON lines instead of a table
@@ -282,7 +284,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             json,
         } => {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
-                gpu.use_wgmma_attention(kernel == AttentionKernels::Wgmma)?;
+                gpu.use_attention_kernels(kernel.family())?;
                 if !json {
                     println!(
                         "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}  kernel",
@@ -393,4 +395,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
 pub enum AttentionKernels {
     Mma,
     Wgmma,
+    WgmmaPipelined,
+}
+
+impl AttentionKernels {
+    fn family(self) -> KernelFamily {
+        match self {
+            AttentionKernels::Mma => KernelFamily::MmaSync,
+            AttentionKernels::Wgmma => KernelFamily::Wgmma,
+            AttentionKernels::WgmmaPipelined => KernelFamily::WgmmaPipelined,
+        }
+    }
 }

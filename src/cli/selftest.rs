@@ -9,6 +9,7 @@ use flashslide::analysis::decoder_check::check_tile_decoders;
 use flashslide::backend::check::{check_attention_kernels, check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
+use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::check::{check_encoders, check_model_dir};
 use flashslide::model::config::ModelConfig;
@@ -111,18 +112,23 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             // scope's lengths (its CPU references are most of selftest's time), at all with --long.
             if gpu.is_hopper() {
                 let scope = if long { Scope::Full } else { Scope::Quick };
-                gpu.use_wgmma_attention(true)?;
-                let mut named = |c: &Check| {
-                    let mut c = c.clone();
-                    c.what = format!("wgmma {}", c.what);
-                    print(&c)
-                };
-                let wgmma = check_attention_kernels(&gpu, &CpuBackend, scope, seed, &mut named);
-                gpu.use_wgmma_attention(false)?;
-                checks.extend(wgmma?.into_iter().map(|mut c| {
-                    c.what = format!("wgmma {}", c.what);
-                    c
-                }));
+                for (family, name) in [
+                    (KernelFamily::Wgmma, "wgmma"),
+                    (KernelFamily::WgmmaPipelined, "wgmma pipelined"),
+                ] {
+                    gpu.use_attention_kernels(family)?;
+                    let mut named = |c: &Check| {
+                        let mut c = c.clone();
+                        c.what = format!("{name} {}", c.what);
+                        print(&c)
+                    };
+                    let found = check_attention_kernels(&gpu, &CpuBackend, scope, seed, &mut named);
+                    gpu.use_attention_kernels(KernelFamily::MmaSync)?;
+                    checks.extend(found?.into_iter().map(|mut c| {
+                        c.what = format!("{name} {}", c.what);
+                        c
+                    }));
+                }
             }
             checks
         }

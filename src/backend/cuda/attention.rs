@@ -1,7 +1,7 @@
 //! Launching kernels/flash_attn.cu: the per-block table of a packed batch, strides, the
 //! optional rotary embedding (applied to copies of q and k first) and ALiBi slopes.
 
-use super::kernels::{DeviceElem, FlashKernel, KernelSignature, FLASH_KERNELS};
+use super::kernels::{DeviceElem, FlashKernel, KernelFamily, KernelSignature, FLASH_KERNELS};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
 use crate::backend::BackendError;
 use cudarc::driver::{
@@ -11,22 +11,22 @@ use half::bf16;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The kernel for `T` and head dim `d`: flash_attn_sm90.cu's when `hopper` asks for it and
-/// it has one, else flash_attn.cu's, if it has one.
-pub(super) fn kernel_for<T: AttentionType>(d: usize, hopper: bool) -> Option<&'static FlashKernel> {
-    let find = |family: bool| {
+/// The kernel for `T` and head dim `d`: of `family` where it has one for `d`, else
+/// flash_attn.cu's, if it has one.
+pub(super) fn kernel_for<T: AttentionType>(d: usize, family: KernelFamily) -> Option<&'static FlashKernel> {
+    let find = |family: KernelFamily| {
         FLASH_KERNELS
             .iter()
-            .find(|k| k.head_dim == d && k.bf16 == T::BF16 && k.hopper == family)
+            .find(|k| k.head_dim == d && k.bf16 == T::BF16 && k.family == family)
     };
-    hopper.then(|| find(true)).flatten().or_else(|| find(false))
+    find(family).or_else(|| find(KernelFamily::MmaSync))
 }
 
 /// The head dims with a kernel for `T` on every GPU, ascending.
 pub(super) fn head_dims<T: AttentionType>() -> Vec<usize> {
     let mut dims: Vec<usize> = FLASH_KERNELS
         .iter()
-        .filter(|k| k.bf16 == T::BF16 && !k.hopper)
+        .filter(|k| k.bf16 == T::BF16 && k.family == KernelFamily::MmaSync)
         .map(|k| k.head_dim)
         .collect();
     dims.sort_unstable();
@@ -48,10 +48,16 @@ fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
     ))
 }
 
-/// Shared memory of `kernel`: the Q tile and two stages of K and V, in rows of its stride;
+/// Shared memory of `kernel`: the Q tile and its stages of K and V, in rows of its stride;
 /// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary.
 fn smem_bytes(kernel: &FlashKernel) -> usize {
-    (kernel.block_m + 4 * kernel.block_n) * kernel.row_stride * 2 + if kernel.hopper { 1024 } else { 0 }
+    let tiles = (kernel.block_m + 2 * kernel.stages * kernel.block_n) * kernel.row_stride * 2;
+    tiles
+        + if kernel.family == KernelFamily::MmaSync {
+            0
+        } else {
+            1024
+        }
 }
 
 /// Lets each attention kernel use the shared memory it needs (over the 48 KB default).
@@ -68,18 +74,20 @@ pub(super) fn configure(
 }
 
 impl CudaBackend {
-    /// Runs attention through flash_attn_sm90.cu's wgmma kernels (`true`) where they take the
-    /// head dim, or flash_attn.cu's everywhere (`false`, the default). Hopper only.
-    pub fn use_wgmma_attention(&self, on: bool) -> Result<(), BackendError> {
-        if on && !self.inner.hopper {
+    /// Runs attention through `family`'s kernels where they take the head dim, flash_attn.cu's
+    /// elsewhere (`MmaSync`, everywhere: the default). The wgmma families need a Hopper.
+    pub fn use_attention_kernels(&self, family: KernelFamily) -> Result<(), BackendError> {
+        if family != KernelFamily::MmaSync && !self.inner.hopper {
             return Err(BackendError::Device(
                 "the wgmma attention kernels need a Hopper GPU (compute capability 9.0, sm_90a)".into(),
             ));
         }
-        self.inner
-            .wgmma_attention
-            .store(on, std::sync::atomic::Ordering::Relaxed);
+        *self.inner.attention_family.lock().expect("no panics while held") = family;
         Ok(())
+    }
+
+    pub(super) fn attention_family(&self) -> KernelFamily {
+        *self.inner.attention_family.lock().expect("no panics while held")
     }
 
     /// Whether the GPU is a Hopper (sm_90a), where the wgmma attention kernels run.
@@ -167,11 +175,7 @@ impl CudaBackend {
         out: &mut CudaSlice<T>,
     ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
-        let hopper = self
-            .inner
-            .wgmma_attention
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let Some(kernel) = kernel_for::<T>(d, hopper) else {
+        let Some(kernel) = kernel_for::<T>(d, self.attention_family()) else {
             return Err(unsupported_head_dim::<T>(d));
         };
         if h == 0 || h > 65_535 {
@@ -303,16 +307,30 @@ mod tests {
         for dims in [head_dims::<bf16>(), head_dims::<half::f16>()] {
             assert!([64, 80, 96, 128].iter().all(|d| dims.contains(d)), "{dims:?}");
         }
-        assert!(kernel_for::<bf16>(80, false).is_some_and(|k| k.bf16 && k.name.ends_with("_d80")));
-        assert!(kernel_for::<half::f16>(96, false).is_some_and(|k| !k.bf16 && k.name.ends_with("_d96")));
-        assert!(kernel_for::<bf16>(72, false).is_none());
-        // Hopper's kernels where they take the head dim, the others elsewhere.
         assert!(
-            kernel_for::<bf16>(64, true).is_some_and(|k| k.hopper && k.name == "flash_attn_sm90_bf16_d64")
+            kernel_for::<bf16>(80, KernelFamily::MmaSync).is_some_and(|k| k.bf16 && k.name.ends_with("_d80"))
         );
-        assert!(kernel_for::<half::f16>(128, true).is_some_and(|k| k.hopper && k.threads == 256));
-        assert!(kernel_for::<bf16>(80, true).is_some_and(|k| !k.hopper));
-        assert!(kernel_for::<bf16>(64, false).is_some_and(|k| !k.hopper));
+        assert!(kernel_for::<half::f16>(96, KernelFamily::MmaSync)
+            .is_some_and(|k| !k.bf16 && k.name.ends_with("_d96")));
+        assert!(kernel_for::<bf16>(72, KernelFamily::MmaSync).is_none());
+        // Hopper's kernels where they take the head dim, the others elsewhere.
+        let wgmma = |d, family| kernel_for::<bf16>(d, family).map(|k| (k.name, k.family));
+        assert_eq!(
+            wgmma(64, KernelFamily::Wgmma),
+            Some(("flash_attn_sm90_bf16_d64", KernelFamily::Wgmma))
+        );
+        assert_eq!(
+            wgmma(128, KernelFamily::WgmmaPipelined),
+            Some((
+                "flash_attn_sm90_pipelined_bf16_d128",
+                KernelFamily::WgmmaPipelined
+            ))
+        );
+        assert_eq!(
+            wgmma(80, KernelFamily::Wgmma).map(|k| k.1),
+            Some(KernelFamily::MmaSync)
+        );
+        assert!(kernel_for::<half::f16>(128, KernelFamily::Wgmma).is_some_and(|k| k.threads == 256));
         let message = unsupported_head_dim::<bf16>(72).to_string();
         assert!(
             message.contains("64, 80, 96") && message.contains("and 128, not 72"),
@@ -324,8 +342,14 @@ mod tests {
     fn shared_memory_fits_every_gpu_the_kernels_compile_for() {
         // 99 KiB: the most a block may have on sm_86, sm_89 and sm_120 (the least of sm_80
         // and newer).
+        // The wgmma kernels run on Hopper only: 227 KiB a block there.
         for k in FLASH_KERNELS {
-            assert!(smem_bytes(k) <= 99 * 1024, "{}: {} bytes", k.name, smem_bytes(k));
+            let limit = if k.family == KernelFamily::MmaSync {
+                99
+            } else {
+                227
+            } * 1024;
+            assert!(smem_bytes(k) <= limit, "{}: {} bytes", k.name, smem_bytes(k));
         }
     }
 }

@@ -34,9 +34,9 @@ pub(super) struct Inner {
     pub(super) block_tables: attention::BlockTables,
     /// Whether the GPU runs sm_90a code (Hopper), where flash_attn_sm90.cu's kernels exist.
     pub(super) hopper: bool,
-    /// Attention through flash_attn_sm90.cu's kernels where they take the head dim (asked
-    /// for by `bench attention --kernel wgmma` and `selftest`; not yet the default).
-    pub(super) wgmma_attention: std::sync::atomic::AtomicBool,
+    /// The attention kernels used where they take the head dim (the wgmma ones asked for by
+    /// `bench attention --kernel` and `selftest`; not yet the default).
+    pub(super) attention_family: Mutex<super::kernels::KernelFamily>,
     /// New buffers filled with NaN ([`CudaBackend::poison_new_buffers`]).
     pub(super) poison: std::sync::atomic::AtomicBool,
     /// The JPEG decoders, each set once opened (on first use); why not where nvJPEG is
@@ -155,7 +155,7 @@ impl CudaBackend {
                 _modules: modules,
                 block_tables: Default::default(),
                 hopper: arch == "sm_90a",
-                wgmma_attention: Default::default(),
+                attention_family: Mutex::new(super::kernels::KernelFamily::MmaSync),
                 poison: Default::default(),
                 spans: Default::default(),
                 batch_marks: Default::default(),

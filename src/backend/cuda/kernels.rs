@@ -46,8 +46,20 @@ pub struct FlashKernel {
     pub block_m: usize,
     pub block_n: usize,
     pub threads: usize,
-    /// kernels/flash_attn_sm90.cu's (wgmma, sm_90a only), else flash_attn.cu's (mma.sync).
-    pub hopper: bool,
+    /// K/V stages in shared memory.
+    pub stages: usize,
+    pub family: KernelFamily,
+}
+
+/// The attention kernels' families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelFamily {
+    /// kernels/flash_attn.cu: mma.sync, every GPU, every head dim.
+    MmaSync,
+    /// kernels/flash_attn_sm90.cu: wgmma (sm_90a only), products and softmax in turn.
+    Wgmma,
+    /// The same, the softmax overlapping the P·V of the block before.
+    WgmmaPipelined,
 }
 
 include!(concat!(env!("OUT_DIR"), "/kernel_table.rs"));
@@ -200,19 +212,27 @@ mod tests {
             assert!(flash.head_dim % 16 == 0 && flash.row_stride >= flash.head_dim);
             // The name says what the flags do (a line with one copied wrong reads wrong).
             let ty = if flash.bf16 { "bf16" } else { "f16" };
-            let family = if flash.hopper { "sm90_" } else { "" };
+            let (family, file) = match flash.family {
+                KernelFamily::MmaSync => ("", "flash_attn.cu"),
+                KernelFamily::Wgmma => ("sm90_", "flash_attn_sm90.cu"),
+                KernelFamily::WgmmaPipelined => ("sm90_pipelined_", "flash_attn_sm90.cu"),
+            };
             assert_eq!(flash.name, format!("flash_attn_{family}{ty}_d{}", flash.head_dim));
-            assert_eq!(
-                k.file,
-                if flash.hopper {
-                    "flash_attn_sm90.cu"
-                } else {
-                    "flash_attn.cu"
-                }
-            );
+            assert_eq!(k.file, file);
+            let stages = if flash.family == KernelFamily::WgmmaPipelined {
+                3
+            } else {
+                2
+            };
+            assert_eq!(flash.stages, stages);
         }
-        // Every head dim in both types, and the foundation encoders' (ViT-S/B/L/g 64, ViT-H 80).
-        let has = |d: usize, bf16: bool| FLASH_KERNELS.iter().any(|k| k.head_dim == d && k.bf16 == bf16);
+        // Every head dim in both types, and the foundation encoders' (ViT-S/B/L/g 64, ViT-H 80),
+        // on every GPU.
+        let has = |d: usize, bf16: bool| {
+            FLASH_KERNELS
+                .iter()
+                .any(|k| k.head_dim == d && k.bf16 == bf16 && k.family == KernelFamily::MmaSync)
+        };
         assert!(FLASH_KERNELS.iter().all(|k| has(k.head_dim, !k.bf16)));
         assert!([64, 80, 96, 128].iter().all(|&d| has(d, true)));
     }
