@@ -233,20 +233,26 @@ pub fn run_batch_on<B: Backend>(
         next: AtomicUsize::new(0),
     };
     let mut reports: Vec<Option<SlideReport>> = vec![None; jobs.len()];
-    std::thread::scope(|scope| {
-        let running: Vec<_> = workers
-            .iter()
-            .map(|worker| {
-                let queue = &queue;
-                scope.spawn(move || run_worker(jobs, queue, worker, options, on_event))
-            })
-            .collect();
-        for worker in running {
-            for (index, report) in worker.join().expect("a worker's threads do not panic") {
-                reports[index] = Some(report);
-            }
-        }
-    });
+    let done: Vec<(usize, SlideReport)> = match workers {
+        // One worker computes in this thread, where its model was made.
+        [worker] => run_worker(jobs, &queue, worker, options, on_event),
+        _ => std::thread::scope(|scope| {
+            let running: Vec<_> = workers
+                .iter()
+                .map(|worker| {
+                    let queue = &queue;
+                    scope.spawn(move || run_worker(jobs, queue, worker, options, on_event))
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|worker| worker.join().expect("a worker's threads do not panic"))
+                .collect()
+        }),
+    };
+    for (index, report) in done {
+        reports[index] = Some(report);
+    }
     reports
         .into_iter()
         .zip(jobs)
