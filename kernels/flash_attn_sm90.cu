@@ -51,6 +51,15 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 // Until at most N of this warpgroup's committed wgmma groups are pending.
 template <int N>
 __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// The compiler sees a wgmma's accumulators written when it is issued, not when it is waited
+// for: without this (after each wait) it may move their reads above the wait. An empty asm
+// that "changes" each register pins them there, as CUTLASS's warpgroup_fence_operand does.
+template <int N>
+__device__ __forceinline__ void fence_registers(float* r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
 // This thread's cp.async writes to shared memory made visible to wgmma (the async proxy).
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -214,6 +223,8 @@ __device__ __forceinline__ void flash_forward_sm90(
         softmax_scores(s, row_max, row_sum, alpha, scale_log2);
     };
 
+    auto scores_ready = [&] { fence_registers<NT * 4>(&s[0][0][0]); };
+    auto output_ready = [&] { fence_registers<DT * 4>(&o[0][0][0]); };
     load_kv(0);
     if constexpr (!PIPELINED) {
         // Stage j is the only copy in flight at the barrier; past it, block j − 1's products
@@ -224,6 +235,7 @@ __device__ __forceinline__ void flash_forward_sm90(
             wgmma_fence();
             issue_scores(j);
             wgmma_wait<0>();
+            scores_ready();
             float alpha[1][2];
             softmax(j, alpha);
             rescale_output(o, alpha);
@@ -231,6 +243,7 @@ __device__ __forceinline__ void flash_forward_sm90(
             wgmma_fence();
             issue_values(j);
             wgmma_wait<0>();
+            output_ready();
         }
     } else {
         // Block 0's scores and softmax first; then for each next block j: its scores and
@@ -243,6 +256,7 @@ __device__ __forceinline__ void flash_forward_sm90(
         wgmma_fence();
         issue_scores(0);
         wgmma_wait<0>();
+        scores_ready();
         float alpha[1][2];
         softmax(0, alpha);
         pack_probabilities();
@@ -253,14 +267,17 @@ __device__ __forceinline__ void flash_forward_sm90(
             issue_scores(j);
             issue_values(j - 1);
             wgmma_wait<1>();
+            scores_ready();
             softmax(j, alpha);
             wgmma_wait<0>();
+            output_ready();
             rescale_output(o, alpha);
             pack_probabilities();
         }
         wgmma_fence();
         issue_values(blocks - 1);
         wgmma_wait<0>();
+        output_ready();
     }
     store_rows<BF16>(o, row_sum, out, out_stride, head_off, q0, row_base, q_rows, lane);
 }
