@@ -370,49 +370,30 @@ pub fn check_attention_kernels<B: Backend>(
         on_check(&c);
         all.push(c);
     };
-    let lengths: &[usize] = match scope {
-        Scope::Quick => &[1, 67, 257],
-        Scope::Full => &[1, 257, 4095, 65_537],
+    // Head dims 64 and 128 at every length; the dims between (ViT-H/14's 80: Virchow,
+    // Virchow2; and 96) at one length that is no multiple of a GPU kernel's blocks (128 query
+    // rows, 64 keys), kept short in Quick.
+    let (lengths, between): (&[usize], usize) = match scope {
+        Scope::Quick => (&[1, 67, 257], 67),
+        Scope::Full => (&[1, 257, 4095, 65_537], 4095),
     };
+    let single = lengths
+        .iter()
+        .flat_map(|&n| [(n, 64), (n, 128)])
+        .chain([(between, 80), (between, 96)]);
     let mut seed = 100;
-    for &n in lengths {
-        for head_dim in [64, 128] {
-            for positions in [Positions::None, Positions::Rope, Positions::Alibi] {
-                seed += 3;
-                push(
-                    check_attention(
-                        &pair,
-                        &[0, n],
-                        2,
-                        head_dim,
-                        positions,
-                        run_seed.wrapping_add(seed),
-                    )?,
-                    &mut all,
-                );
-            }
-        }
-    }
-    // The head dims between (ViT-H/14's 80: Virchow, Virchow2; and 96), at one length that
-    // is no multiple of a GPU kernel's blocks (128 query rows, 64 keys), kept short in Quick.
-    let n = match scope {
-        Scope::Quick => 67,
-        Scope::Full => 4095,
-    };
-    for head_dim in [80, 96] {
+    for (n, head_dim) in single {
         for positions in [Positions::None, Positions::Rope, Positions::Alibi] {
             seed += 3;
-            push(
-                check_attention(
-                    &pair,
-                    &[0, n],
-                    2,
-                    head_dim,
-                    positions,
-                    run_seed.wrapping_add(seed),
-                )?,
-                &mut all,
-            );
+            let check = check_attention(
+                &pair,
+                &[0, n],
+                2,
+                head_dim,
+                positions,
+                run_seed.wrapping_add(seed),
+            )?;
+            push(check, &mut all);
         }
     }
     // A packed batch like stage 1's (many short sequences) with odd lengths and an empty one.
