@@ -289,8 +289,9 @@ __device__ __forceinline__ void flash_forward_sm90(
 // One kernel per (type, head dim, schedule): FLASH_KERNEL_SM90(NAME, BF16, D, BN, PIPELINED);
 // build.rs reads these lines into the Rust table as flash_attn.cu's, with BM = 128 query rows
 // a block, THREADS threads, shared memory (BM + 2·STAGES·BN)·D 16-bit values (STAGES 3
-// pipelined, else 2) and 1 KB for alignment. Not measured yet: chosen only when asked for
-// (`bench attention --kernel wgmma|wgmma-pipelined`, `selftest` on sm_90), never by default.
+// pipelined, else 2) and 1 KB for alignment. On a Hopper the backend runs the first schedule
+// (the faster at d 128, within 4% at d 64: bench/RESULTS.md); the pipelined one is asked for
+// by `bench attention --kernel wgmma-pipelined`.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define FLASH_SM90_BODY(BF16, D, BN, PIPELINED)                                                      \
     flash_forward_sm90<BF16, D, BN, PIPELINED>(q, k, v, q_stride, kv_stride, out, out_stride, offsets, \

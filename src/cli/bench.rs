@@ -58,10 +58,10 @@ enum BenchCommand {
         #[arg(long, default_value_t = 4.0)]
         naive_limit_gib: f64,
         /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma and
-        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, Hopper, head dims 64 and 128, not yet
-        /// the default)
-        #[arg(long, value_enum, default_value_t = AttentionKernels::Mma)]
-        kernel: AttentionKernels,
+        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, Hopper, head dims 64 and 128; default:
+        /// the GPU's own, wgmma on a Hopper, else mma)
+        #[arg(long, value_enum)]
+        kernel: Option<AttentionKernels>,
         /// Print JSON lines instead of a table
         #[arg(long)]
         json: bool,
@@ -284,7 +284,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             json,
         } => {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
-                gpu.use_attention_kernels(kernel.family())?;
+                if let Some(kernel) = kernel {
+                    gpu.use_attention_kernels(kernel.family())?;
+                }
                 if !json {
                     println!(
                         "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}  kernel",
@@ -314,7 +316,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            if batch != 1 || kernel != AttentionKernels::Mma {
+            if batch != 1 || kernel.is_some() {
                 anyhow::bail!("--batch and --kernel time the CUDA kernels: add --device cuda");
             }
             let runs = runs.unwrap_or(3);

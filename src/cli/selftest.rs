@@ -9,7 +9,6 @@ use flashslide::analysis::decoder_check::check_tile_decoders;
 use flashslide::backend::check::{check_attention_kernels, check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
-use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::check::{check_encoders, check_model_dir};
 use flashslide::model::config::ModelConfig;
@@ -37,6 +36,10 @@ pub struct SelftestArgs {
     /// Also attend over 2^20 tokens (512 sampled rows against f64; GPU only)
     #[arg(long)]
     long: bool,
+    /// Only the attention kernels' checks, through every kernel family this GPU runs (kernel
+    /// work: a minute, not the several of the whole check)
+    #[arg(long)]
+    attention: bool,
     /// The inputs' seed (default: a fresh one each run, printed)
     #[arg(long)]
     seed: Option<u64>,
@@ -97,38 +100,44 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
             }
             let long = args.long;
-            let mut checks = check_all(
-                &gpu,
-                &configs,
-                &args.models,
-                &args.slides,
-                Scope::Full,
-                seed,
-                json,
-                &mut print,
-                |print| Ok(check_kernels(&gpu, long, print)?),
-            )?;
-            // On a Hopper, the wgmma attention kernels too (not yet the default): at the quick
-            // scope's lengths (its CPU references are most of selftest's time), at all with --long.
-            if gpu.is_hopper() {
-                let scope = if long { Scope::Full } else { Scope::Quick };
-                for (family, name) in [
-                    (KernelFamily::Wgmma, "wgmma"),
-                    (KernelFamily::WgmmaPipelined, "wgmma pipelined"),
-                ] {
-                    gpu.use_attention_kernels(family)?;
-                    let mut named = |c: &Check| {
-                        let mut c = c.clone();
-                        c.what = format!("{name} {}", c.what);
-                        print(&c)
-                    };
-                    let found = check_attention_kernels(&gpu, &CpuBackend, scope, seed, &mut named);
-                    gpu.use_attention_kernels(KernelFamily::MmaSync)?;
-                    checks.extend(found?.into_iter().map(|mut c| {
-                        c.what = format!("{name} {}", c.what);
-                        c
-                    }));
-                }
+            let mut checks = if args.attention {
+                check_kernels(&gpu, long, &mut print)?
+            } else {
+                check_all(
+                    &gpu,
+                    &configs,
+                    &args.models,
+                    &args.slides,
+                    Scope::Full,
+                    seed,
+                    json,
+                    &mut print,
+                    |print| Ok(check_kernels(&gpu, long, print)?),
+                )?
+            };
+            // The GPU's other attention kernel families too (a Hopper's mma.sync kernels and
+            // its other wgmma schedule): the kernels alone as above, and through the backend
+            // at the quick scope's lengths (its CPU references are most of selftest's time),
+            // at all with --long.
+            let families = gpu.attention_families();
+            let scope = if long { Scope::Full } else { Scope::Quick };
+            for &family in &families[1..] {
+                gpu.use_attention_kernels(family)?;
+                let name = family.name();
+                let mut named = |c: &Check| {
+                    let mut c = c.clone();
+                    c.what = format!("{name} {}", c.what);
+                    print(&c)
+                };
+                let found = check_kernels(&gpu, long, &mut named).and_then(|mut found| {
+                    found.extend(check_attention_kernels(&gpu, &CpuBackend, scope, seed, &mut named)?);
+                    Ok(found)
+                });
+                gpu.use_attention_kernels(families[0])?;
+                checks.extend(found?.into_iter().map(|mut c| {
+                    c.what = format!("{name} {}", c.what);
+                    c
+                }));
             }
             checks
         }

@@ -73,9 +73,24 @@ pub(super) fn configure(
     Ok(())
 }
 
+/// The kernel families a GPU runs, its default first: on a Hopper the wgmma kernels (version
+/// 1, the fastest measured there: bench/RESULTS.md), elsewhere flash_attn.cu's.
+pub(super) fn families(hopper: bool) -> &'static [KernelFamily] {
+    if hopper {
+        &[KernelFamily::Wgmma, KernelFamily::WgmmaPipelined, KernelFamily::MmaSync]
+    } else {
+        &[KernelFamily::MmaSync]
+    }
+}
+
 impl CudaBackend {
+    /// The attention kernel families this GPU runs, its default first.
+    pub fn attention_families(&self) -> &'static [KernelFamily] {
+        families(self.inner.hopper)
+    }
+
     /// Runs attention through `family`'s kernels where they take the head dim, flash_attn.cu's
-    /// elsewhere (`MmaSync`, everywhere: the default). The wgmma families need a Hopper.
+    /// elsewhere (`MmaSync` runs everywhere). The wgmma families need a Hopper.
     pub fn use_attention_kernels(&self, family: KernelFamily) -> Result<(), BackendError> {
         if family != KernelFamily::MmaSync && !self.inner.hopper {
             return Err(BackendError::Device(

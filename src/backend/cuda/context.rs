@@ -34,8 +34,8 @@ pub(super) struct Inner {
     pub(super) block_tables: attention::BlockTables,
     /// Whether the GPU runs sm_90a code (Hopper), where flash_attn_sm90.cu's kernels exist.
     pub(super) hopper: bool,
-    /// The attention kernels used where they take the head dim (the wgmma ones asked for by
-    /// `bench attention --kernel` and `selftest`; not yet the default).
+    /// The attention kernels used where they take the head dim (the GPU's default, or those
+    /// asked for by `bench attention --kernel` and `selftest`).
     pub(super) attention_family: Mutex<super::kernels::KernelFamily>,
     /// New buffers filled with NaN ([`CudaBackend::poison_new_buffers`]).
     pub(super) poison: std::sync::atomic::AtomicBool,
@@ -155,7 +155,7 @@ impl CudaBackend {
                 _modules: modules,
                 block_tables: Default::default(),
                 hopper: arch == "sm_90a",
-                attention_family: Mutex::new(super::kernels::KernelFamily::MmaSync),
+                attention_family: Mutex::new(attention::families(arch == "sm_90a")[0]),
                 poison: Default::default(),
                 spans: Default::default(),
                 batch_marks: Default::default(),

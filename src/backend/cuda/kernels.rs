@@ -62,6 +62,17 @@ pub enum KernelFamily {
     WgmmaPipelined,
 }
 
+impl KernelFamily {
+    /// Its name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelFamily::MmaSync => "mma",
+            KernelFamily::Wgmma => "wgmma",
+            KernelFamily::WgmmaPipelined => "wgmma-pipelined",
+        }
+    }
+}
+
 include!(concat!(env!("OUT_DIR"), "/kernel_table.rs"));
 
 /// What a Rust launch argument is, for the check against the kernel's parameter.
