@@ -22,7 +22,7 @@ fn main() {
     files.sort();
     let mut code = String::from("/// (file name, source) of every kernel file (`.cu`) and header (`.cuh`).\npub const SOURCES: &[(&str, &str)] = &[\n");
     let mut table = String::from("/// Every kernel of kernels/*.cu: its file, name and parameters, as declared there.\npub const KERNELS: &[KernelSignature] = &[\n");
-    let mut flash = String::from("/// The attention kernels (kernels/flash_attn.cu, flash_attn_sm90.cu), with their tile sizes.\npub const FLASH_KERNELS: &[FlashKernel] = &[\n");
+    let mut flash = String::from("/// The attention kernels (kernels/flash_attn*.cu), with their tile sizes.\npub const FLASH_KERNELS: &[FlashKernel] = &[\n");
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_name().unwrap().to_str().unwrap();
@@ -47,7 +47,7 @@ fn main() {
             )
             .unwrap();
             if let Some(args) = k.macro_args.as_ref() {
-                if name == "flash_attn.cu" || name == "flash_attn_sm90.cu" {
+                if name.starts_with("flash_attn") {
                     flash.push_str(&flash_kernel(name, &k.name, args, &parsed.constants));
                 }
             }
@@ -65,7 +65,9 @@ fn main() {
 /// declares it (LD its shared-memory row stride), MT 16-row tiles per warp and WARPS warps a
 /// block make its query rows. flash_attn_sm90.cu: `FLASH_KERNEL_SM90(NAME, BF16, D, BN,
 /// PIPELINED)`, WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte
-/// panels), three K/V stages when pipelined.
+/// panels), three K/V stages when pipelined. flash_attn_sm90_tma.cu:
+/// `FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES)`, CONSUMERS warpgroups of 64 query rows
+/// and a producer warpgroup.
 fn flash_kernel(
     file: &str,
     name: &str,
@@ -89,6 +91,10 @@ fn flash_kernel(
             _ => ("Wgmma", 2),
         };
         (family, stages, number("D"), groups * 64, groups * 128)
+    } else if file == "flash_attn_sm90_tma.cu" {
+        let consumers = constant("CONSUMERS");
+        let (stages, d) = (number("STAGES"), number("D"));
+        ("WgmmaTma", stages, d, consumers * 64, (consumers + 1) * 128)
     } else {
         let warps = constant("WARPS");
         ("MmaSync", 2, number("LD"), warps * 16 * number("MT"), warps * 32)
@@ -126,7 +132,7 @@ impl Param {
         let constant = words.first() == Some(&"const");
         let base = match words
             .iter()
-            .filter(|w| **w != "const" && **w != "__restrict__")
+            .filter(|w| !matches!(**w, "const" | "__restrict__" | "__grid_constant__"))
             .copied()
             .collect::<Vec<_>>()[..]
         {
@@ -135,6 +141,7 @@ impl Param {
             ["unsigned", "char"] => "U8",
             ["int"] => "I32",
             ["i64"] => "I64",
+            ["TensorMap"] => "TensorMap",
             _ => {
                 return Err(format!(
                     "parameter `{text}`: a type the launch table does not know"

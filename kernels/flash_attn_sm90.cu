@@ -21,7 +21,7 @@
 //
 // The same parameters and layouts as flash_attn.cu's kernels (see there). Compiled for every
 // architecture; the body exists for sm_90a only (wgmma is sm_90a's), elsewhere it traps.
-#include "flash_common.cuh"
+#include "flash_wgmma.cuh"
 
 namespace {
 
@@ -30,91 +30,6 @@ constexpr int THREADS = WARPGROUPS * 128;
 constexpr int BM = WARPGROUPS * 64;  // query rows a block
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-
-// Byte offset of 16-byte chunk `chunk` of row `row` in a tile of ROWS rows: 128-byte panels
-// of ROWS rows each, swizzled within each 8-row, 1,024-byte atom.
-template <int ROWS>
-__device__ __forceinline__ unsigned panel_at(int row, int chunk) {
-    return (chunk >> 3) * (ROWS * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4);
-}
-
-// A shared-memory matrix descriptor: start address, leading- and stride-dimension byte
-// offsets (each in 16-byte units), 128-byte swizzle. The start lies in a 1,024-byte-aligned
-// atom or a 32-byte step into one (a k-slice), so the base offset is 0.
-__device__ __forceinline__ unsigned long long descriptor(unsigned addr, unsigned leading, unsigned stride) {
-    return (unsigned long long)((addr & 0x3FFFF) >> 4) | ((unsigned long long)(leading >> 4) << 16) |
-           ((unsigned long long)(stride >> 4) << 32) | (1ull << 62);
-}
-
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-// Until at most N of this warpgroup's committed wgmma groups are pending.
-template <int N>
-__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
-// The compiler sees a wgmma's accumulators written when it is issued, not when it is waited
-// for: without this (after each wait) it may move their reads above the wait. An empty asm
-// that "changes" each register pins them there, as CUTLASS's warpgroup_fence_operand does.
-template <int N>
-__device__ __forceinline__ void fence_registers(float* r) {
-#pragma unroll
-    for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-// This thread's cp.async writes to shared memory made visible to wgmma (the async proxy).
-__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-
-// D[64×64] (+)= A·Bᵀ, A and B K-major in shared memory (descriptors): D's 32 values of
-// this thread, accumulated into unless `scale_d` is 0.
-#define WGMMA_SS_N64(TYPE)                                                                        \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                  \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                                                          \
-                 : "l"(a), "l"(b), "r"(scale_d))
-
-// D[64×128] (+)= A·Bᵀ, A and B K-major in shared memory (descriptors): D's 64 values of
-// this thread, accumulated into unless `scale_d` is 0.
-#define WGMMA_SS_N128(TYPE)                                                                        \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                  \
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n" \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                          \
-                 : "l"(a), "l"(b), "r"(scale_d))
-
-// D[64×64] += A·B, A from registers (4 packed pairs a thread, mma.sync's A layout per warp),
-// B MN-major in shared memory (imm-trans-b 1).
-#define WGMMA_RS_N64(TYPE)                                                                        \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"                                  \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n" \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                                                          \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(1))
-
-// D[64×128] += A·B, A from registers (4 packed pairs a thread, mma.sync's A layout per warp),
-// B MN-major in shared memory (imm-trans-b 1).
-#define WGMMA_RS_N128(TYPE)                                                                        \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"                                  \
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n" \
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                          \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(1))
-
-
-template <bool BF16, int N>
-__device__ __forceinline__ void wgmma_ss(float* d, unsigned long long a, unsigned long long b, int scale_d) {
-    static_assert(N == 64 || N == 128, "scores of 64 or 128 keys");
-    if constexpr (N == 64) {
-        if constexpr (BF16) WGMMA_SS_N64("bf16"); else WGMMA_SS_N64("f16");
-    } else {
-        if constexpr (BF16) WGMMA_SS_N128("bf16"); else WGMMA_SS_N128("f16");
-    }
-}
-
-template <bool BF16, int N>
-__device__ __forceinline__ void wgmma_rs(float* d, const unsigned (&a)[4], unsigned long long b) {
-    static_assert(N == 64 || N == 128, "head dims 64 or 128");
-    if constexpr (N == 64) {
-        if constexpr (BF16) WGMMA_RS_N64("bf16"); else WGMMA_RS_N64("f16");
-    } else {
-        if constexpr (BF16) WGMMA_RS_N128("bf16"); else WGMMA_RS_N128("f16");
-    }
-}
 
 // D: head dim (64 or 128); BN: keys a stage (64 or 128). PIPELINED: the softmax of key
 // block j overlaps the tensor cores' P·V of block j − 1 (three K/V stages; see the loop);
@@ -188,36 +103,12 @@ __device__ __forceinline__ void flash_forward_sm90(
 #pragma unroll
         for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
 
-    // S = Q·Kᵀ of key block j, issued: this warpgroup's 64 rows of Q (8-row groups 1,024
-    // bytes apart in each panel), a k-slice of 16 being 32 bytes into a panel.
-    const unsigned q_rows_at = sq + group * 64 * 128;
+    const unsigned q_rows_at = sq + group * 64 * 128;  // this warpgroup's rows of Q
     float s[1][NT][4];
-    auto issue_scores = [&](int j) {
-        const unsigned kt = sk + (j % STAGES) * KV_BYTES;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            const unsigned slice = (kk & 3) * 32;
-            const unsigned long long a = descriptor(q_rows_at + (kk >> 2) * (BM * 128) + slice, 16, 1024);
-            const unsigned long long b = descriptor(kt + (kk >> 2) * (BN * 128) + slice, 16, 1024);
-            wgmma_ss<BF16, BN>(&s[0][0][0], a, b, kk > 0);
-        }
-        wgmma_commit();
-    };
-    // O += P·V of key block j, issued, 16 keys at a time: V MN-major, keys 2,048 bytes (16
-    // rows) apart, its 64-column panels BN · 128 bytes apart, 8-key groups 1,024. P is packed
-    // before the fence (a wgmma in flight's registers must not be written).
     unsigned a[BN / 16][4];
-    auto pack_probabilities = [&] {
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) probabilities_as_a<BF16>(a[kk], s, 0, kk);
-    };
-    auto issue_values = [&](int j) {
-        const unsigned vt = sv + (j % STAGES) * KV_BYTES;
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk)
-            wgmma_rs<BF16, D>(&o[0][0][0], a[kk], descriptor(vt + kk * 2048, BN * 128, 1024));
-        wgmma_commit();
-    };
+    auto scores = [&](int j) { issue_scores<BF16, D, BM, BN>(s, q_rows_at, sk + (j % STAGES) * KV_BYTES); };
+    auto values = [&](int j) { issue_values<BF16, D, BN>(o, a, sv + (j % STAGES) * KV_BYTES); };
+    auto pack = [&] { pack_probabilities<BF16, BN>(a, s); };
     auto softmax = [&](int j, float (&alpha)[1][2]) {
         bias_and_mask<1, NT>(s, qpos, positions, slope, seq_start + (i64)j * BN, seq_end, lane);
         softmax_scores(s, row_max, row_sum, alpha, scale_log2);
@@ -233,15 +124,15 @@ __device__ __forceinline__ void flash_forward_sm90(
             copies_landed();
             if (j + 1 < blocks) load_kv(j + 1);
             wgmma_fence();
-            issue_scores(j);
+            scores(j);
             wgmma_wait<0>();
             scores_ready();
             float alpha[1][2];
             softmax(j, alpha);
             rescale_output(o, alpha);
-            pack_probabilities();
+            pack();
             wgmma_fence();
-            issue_values(j);
+            values(j);
             wgmma_wait<0>();
             output_ready();
         }
@@ -254,28 +145,28 @@ __device__ __forceinline__ void flash_forward_sm90(
         copies_landed();
         if (blocks > 1) load_kv(1);
         wgmma_fence();
-        issue_scores(0);
+        scores(0);
         wgmma_wait<0>();
         scores_ready();
         float alpha[1][2];
         softmax(0, alpha);
-        pack_probabilities();
+        pack();
         for (int j = 1; j < blocks; ++j) {
             copies_landed();
             if (j + 1 < blocks) load_kv(j + 1);
             wgmma_fence();
-            issue_scores(j);
-            issue_values(j - 1);
+            scores(j);
+            values(j - 1);
             wgmma_wait<1>();
             scores_ready();
             softmax(j, alpha);
             wgmma_wait<0>();
             output_ready();
             rescale_output(o, alpha);
-            pack_probabilities();
+            pack();
         }
         wgmma_fence();
-        issue_values(blocks - 1);
+        values(blocks - 1);
         wgmma_wait<0>();
         output_ready();
     }

@@ -90,6 +90,21 @@ __device__ __forceinline__ void bias_and_mask(float (&s)[MT][NT][4], const float
     }
 }
 
+// `part`'s N values (a power of two) reduced by `op` as a pairwise tree: a log-depth chain
+// instead of an N-long one. Each level's width is a constant (W halves per template level),
+// so every index is too and `part` stays in registers (a runtime-halving loop left a
+// 16-value array in local memory).
+template <int N, typename Op>
+__device__ __forceinline__ float tree_reduce(float (&part)[N], Op op) {
+    if constexpr (N == 1) {
+        return part[0];
+    } else {
+#pragma unroll
+        for (int i = 0; i < N / 2; ++i) part[i] = op(part[i], part[i + N / 2]);
+        return tree_reduce<N / 2>(reinterpret_cast<float(&)[N / 2]>(part), op);
+    }
+}
+
 // Online softmax over one block of keys, its first half: new row maxima (over the 4 threads
 // holding a row), scores to probabilities p = 2^(s·scale − max·scale) in place, row sums
 // rescaled and added to; `alpha`, what the output accumulated so far is to be scaled by.
@@ -103,15 +118,10 @@ __device__ __forceinline__ bool softmax_scores(float (&s)[MT][NT][4], float (&ro
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            // Pairwise trees: log-depth chains instead of NT-long ones.
             float part[NT];
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) part[nt] = fmaxf(s[mt][nt][2 * h], s[mt][nt][2 * h + 1]);
-#pragma unroll
-            for (int w = NT / 2; w >= 1; w /= 2)
-#pragma unroll
-                for (int i = 0; i < w; ++i) part[i] = fmaxf(part[i], part[i + w]);
-            float mx = part[0];
+            float mx = tree_reduce<NT>(part, [](float x, float y) { return fmaxf(x, y); });
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
             // Every block holds at least one valid key, so mx is finite.
@@ -128,11 +138,8 @@ __device__ __forceinline__ bool softmax_scores(float (&s)[MT][NT][4], float (&ro
                 s[mt][nt][2 * h + 1] = p1;
                 part[nt] = p0 + p1;
             }
-#pragma unroll
-            for (int w = NT / 2; w >= 1; w /= 2)
-#pragma unroll
-                for (int i = 0; i < w; ++i) part[i] += part[i + w];
-            row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + part[0];
+            const float sum = tree_reduce<NT>(part, [](float x, float y) { return x + y; });
+            row_sum[mt][h] = row_sum[mt][h] * alpha[mt][h] + sum;
         }
     return unchanged;
 }

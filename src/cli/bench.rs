@@ -58,8 +58,8 @@ enum BenchCommand {
         #[arg(long, default_value_t = 4.0)]
         naive_limit_gib: f64,
         /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma and
-        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, Hopper, head dims 64 and 128; default:
-        /// the GPU's own, wgmma on a Hopper, else mma)
+        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, wgmma-tma: flash_attn_sm90_tma.cu,
+        /// Hopper, head dims 64 and 128; default: the GPU's own, wgmma on a Hopper, else mma)
         #[arg(long, value_enum)]
         kernel: Option<AttentionKernels>,
         /// Print JSON lines instead of a table
@@ -398,6 +398,7 @@ pub enum AttentionKernels {
     Mma,
     Wgmma,
     WgmmaPipelined,
+    WgmmaTma,
 }
 
 impl AttentionKernels {
@@ -406,6 +407,7 @@ impl AttentionKernels {
             AttentionKernels::Mma => KernelFamily::MmaSync,
             AttentionKernels::Wgmma => KernelFamily::Wgmma,
             AttentionKernels::WgmmaPipelined => KernelFamily::WgmmaPipelined,
+            AttentionKernels::WgmmaTma => KernelFamily::WgmmaTma,
         }
     }
 }

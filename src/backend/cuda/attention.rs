@@ -1,7 +1,7 @@
 //! Launching kernels/flash_attn.cu: the per-block table of a packed batch, strides, the
 //! optional rotary embedding (applied to copies of q and k first) and ALiBi slopes.
 
-use super::kernels::{DeviceElem, FlashKernel, KernelFamily, KernelSignature, FLASH_KERNELS};
+use super::kernels::{DeviceElem, FlashKernel, KernelFamily, KernelSignature, TensorMap, FLASH_KERNELS};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
 use crate::backend::BackendError;
 use cudarc::driver::{
@@ -50,13 +50,14 @@ fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
 
 /// Shared memory of `kernel`: the Q tile and its stages of K and V, in rows of its stride;
 /// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary.
+/// The TMA kernels' mbarriers follow: Q's, and each stage's K, V and release.
 fn smem_bytes(kernel: &FlashKernel) -> usize {
     let tiles = (kernel.block_m + 2 * kernel.stages * kernel.block_n) * kernel.row_stride * 2;
     tiles
-        + if kernel.family == KernelFamily::MmaSync {
-            0
-        } else {
-            1024
+        + match kernel.family {
+            KernelFamily::MmaSync => 0,
+            KernelFamily::Wgmma | KernelFamily::WgmmaPipelined => 1024,
+            KernelFamily::WgmmaTma => 1024 + 8 * (1 + 3 * kernel.stages),
         }
 }
 
@@ -77,7 +78,12 @@ pub(super) fn configure(
 /// 1, the fastest measured there: bench/RESULTS.md), elsewhere flash_attn.cu's.
 pub(super) fn families(hopper: bool) -> &'static [KernelFamily] {
     if hopper {
-        &[KernelFamily::Wgmma, KernelFamily::WgmmaPipelined, KernelFamily::MmaSync]
+        &[
+            KernelFamily::Wgmma,
+            KernelFamily::WgmmaTma,
+            KernelFamily::WgmmaPipelined,
+            KernelFamily::MmaSync,
+        ]
     } else {
         &[KernelFamily::MmaSync]
     }
@@ -190,7 +196,11 @@ impl CudaBackend {
         out: &mut CudaSlice<T>,
     ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
-        let Some(kernel) = kernel_for::<T>(d, self.attention_family()) else {
+        let family = match self.attention_family() {
+            KernelFamily::WgmmaTma if !tma_can_read(a) => KernelFamily::Wgmma,
+            family => family,
+        };
+        let Some(kernel) = kernel_for::<T>(d, family) else {
             return Err(unsupported_head_dim::<T>(d));
         };
         if h == 0 || h > 65_535 {
@@ -223,6 +233,28 @@ impl CudaBackend {
         let offsets = base;
         let block_q0 = base + 8 * (sequences + 1) as u64;
         let block_seq = block_q0 + 8 * blocks as u64;
+        if kernel.family == KernelFamily::WgmmaTma {
+            let width = h * d;
+            let q_map = tensor_map::<T>(a.q.device_ptr(stream).0, tokens, width, a.q_stride, kernel.block_m)?;
+            let k_map = tensor_map::<T>(a.k.device_ptr(stream).0, tokens, width, a.kv_stride, kernel.block_n)?;
+            let v_map = tensor_map::<T>(a.v.device_ptr(stream).0, tokens, width, a.kv_stride, kernel.block_n)?;
+            return launch!(
+                self,
+                kernel.name,
+                cfg,
+                &q_map,
+                &k_map,
+                &v_map,
+                out,
+                &out_stride,
+                &offsets,
+                &block_seq,
+                &block_q0,
+                &positions,
+                &slopes,
+                &scale_log2
+            );
+        }
         launch!(
             self,
             kernel.name,
@@ -242,6 +274,68 @@ impl CudaBackend {
             &scale_log2
         )
     }
+}
+
+/// Whether the TMA can read `a`'s q, k and v: token rows addressed by int coordinates, and
+/// rows and strides in whole 16 bytes (the tensor maps' rules).
+fn tma_can_read<T>(a: &FlashArgs<T>) -> bool {
+    let tokens = *a.offsets.last().unwrap_or(&0);
+    let elem = std::mem::size_of::<T>();
+    tokens < i32::MAX as usize
+        && (a.q_stride * elem) % 16 == 0
+        && (a.kv_stride * elem) % 16 == 0
+        && (a.heads * a.head_dim * elem) % 16 == 0
+}
+
+/// The tensor map of a `[rows, width]` matrix of `T` at device address `base` (rows `stride`
+/// elements apart) read in boxes of 64 values × `box_rows` rows, 128-byte swizzled: the
+/// layout the wgmma kernels' shared-memory panels have. Rows past the end read as zeros.
+fn tensor_map<T: AttentionType>(
+    base: u64,
+    rows: usize,
+    width: usize,
+    stride: usize,
+    box_rows: usize,
+) -> Result<TensorMap, BackendError> {
+    use sys::{
+        CUtensorMapDataType as Type, CUtensorMapFloatOOBfill as Fill, CUtensorMapInterleave as Interleave,
+        CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Swizzle,
+    };
+    let elem = std::mem::size_of::<T>() as u64;
+    let dims = [width as u64, rows as u64];
+    let strides = [stride as u64 * elem];
+    let boxes = [64u32, box_rows as u32];
+    let steps = [1u32, 1];
+    let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
+    let kind = if T::BF16 {
+        Type::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+    } else {
+        Type::CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+    };
+    // SAFETY: every pointer is to a live local array of the rank's length (2, 1 stride).
+    let result = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            map.as_mut_ptr(),
+            kind,
+            2,
+            base as *mut std::ffi::c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxes.as_ptr(),
+            steps.as_ptr(),
+            Interleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            Swizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            L2::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            Fill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if result != sys::CUresult::CUDA_SUCCESS {
+        return Err(BackendError::Device(format!(
+            "a TMA tensor map of [{rows}, {width}] (stride {stride}): {result:?}"
+        )));
+    }
+    // SAFETY: written by the call that succeeded.
+    Ok(TensorMap(unsafe { map.assume_init() }.opaque))
 }
 
 /// ALiBi's slopes for `heads` heads times log2 e: the kernel works in base 2.

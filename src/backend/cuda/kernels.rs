@@ -16,6 +16,8 @@ pub enum Elem {
     U8,
     I32,
     I64,
+    /// A TMA descriptor ([`TensorMap`]), by value.
+    TensorMap,
 }
 
 /// A kernel parameter: a pointer read (`const T*`), a pointer written (`T*`), or a value.
@@ -60,6 +62,9 @@ pub enum KernelFamily {
     Wgmma,
     /// The same, the softmax overlapping the P·V of the block before.
     WgmmaPipelined,
+    /// kernels/flash_attn_sm90_tma.cu: wgmma (sm_90a only), K and V by the TMA from a
+    /// producer warpgroup, two consumer warpgroups ping-ponged.
+    WgmmaTma,
 }
 
 impl KernelFamily {
@@ -69,6 +74,7 @@ impl KernelFamily {
             KernelFamily::MmaSync => "mma",
             KernelFamily::Wgmma => "wgmma",
             KernelFamily::WgmmaPipelined => "wgmma-pipelined",
+            KernelFamily::WgmmaTma => "wgmma-tma",
         }
     }
 }
@@ -133,6 +139,21 @@ macro_rules! values {
     )+};
 }
 values!(f32 => F32, i32 => I32, i64 => I64);
+
+/// A TMA descriptor (CUtensorMap: what cuTensorMapEncodeTiled writes), passed to a kernel by
+/// value (its `const __grid_constant__ TensorMap` parameters).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub struct TensorMap(pub [u64; 16]);
+
+// SAFETY: plain bytes, laid out as the kernel's `TensorMap` (128 bytes, 64-byte aligned).
+unsafe impl cudarc::driver::DeviceRepr for TensorMap {}
+
+impl LaunchArg for &TensorMap {
+    fn kind(&self) -> Arg {
+        Arg::Value(Elem::TensorMap)
+    }
+}
 
 impl LaunchArg for &u64 {
     fn kind(&self) -> Arg {
@@ -218,7 +239,10 @@ mod tests {
         assert_eq!(assemble.params.len(), 13);
         for flash in FLASH_KERNELS {
             let k = find(flash.name).expect("the macro's kernels are in the table");
-            assert_eq!(k.params.len(), 13);
+            // The TMA kernels take tensor maps for q, k, v and their strides.
+            let tma = flash.family == KernelFamily::WgmmaTma;
+            assert_eq!(k.params.len(), if tma { 11 } else { 13 });
+            assert_eq!(k.params[0] == Param::Value(Elem::TensorMap), tma);
             assert!(flash.block_m % 16 == 0 && flash.block_n % 16 == 0 && flash.threads % 32 == 0);
             assert!(flash.head_dim % 16 == 0 && flash.row_stride >= flash.head_dim);
             // The name says what the flags do (a line with one copied wrong reads wrong).
@@ -227,13 +251,13 @@ mod tests {
                 KernelFamily::MmaSync => ("", "flash_attn.cu"),
                 KernelFamily::Wgmma => ("sm90_", "flash_attn_sm90.cu"),
                 KernelFamily::WgmmaPipelined => ("sm90_pipelined_", "flash_attn_sm90.cu"),
+                KernelFamily::WgmmaTma => ("sm90_tma_", "flash_attn_sm90_tma.cu"),
             };
             assert_eq!(flash.name, format!("flash_attn_{family}{ty}_d{}", flash.head_dim));
             assert_eq!(k.file, file);
-            let stages = if flash.family == KernelFamily::WgmmaPipelined {
-                3
-            } else {
-                2
+            let stages = match flash.family {
+                KernelFamily::WgmmaPipelined | KernelFamily::WgmmaTma => 3,
+                _ => 2,
             };
             assert_eq!(flash.stages, stages);
         }

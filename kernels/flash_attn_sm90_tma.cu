@@ -1,0 +1,211 @@
+// Exact softmax attention for Hopper (sm_90a), warp-specialised as FlashAttention-3 is: one
+// producer warpgroup whose single thread has the tensor memory accelerator (TMA) copy Q once
+// and K and V block by block into a ring of STAGES shared-memory stages, each stage's arrival
+// counted in bytes on an mbarrier; and two consumer warpgroups, 64 query rows each, that
+// compute S = Q·Kᵀ and O += P·V on wgmma (flash_wgmma.cuh) and the online softmax in
+// registers (flash_common.cuh), then hand the stage back on an mbarrier of their own. The
+// producer gives up its registers (setmaxnreg: 40 left) so the consumers can hold 232 each.
+//
+// Two overlaps hide the softmax (its exponentials take as long as the products at d 64):
+// within a warpgroup, key block j's scores and block j − 1's P·V are issued together and
+// j's softmax runs while P·V does; between the two warpgroups, named barriers hand the
+// tensor cores back and forth (ping-pong), so one warpgroup's products run while the other's
+// softmax does.
+//
+// Q, K and V are read through tensor maps (2D: the tokens' rows of heads · D values, their
+// stride; boxes of 64 values × the tile's rows, 128-byte swizzled, which is wgmma's canonical
+// layout), so packed sequences need no masking of loads: rows past a sequence's end are
+// masked in the scores, rows past the tensor's end read as zeros. Tokens must fit in int
+// (the TMA's coordinates): the host falls back to flash_attn.cu beyond 2^31.
+//
+// The other parameters and layouts are flash_attn.cu's (see there). Head dims 64 and 128
+// (whole 128-byte panels). Compiled for every architecture; the body exists for sm_90a
+// only, elsewhere it traps.
+#include "flash_wgmma.cuh"
+
+namespace {
+
+constexpr int CONSUMERS = 2;                    // consumer warpgroups, 64 query rows each
+constexpr int THREADS = (CONSUMERS + 1) * 128;  // and the producer warpgroup
+constexpr int BM = CONSUMERS * 64;              // query rows a block
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+// Named barriers 1 and 2 (0 is __syncthreads): consumer g's turn to issue its products.
+// Consumer g waits on barrier 1 + g, which the other consumer's arrival completes (the ids
+// are immediates, so the kernel claims these two barriers only).
+__device__ __forceinline__ void wait_turn(int group) {
+    if (group == 0)
+        asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
+    else
+        asm volatile("bar.sync 2, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
+}
+__device__ __forceinline__ void pass_turn(int group) {
+    if (group == 0)
+        asm volatile("bar.arrive 2, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
+    else
+        asm volatile("bar.arrive 1, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
+}
+
+// D: head dim (64 or 128); BN: keys a stage; STAGES: K/V stages in the ring.
+template <bool BF16, int D, int BN, int STAGES>
+__device__ __forceinline__ void flash_forward_tma(
+    const TensorMap& q_map, const TensorMap& k_map, const TensorMap& v_map, half_bits* __restrict__ out,
+    i64 out_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
+    const i64* __restrict__ block_q0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
+    float scale_log2) {
+    static_assert(D == 64 || D == 128, "head dims in whole 128-byte panels");
+    constexpr int PANELS = D / 64;
+    constexpr int NT = BN / 8;  // 8-key tiles of the scores
+    constexpr int DT = D / 8;   // 8-column tiles of the output
+    constexpr unsigned Q_BYTES = BM * D * 2, KV_BYTES = BN * D * 2;
+    // Tiles from the first 1,024-byte boundary (the swizzle's period; the launch gives 1 KB
+    // to spare), then the mbarriers: Q's, each stage's K and V arrivals, each stage's release.
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    const unsigned sq = (smem_addr(smem_raw) + 1023u) & ~1023u;  // BM × D
+    const unsigned sk = sq + Q_BYTES;                              // STAGES × BN × D
+    const unsigned sv = sk + STAGES * KV_BYTES;                    // STAGES × BN × D
+    const unsigned q_full = sv + STAGES * KV_BYTES;
+    auto k_full = [&](int stage) { return q_full + 8 * (1 + stage); };
+    auto v_full = [&](int stage) { return q_full + 8 * (1 + STAGES + stage); };
+    auto released = [&](int stage) { return q_full + 8 * (1 + 2 * STAGES + stage); };
+
+    const int tid = threadIdx.x, warpgroup = tid >> 7;
+    const QueryBlock qb = query_block<BM, D>(offsets, block_seq, block_q0);
+    const int blocks = (int)((qb.seq_end - qb.seq_start + BN - 1) / BN);
+    if (tid == 0) {
+        mbarrier_init(q_full, 1);
+        for (int stage = 0; stage < STAGES; ++stage) {
+            mbarrier_init(k_full(stage), 1);
+            mbarrier_init(v_full(stage), 1);
+            mbarrier_init(released(stage), CONSUMERS * 128);
+        }
+        mbarrier_init_fence();
+    }
+    __syncthreads();
+
+    if (warpgroup == 0) {
+        // The producer: Q, then key block j into stage j % STAGES once every consumer has
+        // released that stage's block j − STAGES (phase parity: the stage's round).
+        registers_down<40>();
+        if (tid == 0) {
+            const int column = (int)qb.head_off;
+            mbarrier_expect_bytes(q_full, Q_BYTES);
+#pragma unroll
+            for (int p = 0; p < PANELS; ++p) tma_load(sq + p * BM * 128, q_map, column + 64 * p, (int)qb.q0, q_full);
+            for (int j = 0; j < blocks; ++j) {
+                const int stage = j % STAGES;
+                if (j >= STAGES) mbarrier_wait(released(stage), ((j / STAGES) + 1) & 1);
+                const int row = (int)(qb.seq_start + (i64)j * BN);
+                const unsigned at = stage * KV_BYTES;
+                mbarrier_expect_bytes(k_full(stage), KV_BYTES);
+#pragma unroll
+                for (int p = 0; p < PANELS; ++p) tma_load(sk + at + p * BN * 128, k_map, column + 64 * p, row, k_full(stage));
+                mbarrier_expect_bytes(v_full(stage), KV_BYTES);
+#pragma unroll
+                for (int p = 0; p < PANELS; ++p) tma_load(sv + at + p * BN * 128, v_map, column + 64 * p, row, v_full(stage));
+            }
+        }
+        return;
+    }
+
+    registers_up<232>();
+    const int group = warpgroup - 1, warp = (tid >> 5) & 3, lane = tid & 31;
+    // This thread's rows: half h → row 64·group + 16·warp + lane/4 + 8h of the block.
+    const int row_base = group * 64 + warp * 16 + (lane >> 2);
+    float slope = 0.f;  // per unscaled score: slope · √d
+    float qpos[1][2][2];
+    if (positions) {
+        slope = slopes_log2[blockIdx.y] / scale_log2;
+        load_query_positions<1>(qpos, positions, row_base, qb.q_rows, qb.q0);
+    }
+    float o[1][DT][4];
+    float row_max[1][2] = {{NEG_INF, NEG_INF}}, row_sum[1][2] = {{0.f, 0.f}};
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
+    float s[1][NT][4];
+    unsigned a[BN / 16][4];
+    const unsigned q_rows_at = sq + group * 64 * 128;
+    auto scores = [&](int j) { issue_scores<BF16, D, BM, BN>(s, q_rows_at, sk + (j % STAGES) * KV_BYTES); };
+    auto values = [&](int j) { issue_values<BF16, D, BN>(o, a, sv + (j % STAGES) * KV_BYTES); };
+    auto softmax = [&](int j, float (&alpha)[1][2]) {
+        fence_registers<NT * 4>(&s[0][0][0]);
+        bias_and_mask<1, NT>(s, qpos, positions, slope, qb.seq_start + (i64)j * BN, qb.seq_end, lane);
+        softmax_scores(s, row_max, row_sum, alpha, scale_log2);
+    };
+    auto keys_landed = [&](int j) { mbarrier_wait(k_full(j % STAGES), (j / STAGES) & 1); };
+    auto values_landed = [&](int j) { mbarrier_wait(v_full(j % STAGES), (j / STAGES) & 1); };
+    // Turns: consumer 0 goes first; each passes the turn after issuing, but consumer 1 not
+    // after its last (consumer 0 has no turn left to take it).
+    int turns_left = blocks + 1;
+    auto take_turn = [&] { wait_turn(group); };
+    auto end_turn = [&] {
+        if (--turns_left > 0 || group == 0) pass_turn(group);
+    };
+    if (group == 1) pass_turn(group);
+
+    mbarrier_wait(q_full, 0);
+    float alpha[1][2];
+    keys_landed(0);
+    take_turn();
+    wgmma_fence();
+    scores(0);
+    end_turn();
+    wgmma_wait<0>();
+    softmax(0, alpha);
+    pack_probabilities<BF16, BN>(a, s);
+    for (int j = 1; j < blocks; ++j) {
+        keys_landed(j);
+        values_landed(j - 1);
+        take_turn();
+        wgmma_fence();
+        scores(j);
+        values(j - 1);
+        end_turn();
+        wgmma_wait<1>();  // block j's scores (groups complete in order)
+        softmax(j, alpha);
+        wgmma_wait<0>();  // block j − 1's P·V: its stage is free
+        fence_registers<DT * 4>(&o[0][0][0]);
+        mbarrier_arrive(released((j - 1) % STAGES));
+        rescale_output(o, alpha);
+        pack_probabilities<BF16, BN>(a, s);
+    }
+    values_landed(blocks - 1);
+    take_turn();
+    wgmma_fence();
+    values(blocks - 1);
+    end_turn();
+    wgmma_wait<0>();
+    fence_registers<DT * 4>(&o[0][0][0]);
+    store_rows<BF16>(o, row_sum, out, out_stride, qb.head_off, qb.q0, row_base, qb.q_rows, lane);
+}
+
+#endif
+
+}  // namespace
+
+// One kernel per (type, head dim): FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES); build.rs
+// reads these lines into the Rust table with BM = 128 query rows a block, THREADS threads,
+// shared memory (BM + 2·STAGES·BN)·D 16-bit values, 1 KB for alignment and the mbarriers.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES)                                                          \
+    flash_forward_tma<BF16, D, BN, STAGES>(q_map, k_map, v_map, out, out_stride, offsets, block_seq, block_q0, \
+                                           positions, slopes_log2, scale_log2);
+#else
+#define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES) __trap();
+#endif
+#define FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES)                                                     \
+    extern "C" __global__ void __launch_bounds__(THREADS, 1) NAME(                                           \
+        const __grid_constant__ TensorMap q_map, const __grid_constant__ TensorMap k_map,                    \
+        const __grid_constant__ TensorMap v_map, half_bits* out, i64 out_stride, const i64* offsets,         \
+        const i64* block_seq, const i64* block_q0, const float* positions, const float* slopes_log2,         \
+        float scale_log2) {                                                                                  \
+        FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES)                                                             \
+    }
+
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d64, true, 64, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d128, true, 128, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d64, false, 64, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d128, false, 128, 128, 3)
