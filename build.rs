@@ -67,7 +67,7 @@ fn main() {
 /// PIPELINED)`, WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte
 /// panels), three K/V stages when pipelined. flash_attn_sm90_tma.cu:
 /// `FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES)`, CONSUMERS warpgroups of 64 query rows
-/// and a producer warpgroup.
+/// and a producer warpgroup, rows of D values padded to whole 64-value panels.
 fn flash_kernel(
     file: &str,
     name: &str,
@@ -93,8 +93,15 @@ fn flash_kernel(
         (family, stages, number("D"), groups * 64, groups * 128)
     } else if file == "flash_attn_sm90_tma.cu" {
         let consumers = constant("CONSUMERS");
-        let (stages, d) = (number("STAGES"), number("D"));
-        ("WgmmaTma", stages, d, consumers * 64, (consumers + 1) * 128)
+        // Rows of whole 64-value panels (head dims 80 and 96 padded to 128).
+        let (stages, panels) = (number("STAGES"), (number("D") + 63) / 64);
+        (
+            "WgmmaTma",
+            stages,
+            panels * 64,
+            consumers * 64,
+            (consumers + 1) * 128,
+        )
     } else {
         let warps = constant("WARPS");
         ("MmaSync", 2, number("LD"), warps * 16 * number("MT"), warps * 32)

@@ -12,15 +12,16 @@
 // tensor cores back and forth (ping-pong), so one warpgroup's products run while the other's
 // softmax does.
 //
-// Q, K and V are read through tensor maps (2D: the tokens' rows of heads · D values, their
-// stride; boxes of 64 values × the tile's rows, 128-byte swizzled, which is wgmma's canonical
-// layout), so packed sequences need no masking of loads: rows past a sequence's end are
-// masked in the scores, rows past the tensor's end read as zeros. Tokens must fit in int
-// (the TMA's coordinates): the host falls back to flash_attn.cu beyond 2^31.
+// Q, K and V are read through tensor maps (3D: [tokens, heads, D], the tokens' stride; boxes
+// of 64 values of one head × the tile's rows, 128-byte swizzled, which is wgmma's canonical
+// layout), so loads need no masking: rows past a sequence's end are masked in the scores,
+// rows past the tensor's end and values past a head's D read as zeros. So head dims 80 and
+// 96 run as 128 (their last panel zero-padded: the products do 60% and 33% more work than
+// they need, the softmax, loads and stores none). Tokens must fit in int (the TMA's
+// coordinates): the host falls back to flash_attn_sm90.cu beyond 2^31.
 //
-// The other parameters and layouts are flash_attn.cu's (see there). Head dims 64 and 128
-// (whole 128-byte panels). Compiled for every architecture; the body exists for sm_90a
-// only, elsewhere it traps.
+// The other parameters and layouts are flash_attn.cu's (see there). Compiled for every
+// architecture; the body exists for sm_90a only, elsewhere it traps.
 #include "flash_wgmma.cuh"
 
 namespace {
@@ -47,24 +48,25 @@ __device__ __forceinline__ void pass_turn(int group) {
         asm volatile("bar.arrive 1, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
 }
 
-// D: head dim (64 or 128); BN: keys a stage; STAGES: K/V stages in the ring.
-template <bool BF16, int D, int BN, int STAGES>
+// D: head dim (64, 80, 96 or 128), computed as DP (a whole number of 64-value panels); BN:
+// keys a stage; STAGES: K/V stages in the ring.
+template <bool BF16, int D, int BN, int STAGES, int DP = (D + 63) / 64 * 64>
 __device__ __forceinline__ void flash_forward_tma(
     const TensorMap& q_map, const TensorMap& k_map, const TensorMap& v_map, half_bits* __restrict__ out,
     i64 out_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
     const i64* __restrict__ block_q0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
     float scale_log2) {
-    static_assert(D == 64 || D == 128, "head dims in whole 128-byte panels");
-    constexpr int PANELS = D / 64;
-    constexpr int NT = BN / 8;  // 8-key tiles of the scores
-    constexpr int DT = D / 8;   // 8-column tiles of the output
-    constexpr unsigned Q_BYTES = BM * D * 2, KV_BYTES = BN * D * 2;
+    static_assert(D % 16 == 0 && (DP == 64 || DP == 128), "head dims 64 to 128, in 16s");
+    constexpr int PANELS = DP / 64;
+    constexpr int NT = BN / 8;   // 8-key tiles of the scores
+    constexpr int DT = DP / 8;   // 8-column tiles of the output
+    constexpr unsigned Q_BYTES = BM * DP * 2, KV_BYTES = BN * DP * 2;
     // Tiles from the first 1,024-byte boundary (the swizzle's period; the launch gives 1 KB
     // to spare), then the mbarriers: Q's, each stage's K and V arrivals, each stage's release.
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const unsigned sq = (smem_addr(smem_raw) + 1023u) & ~1023u;  // BM × D
-    const unsigned sk = sq + Q_BYTES;                              // STAGES × BN × D
-    const unsigned sv = sk + STAGES * KV_BYTES;                    // STAGES × BN × D
+    const unsigned sq = (smem_addr(smem_raw) + 1023u) & ~1023u;  // BM × DP
+    const unsigned sk = sq + Q_BYTES;                              // STAGES × BN × DP
+    const unsigned sv = sk + STAGES * KV_BYTES;                    // STAGES × BN × DP
     const unsigned q_full = sv + STAGES * KV_BYTES;
     auto k_full = [&](int stage) { return q_full + 8 * (1 + stage); };
     auto v_full = [&](int stage) { return q_full + 8 * (1 + STAGES + stage); };
@@ -89,10 +91,10 @@ __device__ __forceinline__ void flash_forward_tma(
         // released that stage's block j − STAGES (phase parity: the stage's round).
         registers_down<40>();
         if (tid == 0) {
-            const int column = (int)qb.head_off;
+            const int head = blockIdx.y;
             mbarrier_expect_bytes(q_full, Q_BYTES);
 #pragma unroll
-            for (int p = 0; p < PANELS; ++p) tma_load(sq + p * BM * 128, q_map, column + 64 * p, (int)qb.q0, q_full);
+            for (int p = 0; p < PANELS; ++p) tma_load(sq + p * BM * 128, q_map, 64 * p, head, (int)qb.q0, q_full);
             for (int j = 0; j < blocks; ++j) {
                 const int stage = j % STAGES;
                 if (j >= STAGES) mbarrier_wait(released(stage), ((j / STAGES) + 1) & 1);
@@ -100,10 +102,10 @@ __device__ __forceinline__ void flash_forward_tma(
                 const unsigned at = stage * KV_BYTES;
                 mbarrier_expect_bytes(k_full(stage), KV_BYTES);
 #pragma unroll
-                for (int p = 0; p < PANELS; ++p) tma_load(sk + at + p * BN * 128, k_map, column + 64 * p, row, k_full(stage));
+                for (int p = 0; p < PANELS; ++p) tma_load(sk + at + p * BN * 128, k_map, 64 * p, head, row, k_full(stage));
                 mbarrier_expect_bytes(v_full(stage), KV_BYTES);
 #pragma unroll
-                for (int p = 0; p < PANELS; ++p) tma_load(sv + at + p * BN * 128, v_map, column + 64 * p, row, v_full(stage));
+                for (int p = 0; p < PANELS; ++p) tma_load(sv + at + p * BN * 128, v_map, 64 * p, head, row, v_full(stage));
             }
         }
         return;
@@ -128,8 +130,8 @@ __device__ __forceinline__ void flash_forward_tma(
     float s[1][NT][4];
     unsigned a[BN / 16][4];
     const unsigned q_rows_at = sq + group * 64 * 128;
-    auto scores = [&](int j) { issue_scores<BF16, D, BM, BN>(s, q_rows_at, sk + (j % STAGES) * KV_BYTES); };
-    auto values = [&](int j) { issue_values<BF16, D, BN>(o, a, sv + (j % STAGES) * KV_BYTES); };
+    auto scores = [&](int j) { issue_scores<BF16, DP, BM, BN>(s, q_rows_at, sk + (j % STAGES) * KV_BYTES); };
+    auto values = [&](int j) { issue_values<BF16, DP, BN>(o, a, sv + (j % STAGES) * KV_BYTES); };
     auto softmax = [&](int j, float (&alpha)[1][2]) {
         fence_registers<NT * 4>(&s[0][0][0]);
         bias_and_mask<1, NT>(s, qpos, positions, slope, qb.seq_start + (i64)j * BN, qb.seq_end, lane);
@@ -179,7 +181,8 @@ __device__ __forceinline__ void flash_forward_tma(
     end_turn();
     wgmma_wait<0>();
     fence_registers<DT * 4>(&o[0][0][0]);
-    store_rows<BF16>(o, row_sum, out, out_stride, qb.head_off, qb.q0, row_base, qb.q_rows, lane);
+    // The head's D columns (the padding's are zeros).
+    store_rows<BF16, 1, DT, D / 8>(o, row_sum, out, out_stride, qb.head_off, qb.q0, row_base, qb.q_rows, lane);
 }
 
 #endif
@@ -188,7 +191,7 @@ __device__ __forceinline__ void flash_forward_tma(
 
 // One kernel per (type, head dim): FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES); build.rs
 // reads these lines into the Rust table with BM = 128 query rows a block, THREADS threads,
-// shared memory (BM + 2·STAGES·BN)·D 16-bit values, 1 KB for alignment and the mbarriers.
+// shared memory (BM + 2·STAGES·BN)·DP 16-bit values, 1 KB for alignment and the mbarriers.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES)                                                          \
     flash_forward_tma<BF16, D, BN, STAGES>(q_map, k_map, v_map, out, out_stride, offsets, block_seq, block_q0, \
@@ -209,3 +212,7 @@ FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d64, true, 64, 128, 3)
 FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d128, true, 128, 128, 3)
 FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d64, false, 64, 128, 3)
 FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d128, false, 128, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d80, true, 80, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d96, true, 96, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d80, false, 80, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d96, false, 96, 128, 3)

@@ -179,8 +179,9 @@ __device__ __forceinline__ void probabilities_as_a(unsigned (&a)[4], const float
 }
 
 // O / row sum (over the 4 threads holding a row) written to this thread's rows of `out`:
-// tile mt, half h is block row row_base + 16·mt + 8·h, of which the block holds q_rows.
-template <bool BF16, int MT, int DT>
+// tile mt, half h is block row row_base + 16·mt + 8·h, of which the block holds q_rows; the
+// first STORED of its DT 8-column tiles (the rest: a kernel's padding).
+template <bool BF16, int MT, int DT, int STORED = DT>
 __device__ __forceinline__ void store_rows(const float (&o)[MT][DT][4], const float (&row_sum)[MT][2],
                                            half_bits* out, i64 out_stride, i64 head_off, i64 q0, int row_base,
                                            int q_rows, int lane) {
@@ -196,7 +197,7 @@ __device__ __forceinline__ void store_rows(const float (&o)[MT][DT][4], const fl
             if (r < q_rows) {
                 half_bits* dst = out + (q0 + r) * out_stride + head_off + 2 * (lane & 3);
 #pragma unroll
-                for (int dt = 0; dt < DT; ++dt)
+                for (int dt = 0; dt < STORED; ++dt)
                     *reinterpret_cast<unsigned*>(dst + dt * 8) =
                         pack2<BF16>(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
             }

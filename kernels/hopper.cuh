@@ -123,13 +123,13 @@ __device__ __forceinline__ void mbarrier_wait(unsigned bar, unsigned parity) {
         : "memory");
 }
 
-// The box of `map` at (column, row) copied by the TMA to shared memory at `to` (its
-// 128-byte swizzle applied), its bytes counted on the mbarrier `bar`. Rows past the tensor's
-// end read as zeros.
-__device__ __forceinline__ void tma_load(unsigned to, const TensorMap& map, int column, int row, unsigned bar) {
+// The box of the 3D tensor `map` at (x, y, z), innermost first, copied by the TMA to shared
+// memory at `to` (its swizzle applied), its bytes counted on the mbarrier `bar`. Elements
+// past the tensor's bounds read as zeros.
+__device__ __forceinline__ void tma_load(unsigned to, const TensorMap& map, int x, int y, int z, unsigned bar) {
     asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(to),
-        "l"(reinterpret_cast<unsigned long long>(&map)), "r"(column), "r"(row), "r"(bar)
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::"r"(to),
+        "l"(reinterpret_cast<unsigned long long>(&map)), "r"(x), "r"(y), "r"(z), "r"(bar)
         : "memory");
 }
 

@@ -59,7 +59,8 @@ enum BenchCommand {
         naive_limit_gib: f64,
         /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma and
         /// wgmma-pipelined: kernels/flash_attn_sm90.cu, wgmma-tma: flash_attn_sm90_tma.cu,
-        /// Hopper, head dims 64 and 128; default: the GPU's own, wgmma on a Hopper, else mma)
+        /// Hopper, head dims 64 and 128; default: the GPU's choice, on a Hopper wgmma-tma for
+        /// sequences of 512 tokens and more, wgmma below, elsewhere mma)
         #[arg(long, value_enum)]
         kernel: Option<AttentionKernels>,
         /// Print JSON lines instead of a table
@@ -284,9 +285,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             json,
         } => {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
-                if let Some(kernel) = kernel {
-                    gpu.use_attention_kernels(kernel.family())?;
-                }
+                gpu.use_attention_kernels(kernel.map(AttentionKernels::family))?;
                 if !json {
                     println!(
                         "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}  kernel",

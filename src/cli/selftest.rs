@@ -115,14 +115,13 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                     |print| Ok(check_kernels(&gpu, long, print)?),
                 )?
             };
-            // The GPU's other attention kernel families too (a Hopper's mma.sync kernels and
-            // its other wgmma schedule): the kernels alone as above, and through the backend
-            // at the quick scope's lengths (its CPU references are most of selftest's time),
-            // at all with --long.
+            // Where the GPU has several attention kernel families (a Hopper), each one too:
+            // the kernels alone as above, and through the backend at the quick scope's
+            // lengths (its CPU references are most of selftest's time), at all with --long.
             let families = gpu.attention_families();
             let scope = if long { Scope::Full } else { Scope::Quick };
-            for &family in &families[1..] {
-                gpu.use_attention_kernels(family)?;
+            for &family in families.iter().filter(|_| families.len() > 1) {
+                gpu.use_attention_kernels(Some(family))?;
                 let name = family.name();
                 let mut named = |c: &Check| {
                     let mut c = c.clone();
@@ -130,10 +129,16 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                     print(&c)
                 };
                 let found = check_kernels(&gpu, long, &mut named).and_then(|mut found| {
-                    found.extend(check_attention_kernels(&gpu, &CpuBackend, scope, seed, &mut named)?);
+                    found.extend(check_attention_kernels(
+                        &gpu,
+                        &CpuBackend,
+                        scope,
+                        seed,
+                        &mut named,
+                    )?);
                     Ok(found)
                 });
-                gpu.use_attention_kernels(families[0])?;
+                gpu.use_attention_kernels(None)?;
                 checks.extend(found?.into_iter().map(|mut c| {
                     c.what = format!("{name} {}", c.what);
                     c

@@ -74,13 +74,13 @@ pub(super) fn configure(
     Ok(())
 }
 
-/// The kernel families a GPU runs, its default first: on a Hopper the wgmma kernels (version
-/// 1, the fastest measured there: bench/RESULTS.md), elsewhere flash_attn.cu's.
+/// The kernel families a GPU runs: on a Hopper the wgmma kernels and flash_attn.cu's,
+/// elsewhere flash_attn.cu's.
 pub(super) fn families(hopper: bool) -> &'static [KernelFamily] {
     if hopper {
         &[
-            KernelFamily::Wgmma,
             KernelFamily::WgmmaTma,
+            KernelFamily::Wgmma,
             KernelFamily::WgmmaPipelined,
             KernelFamily::MmaSync,
         ]
@@ -89,16 +89,36 @@ pub(super) fn families(hopper: bool) -> &'static [KernelFamily] {
     }
 }
 
+/// Mean tokens a sequence from which a Hopper runs the TMA kernel by default. Below it the
+/// cp.async wgmma kernel is faster: two of its blocks fit an SM, against one of the TMA
+/// kernel's, and a short sequence's few key blocks leave the TMA kernel's pipeline little
+/// to overlap (H200: 141 against 122 TFLOP/s at 256 × 197 tokens, 83 against 113 at 1,024;
+/// bench/RESULTS.md).
+const TMA_FROM_MEAN_TOKENS: usize = 512;
+
+/// The family a launch over `offsets` runs by default: on a Hopper the TMA kernel for long
+/// sequences and the cp.async wgmma kernel for short ones, elsewhere flash_attn.cu's.
+fn default_family(hopper: bool, offsets: &[usize]) -> KernelFamily {
+    let sequences = offsets.len().saturating_sub(1).max(1);
+    let tokens = *offsets.last().unwrap_or(&0);
+    match hopper {
+        true if tokens / sequences >= TMA_FROM_MEAN_TOKENS => KernelFamily::WgmmaTma,
+        true => KernelFamily::Wgmma,
+        false => KernelFamily::MmaSync,
+    }
+}
+
 impl CudaBackend {
-    /// The attention kernel families this GPU runs, its default first.
+    /// The attention kernel families this GPU runs.
     pub fn attention_families(&self) -> &'static [KernelFamily] {
         families(self.inner.hopper)
     }
 
     /// Runs attention through `family`'s kernels where they take the head dim, flash_attn.cu's
-    /// elsewhere (`MmaSync` runs everywhere). The wgmma families need a Hopper.
-    pub fn use_attention_kernels(&self, family: KernelFamily) -> Result<(), BackendError> {
-        if family != KernelFamily::MmaSync && !self.inner.hopper {
+    /// elsewhere (`MmaSync` runs everywhere; the wgmma families need a Hopper); `None`: the
+    /// GPU's own choice for each launch (the default).
+    pub fn use_attention_kernels(&self, family: Option<KernelFamily>) -> Result<(), BackendError> {
+        if family.is_some_and(|f| f != KernelFamily::MmaSync) && !self.inner.hopper {
             return Err(BackendError::Device(
                 "the wgmma attention kernels need a Hopper GPU (compute capability 9.0, sm_90a)".into(),
             ));
@@ -107,8 +127,19 @@ impl CudaBackend {
         Ok(())
     }
 
-    pub(super) fn attention_family(&self) -> KernelFamily {
-        *self.inner.attention_family.lock().expect("no panics while held")
+    /// The kernel a launch of `a` runs: the family asked for, or the GPU's choice; the TMA
+    /// kernel's cp.async sibling where the TMA cannot read the inputs; flash_attn.cu's for a
+    /// head dim the family lacks.
+    pub(super) fn attention_kernel<T: AttentionType>(
+        &self,
+        a: &FlashArgs<T>,
+    ) -> Option<&'static FlashKernel> {
+        let asked = *self.inner.attention_family.lock().expect("no panics while held");
+        let family = match asked.unwrap_or_else(|| default_family(self.inner.hopper, a.offsets)) {
+            KernelFamily::WgmmaTma if !tma_can_read(a) => KernelFamily::Wgmma,
+            family => family,
+        };
+        kernel_for::<T>(a.head_dim, family)
     }
 
     /// Whether the GPU is a Hopper (sm_90a), where the wgmma attention kernels run.
@@ -196,11 +227,7 @@ impl CudaBackend {
         out: &mut CudaSlice<T>,
     ) -> Result<(), BackendError> {
         let (h, d) = (a.heads, a.head_dim);
-        let family = match self.attention_family() {
-            KernelFamily::WgmmaTma if !tma_can_read(a) => KernelFamily::Wgmma,
-            family => family,
-        };
-        let Some(kernel) = kernel_for::<T>(d, family) else {
+        let Some(kernel) = self.attention_kernel(a) else {
             return Err(unsupported_head_dim::<T>(d));
         };
         if h == 0 || h > 65_535 {
@@ -234,10 +261,27 @@ impl CudaBackend {
         let block_q0 = base + 8 * (sequences + 1) as u64;
         let block_seq = block_q0 + 8 * blocks as u64;
         if kernel.family == KernelFamily::WgmmaTma {
-            let width = h * d;
-            let q_map = tensor_map::<T>(a.q.device_ptr(stream).0, tokens, width, a.q_stride, kernel.block_m)?;
-            let k_map = tensor_map::<T>(a.k.device_ptr(stream).0, tokens, width, a.kv_stride, kernel.block_n)?;
-            let v_map = tensor_map::<T>(a.v.device_ptr(stream).0, tokens, width, a.kv_stride, kernel.block_n)?;
+            let q_map = tensor_map::<T>(
+                a.q.device_ptr(stream).0,
+                tokens,
+                (h, d),
+                a.q_stride,
+                kernel.block_m,
+            )?;
+            let k_map = tensor_map::<T>(
+                a.k.device_ptr(stream).0,
+                tokens,
+                (h, d),
+                a.kv_stride,
+                kernel.block_n,
+            )?;
+            let v_map = tensor_map::<T>(
+                a.v.device_ptr(stream).0,
+                tokens,
+                (h, d),
+                a.kv_stride,
+                kernel.block_n,
+            )?;
             return launch!(
                 self,
                 kernel.name,
@@ -277,23 +321,24 @@ impl CudaBackend {
 }
 
 /// Whether the TMA can read `a`'s q, k and v: token rows addressed by int coordinates, and
-/// rows and strides in whole 16 bytes (the tensor maps' rules).
+/// heads and token strides in whole 16 bytes (the tensor maps' rules).
 fn tma_can_read<T>(a: &FlashArgs<T>) -> bool {
     let tokens = *a.offsets.last().unwrap_or(&0);
     let elem = std::mem::size_of::<T>();
     tokens < i32::MAX as usize
         && (a.q_stride * elem) % 16 == 0
         && (a.kv_stride * elem) % 16 == 0
-        && (a.heads * a.head_dim * elem) % 16 == 0
+        && (a.head_dim * elem) % 16 == 0
 }
 
-/// The tensor map of a `[rows, width]` matrix of `T` at device address `base` (rows `stride`
-/// elements apart) read in boxes of 64 values × `box_rows` rows, 128-byte swizzled: the
-/// layout the wgmma kernels' shared-memory panels have. Rows past the end read as zeros.
+/// The tensor map of `[rows, heads, head_dim]` values of `T` at device address `base` (rows
+/// `stride` elements apart) read in boxes of 64 values of one head × `box_rows` rows,
+/// 128-byte swizzled: the layout the wgmma kernels' shared-memory panels have. Rows past the
+/// end and values past a head's `head_dim` read as zeros.
 fn tensor_map<T: AttentionType>(
     base: u64,
     rows: usize,
-    width: usize,
+    (heads, head_dim): (usize, usize),
     stride: usize,
     box_rows: usize,
 ) -> Result<TensorMap, BackendError> {
@@ -302,22 +347,22 @@ fn tensor_map<T: AttentionType>(
         CUtensorMapL2promotion as L2, CUtensorMapSwizzle as Swizzle,
     };
     let elem = std::mem::size_of::<T>() as u64;
-    let dims = [width as u64, rows as u64];
-    let strides = [stride as u64 * elem];
-    let boxes = [64u32, box_rows as u32];
-    let steps = [1u32, 1];
+    let dims = [head_dim as u64, heads as u64, rows as u64];
+    let strides = [head_dim as u64 * elem, stride as u64 * elem];
+    let boxes = [64u32, 1, box_rows as u32];
+    let steps = [1u32; 3];
     let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
     let kind = if T::BF16 {
         Type::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
     } else {
         Type::CU_TENSOR_MAP_DATA_TYPE_FLOAT16
     };
-    // SAFETY: every pointer is to a live local array of the rank's length (2, 1 stride).
+    // SAFETY: every pointer is to a live local array of the rank's length (3, 2 strides).
     let result = unsafe {
         sys::cuTensorMapEncodeTiled(
             map.as_mut_ptr(),
             kind,
-            2,
+            3,
             base as *mut std::ffi::c_void,
             dims.as_ptr(),
             strides.as_ptr(),
@@ -331,7 +376,7 @@ fn tensor_map<T: AttentionType>(
     };
     if result != sys::CUresult::CUDA_SUCCESS {
         return Err(BackendError::Device(format!(
-            "a TMA tensor map of [{rows}, {width}] (stride {stride}): {result:?}"
+            "a TMA tensor map of [{rows}, {heads}, {head_dim}] (stride {stride}): {result:?}"
         )));
     }
     // SAFETY: written by the call that succeeded.
@@ -445,6 +490,18 @@ mod tests {
             message.contains("64, 80, 96") && message.contains("and 128, not 72"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_hopper_runs_the_tma_kernel_on_long_sequences_and_the_cp_async_one_on_short() {
+        let tiles: Vec<usize> = (0..=256).map(|s| s * 197).collect();
+        assert_eq!(default_family(true, &tiles), KernelFamily::Wgmma);
+        assert_eq!(default_family(true, &[0, 1024]), KernelFamily::WgmmaTma);
+        assert_eq!(default_family(true, &[0, 300, 1200]), KernelFamily::WgmmaTma);
+        assert_eq!(default_family(true, &[0]), KernelFamily::Wgmma);
+        for offsets in [&tiles[..], &[0, 1 << 20]] {
+            assert_eq!(default_family(false, offsets), KernelFamily::MmaSync);
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl CudaBackend {
         times.sort_by(f64::total_cmp);
         let median_ms = times[times.len() / 2];
         let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
-        let kernel = super::attention::kernel_for::<bf16>(d, self.attention_family());
+        let kernel = self.attention_kernel(&args);
         let blocks = sequences * tokens.div_ceil(kernel.map_or(1, |k| k.block_m));
         Ok(GpuAttentionRun {
             device: self.describe_short(),

@@ -34,9 +34,9 @@ pub(super) struct Inner {
     pub(super) block_tables: attention::BlockTables,
     /// Whether the GPU runs sm_90a code (Hopper), where flash_attn_sm90.cu's kernels exist.
     pub(super) hopper: bool,
-    /// The attention kernels used where they take the head dim (the GPU's default, or those
-    /// asked for by `bench attention --kernel` and `selftest`).
-    pub(super) attention_family: Mutex<super::kernels::KernelFamily>,
+    /// The attention kernels used where they take the head dim: those asked for by `bench
+    /// attention --kernel` and `selftest`, else (`None`) the GPU's choice for each launch.
+    pub(super) attention_family: Mutex<Option<super::kernels::KernelFamily>>,
     /// New buffers filled with NaN ([`CudaBackend::poison_new_buffers`]).
     pub(super) poison: std::sync::atomic::AtomicBool,
     /// The JPEG decoders, each set once opened (on first use); why not where nvJPEG is
@@ -155,7 +155,7 @@ impl CudaBackend {
                 _modules: modules,
                 block_tables: Default::default(),
                 hopper: arch == "sm_90a",
-                attention_family: Mutex::new(attention::families(arch == "sm_90a")[0]),
+                attention_family: Mutex::new(None),
                 poison: Default::default(),
                 spans: Default::default(),
                 batch_marks: Default::default(),
