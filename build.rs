@@ -66,8 +66,8 @@ fn main() {
 /// block make its query rows. flash_attn_sm90.cu: `FLASH_KERNEL_SM90(NAME, BF16, D, BN,
 /// PIPELINED)`, WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte
 /// panels), three K/V stages when pipelined. flash_attn_sm90_tma.cu:
-/// `FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES)`, CONSUMERS warpgroups of 64 query rows
-/// and a producer warpgroup, rows of D values padded to whole 64-value panels.
+/// `FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES, C)`, C consumer warpgroups of 64 query
+/// rows and a producer warpgroup, rows of D values padded to whole 64-value panels.
 fn flash_kernel(
     file: &str,
     name: &str,
@@ -92,7 +92,7 @@ fn flash_kernel(
         };
         (family, stages, number("D"), groups * 64, groups * 128)
     } else if file == "flash_attn_sm90_tma.cu" {
-        let consumers = constant("CONSUMERS");
+        let consumers = number("C");
         // Rows of whole 64-value panels (head dims 80 and 96 padded to 128).
         let (stages, panels) = (number("STAGES"), (number("D") + 63) / 64);
         (
@@ -241,7 +241,20 @@ fn kernels_in(text: &str) -> Result<Vec<Kernel>, String> {
     while let Some(at) = rest.find(DECL) {
         rest = rest[at + DECL.len()..].trim_start();
         if let Some(after) = rest.strip_prefix("__launch_bounds__") {
-            let close = after.find(')').ok_or("unclosed __launch_bounds__")?;
+            // Its arguments may hold parentheses of their own: the one closing the first.
+            let mut depth = 0;
+            let close = after
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    c == ')' && depth == 0
+                })
+                .ok_or("unclosed __launch_bounds__")?
+                .0;
             rest = after[close + 1..].trim_start();
         }
         let open = rest.find('(').ok_or("a kernel without parameters")?;

@@ -26,37 +26,40 @@
 
 namespace {
 
-constexpr int CONSUMERS = 2;                    // consumer warpgroups, 64 query rows each
-constexpr int THREADS = (CONSUMERS + 1) * 128;  // and the producer warpgroup
-constexpr int BM = CONSUMERS * 64;              // query rows a block
-
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
-// Named barriers 1 and 2 (0 is __syncthreads): consumer g's turn to issue its products.
-// Consumer g waits on barrier 1 + g, which the other consumer's arrival completes (the ids
-// are immediates, so the kernel claims these two barriers only).
+// Named barriers 1 to C (0 is __syncthreads): consumer g's turn to issue its products. The
+// consumers take turns in a ring: consumer g waits on barrier 1 + g, which the consumer
+// before it completes by arriving (256 threads: the two warpgroups). The ids are
+// immediates, so the kernel claims these barriers only.
 __device__ __forceinline__ void wait_turn(int group) {
-    if (group == 0)
-        asm volatile("bar.sync 1, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
-    else
-        asm volatile("bar.sync 2, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
+    switch (group) {
+        case 0: asm volatile("bar.sync 1, 256;\n" ::: "memory"); break;
+        case 1: asm volatile("bar.sync 2, 256;\n" ::: "memory"); break;
+        default: asm volatile("bar.sync 3, 256;\n" ::: "memory"); break;
+    }
 }
-__device__ __forceinline__ void pass_turn(int group) {
-    if (group == 0)
-        asm volatile("bar.arrive 2, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
-    else
-        asm volatile("bar.arrive 1, %0;\n" ::"n"(CONSUMERS * 128) : "memory");
+__device__ __forceinline__ void pass_turn(int next) {
+    switch (next) {
+        case 0: asm volatile("bar.arrive 1, 256;\n" ::: "memory"); break;
+        case 1: asm volatile("bar.arrive 2, 256;\n" ::: "memory"); break;
+        default: asm volatile("bar.arrive 3, 256;\n" ::: "memory"); break;
+    }
 }
 
 // D: head dim (64, 80, 96 or 128), computed as DP (a whole number of 64-value panels); BN:
-// keys a stage; STAGES: K/V stages in the ring.
-template <bool BF16, int D, int BN, int STAGES, int DP = (D + 63) / 64 * 64>
+// keys a stage; STAGES: K/V stages in the ring; C: consumer warpgroups (2 or 3), 64 query
+// rows each. The registers split as FlashAttention-3's: with two consumers 40 for the
+// producer and 232 for each consumer, with three 24 and 160 (all 65,536 but 1,024).
+template <bool BF16, int D, int BN, int STAGES, int C, int DP = (D + 63) / 64 * 64>
 __device__ __forceinline__ void flash_forward_tma(
     const TensorMap& q_map, const TensorMap& k_map, const TensorMap& v_map, half_bits* __restrict__ out,
     i64 out_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
     const i64* __restrict__ block_q0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
     float scale_log2) {
     static_assert(D % 16 == 0 && (DP == 64 || DP == 128), "head dims 64 to 128, in 16s");
+    static_assert(C == 2 || C == 3, "two or three consumer warpgroups");
+    constexpr int BM = C * 64;  // query rows a block
     constexpr int PANELS = DP / 64;
     constexpr int NT = BN / 8;   // 8-key tiles of the scores
     constexpr int DT = DP / 8;   // 8-column tiles of the output
@@ -80,7 +83,7 @@ __device__ __forceinline__ void flash_forward_tma(
         for (int stage = 0; stage < STAGES; ++stage) {
             mbarrier_init(k_full(stage), 1);
             mbarrier_init(v_full(stage), 1);
-            mbarrier_init(released(stage), CONSUMERS * 128);
+            mbarrier_init(released(stage), C * 128);
         }
         mbarrier_init_fence();
     }
@@ -89,7 +92,7 @@ __device__ __forceinline__ void flash_forward_tma(
     if (warpgroup == 0) {
         // The producer: Q, then key block j into stage j % STAGES once every consumer has
         // released that stage's block j − STAGES (phase parity: the stage's round).
-        registers_down<40>();
+        registers_down<C == 2 ? 40 : 24>();
         if (tid == 0) {
             const int head = blockIdx.y;
             mbarrier_expect_bytes(q_full, Q_BYTES);
@@ -111,7 +114,7 @@ __device__ __forceinline__ void flash_forward_tma(
         return;
     }
 
-    registers_up<232>();
+    registers_up<C == 2 ? 232 : 160>();
     const int group = warpgroup - 1, warp = (tid >> 5) & 3, lane = tid & 31;
     // This thread's rows: half h → row 64·group + 16·warp + lane/4 + 8h of the block.
     const int row_base = group * 64 + warp * 16 + (lane >> 2);
@@ -139,14 +142,16 @@ __device__ __forceinline__ void flash_forward_tma(
     };
     auto keys_landed = [&](int j) { mbarrier_wait(k_full(j % STAGES), (j / STAGES) & 1); };
     auto values_landed = [&](int j) { mbarrier_wait(v_full(j % STAGES), (j / STAGES) & 1); };
-    // Turns: consumer 0 goes first; each passes the turn after issuing, but consumer 1 not
-    // after its last (consumer 0 has no turn left to take it).
+    // Turns: consumer 0 goes first (the last one passes to it before starting); each passes
+    // the turn on after issuing, but the last not after its last turn (consumer 0 has none
+    // left to take it).
     int turns_left = blocks + 1;
+    const int next = group + 1 == C ? 0 : group + 1;
     auto take_turn = [&] { wait_turn(group); };
     auto end_turn = [&] {
-        if (--turns_left > 0 || group == 0) pass_turn(group);
+        if (--turns_left > 0 || next != 0) pass_turn(next);
     };
-    if (group == 1) pass_turn(group);
+    if (next == 0) pass_turn(next);
 
     mbarrier_wait(q_full, 0);
     float alpha[1][2];
@@ -189,30 +194,36 @@ __device__ __forceinline__ void flash_forward_tma(
 
 }  // namespace
 
-// One kernel per (type, head dim): FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES); build.rs
-// reads these lines into the Rust table with BM = 128 query rows a block, THREADS threads,
-// shared memory (BM + 2·STAGES·BN)·DP 16-bit values, 1 KB for alignment and the mbarriers.
+// One kernel per (type, head dim): FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES, C);
+// build.rs reads these lines into the Rust table with BM = 64·C query rows a block,
+// 128·(C + 1) threads, shared memory (BM + 2·STAGES·BN)·DP 16-bit values, 1 KB for alignment
+// and the mbarriers.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES)                                                          \
-    flash_forward_tma<BF16, D, BN, STAGES>(q_map, k_map, v_map, out, out_stride, offsets, block_seq, block_q0, \
-                                           positions, slopes_log2, scale_log2);
+#define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES, C)                                                          \
+    flash_forward_tma<BF16, D, BN, STAGES, C>(q_map, k_map, v_map, out, out_stride, offsets, block_seq, block_q0, \
+                                              positions, slopes_log2, scale_log2);
 #else
-#define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES) __trap();
+#define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES, C) __trap();
 #endif
-#define FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES)                                                     \
-    extern "C" __global__ void __launch_bounds__(THREADS, 1) NAME(                                           \
+#define FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES, C)                                                  \
+    extern "C" __global__ void __launch_bounds__(128 * (C + 1), 1) NAME(                                     \
         const __grid_constant__ TensorMap q_map, const __grid_constant__ TensorMap k_map,                    \
         const __grid_constant__ TensorMap v_map, half_bits* out, i64 out_stride, const i64* offsets,         \
         const i64* block_seq, const i64* block_q0, const float* positions, const float* slopes_log2,         \
         float scale_log2) {                                                                                  \
-        FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES)                                                             \
+        FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES, C)                                                          \
     }
 
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d64, true, 64, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d128, true, 128, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d64, false, 64, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d128, false, 128, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d80, true, 80, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d96, true, 96, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d80, false, 80, 128, 3)
-FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d96, false, 96, 128, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d64, true, 64, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d128, true, 128, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d64, false, 64, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d128, false, 128, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d80, true, 80, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_bf16_d96, true, 96, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d80, false, 80, 128, 3, 2)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_f16_d96, false, 96, 128, 3, 2)
+// At d 64 three consumers (192 query rows a block) where the launch has blocks enough for
+// every SM many times over: 10% faster from 64k tokens, slower where few blocks leave SMs
+// idle in the last wave (bench/RESULTS.md; the host picks: attention.rs).
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_c3_bf16_d64, true, 64, 128, 3, 3)
+FLASH_KERNEL_SM90_TMA(flash_attn_sm90_tma_c3_f16_d64, false, 64, 128, 3, 3)

@@ -34,6 +34,8 @@ pub(super) struct Inner {
     pub(super) block_tables: attention::BlockTables,
     /// Whether the GPU runs sm_90a code (Hopper), where flash_attn_sm90.cu's kernels exist.
     pub(super) hopper: bool,
+    /// Its streaming multiprocessors (SMs): how many blocks of a kernel run at once.
+    pub(super) multiprocessors: usize,
     /// The attention kernels used where they take the head dim: those asked for by `bench
     /// attention --kernel` and `selftest`, else (`None`) the GPU's choice for each launch.
     pub(super) attention_family: Mutex<Option<super::kernels::KernelFamily>>,
@@ -138,6 +140,9 @@ impl CudaBackend {
             modules.push(module);
         }
         attention::configure(&functions).map_err(|e| fail(&e))?;
+        let multiprocessors = ctx
+            .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| fail(&e))? as usize;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let description = format!(
             "cuda:{ordinal} {name} (compute {major}.{minor}, {arch}, driver {}.{})",
@@ -155,6 +160,7 @@ impl CudaBackend {
                 _modules: modules,
                 block_tables: Default::default(),
                 hopper: arch == "sm_90a",
+                multiprocessors,
                 attention_family: Mutex::new(None),
                 poison: Default::default(),
                 spans: Default::default(),

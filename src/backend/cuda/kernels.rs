@@ -251,6 +251,7 @@ mod tests {
                 KernelFamily::MmaSync => ("", "flash_attn.cu"),
                 KernelFamily::Wgmma => ("sm90_", "flash_attn_sm90.cu"),
                 KernelFamily::WgmmaPipelined => ("sm90_pipelined_", "flash_attn_sm90.cu"),
+                KernelFamily::WgmmaTma if flash.block_m == 192 => ("sm90_tma_c3_", "flash_attn_sm90_tma.cu"),
                 KernelFamily::WgmmaTma => ("sm90_tma_", "flash_attn_sm90_tma.cu"),
             };
             assert_eq!(flash.name, format!("flash_attn_{family}{ty}_d{}", flash.head_dim));
