@@ -45,13 +45,10 @@ __device__ __forceinline__ void flash_forward_sm90(
     constexpr int CH = D / 8;   // 16-byte chunks a row
     constexpr int NT = BN / 8;  // 8-key tiles of the scores
     constexpr int DT = D / 8;   // 8-column tiles of the output
-    constexpr unsigned Q_BYTES = BM * D * 2, KV_BYTES = BN * D * 2;
-    // The swizzle pattern repeats every 1,024 bytes, from 1,024-byte-aligned addresses: the
-    // tiles start at the first such address (the launch gives 1 KB to spare).
+    constexpr unsigned KV_BYTES = BN * D * 2;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const unsigned sq = (smem_addr(smem_raw) + 1023u) & ~1023u;  // BM × D
-    const unsigned sk = sq + Q_BYTES;                              // STAGES × BN × D
-    const unsigned sv = sk + STAGES * KV_BYTES;                    // STAGES × BN × D
+    const Tiles layout = tiles<BM, BN, D, STAGES>(smem_raw);
+    const unsigned sq = layout.q, sk = layout.k, sv = layout.v;
 
     const int tid = threadIdx.x, group = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int head = blockIdx.y;

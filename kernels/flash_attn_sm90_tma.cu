@@ -64,13 +64,11 @@ __device__ __forceinline__ void flash_forward_tma(
     constexpr int NT = BN / 8;   // 8-key tiles of the scores
     constexpr int DT = DP / 8;   // 8-column tiles of the output
     constexpr unsigned Q_BYTES = BM * DP * 2, KV_BYTES = BN * DP * 2;
-    // Tiles from the first 1,024-byte boundary (the swizzle's period; the launch gives 1 KB
-    // to spare), then the mbarriers: Q's, each stage's K and V arrivals, each stage's release.
+    // The tiles, then the mbarriers: Q's, each stage's K and V arrivals, each stage's release.
     extern __shared__ __align__(1024) unsigned char smem_raw[];
-    const unsigned sq = (smem_addr(smem_raw) + 1023u) & ~1023u;  // BM × DP
-    const unsigned sk = sq + Q_BYTES;                              // STAGES × BN × DP
-    const unsigned sv = sk + STAGES * KV_BYTES;                    // STAGES × BN × DP
-    const unsigned q_full = sv + STAGES * KV_BYTES;
+    const Tiles layout = tiles<BM, BN, DP, STAGES>(smem_raw);
+    const unsigned sq = layout.q, sk = layout.k, sv = layout.v;
+    const unsigned q_full = layout.end;
     auto k_full = [&](int stage) { return q_full + 8 * (1 + stage); };
     auto v_full = [&](int stage) { return q_full + 8 * (1 + STAGES + stage); };
     auto released = [&](int stage) { return q_full + 8 * (1 + 2 * STAGES + stage); };

@@ -10,6 +10,22 @@
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
+// Where the tiles lie in dynamic shared memory: Q (BM rows), then STAGES stages of K, then
+// of V (BN rows each), rows of DP values, from the first 1,024-byte boundary (the swizzle's
+// period; launches give 1 KB to spare); `end`, the first byte past them.
+struct Tiles {
+    unsigned q, k, v, end;
+};
+template <int BM, int BN, int DP, int STAGES>
+__device__ __forceinline__ Tiles tiles(const void* smem) {
+    Tiles t;
+    t.q = (smem_addr(smem) + 1023u) & ~1023u;
+    t.k = t.q + BM * DP * 2;
+    t.v = t.k + STAGES * BN * DP * 2;
+    t.end = t.v + STAGES * BN * DP * 2;
+    return t;
+}
+
 // S = Q·Kᵀ over key block `k_tile` (BN keys), issued as one wgmma group: `q_rows_at`, this
 // warpgroup's 64 rows in a Q tile of BM rows (8-row groups 1,024 bytes apart in each panel;
 // a k-slice of 16 values is 32 bytes into a panel).

@@ -266,27 +266,12 @@ impl CudaBackend {
         let block_q0 = base + 8 * (sequences + 1) as u64;
         let block_seq = block_q0 + 8 * blocks as u64;
         if kernel.family == KernelFamily::WgmmaTma {
-            let q_map = tensor_map::<T>(
-                a.q.device_ptr(stream).0,
-                tokens,
-                (h, d),
-                a.q_stride,
-                kernel.block_m,
-            )?;
-            let k_map = tensor_map::<T>(
-                a.k.device_ptr(stream).0,
-                tokens,
-                (h, d),
-                a.kv_stride,
-                kernel.block_n,
-            )?;
-            let v_map = tensor_map::<T>(
-                a.v.device_ptr(stream).0,
-                tokens,
-                (h, d),
-                a.kv_stride,
-                kernel.block_n,
-            )?;
+            let map = |view: &CudaView<T>, stride, rows| {
+                tensor_map::<T>(view.device_ptr(stream).0, tokens, (h, d), stride, rows)
+            };
+            let q_map = map(&a.q, a.q_stride, kernel.block_m)?;
+            let k_map = map(&a.k, a.kv_stride, kernel.block_n)?;
+            let v_map = map(&a.v, a.kv_stride, kernel.block_n)?;
             return launch!(
                 self,
                 kernel.name,
