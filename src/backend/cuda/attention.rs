@@ -1,5 +1,7 @@
-//! Launching kernels/flash_attn.cu: the per-block table of a packed batch, strides, the
-//! optional rotary embedding (applied to copies of q and k first) and ALiBi slopes.
+//! Launching the attention kernels (kernels/flash_attn.cu everywhere; flash_attn_sm90.cu and
+//! flash_attn_sm90_tma.cu on a Hopper): which one a launch runs, the per-block table of a
+//! packed batch, strides or TMA tensor maps, the optional rotary embedding (applied to
+//! copies of q and k first) and ALiBi slopes.
 
 use super::kernels::{DeviceElem, FlashKernel, KernelFamily, KernelSignature, TensorMap, FLASH_KERNELS};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
@@ -49,8 +51,8 @@ fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
 }
 
 /// Shared memory of `kernel`: the Q tile and its stages of K and V, in rows of its stride;
-/// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary.
-/// The TMA kernels' mbarriers follow: Q's, and each stage's K, V and release.
+/// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary, and after
+/// the TMA kernel's, its mbarriers (Q's, and each stage's K, V and release).
 fn smem_bytes(kernel: &FlashKernel) -> usize {
     let tiles = (kernel.block_m + 2 * kernel.stages * kernel.block_n) * kernel.row_stride * 2;
     tiles
