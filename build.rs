@@ -66,8 +66,9 @@ fn main() {
 /// block make its query rows. flash_attn_sm90.cu: `FLASH_KERNEL_SM90(NAME, BF16, D, BN,
 /// PIPELINED)`, WARPGROUPS warpgroups of 64 query rows, rows of D values (in 128-byte
 /// panels), three K/V stages when pipelined. flash_attn_sm90_tma.cu:
-/// `FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES, C)`, C consumer warpgroups of 64 query
-/// rows and a producer warpgroup, rows of D values padded to whole 64-value panels.
+/// `FLASH_KERNEL_SM90_TMA(NAME, BF16, D, BN, STAGES, C, PERSISTENT)`, C consumer warpgroups
+/// of 64 query rows and a producer warpgroup, rows of D values padded to whole 64-value
+/// panels, persistent blocks or one a tile.
 fn flash_kernel(
     file: &str,
     name: &str,
@@ -95,13 +96,11 @@ fn flash_kernel(
         let consumers = number("C");
         // Rows of whole 64-value panels (head dims 80 and 96 padded to 128).
         let (stages, panels) = (number("STAGES"), (number("D") + 63) / 64);
-        (
-            "WgmmaTma",
-            stages,
-            panels * 64,
-            consumers * 64,
-            (consumers + 1) * 128,
-        )
+        let family = match args.get("PERSISTENT").map(String::as_str) {
+            Some("true") => "WgmmaTmaPersistent",
+            _ => "WgmmaTma",
+        };
+        (family, stages, panels * 64, consumers * 64, (consumers + 1) * 128)
     } else {
         let warps = constant("WARPS");
         ("MmaSync", 2, number("LD"), warps * 16 * number("MT"), warps * 32)

@@ -23,7 +23,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$out/gpu.txt"
 timeout 200 "$bin" selftest --attention >"$out/selftest.txt" 2>&1
 echo "selftest exit $?" >>"$out/selftest.txt"
 # A kernel that hangs must not take the job with it: each timing run has a limit.
-for kernel in mma wgmma wgmma-pipelined wgmma-tma; do
+for kernel in mma wgmma wgmma-pipelined wgmma-tma wgmma-tma-persistent; do
     run() { timeout 60 "$bin" bench attention --device cuda --kernel "$kernel" "$@" >>"$out/attention-$kernel.txt" 2>&1; }
     run --seq 1024 4096 16384 65536 131072 --head-dim 64 128 --heads 8 --runs 10
     run --seq 16384 65536 --head-dim 80 96 --heads 8 --runs 10

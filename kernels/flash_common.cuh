@@ -6,9 +6,10 @@
 #pragma once
 #include "common.cuh"
 
-// The query block a thread block owns: the packed batch's sequence `seq` (tokens seq_start
-// to seq_end), its first row q0, the rows it holds (at most BM), and the head's column
-// offset (head = blockIdx.y, D values each).
+// The query block a thread block owns (query block `block` of head `head`; by default those
+// of its grid position): the packed batch's sequence `seq` (tokens seq_start to seq_end), its
+// first row q0, the rows it holds (at most BM), and the head's column offset (D values a
+// head).
 struct QueryBlock {
     int seq;
     i64 q0, seq_start, seq_end;
@@ -17,14 +18,15 @@ struct QueryBlock {
 };
 
 template <int BM, int D>
-__device__ __forceinline__ QueryBlock query_block(const i64* offsets, const i64* block_seq, const i64* block_q0) {
+__device__ __forceinline__ QueryBlock query_block(const i64* offsets, const i64* block_seq, const i64* block_q0,
+                                                  i64 block = blockIdx.x, int head = blockIdx.y) {
     QueryBlock b;
-    b.seq = (int)block_seq[blockIdx.x];
-    b.q0 = block_q0[blockIdx.x];
+    b.seq = (int)block_seq[block];
+    b.q0 = block_q0[block];
     b.seq_start = offsets[b.seq];
     b.seq_end = offsets[b.seq + 1];
     b.q_rows = (int)min((i64)BM, b.seq_end - b.q0);
-    b.head_off = (i64)blockIdx.y * D;
+    b.head_off = (i64)head * D;
     return b;
 }
 

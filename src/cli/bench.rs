@@ -58,9 +58,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 4.0)]
         naive_limit_gib: f64,
         /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma and
-        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, wgmma-tma: flash_attn_sm90_tma.cu,
-        /// Hopper, head dims 64 and 128; default: the GPU's choice, on a Hopper wgmma-tma for
-        /// sequences of 512 tokens and more, wgmma below, elsewhere mma)
+        /// wgmma-pipelined: kernels/flash_attn_sm90.cu, wgmma-tma and wgmma-tma-persistent:
+        /// flash_attn_sm90_tma.cu, Hopper; default: the GPU's choice, on a Hopper wgmma-tma
+        /// for sequences of 512 tokens and more, wgmma below, elsewhere mma)
         #[arg(long, value_enum)]
         kernel: Option<AttentionKernels>,
         /// Print JSON lines instead of a table
@@ -398,6 +398,7 @@ pub enum AttentionKernels {
     Wgmma,
     WgmmaPipelined,
     WgmmaTma,
+    WgmmaTmaPersistent,
 }
 
 impl AttentionKernels {
@@ -407,6 +408,7 @@ impl AttentionKernels {
             AttentionKernels::Wgmma => KernelFamily::Wgmma,
             AttentionKernels::WgmmaPipelined => KernelFamily::WgmmaPipelined,
             AttentionKernels::WgmmaTma => KernelFamily::WgmmaTma,
+            AttentionKernels::WgmmaTmaPersistent => KernelFamily::WgmmaTmaPersistent,
         }
     }
 }

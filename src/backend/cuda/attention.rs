@@ -52,14 +52,14 @@ fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
 
 /// Shared memory of `kernel`: the Q tile and its stages of K and V, in rows of its stride;
 /// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary, and after
-/// the TMA kernel's, its mbarriers (Q's, and each stage's K, V and release).
+/// the TMA kernels', their mbarriers (Q's arrival and release, each stage's K, V and release).
 fn smem_bytes(kernel: &FlashKernel) -> usize {
     let tiles = (kernel.block_m + 2 * kernel.stages * kernel.block_n) * kernel.row_stride * 2;
     tiles
         + match kernel.family {
             KernelFamily::MmaSync => 0,
             KernelFamily::Wgmma | KernelFamily::WgmmaPipelined => 1024,
-            KernelFamily::WgmmaTma => 1024 + 8 * (1 + 3 * kernel.stages),
+            KernelFamily::WgmmaTma | KernelFamily::WgmmaTmaPersistent => 1024 + 8 * (2 + 3 * kernel.stages),
         }
 }
 
@@ -82,6 +82,7 @@ pub(super) fn families(hopper: bool) -> &'static [KernelFamily] {
     if hopper {
         &[
             KernelFamily::WgmmaTma,
+            KernelFamily::WgmmaTmaPersistent,
             KernelFamily::Wgmma,
             KernelFamily::WgmmaPipelined,
             KernelFamily::MmaSync,
@@ -139,7 +140,7 @@ impl CudaBackend {
     ) -> Option<&'static FlashKernel> {
         let asked = *self.inner.attention_family.lock().expect("no panics while held");
         let family = match asked.unwrap_or_else(|| default_family(self.inner.hopper, a.offsets)) {
-            KernelFamily::WgmmaTma if !tma_can_read(a) => KernelFamily::Wgmma,
+            family if family.uses_tma() && !tma_can_read(a) => KernelFamily::Wgmma,
             family => family,
         };
         let first = kernel_for::<T>(a.head_dim, family)?;
@@ -247,7 +248,12 @@ impl CudaBackend {
             return Ok(());
         }
         let (table, blocks) = self.block_table(a.offsets, kernel.block_m)?;
-        let grid = (blocks as u32, h as u32);
+        // One block a tile (a query block of a head), or persistent blocks, one an SM, taking
+        // the tiles in turn.
+        let grid = match kernel.family {
+            KernelFamily::WgmmaTmaPersistent => ((blocks * h).min(self.inner.multiprocessors) as u32, 1),
+            _ => (blocks as u32, h as u32),
+        };
         let cfg = LaunchConfig {
             grid_dim: (grid.0, grid.1, 1),
             block_dim: (kernel.threads as u32, 1, 1),
@@ -267,13 +273,14 @@ impl CudaBackend {
         let offsets = base;
         let block_q0 = base + 8 * (sequences + 1) as u64;
         let block_seq = block_q0 + 8 * blocks as u64;
-        if kernel.family == KernelFamily::WgmmaTma {
+        if kernel.family.uses_tma() {
             let map = |view: &CudaView<T>, stride, rows| {
                 tensor_map::<T>(view.device_ptr(stream).0, tokens, (h, d), stride, rows)
             };
             let q_map = map(&a.q, a.q_stride, kernel.block_m)?;
             let k_map = map(&a.k, a.kv_stride, kernel.block_n)?;
             let v_map = map(&a.v, a.kv_stride, kernel.block_n)?;
+            let (query_blocks, heads) = (blocks as i64, h as i32);
             return launch!(
                 self,
                 kernel.name,
@@ -288,7 +295,9 @@ impl CudaBackend {
                 &block_q0,
                 &positions,
                 &slopes,
-                &scale_log2
+                &scale_log2,
+                &query_blocks,
+                &heads
             );
         }
         launch!(

@@ -65,6 +65,9 @@ pub enum KernelFamily {
     /// kernels/flash_attn_sm90_tma.cu: wgmma (sm_90a only), K and V by the TMA from a
     /// producer warpgroup, two consumer warpgroups ping-ponged.
     WgmmaTma,
+    /// The same with persistent blocks, one an SM, each taking tiles one after another
+    /// (tile-length batches).
+    WgmmaTmaPersistent,
 }
 
 impl KernelFamily {
@@ -75,7 +78,13 @@ impl KernelFamily {
             KernelFamily::Wgmma => "wgmma",
             KernelFamily::WgmmaPipelined => "wgmma-pipelined",
             KernelFamily::WgmmaTma => "wgmma-tma",
+            KernelFamily::WgmmaTmaPersistent => "wgmma-tma-persistent",
         }
+    }
+
+    /// Whether its kernels read q, k and v through TMA tensor maps.
+    pub fn uses_tma(self) -> bool {
+        matches!(self, KernelFamily::WgmmaTma | KernelFamily::WgmmaTmaPersistent)
     }
 }
 
@@ -239,9 +248,10 @@ mod tests {
         assert_eq!(assemble.params.len(), 13);
         for flash in FLASH_KERNELS {
             let k = find(flash.name).expect("the macro's kernels are in the table");
-            // The TMA kernels take tensor maps for q, k, v and their strides.
-            let tma = flash.family == KernelFamily::WgmmaTma;
-            assert_eq!(k.params.len(), if tma { 11 } else { 13 });
+            // The TMA kernels take tensor maps for q, k, v (not their strides), and the
+            // tiles' count for persistent blocks.
+            let tma = flash.family.uses_tma();
+            assert_eq!(k.params.len(), 13);
             assert_eq!(k.params[0] == Param::Value(Elem::TensorMap), tma);
             assert!(flash.block_m % 16 == 0 && flash.block_n % 16 == 0 && flash.threads % 32 == 0);
             assert!(flash.head_dim % 16 == 0 && flash.row_stride >= flash.head_dim);
@@ -253,11 +263,12 @@ mod tests {
                 KernelFamily::WgmmaPipelined => ("sm90_pipelined_", "flash_attn_sm90.cu"),
                 KernelFamily::WgmmaTma if flash.block_m == 192 => ("sm90_tma_c3_", "flash_attn_sm90_tma.cu"),
                 KernelFamily::WgmmaTma => ("sm90_tma_", "flash_attn_sm90_tma.cu"),
+                KernelFamily::WgmmaTmaPersistent => ("sm90_tma_persistent_", "flash_attn_sm90_tma.cu"),
             };
             assert_eq!(flash.name, format!("flash_attn_{family}{ty}_d{}", flash.head_dim));
             assert_eq!(k.file, file);
             let stages = match flash.family {
-                KernelFamily::WgmmaPipelined | KernelFamily::WgmmaTma => 3,
+                KernelFamily::WgmmaPipelined | KernelFamily::WgmmaTma | KernelFamily::WgmmaTmaPersistent => 3,
                 _ => 2,
             };
             assert_eq!(flash.stages, stages);
