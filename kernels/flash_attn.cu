@@ -110,12 +110,8 @@ __device__ __forceinline__ void flash_forward(
 
     // This thread's rows: tile mt, half h → row warp·16·MT + mt·16 + lane/4 + 8h of the block.
     const int row_base = warp * MT * 16 + (lane >> 2);
-    float slope = 0.f;  // per unscaled score: slope · √d
     float qpos[MT][2][2];
-    if (positions) {
-        slope = slopes_log2[head] / scale_log2;
-        load_query_positions<MT>(qpos, positions, row_base, q_rows, q0);
-    }
+    const float slope = query_alibi<MT>(qpos, positions, slopes_log2, head, scale_log2, row_base, q_rows, q0);
 
     float o[MT][DT][4];
     float row_max[MT][2], row_sum[MT][2];

@@ -87,12 +87,8 @@ __device__ __forceinline__ void flash_forward_sm90(
 
     // This thread's rows: tile 0, half h → row 64·group + 16·warp + lane/4 + 8h of the block.
     const int row_base = group * 64 + warp * 16 + (lane >> 2);
-    float slope = 0.f;  // per unscaled score: slope · √d
     float qpos[1][2][2];
-    if (positions) {
-        slope = slopes_log2[head] / scale_log2;
-        load_query_positions<1>(qpos, positions, row_base, q_rows, q0);
-    }
+    const float slope = query_alibi<1>(qpos, positions, slopes_log2, head, scale_log2, row_base, q_rows, q0);
     float o[1][DT][4];
     float row_max[1][2] = {{NEG_INF, NEG_INF}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll

@@ -159,12 +159,9 @@ __device__ __forceinline__ void flash_forward_tma(
         int head;
         const QueryBlock qb = tile_at(t, head);
         const int blocks = key_blocks(qb);
-        float slope = 0.f;  // per unscaled score: slope · √d
         float qpos[1][2][2];
-        if (positions) {
-            slope = slopes_log2[head] / scale_log2;
-            load_query_positions<1>(qpos, positions, row_base, qb.q_rows, qb.q0);
-        }
+        const float slope =
+            query_alibi<1>(qpos, positions, slopes_log2, head, scale_log2, row_base, qb.q_rows, qb.q0);
         float o[1][DT][4];
         float row_max[1][2] = {{NEG_INF, NEG_INF}}, row_sum[1][2] = {{0.f, 0.f}};
 #pragma unroll

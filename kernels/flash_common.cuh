@@ -52,6 +52,19 @@ __device__ __forceinline__ void load_query_positions(float (&qpos)[MT][2][2], co
         }
 }
 
+// The ALiBi bias's inputs for this thread (see load_query_positions): its query positions,
+// and returned, the head's slope in unscaled-score units (slope · √d); 0 without ALiBi
+// (null positions), the positions then left unset.
+template <int MT>
+__device__ __forceinline__ float query_alibi(float (&qpos)[MT][2][2], const float* __restrict__ positions,
+                                             const float* __restrict__ slopes_log2, int head, float scale_log2,
+                                             int row_base, int q_rows, i64 q0) {
+    if (!positions) return 0.f;
+    const float slope = slopes_log2[head] / scale_log2;
+    load_query_positions<MT>(qpos, positions, row_base, q_rows, q0);
+    return slope;
+}
+
 // Scores stay unscaled until the exponential, where the base-2 scale folds into one FMA.
 // The ALiBi bias (in unscaled units: `slope` is slope · √d) and the mask of keys past the
 // sequence's end, for the NT·8 keys from k0; both branches are uniform and cost nothing on
