@@ -20,7 +20,7 @@ use crate::slide::tilemap::{CellTile, TileMap};
 use crate::slide::Mpp;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub(super) const FORMAT: Format = Format {
     name: "mirax",
@@ -683,7 +683,17 @@ struct MiraxLevel {
     on_its_cells: bool,
     /// The box of the tiles' corners and far edges (level pixels).
     extent: Option<(i64, i64, i64, i64)>,
+    /// Where an image holds several tiles (the coarser levels of a slide with camera image
+    /// divisions), the images decoded lately, by where they are stored: reading an image's
+    /// tiles decodes it once, not once a tile (64 times at 8 × 8).
+    decoded: Option<Mutex<lru::LruCache<(usize, u64), Arc<Tile>>>>,
 }
+
+/// Images a level with several tiles an image keeps decoded (a region read row by row
+/// passes along a row of images at a time), and the most bytes they may hold: a file's
+/// stated image size earns no more memory than one image of it.
+const DECODED_IMAGES_KEPT: usize = 16;
+const DECODED_BYTES_KEPT: usize = 64 << 20;
 
 impl MiraxLevel {
     fn new(
@@ -724,7 +734,52 @@ impl MiraxLevel {
             data,
             on_its_cells,
             extent,
+            decoded: (tiles_per_image > 1).then(|| {
+                Mutex::new(lru::LruCache::new(
+                    std::num::NonZeroUsize::new(DECODED_IMAGES_KEPT).expect("not zero"),
+                ))
+            }),
         })
+    }
+
+    /// The image stored at `at`, decoded (at `image_size`, or an error naming the mismatch).
+    fn decode_image(&self, at: Stored) -> Result<Tile> {
+        let (w, h) = self.image_size;
+        let bytes = read_stored(&self.data, at, max_stored_bytes(w as u64 * h as u64))?;
+        Ok(match self.picture {
+            Picture::Jpeg => {
+                let t = jpeg::decode(&bytes, w, h)?;
+                if (t.width, t.height) != (w, h) {
+                    return Err(corrupt(format!(
+                        "JPEG of {}x{} pixels where {w}x{h} are expected",
+                        t.width, t.height
+                    )));
+                }
+                t
+            }
+            Picture::Png => decode_png(&bytes, w, h)?,
+            Picture::Bmp => decode_bmp24(&bytes, w, h)?,
+        })
+    }
+
+    /// The image at `at` through `decoded` (decoded outside the lock: two threads after the
+    /// same image may both decode it, and the second's copy is kept).
+    fn decode_shared(
+        &self,
+        at: Stored,
+        decoded: &Mutex<lru::LruCache<(usize, u64), Arc<Tile>>>,
+    ) -> Result<Arc<Tile>> {
+        let key = (at.file, at.offset);
+        if let Some(image) = decoded.lock().expect("no panics while held").get(&key) {
+            return Ok(image.clone());
+        }
+        let image = Arc::new(self.decode_image(at)?);
+        let mut kept = decoded.lock().expect("no panics while held");
+        kept.put(key, image.clone());
+        while kept.len() > 1 && kept.iter().map(|(_, t)| t.rgba.len()).sum::<usize>() > DECODED_BYTES_KEPT {
+            kept.pop_lru();
+        }
+        Ok(image)
     }
 
     /// The tiles' bounding box as (x, y, width, height).
@@ -743,26 +798,11 @@ impl TileGrid for MiraxLevel {
             .map
             .get(col)
             .ok_or_else(|| corrupt(format!("no tile {col} in this level")))?;
-        let (w, h) = self.image_size;
-        let bytes = read_stored(&self.data, tile.stored, max_stored_bytes(w as u64 * h as u64))?;
-        let image = match self.picture {
-            Picture::Jpeg => {
-                let t = jpeg::decode(&bytes, w, h)?;
-                if (t.width, t.height) != (w, h) {
-                    return Err(corrupt(format!(
-                        "JPEG of {}x{} pixels where {w}x{h} are expected",
-                        t.width, t.height
-                    )));
-                }
-                t
-            }
-            Picture::Png => decode_png(&bytes, w, h)?,
-            Picture::Bmp => decode_bmp24(&bytes, w, h)?,
+        let Some(decoded) = &self.decoded else {
+            return Ok(Some(self.decode_image(tile.stored)?));
         };
-        let s = self.shape;
-        if (s.tile_width, s.tile_height) == (w, h) {
-            return Ok(Some(image));
-        }
+        let image = self.decode_shared(tile.stored, decoded)?;
+        let (w, s) = (self.image_size.0, self.shape);
         let (sx, sy) = tile.source;
         let mut rgba = Vec::with_capacity(s.tile_width as usize * s.tile_height as usize * 4);
         for row in image
