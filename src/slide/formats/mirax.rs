@@ -686,8 +686,11 @@ struct MiraxLevel {
     /// Where an image holds several tiles (the coarser levels of a slide with camera image
     /// divisions), the images decoded lately, by where they are stored: reading an image's
     /// tiles decodes it once, not once a tile (64 times at 8 × 8).
-    decoded: Option<Mutex<lru::LruCache<(usize, u64), Arc<Tile>>>>,
+    decoded: Option<Mutex<DecodedImages>>,
 }
+
+/// Decoded images by where they are stored (data file, offset).
+type DecodedImages = lru::LruCache<(usize, u64), Arc<Tile>>;
 
 /// Images a level with several tiles an image keeps decoded (a region read row by row
 /// passes along a row of images at a time), and the most bytes they may hold: a file's
@@ -764,11 +767,7 @@ impl MiraxLevel {
 
     /// The image at `at` through `decoded` (decoded outside the lock: two threads after the
     /// same image may both decode it, and the second's copy is kept).
-    fn decode_shared(
-        &self,
-        at: Stored,
-        decoded: &Mutex<lru::LruCache<(usize, u64), Arc<Tile>>>,
-    ) -> Result<Arc<Tile>> {
+    fn decode_shared(&self, at: Stored, decoded: &Mutex<DecodedImages>) -> Result<Arc<Tile>> {
         let key = (at.file, at.offset);
         if let Some(image) = decoded.lock().expect("no panics while held").get(&key) {
             return Ok(image.clone());
