@@ -113,17 +113,8 @@ __device__ __forceinline__ void flash_forward(
     float qpos[MT][2][2];
     const float slope = query_alibi<MT>(qpos, positions, slopes_log2, head, scale_log2, row_base, q_rows, q0);
 
-    float o[MT][DT][4];
-    float row_max[MT][2], row_sum[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
-        row_max[mt][0] = row_max[mt][1] = NEG_INF;
-        row_sum[mt][0] = row_sum[mt][1] = 0.f;
-    }
+    float o[MT][DT][4], row_max[MT][2], row_sum[MT][2];
+    start_rows(o, row_max, row_sum);
     unsigned qf[Q_IN_REGS ? MT : 1][Q_IN_REGS ? D / 16 : 1][4];
 
     const int blocks = (int)((seq_end - seq_start + BN - 1) / BN);

@@ -89,12 +89,8 @@ __device__ __forceinline__ void flash_forward_sm90(
     const int row_base = group * 64 + warp * 16 + (lane >> 2);
     float qpos[1][2][2];
     const float slope = query_alibi<1>(qpos, positions, slopes_log2, head, scale_log2, row_base, q_rows, q0);
-    float o[1][DT][4];
-    float row_max[1][2] = {{NEG_INF, NEG_INF}}, row_sum[1][2] = {{0.f, 0.f}};
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
+    float o[1][DT][4], row_max[1][2], row_sum[1][2];
+    start_rows(o, row_max, row_sum);
 
     const unsigned q_rows_at = sq + group * 64 * 128;  // this warpgroup's rows of Q
     float s[1][NT][4];

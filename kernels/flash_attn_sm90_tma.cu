@@ -162,12 +162,8 @@ __device__ __forceinline__ void flash_forward_tma(
         float qpos[1][2][2];
         const float slope =
             query_alibi<1>(qpos, positions, slopes_log2, head, scale_log2, row_base, qb.q_rows, qb.q0);
-        float o[1][DT][4];
-        float row_max[1][2] = {{NEG_INF, NEG_INF}}, row_sum[1][2] = {{0.f, 0.f}};
-#pragma unroll
-        for (int dt = 0; dt < DT; ++dt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) o[0][dt][e] = 0.f;
+        float o[1][DT][4], row_max[1][2], row_sum[1][2];
+        start_rows(o, row_max, row_sum);
         float s[1][NT][4];
         unsigned a[BN / 16][4];
         auto stage_of = [&](int j) { return (n0 + j) % STAGES; };

@@ -65,6 +65,20 @@ __device__ __forceinline__ float query_alibi(float (&qpos)[MT][2][2], const floa
     return slope;
 }
 
+// A query block's running state at its start: output zero, no maximum, no sum.
+template <int MT, int DT>
+__device__ __forceinline__ void start_rows(float (&o)[MT][DT][4], float (&row_max)[MT][2], float (&row_sum)[MT][2]) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) o[mt][dt][e] = 0.f;
+        row_max[mt][0] = row_max[mt][1] = NEG_INF;
+        row_sum[mt][0] = row_sum[mt][1] = 0.f;
+    }
+}
+
 // Scores stay unscaled until the exponential, where the base-2 scale folds into one FMA.
 // The ALiBi bias (in unscaled units: `slope` is slope · √d) and the mask of keys past the
 // sequence's end, for the NT·8 keys from k0; both branches are uniform and cost nothing on
