@@ -47,7 +47,7 @@ fn main() {
             )
             .unwrap();
             if let Some(args) = k.macro_args.as_ref() {
-                if name.starts_with("flash_attn") {
+                if FLASH_MACROS.contains(&k.macro_name.as_str()) {
                     flash.push_str(&flash_kernel(name, &k.name, args, &parsed.constants));
                 }
             }
@@ -60,6 +60,10 @@ fn main() {
     std::fs::write(out.join("kernel_sources.rs"), code).unwrap();
     std::fs::write(out.join("kernel_table.rs"), table + "\n" + &flash).unwrap();
 }
+
+/// The macros that declare the attention kernels `attention::attention_kernel` chooses
+/// among (training's forward with log-sum-exp, `FLASH_KERNEL_LSE`, is found by name).
+const FLASH_MACROS: [&str; 3] = ["FLASH_KERNEL", "FLASH_KERNEL_SM90", "FLASH_KERNEL_SM90_TMA"];
 
 /// One attention kernel's entry. flash_attn.cu: `FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, ...)`
 /// declares it (LD its shared-memory row stride), MT 16-row tiles per warp and WARPS warps a
@@ -116,7 +120,9 @@ fn flash_kernel(
 struct Kernel {
     name: String,
     params: Vec<Param>,
-    /// The macro's arguments by its parameter names, for a kernel a macro declares.
+    /// The macro's name and its arguments by its parameter names, for a kernel a macro
+    /// declares.
+    macro_name: String,
     macro_args: Option<HashMap<String, String>>,
 }
 
@@ -223,6 +229,7 @@ fn parse(source: &str) -> Result<Parsed, String> {
                 .ok_or(format!("{name} declares no kernel"))?;
             k.name = by_name.get(&k.name).cloned().unwrap_or(k.name);
             k.macro_args = Some(by_name);
+            k.macro_name = name.clone();
             kernels.push(k);
             continue;
         }
@@ -265,6 +272,7 @@ fn kernels_in(text: &str) -> Result<Vec<Kernel>, String> {
         kernels.push(Kernel {
             name: rest[..open].trim().to_string(),
             params,
+            macro_name: String::new(),
             macro_args: None,
         });
         rest = &rest[close..];

@@ -24,37 +24,18 @@ namespace {
 constexpr int WARPS = 4;
 constexpr int THREADS = WARPS * 32;
 
-// Element offset of 16-byte chunk `chunk` of row `row` in a shared-memory tile of D columns
-// with rows LD elements apart. ldmatrix reads 8 rows at one chunk per phase; shared memory
-// serves 128 B a cycle, 8 groups of 4 banks, so those 8 chunks must lie in 8 different
-// groups (chunk address / 16 mod 8):
-// - LD == D, D a multiple of 64 (8 or 16 chunks a row): dense rows, chunks swizzled as
-//   chunk ^ (row % 8), which stays inside the row's aligned group of 8 chunks;
-// - otherwise (D = 80: 10 chunks, 96: 12, where the XOR would leave the row): rows padded by
-//   one chunk, LD = D + 8. Then a row is an odd number of chunks long (D / 8 is even, as D
-//   is a multiple of 16), so 8 consecutive rows start in 8 different groups mod 8: for
-//   D = 80, 176-byte rows are 44 words, 44 mod 32 = 12, the rows' first words mod 32 are
-//   0, 12, 24, 4, 16, 28, 8, 20. cp.async's 16-byte writes of consecutive chunks lose at
-//   most a 2-way conflict where a phase spans a row end (asynchronous, off the MMA path).
-template <int D, int LD>
-__device__ __forceinline__ int tile_at(int row, int chunk) {
-    static_assert(LD == D ? D % 64 == 0 : LD == D + 8, "LD: D (swizzled, D a multiple of 64) or D + 8");
-    if constexpr (LD == D) {
-        return row * D + ((chunk ^ (row & 7)) << 3);
-    } else {
-        return row * LD + (chunk << 3);
-    }
-}
-
 // D: head dim; LD: shared-memory row stride (elements, see tile_at); MT: 16-row tiles per
 // warp; BN: keys per stage; SKIP_RESCALE: rescale the accumulators only when a warp vote says
 // some row maximum moved.
-template <bool BF16, int D, int LD, int MT, int BN, bool Q_IN_REGS, bool SKIP_RESCALE>
+// LSE: also each query row's log-sum-exp (log2 units, of the scaled scores) in `lse`
+// ([tokens, heads], f32), which training's backward pass reads.
+template <bool BF16, int D, int LD, int MT, int BN, bool Q_IN_REGS, bool SKIP_RESCALE, bool LSE = false>
 __device__ __forceinline__ void flash_forward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v,
     i64 q_stride, i64 kv_stride, half_bits* __restrict__ out, i64 out_stride, const i64* __restrict__ offsets,
     const i64* __restrict__ block_seq, const i64* __restrict__ block_q0,
-    const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2) {
+    const float* __restrict__ positions, const float* __restrict__ slopes_log2, float scale_log2,
+    float* __restrict__ lse = nullptr) {
     // QKᵀ takes D / 16 k-slices and P·V D / 16 pairs of 8-column tiles, so D is a multiple
     // of 16; past 128 the accumulators no longer fit in registers.
     static_assert(D % 16 == 0 && D >= 16 && D <= 128, "head dims: multiples of 16 up to 128");
@@ -205,9 +186,23 @@ __device__ __forceinline__ void flash_forward(
     }
 
     store_rows<BF16>(o, row_sum, out, out_stride, head_off, q0, row_base, q_rows, lane);
+    if constexpr (LSE) store_lse<MT>(row_max, row_sum, lse, head, gridDim.y, q0, row_base, q_rows, lane, scale_log2);
 }
 
 }  // namespace
+
+// Training's forward: the same kernel that also writes each row's log-sum-exp, for the
+// backward pass (kernels/attention_backward.cu); bf16, the head dims that has. Launched with
+// the FLASH_KERNEL line's tile sizes for its head dim (`attention_backward.rs`).
+#define FLASH_KERNEL_LSE(NAME, BF16, D, LD, MT, BN, Q_IN_REGS, SKIP)                                   \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
+        const half_bits* q, const half_bits* k, const half_bits* v, i64 q_stride, i64 kv_stride,         \
+        half_bits* out, i64 out_stride, const i64* offsets, const i64* block_seq, const i64* block_q0,   \
+        const float* positions, const float* slopes_log2, float scale_log2, float* lse) {                \
+        flash_forward<BF16, D, LD, MT, BN, Q_IN_REGS, SKIP, true>(q, k, v, q_stride, kv_stride, out,     \
+                                                                out_stride, offsets, block_seq, block_q0, \
+                                                                positions, slopes_log2, scale_log2, lse); \
+    }
 
 // One kernel per (type, head dim): FLASH_KERNEL(NAME, BF16, D, LD, MT, BN, Q_IN_REGS, SKIP);
 // build.rs reads these lines into the Rust table (src/backend/cuda/kernels.rs), which picks
@@ -268,3 +263,5 @@ FLASH_KERNEL(flash_attn_f16_d64, false, 64, 64, 2, 64, true, false)
 FLASH_KERNEL(flash_attn_f16_d80, false, 80, 88, 2, 64, false, false)
 FLASH_KERNEL(flash_attn_f16_d96, false, 96, 104, 2, 64, false, true)
 FLASH_KERNEL(flash_attn_f16_d128, false, 128, 128, 2, 64, false, true)
+FLASH_KERNEL_LSE(flash_attn_lse_bf16_d64, true, 64, 64, 2, 64, true, false)
+FLASH_KERNEL_LSE(flash_attn_lse_bf16_d128, true, 128, 128, 2, 64, false, true)

@@ -30,6 +30,28 @@ __device__ __forceinline__ QueryBlock query_block(const i64* offsets, const i64*
     return b;
 }
 
+// Element offset of 16-byte chunk `chunk` of row `row` in a shared-memory tile of D columns
+// with rows LD elements apart. ldmatrix reads 8 rows at one chunk per phase; shared memory
+// serves 128 B a cycle, 8 groups of 4 banks, so those 8 chunks must lie in 8 different
+// groups (chunk address / 16 mod 8):
+// - LD == D, D a multiple of 64 (8 or 16 chunks a row): dense rows, chunks swizzled as
+//   chunk ^ (row % 8), which stays inside the row's aligned group of 8 chunks;
+// - otherwise (D = 80: 10 chunks, 96: 12, where the XOR would leave the row): rows padded by
+//   one chunk, LD = D + 8. Then a row is an odd number of chunks long (D / 8 is even, as D
+//   is a multiple of 16), so 8 consecutive rows start in 8 different groups mod 8: for
+//   D = 80, 176-byte rows are 44 words, 44 mod 32 = 12, the rows' first words mod 32 are
+//   0, 12, 24, 4, 16, 28, 8, 20. cp.async's 16-byte writes of consecutive chunks lose at
+//   most a 2-way conflict where a phase spans a row end (asynchronous, off the MMA path).
+template <int D, int LD>
+__device__ __forceinline__ int tile_at(int row, int chunk) {
+    static_assert(LD == D ? D % 64 == 0 : LD == D + 8, "LD: D (swizzled, D a multiple of 64) or D + 8");
+    if constexpr (LD == D) {
+        return row * D + ((chunk ^ (row & 7)) << 3);
+    } else {
+        return row * LD + (chunk << 3);
+    }
+}
+
 __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
@@ -230,5 +252,24 @@ __device__ __forceinline__ void store_rows(const float (&o)[MT][DT][4], const fl
                     *reinterpret_cast<unsigned*>(dst + dt * 8) =
                         pack2<BF16>(o[mt][dt][2 * h] * inv, o[mt][dt][2 * h + 1] * inv);
             }
+        }
+}
+
+// Each of this thread's rows' log-sum-exp of its scaled scores, natural log ((row maximum ·
+// scale + log2 of the row sum, the sum over the 4 threads holding the row) · ln 2), at
+// lse[token · heads + head]: what the backward pass recomputes probabilities from.
+template <int MT>
+__device__ __forceinline__ void store_lse(const float (&row_max)[MT][2], const float (&row_sum)[MT][2], float* lse,
+                                          int head, int heads, i64 q0, int row_base, int q_rows, int lane,
+                                          float scale_log2) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            float total = row_sum[mt][h];
+            total += __shfl_xor_sync(0xffffffff, total, 1);
+            total += __shfl_xor_sync(0xffffffff, total, 2);
+            const int r = row_base + mt * 16 + 8 * h;
+            if (r < q_rows && (lane & 3) == 0) lse[(q0 + r) * heads + head] = (row_max[mt][h] * scale_log2 + log2f(total)) * 0.69314718f;
         }
 }

@@ -278,9 +278,10 @@ extern "C" __global__ void group_tokens_f32(const float* x, half_bits* out, int 
 
 // 2D rotary embedding of q and k in a fused QKV buffer ([tokens, 3, heads, head_dim]), in
 // place: in each head the first half rotates with the token's row, the second with its
-// column; pair (2i, 2i+1) of a half turns by coordinate · base^(−i / (head_dim/4)).
+// column; pair (2i, 2i+1) of a half turns by direction · coordinate · base^(−i / (head_dim/4))
+// (direction −1 turns back: the rotation's inverse, which gradients go through).
 extern "C" __global__ void rope_2d(half_bits* qkv, const float* positions, i64 tokens, int heads, int head_dim,
-                                   float log2_base) {
+                                   float log2_base, float direction) {
     const int pairs = head_dim / 2, quarter = head_dim / 4;
     GRID_STRIDE(i, tokens * 2 * heads * pairs) {
         const int pair = (int)(i % pairs);
@@ -289,7 +290,7 @@ extern "C" __global__ void rope_2d(half_bits* qkv, const float* positions, i64 t
         const int which = (int)((rest / heads) % 2);  // 0: q, 1: k
         const i64 t = rest / heads / 2;
         const int axis = pair / quarter, f = pair % quarter;
-        const float angle = positions[2 * t + axis] * exp2f(-log2_base * (float)f / (float)quarter);
+        const float angle = direction * positions[2 * t + axis] * exp2f(-log2_base * (float)f / (float)quarter);
         float sn, cs;
         sincosf(angle, &sn, &cs);
         half_bits* h = qkv + ((t * 3 + which) * heads + head) * (i64)head_dim + 2 * pair;

@@ -12,6 +12,8 @@ pub mod check;
 pub mod cpu;
 pub mod cuda;
 mod error;
+pub mod grad;
+pub mod grad_check;
 mod jpeg_batch;
 pub mod testing;
 

@@ -67,6 +67,26 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Training's attention on a GPU: the forward that saves each row's log-sum-exp and the
+    /// backward (kernels/attention_backward.cu), timed with events (bf16, no positions)
+    AttentionBackward {
+        /// Sequence lengths
+        #[arg(long, num_args = 1.., default_values_t = [16384usize, 65536])]
+        seq: Vec<usize>,
+        /// Sequences of each length packed into one launch
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        #[arg(long, num_args = 1.., default_values_t = [64usize, 128])]
+        head_dim: Vec<usize>,
+        /// Timed runs (the median is reported)
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Full resolution against downscaled analysis: every model run over a held-out
     /// cohort and scored (CAMELYON16 FROC, sensitivity by lesion size, AUROC, cost);
     /// writes baseline.md, baseline.json and froc.png
@@ -273,6 +293,45 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Ok(code)
             }
         },
+        BenchCommand::AttentionBackward {
+            seq,
+            batch,
+            heads,
+            head_dim,
+            runs,
+            json,
+        } => {
+            let Selected::Cuda(gpu) = device::open(DeviceChoice::Cuda, json)? else {
+                anyhow::bail!("bench attention-backward times the CUDA kernels");
+            };
+            if !json {
+                println!(
+                    "{:>6} {:>8} {:>5} {:>4} {:>12} {:>12} {:>12} {:>12}",
+                    "batch", "N", "heads", "d", "fwd ms", "fwd TFLOP/s", "bwd ms", "bwd TFLOP/s"
+                );
+            }
+            for &d in &head_dim {
+                for &n in &seq {
+                    let r = gpu.bench_attention_backward(batch, n, heads, d, runs)?;
+                    if json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        println!(
+                            "{:>6} {:>8} {:>5} {:>4} {:>12.3} {:>12.1} {:>12.3} {:>12.1}",
+                            batch,
+                            n,
+                            heads,
+                            d,
+                            r.forward_ms,
+                            r.forward_tflops,
+                            r.backward_ms,
+                            r.backward_tflops
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Attention {
             device,
             seq,

@@ -9,11 +9,13 @@ use flashslide::analysis::decoder_check::check_tile_decoders;
 use flashslide::backend::check::{check_attention_kernels, check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
+use flashslide::backend::grad_check::check_gradients;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::check::{check_encoders, check_model_dir};
 use flashslide::model::config::ModelConfig;
 use flashslide::slide::Slide;
 use flashslide::synth::{generate_slide, SynthOptions};
+use flashslide::train::backprop::check_encoder_gradients;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,6 +42,10 @@ pub struct SelftestArgs {
     /// work: a minute, not the several of the whole check)
     #[arg(long)]
     attention: bool,
+    /// Only training's checks: every backward operation and AdamW against the CPU's, and the
+    /// slide encoder's gradients against the CPU's
+    #[arg(long)]
+    training: bool,
     /// The inputs' seed (default: a fresh one each run, printed)
     #[arg(long)]
     seed: Option<u64>,
@@ -100,7 +106,14 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
             }
             let long = args.long;
-            let mut checks = if args.attention {
+            let mut checks = if args.training {
+                if !json {
+                    println!("{} [inputs from seed {seed}]", gpu.describe());
+                }
+                let mut found = check_gradients(&gpu, seed, &mut print)?;
+                found.extend(check_encoder_gradients(&gpu, seed, &mut print)?);
+                found
+            } else if args.attention {
                 check_kernels(&gpu, long, &mut print)?
             } else {
                 check_all(
@@ -118,7 +131,11 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             // Where the GPU has several attention kernel families (a Hopper), each one too:
             // the kernels alone as above, and through the backend at the quick scope's
             // lengths (its CPU references are most of selftest's time), at all with --long.
-            let families = gpu.attention_families();
+            let families = if args.training {
+                &[][..]
+            } else {
+                gpu.attention_families()
+            };
             let scope = if long { Scope::Full } else { Scope::Quick };
             for &family in families.iter().filter(|_| families.len() > 1) {
                 gpu.use_attention_kernels(Some(family))?;

@@ -295,7 +295,7 @@ pub fn random_host(
 /// The matrix a tensor is used as: a vector is one row; leading unit dimensions go (timm's
 /// `[1, T, D]` position embedding is `[T, D]`); otherwise the first dimension is the rows (a
 /// convolution's `[out, in, kh, kw]` is `[out, in·kh·kw]`).
-fn as_matrix(shape: &[usize]) -> (usize, usize) {
+pub fn as_matrix(shape: &[usize]) -> (usize, usize) {
     let mut dims = shape;
     while dims.len() > 2 && dims[0] == 1 {
         dims = &dims[1..];

@@ -7,6 +7,7 @@
 //! same weights. Stage 2 ([`slide_stage`]): the slide encoder on the tokens
 //! of the trained tile encoder.
 
+pub mod backprop;
 pub mod data;
 mod error;
 pub mod feature_reuse;

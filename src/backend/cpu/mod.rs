@@ -2,6 +2,8 @@
 //! GEMM), attention through flashslide's tiled kernel, parallel with rayon.
 
 pub mod attention;
+pub mod attention_grad;
+mod grad;
 pub mod rope;
 
 use super::{Backend, PositionSpec};

@@ -29,12 +29,24 @@ impl Rope {
 
     /// Rotates `x` (token-major `[tokens, heads, head_dim]`) in place.
     pub fn apply(&self, x: &mut [f32], heads: usize) {
+        self.turn(x, heads, 1.0);
+    }
+
+    /// Turns `x` back (by the opposite angles): the rotation's inverse, and its transpose, so
+    /// also what a rotated tensor's gradient goes through.
+    pub fn apply_inverse(&self, x: &mut [f32], heads: usize) {
+        self.turn(x, heads, -1.0);
+    }
+
+    /// Rotates by each angle times `direction` (±1).
+    fn turn(&self, x: &mut [f32], heads: usize, direction: f32) {
         let d = self.head_dim;
         let pairs = d / 2;
         for (t, token) in x.chunks_exact_mut(heads * d).enumerate() {
             let rot = &self.table[t * pairs..(t + 1) * pairs];
             for head in token.chunks_exact_mut(d) {
                 for (i, &(cos, sin)) in rot.iter().enumerate() {
+                    let sin = sin * direction;
                     let (a, b) = (head[2 * i], head[2 * i + 1]);
                     head[2 * i] = a * cos - b * sin;
                     head[2 * i + 1] = a * sin + b * cos;

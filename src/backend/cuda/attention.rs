@@ -53,7 +53,7 @@ fn unsupported_head_dim<T: AttentionType>(d: usize) -> BackendError {
 /// Shared memory of `kernel`: the Q tile and its stages of K and V, in rows of its stride;
 /// for wgmma's swizzled tiles, 1 KB more to start them on a 1,024-byte boundary, and after
 /// the TMA kernels', their mbarriers (Q's arrival and release, each stage's K, V and release).
-fn smem_bytes(kernel: &FlashKernel) -> usize {
+pub(super) fn smem_bytes(kernel: &FlashKernel) -> usize {
     let tiles = (kernel.block_m + 2 * kernel.stages * kernel.block_n) * kernel.row_stride * 2;
     tiles
         + match kernel.family {
@@ -195,7 +195,7 @@ impl CudaBackend {
     /// The block table of a packed batch (`[offsets | each block's first row | each block's
     /// sequence]`) and its number of query blocks: uploaded once per distinct batch layout
     /// and kept, so a forward pass's layers (and repeated calls) launch without a copy.
-    fn block_table(
+    pub(super) fn block_table(
         &self,
         offsets: &[usize],
         block_m: usize,
@@ -439,30 +439,7 @@ pub(super) fn packed_attention(
             qkv.rows, qkv.cols
         )));
     }
-    let rotated = match positions.and_then(|p| p.rope_log2_base.map(|b| (p, b))) {
-        Some((p, log2_base)) => {
-            let copy = be
-                .inner
-                .stream
-                .clone_dtod(&*be.bf16_data(qkv)?)
-                .map_err(device_err)?;
-            let (t, h, hd) = (tokens as i64, heads as i32, head_dim as i32);
-            let mut copy = copy;
-            launch!(
-                be,
-                "rope_2d",
-                CudaBackend::elementwise(tokens * heads * head_dim),
-                &mut copy,
-                &p.positions,
-                &t,
-                &h,
-                &hd,
-                &log2_base
-            )?;
-            Some(copy)
-        }
-        None => None,
-    };
+    let rotated = rotated_copy(be, qkv, heads, head_dim, positions, 1.0)?;
     let original = be.bf16_data(qkv)?;
     let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&original);
     let mut out = be.alloc::<bf16>(tokens * width)?;
@@ -480,6 +457,42 @@ pub(super) fn packed_attention(
     };
     be.flash_attention(&args, &mut out)?;
     Ok(be.tensor(out, tokens, width))
+}
+
+/// A copy of the fused projection `qkv` (`[tokens, 3, heads, head_dim]`, bf16) with q and k
+/// rotated by the rotary embedding `positions` holds, turned by each angle times `direction`
+/// (1; −1 turns a rotated tensor, or the gradient of one, back); none without one.
+pub(super) fn rotated_copy(
+    be: &CudaBackend,
+    qkv: &CudaTensor,
+    heads: usize,
+    head_dim: usize,
+    positions: Option<&CudaPositions>,
+    direction: f32,
+) -> Result<Option<CudaSlice<bf16>>, BackendError> {
+    let Some((p, log2_base)) = positions.and_then(|p| p.rope_log2_base.map(|b| (p, b))) else {
+        return Ok(None);
+    };
+    let mut copy = be
+        .inner
+        .stream
+        .clone_dtod(&*be.bf16_data(qkv)?)
+        .map_err(device_err)?;
+    let tokens = qkv.rows;
+    let (t, h, hd) = (tokens as i64, heads as i32, head_dim as i32);
+    launch!(
+        be,
+        "rope_2d",
+        CudaBackend::elementwise(tokens * heads * head_dim),
+        &mut copy,
+        &p.positions,
+        &t,
+        &h,
+        &hd,
+        &log2_base,
+        &direction
+    )?;
+    Ok(Some(copy))
 }
 
 #[cfg(test)]

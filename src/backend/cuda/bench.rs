@@ -32,6 +32,21 @@ pub struct GpuAttentionRun {
     pub device_used_delta_bytes: i64,
 }
 
+/// Training's attention timed ([`CudaBackend::bench_attention_backward`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuAttentionBackwardRun {
+    pub device: String,
+    pub sequences: usize,
+    pub tokens: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// The forward that saves the log-sum-exp.
+    pub forward_ms: f64,
+    pub forward_tflops: f64,
+    pub backward_ms: f64,
+    pub backward_tflops: f64,
+}
+
 impl CudaBackend {
     /// Times attention over `sequences` packed sequences of `tokens` tokens each.
     pub fn bench_attention(
@@ -107,6 +122,73 @@ impl CudaBackend {
             // The block table: offsets, then each block's first row and sequence (i64).
             extra_bytes: (8 * (sequences + 1) + 16 * blocks) as u64,
             device_used_delta_bytes: used_after as i64 - used_before as i64,
+        })
+    }
+
+    /// Times training's attention over `sequences` packed sequences of `tokens` tokens: the
+    /// forward that saves the log-sum-exp, and the backward (δ, the kernel, dQ's scaling),
+    /// each the median of `runs` after warm-ups; the backward's FLOPs counted as 2.5 times the
+    /// forward's (its five products against two), as FlashAttention's papers count them.
+    pub fn bench_attention_backward(
+        &self,
+        sequences: usize,
+        tokens: usize,
+        heads: usize,
+        d: usize,
+        runs: usize,
+    ) -> Result<GpuAttentionBackwardRun, BackendError> {
+        use crate::backend::grad::Gradients;
+        use crate::backend::Backend;
+        let width = heads * d;
+        let total = sequences * tokens;
+        let qkv = self.upload(&random_inputs(total * 3 * width, 42), total, 3 * width)?;
+        let dout = self.upload(&random_inputs(total * width, 43), total, width)?;
+        let offsets: Vec<usize> = (0..=sequences).map(|s| s * tokens).collect();
+        let stream = &self.inner.stream;
+        let time = |f: &dyn Fn() -> Result<(), BackendError>| -> Result<f64, BackendError> {
+            for _ in 0..3 {
+                f()?;
+            }
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs.max(1) {
+                let event = || {
+                    stream
+                        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                        .map_err(device_err)
+                };
+                let start = event()?;
+                f()?;
+                let end = event()?;
+                end.synchronize().map_err(device_err)?;
+                times.push(start.elapsed_ms(&end).map_err(device_err)? as f64);
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(times[times.len() / 2])
+        };
+        let (out, lse) = self.attention_saving(&qkv, &offsets, heads, d, None)?;
+        let forward_ms = time(&|| self.attention_saving(&qkv, &offsets, heads, d, None).map(|_| ()))?;
+        let backward_ms = time(&|| {
+            self.attention_backward(&qkv, &out, &lse, &dout, &offsets, heads, d, None)
+                .map(|_| ())
+        })?;
+        let dqkv =
+            self.download(&self.attention_backward(&qkv, &out, &lse, &dout, &offsets, heads, d, None)?)?;
+        if dqkv.iter().any(|v| !v.is_finite()) {
+            return Err(BackendError::Device(format!(
+                "attention backward N {tokens} d {d}: the gradient has NaN or Inf"
+            )));
+        }
+        let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
+        Ok(GpuAttentionBackwardRun {
+            device: self.describe_short(),
+            sequences,
+            tokens,
+            heads,
+            head_dim: d,
+            forward_ms,
+            forward_tflops: flops / (forward_ms * 1e-3) / 1e12,
+            backward_ms,
+            backward_tflops: 2.5 * flops / (backward_ms * 1e-3) / 1e12,
         })
     }
 

@@ -20,6 +20,8 @@ pub(super) struct Inner {
     pub(super) ctx: Arc<CudaContext>,
     pub(super) stream: Arc<CudaStream>,
     pub(super) gemms: super::gemm::Gemms,
+    /// cuBLAS, for training's backward GEMMs (transposed operands, f32 out): made on first use.
+    blas: OnceLock<Result<cudarc::cublas::CudaBlas, String>>,
     /// Host tiles' way to the GPU, on a stream of its own.
     pub(super) uploader: Mutex<super::upload::Uploader>,
     functions: HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
@@ -140,6 +142,7 @@ impl CudaBackend {
             modules.push(module);
         }
         attention::configure(&functions).map_err(|e| fail(&e))?;
+        super::attention_backward::configure(&functions).map_err(|e| fail(&e))?;
         let multiprocessors = ctx
             .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| fail(&e))? as usize;
@@ -154,6 +157,7 @@ impl CudaBackend {
                 ctx,
                 stream,
                 gemms,
+                blas: OnceLock::new(),
                 uploader,
                 functions,
                 description,
@@ -169,6 +173,17 @@ impl CudaBackend {
                 jpeg_starting: Mutex::new(None),
             }),
         })
+    }
+
+    /// The cuBLAS handle, on the backend's stream.
+    pub(super) fn blas(&self) -> Result<&cudarc::cublas::CudaBlas, BackendError> {
+        self.inner
+            .blas
+            .get_or_init(|| {
+                cudarc::cublas::CudaBlas::new(self.inner.stream.clone()).map_err(|e| format!("{e:?}"))
+            })
+            .as_ref()
+            .map_err(|e| BackendError::Device(format!("cuBLAS: {e}")))
     }
 
     pub fn stream(&self) -> &Arc<CudaStream> {

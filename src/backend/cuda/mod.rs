@@ -30,9 +30,11 @@ macro_rules! launch {
 }
 
 pub mod attention;
+mod attention_backward;
 mod bench;
 mod context;
 mod gemm;
+mod grad;
 pub mod kernel_check;
 pub mod kernels;
 mod nvjpeg;

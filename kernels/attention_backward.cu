@@ -1,0 +1,264 @@
+// Exact attention's backward pass, FlashAttention-2 style, on tensor cores (mma.sync
+// m16n8k16): probabilities recomputed from the forward's log-sum-exp (flash_attn.cu's
+// FLASH_KERNEL_LSE), memory O(N·d), packed variable-length batches and the 2D ALiBi bias as
+// in the forward (q and k arrive rotated when the encoder uses RoPE; the host turns their
+// gradients back).
+//
+// With z = q·kᵀ/√d (+ bias), P = softmax(z) by rows, O = P·V and dO given:
+//   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dZ = P ∘ (dP − rowsum(dO ∘ O)),  dQ = dZ·K/√d,  dK = dZᵀ·Q/√d.
+// A block owns BK = 64 keys of one head of one sequence (16 a warp) and walks every query
+// block of the sequence, BQ rows at a time (64 at d 64; 32 at d 128, where 64 would spill):
+// it holds dK and dV for its keys in registers and
+// adds its share of dQ into an f32 buffer (atomics), which `attention_dq` then scales into
+// the bf16 gradient. Grid: x = key blocks (the forward's block table, built with 64 rows a
+// block), y = heads.
+#include "flash_common.cuh"
+
+namespace {
+
+constexpr int WARPS = 4;
+constexpr int THREADS = WARPS * 32;
+constexpr int BK = WARPS * 16;  // keys a block
+
+// The row stride of the BK × BQ tile of dZᵀ: swizzled at 64 columns, padded below (tile_at).
+template <int BQ>
+__device__ constexpr int ds_stride() {
+    return BQ % 64 == 0 ? BQ : BQ + 8;
+}
+
+// Copies `rows` (at most R) rows of D values from `src` (rows `stride` apart) into the
+// swizzled R-row tile `dst`, zeros past them; cp.async, not waited for.
+template <int D, int R>
+__device__ __forceinline__ void load_rows(half_bits* dst, const half_bits* src, i64 stride, int rows) {
+    constexpr int CH = D / 8;
+    for (int i = threadIdx.x; i < R * CH; i += THREADS) {
+        const int r = i / CH, c = i % CH;
+        const bool ok = r < rows;
+        cp_async16(smem_addr(dst + tile_at<D, D>(r, c)), src + (ok ? r : 0) * stride + c * 8, ok);
+    }
+}
+
+// acc (16 rows × NT·8 columns) = A · Bᵀ, A this warp's 16 rows of tile `a` and B the NT·8
+// rows of tile `b` (both D wide): scores Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ.
+template <int D, int NT>
+__device__ __forceinline__ void rows_times_rows(float (&acc)[NT][4], const half_bits* a, const half_bits* b, int warp,
+                                                int lane) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[nt][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        unsigned af[4];
+        ldmatrix_x4(af, smem_addr(a + tile_at<D, D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+#pragma unroll
+        for (int np = 0; np < NT / 2; ++np) {
+            unsigned bf[4];
+            ldmatrix_x4(bf, smem_addr(b + tile_at<D, D>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
+            mma_16816<true>(acc[2 * np], af, bf);
+            mma_16816<true>(acc[2 * np + 1], af, bf + 2);
+        }
+    }
+}
+
+// acc (16 × D) += A · B, A the warp's 16 × NT·8 values in accumulator layout (Pᵀ or dZᵀ)
+// and B the NT·8 rows of tile `b` (D wide): dV += Pᵀ·dO and dK += dZᵀ·Q.
+template <int D, int NT>
+__device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], const float (&x)[NT][4], const half_bits* b,
+                                                  int lane) {
+#pragma unroll
+    for (int kk = 0; kk < NT / 2; ++kk) {
+        unsigned af[4];
+        probabilities_as_a<true, 1, NT>(af, reinterpret_cast<const float(&)[1][NT][4]>(x), 0, kk);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+            unsigned bf[4];
+            ldmatrix_x4_trans(bf, smem_addr(b + tile_at<D, D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
+            mma_16816<true>(acc[2 * dp], af, bf);
+            mma_16816<true>(acc[2 * dp + 1], af, bf + 2);
+        }
+    }
+}
+
+template <int D, int BQ>
+__device__ __forceinline__ void attention_backward(
+    const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v, i64 qkv_stride,
+    const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ lse,
+    const float* __restrict__ delta, float* __restrict__ dq, half_bits* __restrict__ dk, half_bits* __restrict__ dv,
+    i64 dkv_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
+    const i64* __restrict__ block_k0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
+    float scale_log2) {
+    static_assert(D % 64 == 0 && D <= 128, "head dims 64 and 128");
+    static_assert(BQ % 32 == 0 && BQ <= 64, "queries a step: 32 or 64");
+    constexpr int DT = D / 8, NT = BQ / 8, LDS = ds_stride<BQ>();
+    // dQ = dZ·K: the warps split the step's BQ / 16 groups of 16 queries, and D among them.
+    constexpr int QG = BQ / 16, D_PARTS = WARPS / QG;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    half_bits* sk = reinterpret_cast<half_bits*>(smem_raw);  // BK × D
+    half_bits* sv = sk + BK * D;                               // BK × D
+    half_bits* sq = sv + BK * D;                               // BQ × D
+    half_bits* sdo = sq + BQ * D;                              // BQ × D
+    half_bits* sds = sdo + BQ * D;                             // BK × LDS: dZᵀ
+    float* slse = reinterpret_cast<float*>(sds + BK * LDS);    // BQ
+    float* sdelta = slse + BQ;                                 // BQ
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int head = blockIdx.y, heads = gridDim.y;
+    // The key block, as the forward's query blocks are found (64 rows a block).
+    const QueryBlock kb = query_block<BK, D>(offsets, block_seq, block_k0);
+    const i64 k0 = kb.q0, seq_start = kb.seq_start, seq_end = kb.seq_end, head_off = kb.head_off;
+    const int k_rows = kb.q_rows;
+
+    load_rows<D, BK>(sk, k + k0 * qkv_stride + head_off, qkv_stride, k_rows);
+    load_rows<D, BK>(sv, v + k0 * qkv_stride + head_off, qkv_stride, k_rows);
+    cp_async_commit();
+
+    // This thread's key rows (block rows row_base and row_base + 8) for ALiBi.
+    const int row_base = warp * 16 + (lane >> 2);
+    float kpos[1][2][2];
+    const float slope = query_alibi<1>(kpos, positions, slopes_log2, head, scale_log2, row_base, k_rows, k0);
+
+    float dk_acc[DT][4], dv_acc[DT][4];
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) dk_acc[dt][e] = dv_acc[dt][e] = 0.f;
+
+    const i64 width = (i64)heads * D;
+    for (i64 q0 = seq_start; q0 < seq_end; q0 += BQ) {
+        const int q_rows = (int)min((i64)BQ, seq_end - q0);
+        load_rows<D, BQ>(sq, q + q0 * qkv_stride + head_off, qkv_stride, q_rows);
+        load_rows<D, BQ>(sdo, dout + q0 * dout_stride + head_off, dout_stride, q_rows);
+        cp_async_commit();
+        for (int r = tid; r < BQ; r += THREADS) {
+            // Rows past the sequence: their scores are masked to −∞, so any finite value.
+            slse[r] = r < q_rows ? lse[(q0 + r) * heads + head] * 1.44269504f : 0.f;  // in log2 units
+            sdelta[r] = r < q_rows ? delta[(q0 + r) * heads + head] : 0.f;
+        }
+        cp_async_wait<0>();
+        __syncthreads();
+
+        // Pᵀ for the warp's 16 keys and the step's 64 queries.
+        float p[NT][4];
+        rows_times_rows<D, NT>(p, sk, sq, warp, lane);
+        bias_and_mask<1, NT>(reinterpret_cast<float(&)[1][NT][4]>(p), kpos, positions, slope, q0, seq_end, lane);
+        // Keys past the sequence (zero rows) get no probability: their scores are not masked,
+        // and where the log-sum-exp is very negative, 2^−lse would overflow.
+        const bool key_ok[2] = {row_base < k_rows, row_base + 8 < k_rows};
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
+                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -slse[col])) : 0.f;
+            }
+        values_times_rows<D, NT>(dv_acc, p, sdo, lane);
+
+        // dZᵀ = Pᵀ ∘ (dPᵀ − δ), δ = rowsum(dO ∘ O) of each query.
+        float ds[NT][4];
+        rows_times_rows<D, NT>(ds, sv, sdo, warp, lane);
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
+                ds[nt][e] = p[nt][e] * (ds[nt][e] - sdelta[col]);
+            }
+        values_times_rows<D, NT>(dk_acc, ds, sq, lane);
+
+        // dZᵀ to shared memory ([key][query]), for dQ = dZ·K.
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int row = warp * 16 + (lane >> 2) + 8 * h;
+                *reinterpret_cast<unsigned*>(sds + tile_at<BQ, LDS>(row, nt) + 2 * (lane & 3)) =
+                    pack2<true>(ds[nt][2 * h], ds[nt][2 * h + 1]);
+            }
+        __syncthreads();
+
+        // dQ for the warp's 16 queries and share of D: A = dZ (the transpose of the stored
+        // dZᵀ), B = K; two 8-column tiles at a time, added to the f32 buffer at once.
+        const int group = warp % QG, part = warp / QG;
+        const int qr = group * 16 + (lane >> 2);
+#pragma unroll
+        for (int dp = part * (D / 16 / D_PARTS); dp < (part + 1) * (D / 16 / D_PARTS); ++dp) {
+            float acc[2][4] = {};
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; ++kk) {
+                unsigned af[4], bf[4];
+                ldmatrix_x4_trans(af, smem_addr(sds + tile_at<BQ, LDS>(kk * 16 + (lane >> 4) * 8 + (lane & 7), group * 2 + ((lane >> 3) & 1))));
+                ldmatrix_x4_trans(bf, smem_addr(sk + tile_at<D, D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
+                mma_16816<true>(acc[0], af, bf);
+                mma_16816<true>(acc[1], af, bf + 2);
+            }
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int r = qr + 8 * h;
+                if (r >= q_rows) continue;
+                float* dst = dq + (q0 + r) * width + head_off + dp * 16 + 2 * (lane & 3);
+#pragma unroll
+                for (int t = 0; t < 2; ++t) {
+                    atomicAdd(dst + 8 * t, acc[t][2 * h]);
+                    atomicAdd(dst + 8 * t + 1, acc[t][2 * h + 1]);
+                }
+            }
+        }
+        // The next step overwrites q, dO, dZᵀ and the row statistics.
+        __syncthreads();
+    }
+
+    // dK (scaled by 1/√d, the scores' scale) and dV for the block's keys.
+    const float scale = scale_log2 * 0.69314718f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = row_base + 8 * h;
+        if (r >= k_rows) continue;
+        const i64 at = (k0 + r) * dkv_stride + head_off + 2 * (lane & 3);
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt) {
+            *reinterpret_cast<unsigned*>(dk + at + dt * 8) = pack2<true>(dk_acc[dt][2 * h] * scale, dk_acc[dt][2 * h + 1] * scale);
+            *reinterpret_cast<unsigned*>(dv + at + dt * 8) = pack2<true>(dv_acc[dt][2 * h], dv_acc[dt][2 * h + 1]);
+        }
+    }
+}
+
+}  // namespace
+
+// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ); shared memory (2·BK + 2·BQ)·D +
+// BK·ds_stride(BQ) 16-bit values and 2·BQ floats (attention_backward.rs sizes it with the
+// same numbers; its test reads them from these lines).
+#define ATTENTION_BACKWARD(NAME, D, BQ)                                                                 \
+    extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
+        const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \
+        i64 dout_stride, const float* lse, const float* delta, float* dq, half_bits* dk, half_bits* dv,   \
+        i64 dkv_stride, const i64* offsets, const i64* block_seq, const i64* block_k0,                    \
+        const float* positions, const float* slopes_log2, float scale_log2) {                            \
+        attention_backward<D, BQ>(q, k, v, qkv_stride, dout, dout_stride, lse, delta, dq, dk, dv, dkv_stride,  \
+                              offsets, block_seq, block_k0, positions, slopes_log2, scale_log2);         \
+    }
+
+ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64)
+ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32)
+
+// δ = rowsum(dO ∘ O) for every (token, head): `delta` [tokens, heads], f32. One thread a row.
+extern "C" __global__ void attention_delta(const half_bits* out, const half_bits* dout, float* delta, i64 tokens,
+                                           int heads, int head_dim) {
+    GRID_STRIDE(i, tokens * heads) {
+        const half_bits* o = out + i * head_dim;
+        const half_bits* g = dout + i * head_dim;
+        float sum = 0.f;
+        for (int c = 0; c < head_dim; ++c) sum = fmaf(bf16_to_f32(o[c]), bf16_to_f32(g[c]), sum);
+        delta[i] = sum;
+    }
+}
+
+// dQ's f32 sums (`dq` [tokens, heads·head_dim]) scaled by 1/√d into the q part of the bf16
+// gradient of the fused projection (`dqkv` [tokens, 3·heads·head_dim]).
+extern "C" __global__ void attention_dq(const float* dq, half_bits* dqkv, i64 tokens, int width, float scale) {
+    GRID_STRIDE(i, tokens * width) {
+        const i64 t = i / width;
+        const int c = (int)(i - t * width);
+        dqkv[t * 3 * width + c] = f32_to_bf16(dq[i] * scale);
+    }
+}
