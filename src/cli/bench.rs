@@ -1,5 +1,6 @@
 use super::device;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use flashslide::train::backprop::time_steps;
 use clap::{Args, Subcommand};
 use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::DeviceChoice;
@@ -60,7 +61,7 @@ enum BenchCommand {
         /// On a GPU: the attention kernels (mma: kernels/flash_attn.cu, every GPU; wgmma and
         /// wgmma-pipelined: kernels/flash_attn_sm90.cu, wgmma-tma and wgmma-tma-persistent:
         /// flash_attn_sm90_tma.cu, Hopper; default: the GPU's choice, on a Hopper wgmma-tma
-        /// for sequences of 512 tokens and more, wgmma below, elsewhere mma)
+        /// for sequences of 512 tokens and more, wgmma-tma-persistent below, elsewhere mma)
         #[arg(long, value_enum)]
         kernel: Option<AttentionKernels>,
         /// Print JSON lines instead of a table
@@ -83,6 +84,23 @@ enum BenchCommand {
         /// Timed runs (the median is reported)
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Print JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Training steps of a slide encoder (forward, backward, AdamW) on one crop of each
+    /// number of tokens, on the CPU or a GPU (random features and weights)
+    SlideTrain {
+        /// A model configuration with a slide encoder (default: the bundled model's)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, num_args = 1.., default_values_t = [4096usize, 65536])]
+        tokens: Vec<usize>,
+        /// Timed steps (the median is reported)
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, value_parser = device::parser(), default_value = "auto")]
+        device: DeviceChoice,
         /// Print JSON lines instead of a table
         #[arg(long)]
         json: bool,
@@ -293,6 +311,41 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Ok(code)
             }
         },
+        BenchCommand::SlideTrain {
+            config,
+            tokens,
+            steps,
+            device,
+            json,
+        } => {
+            let (text, path) = match config {
+                Some(path) => (
+                    std::fs::read_to_string(&path).with_context(|| path.display().to_string())?,
+                    path,
+                ),
+                None => (super::train::BUNDLED_CONFIG.to_string(), PathBuf::from("the bundled model")),
+            };
+            let model = flashslide::model::parse_config(&text, &path)?;
+            let Some(slide) = model.slide_encoder else {
+                anyhow::bail!("{} has no slide encoder", path.display());
+            };
+            let selected = device::open(device, json)?;
+            for &n in &tokens {
+                let r = match &selected {
+                    Selected::Cpu(be) => time_steps(be, &slide, n, steps)?,
+                    Selected::Cuda(be) => time_steps(be, &slide, n, steps)?,
+                };
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "{n:>8} tokens: {:.4} s a step, {:.2} steps/s (loss {:.4})",
+                        r.median_seconds, r.steps_per_second, r.last_loss
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::AttentionBackward {
             seq,
             batch,

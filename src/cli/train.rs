@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The bundled architecture, the default.
-const BUNDLED_CONFIG: &str = include_str!("../../bench/configs/flashslide-synth-v1.json");
+pub(super) const BUNDLED_CONFIG: &str = include_str!("../../bench/configs/flashslide-synth-v1.json");
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Stage 2: peak learning rate
     #[arg(long, default_value_t = 3e-4)]
     slide_lr: f64,
+    /// Stage 2: clip the gradients' global norm to this before each step (off by default)
+    #[arg(long, value_name = "NORM")]
+    clip_grad_norm: Option<f64>,
     /// Stage 2: crops of a slide's token grid per step
     #[arg(long, default_value_t = 4)]
     crops: usize,
@@ -87,8 +90,9 @@ pub struct TrainArgs {
     /// and the head takes one token a tile (no group_patches); other slides are encoded
     #[arg(long, value_name = "DIR", num_args = 1..)]
     reuse_features: Vec<PathBuf>,
-    /// Where stage 2's tokens are computed (training itself runs on the CPU); default: auto
-    /// with --tile-encoder, else the CPU (a stage-1 encoder's tokens then the same on every
+    /// Where stage 2's tokens are computed and the slide encoder trains (on a GPU: the
+    /// backward pass and AdamW on the device; stage 1 trains on the CPU); default: auto with
+    /// --tile-encoder, else the CPU (a stage-1 encoder's tokens then the same on every
     /// machine)
     #[arg(long, value_parser = super::device::parser())]
     device: Option<DeviceChoice>,
@@ -188,9 +192,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let reuse = FeatureFiles::find(&args.reuse_features).context("--reuse-features")?;
     let sources = (&cache, &reuse);
-    let (train, validation) = match device::open(args.device.unwrap_or(default), args.quiet)? {
-        Selected::Cpu(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, sources)?,
-        Selected::Cuda(be) => both_tokens(&be, &options, &tile_host, &checkpoint, &cohort, sources)?,
+    let selected = device::open(args.device.unwrap_or(default), args.quiet)?;
+    let (train, validation) = match &selected {
+        Selected::Cpu(be) => both_tokens(be, &options, &tile_host, &checkpoint, &cohort, sources)?,
+        Selected::Cuda(be) => both_tokens(be, &options, &tile_host, &checkpoint, &cohort, sources)?,
     };
     let count = |s: &[SlideTokens]| s.iter().map(|t| t.labels.len()).sum::<usize>();
     if !args.quiet {
@@ -214,14 +219,15 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         learning_rate: args.slide_lr,
         ..options
     };
-    let checkpoints = train_slide_encoder(
-        &tile_host,
-        &train,
-        &validation,
-        &stage2,
-        args.crop_side,
-        &show(&bar),
-    )?;
+    let (progress, crop_side) = (show(&bar), args.crop_side);
+    let checkpoints = match &selected {
+        Selected::Cpu(be) => {
+            train_slide_encoder(be, &tile_host, &train, &validation, &stage2, crop_side, &progress)
+        }
+        Selected::Cuda(be) => {
+            train_slide_encoder(be, &tile_host, &train, &validation, &stage2, crop_side, &progress)
+        }
+    }?;
     bar.finish_and_clear();
     write_log(&args, &checkpoints, "train_log_slide.json", "stage 2, ")
 }
@@ -307,6 +313,7 @@ fn train_options(args: &TrainArgs, config: ModelConfig) -> TrainOptions {
         weight_decay: args.weight_decay,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        max_grad_norm: args.clip_grad_norm,
     }
 }
 

@@ -136,7 +136,7 @@ pub fn tile_encoder_names(config: &ModelConfig) -> Vec<String> {
 }
 
 /// A model's config.json text, parsed and validated; `path` names it in errors.
-pub(crate) fn parse_config(text: &str, path: &Path) -> Result<ModelConfig, ModelError> {
+pub fn parse_config(text: &str, path: &Path) -> Result<ModelConfig, ModelError> {
     let config: ModelConfig = serde_json::from_str(text).map_err(|source| ModelError::ConfigJson {
         path: path.to_path_buf(),
         source,

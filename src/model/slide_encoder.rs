@@ -75,6 +75,12 @@ impl SlideEncoderConfig {
         (self.width as f64 * self.mlp_ratio + 1e-6) as usize
     }
 
+    /// The weights a new encoder starts from (normal, std 0.02; norm weights 1; always the
+    /// same): benchmarks' and training's.
+    pub fn random_weights(&self) -> Result<HashMap<String, HostTensor>, ModelError> {
+        super::weights::random_host(&self.expected_shapes(), 0x51de)
+    }
+
     /// Every tensor the configuration needs, with its shape.
     pub fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let (w, h) = (self.width, self.mlp_hidden());
@@ -143,7 +149,13 @@ impl<B: Backend> SlideEncoder<B> {
     /// An encoder with random weights: for benchmarks.
     pub fn random(backend: &B, config: SlideEncoderConfig) -> Result<SlideEncoder<B>, ModelError> {
         config.validate()?;
-        let weights = Weights::random(backend, &config.expected_shapes(), 0x51de)?;
+        let host = config.random_weights()?;
+        let weights = Weights::from_host(
+            backend,
+            &host,
+            &config.expected_shapes(),
+            Path::new("random weights"),
+        )?;
         Ok(SlideEncoder { config, weights })
     }
 

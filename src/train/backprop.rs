@@ -346,6 +346,62 @@ pub fn crop_gradients<B: Gradients>(
     Ok(loss)
 }
 
+/// Training steps timed ([`time_steps`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepTiming {
+    pub tokens: usize,
+    pub steps: usize,
+    /// The median step's seconds (forward, backward, AdamW), after two warm-up steps.
+    pub median_seconds: f64,
+    pub steps_per_second: f64,
+    pub last_loss: f64,
+}
+
+/// Times `steps` training steps of the slide encoder `config` (its starting weights) on one
+/// crop of `tokens` tokens (random features on a square grid, a tenth of them labelled
+/// tumour), each step a forward, a backward and an AdamW update.
+pub fn time_steps<B: Gradients>(
+    be: &B,
+    config: &SlideEncoderConfig,
+    tokens: usize,
+    steps: usize,
+) -> Result<StepTiming, BackendError> {
+    let host = config.random_weights().map_err(|e| BackendError::Input(e.to_string()))?;
+    let mut params = Params::new(be, config, &host)?;
+    let side = (tokens as f64).sqrt().ceil() as usize;
+    let mut rng = crate::util::rng::Rng::new(7);
+    let features: Vec<f32> = (0..tokens * config.input_dim).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+    let positions: Vec<[f32; 2]> = (0..tokens).map(|i| [(i / side) as f32, (i % side) as f32]).collect();
+    let labels: Vec<f32> = (0..tokens).map(|_| if rng.chance(0.1) { 1.0 } else { 0.0 }).collect();
+    let crop = Crop {
+        features: &features,
+        positions: &positions,
+        labels: &labels,
+    };
+    let mut times = Vec::with_capacity(steps);
+    let mut last_loss = 0.0;
+    for step in 1..=steps.max(1) + 2 {
+        let start = std::time::Instant::now();
+        let mut grads = Grads::new();
+        last_loss = crop_gradients(config, &params, &crop, 1.0, &mut grads)?;
+        // The norm's read back ends the step on the host once AdamW is queued behind it.
+        params.step(&grads, 1e-4, 0.05, step as i32, Some(1.0))?;
+        be.sum_squares(grads.get("slide.norm.bias").expect("every parameter has a gradient"))?;
+        if step > 2 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median_seconds = times[times.len() / 2];
+    Ok(StepTiming {
+        tokens,
+        steps: times.len(),
+        median_seconds,
+        steps_per_second: 1.0 / median_seconds,
+        last_loss,
+    })
+}
+
 /// The encoder's gradients on backend `b` against the CPU's, from the same random weights
 /// and one random crop of 900 tokens (inputs from `seed`): the loss and every parameter's
 /// gradient, in relative L2 error.

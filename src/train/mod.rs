@@ -38,6 +38,8 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Validate and write a checkpoint every this many steps (and at the end).
     pub checkpoint_every: usize,
+    /// Stage 2: the gradients' global norm clipped to this before each step.
+    pub max_grad_norm: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -5,16 +5,14 @@
 //! cross-entropy plus a tenth of the crop-level one on the slide head. Validation runs the
 //! current weights over whole held-out slides, as `run` will.
 
+use super::backprop::{crop_gradients, Crop, Grads, Params};
 use super::data::{open_annotated, AnnotatedSlide};
 use super::feature_reuse::FeatureFiles;
 use super::token_cache::{self, TokenCache, Tokens};
-use super::{
-    save_safetensors, schedule, step_on_mean, token_and_slide_loss, trainable, AdamW, Checkpoint,
-    CheckpointMeter, TrainError, TrainOptions,
-};
+use super::{save_safetensors, schedule, Checkpoint, CheckpointMeter, TrainError, TrainOptions};
 use crate::analysis::pipeline::{encode_tiles, StageSeconds};
-use crate::backend::autodiff::AutodiffBackend;
 use crate::backend::cpu::CpuBackend;
+use crate::backend::grad::Gradients;
 use crate::backend::Backend;
 use crate::eval::auroc::auroc;
 use crate::model::slide_encoder::SlideEncoder;
@@ -147,9 +145,11 @@ fn encode_tokens<B: Backend>(
     Ok(out)
 }
 
-/// Trains the slide encoder on `train` slides' tokens, validating on `validation`'s; writes
+/// Trains the slide encoder on `backend` (the CPU, or a GPU: the same hand-written backward
+/// pass, [`super::backprop`]) on `train` slides' tokens, validating on `validation`'s; writes
 /// the model directory (config.json, model.safetensors with both stages) to `o.out`.
-pub fn train_slide_encoder(
+pub fn train_slide_encoder<B: Gradients>(
+    backend: &B,
     tile_host: &HashMap<String, HostTensor>,
     train: &[SlideTokens],
     validation: &[SlideTokens],
@@ -159,20 +159,21 @@ pub fn train_slide_encoder(
 ) -> Result<Vec<Checkpoint>, TrainError> {
     let config = o.config.slide_encoder.clone().ok_or(TrainError::NoSlideEncoder)?;
     let dim = config.input_dim;
-    let be = AutodiffBackend::default();
-    let encoder = SlideEncoder::random(&be, config.clone())?;
-    let params = trainable(encoder.weights().named())?;
-    let mut optimiser = AdamW::new(&params, o.weight_decay)?;
-    let shapes: HashMap<String, Vec<usize>> = config.expected_shapes().into_iter().collect();
+    let mut params = Params::new(backend, &config, &config.random_weights()?)?;
     let usable: Vec<&SlideTokens> = train.iter().filter(|s| !s.labels.is_empty()).collect();
     if usable.is_empty() {
         return Err(TrainError::NoTrainingTokens);
+    }
+    if o.batch == 0 {
+        return Err(TrainError::EmptyBatch);
     }
     let mut rng = Rng::new(o.seed ^ 0x5EED_0002);
     let mut checkpoints = Vec::new();
     let mut meter = CheckpointMeter::new(o);
     for step in 1..=o.steps {
-        let mut losses = Vec::with_capacity(o.batch);
+        // The step's loss is the mean of its crops': each crop's gradients weigh 1/batch.
+        let mut grads = Grads::new();
+        let mut loss = 0.0;
         for _ in 0..o.batch {
             let slide = usable[rng.int(0, usable.len() as i64 - 1) as usize];
             let indices = crop(slide, crop_side, &mut rng);
@@ -182,19 +183,19 @@ pub fn train_slide_encoder(
                 .collect();
             let positions: Vec<[f32; 2]> = indices.iter().map(|&i| slide.cells[i]).collect();
             let labels: Vec<f32> = indices.iter().map(|&i| slide.labels[i]).collect();
-            let x = be.upload(&features, indices.len(), dim)?;
-            let (tokens, slide_logit) = encoder.logits(&x, &positions)?;
-            losses.push(token_and_slide_loss(&tokens, &slide_logit, &labels)?);
+            let crop = Crop {
+                features: &features,
+                positions: &positions,
+                labels: &labels,
+            };
+            loss +=
+                crop_gradients(&config, &params, &crop, 1.0 / o.batch as f32, &mut grads)? / o.batch as f64;
         }
-        let value = step_on_mean(
-            &mut optimiser,
-            &params,
-            losses,
-            schedule(o.learning_rate, step, o.steps),
-        )?;
-        progress(step, value);
-        if let Some(train_loss) = meter.record(step, value) {
-            let slide_host = to_host(&params, &shapes)?;
+        let lr = schedule(o.learning_rate, step, o.steps);
+        params.step(&grads, lr, o.weight_decay, step as i32, o.max_grad_norm)?;
+        progress(step, loss);
+        if let Some(train_loss) = meter.record(step, loss) {
+            let slide_host = params.to_host()?;
             let validation_auroc = validate(&config, &slide_host, validation)?;
             checkpoints.push(Checkpoint {
                 step,

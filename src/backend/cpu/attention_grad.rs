@@ -1,15 +1,16 @@
 //! Exact attention's backward pass on the CPU: the reference the GPU's backward kernel is
 //! checked against, and training's on a machine without one. The forward here also returns
-//! each row's log-sum-exp, from which the backward recomputes the probabilities one query
-//! row at a time (memory O(N·d) beyond the inputs, as on the GPU).
+//! each row's log-sum-exp, from which the backward recomputes the probabilities, as the GPU's
+//! kernel does. Each sequence's scores are held whole, one head at a time, as candle
+//! matrices: the short sequences of training's crops and of the checks, not a slide's.
 //!
 //! With z = q·kᵀ/√d + bias, P = softmax(z) by rows, O = P·V and dO given:
 //! dV = Pᵀ·dO, dP = dO·Vᵀ, dZ = P ∘ (dP − rowsum(dO ∘ O)), dQ = dZ·K/√d, dK = dZᵀ·Q/√d.
 
 use super::attention::{Alibi2d, Packed};
-use rayon::prelude::*;
+use candle_core::{Device, Tensor, D};
 
-/// One (sequence, head) of a packed batch: its tokens and how to read a row of it.
+/// One (sequence, head) of a packed batch.
 #[derive(Clone, Copy)]
 struct Task<'a> {
     start: usize,
@@ -20,32 +21,58 @@ struct Task<'a> {
 }
 
 impl Task<'_> {
-    /// Token `t`'s row of this head in a `[tokens, heads, head_dim]` array.
-    fn row<'x>(&self, x: &'x [f32], t: usize) -> &'x [f32] {
+    /// This head's rows of the task's tokens in a `[tokens, heads, head_dim]` array, `[n, d]`.
+    fn rows(&self, x: &[f32]) -> candle_core::Result<Tensor> {
         let (h, d) = (self.shape.heads, self.shape.head_dim);
-        &x[(t * h + self.head) * d..][..d]
+        let data: Vec<f32> = (self.start..self.end)
+            .flat_map(|t| x[(t * h + self.head) * d..][..d].iter().copied())
+            .collect();
+        Tensor::from_vec(data, (self.end - self.start, d), &Device::Cpu)
     }
 
-    /// z for query `i` against every key of the sequence.
-    fn scores(&self, q: &[f32], k: &[f32], i: usize, out: &mut Vec<f32>) {
-        let scale = 1.0 / (self.shape.head_dim as f32).sqrt();
-        let qi = self.row(q, i);
-        out.clear();
-        out.extend((self.start..self.end).map(|j| {
-            let dot: f32 = qi.iter().zip(self.row(k, j)).map(|(a, b)| a * b).sum();
-            let bias = self.bias.map_or(0.0, |b| {
-                let (p, r) = (b.positions[i], b.positions[j]);
-                -b.slopes[self.head] * ((p[0] - r[0]).powi(2) + (p[1] - r[1]).powi(2)).sqrt()
-            });
-            dot * scale + bias
-        }));
+    /// Writes `rows` (`[n, d]`) back into this head's rows of `x`.
+    fn scatter(&self, rows: &Tensor, x: &mut [f32]) -> candle_core::Result<()> {
+        let (h, d) = (self.shape.heads, self.shape.head_dim);
+        let data = rows.flatten_all()?.to_vec1::<f32>()?;
+        for (i, t) in (self.start..self.end).enumerate() {
+            x[(t * h + self.head) * d..][..d].copy_from_slice(&data[i * d..(i + 1) * d]);
+        }
+        Ok(())
+    }
+
+    /// z = q·kᵀ/√d + bias, `[n, n]`.
+    fn scores(&self, q: &Tensor, k: &Tensor) -> candle_core::Result<Tensor> {
+        let z = (q.matmul(&k.t()?)? / (self.shape.head_dim as f64).sqrt())?;
+        let Some(b) = self.bias else {
+            return Ok(z);
+        };
+        let n = self.end - self.start;
+        let pos = &b.positions[self.start..self.end];
+        let slope = b.slopes[self.head];
+        let bias: Vec<f32> = (0..n * n)
+            .map(|ij| {
+                let (p, r) = (pos[ij / n], pos[ij % n]);
+                -slope * ((p[0] - r[0]).powi(2) + (p[1] - r[1]).powi(2)).sqrt()
+            })
+            .collect();
+        z + Tensor::from_vec(bias, (n, n), &Device::Cpu)?
+    }
+
+    /// P = softmax(z) and its rows' log-sum-exp (`[n, 1]`).
+    fn probabilities(&self, z: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let max = z.max_keepdim(D::Minus1)?;
+        let e = z.broadcast_sub(&max)?.exp()?;
+        let sum = e.sum_keepdim(D::Minus1)?;
+        Ok((e.broadcast_div(&sum)?, (max + sum.log()?)?))
     }
 }
 
+/// Every non-empty (sequence, head) of `shape`.
 fn tasks<'a>(shape: &'a Packed<'a>, bias: Option<Alibi2d<'a>>) -> Vec<Task<'a>> {
     shape
         .offsets
         .windows(2)
+        .filter(|w| w[1] > w[0])
         .flat_map(|w| {
             (0..shape.heads).map(move |head| Task {
                 start: w[0],
@@ -59,48 +86,27 @@ fn tasks<'a>(shape: &'a Packed<'a>, bias: Option<Alibi2d<'a>>) -> Vec<Task<'a>> 
 }
 
 /// softmax(q·kᵀ/√d + bias)·v, as [`super::attention::attention`] computes it, and each
-/// (token, head)'s log-sum-exp of z (natural log, `[tokens, heads]`).
+/// (token, head)'s log-sum-exp of z (natural log, `[tokens, heads]`). Each sequence's
+/// scores are held whole (`N²` values a head): for training's crops and the checks.
 pub fn attention_with_lse(
     q: &[f32],
     k: &[f32],
     v: &[f32],
     shape: &Packed,
     bias: Option<Alibi2d>,
-) -> (Vec<f32>, Vec<f32>) {
+) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
     let (h, d) = (shape.heads, shape.head_dim);
     let tokens = *shape.offsets.last().unwrap_or(&0);
-    let results: Vec<(Task, Vec<f32>, Vec<f32>)> = tasks(shape, bias)
-        .into_par_iter()
-        .map(|task| {
-            let n = task.end - task.start;
-            let (mut out, mut lse) = (vec![0f32; n * d], vec![0f32; n]);
-            let mut z = Vec::with_capacity(n);
-            for i in 0..n {
-                task.scores(q, k, task.start + i, &mut z);
-                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                let row = &mut out[i * d..(i + 1) * d];
-                for (j, &zj) in z.iter().enumerate() {
-                    let p = (zj - max).exp();
-                    sum += p;
-                    for (o, x) in row.iter_mut().zip(task.row(v, task.start + j)) {
-                        *o += p * x;
-                    }
-                }
-                row.iter_mut().for_each(|o| *o /= sum);
-                lse[i] = max + sum.ln();
-            }
-            (task, out, lse)
-        })
-        .collect();
     let (mut out, mut lse) = (vec![0f32; tokens * h * d], vec![0f32; tokens * h]);
-    for (task, o, l) in results {
-        for (i, t) in (task.start..task.end).enumerate() {
-            out[(t * h + task.head) * d..][..d].copy_from_slice(&o[i * d..(i + 1) * d]);
-            lse[t * h + task.head] = l[i];
+    for task in tasks(shape, bias) {
+        let z = task.scores(&task.rows(q)?, &task.rows(k)?)?;
+        let (p, row_lse) = task.probabilities(&z)?;
+        task.scatter(&p.matmul(&task.rows(v)?)?, &mut out)?;
+        for (i, l) in row_lse.flatten_all()?.to_vec1::<f32>()?.into_iter().enumerate() {
+            lse[(task.start + i) * h + task.head] = l;
         }
     }
-    (out, lse)
+    Ok((out, lse))
 }
 
 /// The gradients `(dq, dk, dv)` of attention's inputs given its output `out`, the
@@ -116,50 +122,29 @@ pub fn attention_backward(
     dout: &[f32],
     shape: &Packed,
     bias: Option<Alibi2d>,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+) -> candle_core::Result<[Vec<f32>; 3]> {
     let (h, d) = (shape.heads, shape.head_dim);
     let tokens = *shape.offsets.last().unwrap_or(&0);
-    let scale = 1.0 / (d as f32).sqrt();
-    type Grads = (Vec<f32>, Vec<f32>, Vec<f32>);
-    let results: Vec<(Task, Grads)> = tasks(shape, bias)
-        .into_par_iter()
-        .map(|task| {
-            let n = task.end - task.start;
-            let (mut dq, mut dk, mut dv) = (vec![0f32; n * d], vec![0f32; n * d], vec![0f32; n * d]);
-            let mut z = Vec::with_capacity(n);
-            for i in 0..n {
-                let t = task.start + i;
-                task.scores(q, k, t, &mut z);
-                let (qi, doi) = (task.row(q, t), task.row(dout, t));
-                let delta: f32 = doi.iter().zip(task.row(out, t)).map(|(a, b)| a * b).sum();
-                let row_lse = lse[t * h + task.head];
-                for (j, &zj) in z.iter().enumerate() {
-                    let key = task.start + j;
-                    let p = (zj - row_lse).exp();
-                    let (kj, vj) = (task.row(k, key), task.row(v, key));
-                    let dp: f32 = doi.iter().zip(vj).map(|(a, b)| a * b).sum();
-                    let dz = p * (dp - delta);
-                    for c in 0..d {
-                        dq[i * d + c] += dz * kj[c] * scale;
-                        dk[j * d + c] += dz * qi[c] * scale;
-                        dv[j * d + c] += p * doi[c];
-                    }
-                }
-            }
-            (task, (dq, dk, dv))
-        })
-        .collect();
-    let len = tokens * h * d;
-    let (mut dq, mut dk, mut dv) = (vec![0f32; len], vec![0f32; len], vec![0f32; len]);
-    for (task, (q_part, k_part, v_part)) in results {
-        for (i, t) in (task.start..task.end).enumerate() {
-            let at = (t * h + task.head) * d;
-            dq[at..at + d].copy_from_slice(&q_part[i * d..(i + 1) * d]);
-            dk[at..at + d].copy_from_slice(&k_part[i * d..(i + 1) * d]);
-            dv[at..at + d].copy_from_slice(&v_part[i * d..(i + 1) * d]);
-        }
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut grads = [
+        vec![0f32; tokens * h * d],
+        vec![0f32; tokens * h * d],
+        vec![0f32; tokens * h * d],
+    ];
+    for task in tasks(shape, bias) {
+        let (qt, kt, vt) = (task.rows(q)?, task.rows(k)?, task.rows(v)?);
+        let (o, dout) = (task.rows(out)?, task.rows(dout)?);
+        let row_lse: Vec<f32> = (task.start..task.end).map(|t| lse[t * h + task.head]).collect();
+        let row_lse = Tensor::from_vec(row_lse, (task.end - task.start, 1), &Device::Cpu)?;
+        // P recomputed from the saved log-sum-exp, as the GPU's kernel does.
+        let p = task.scores(&qt, &kt)?.broadcast_sub(&row_lse)?.exp()?;
+        let delta = (&dout * &o)?.sum_keepdim(D::Minus1)?;
+        let dz = (&p * dout.matmul(&vt.t()?)?.broadcast_sub(&delta)?)?;
+        task.scatter(&(dz.matmul(&kt)? * scale)?, &mut grads[0])?;
+        task.scatter(&(dz.t()?.matmul(&qt)? * scale)?, &mut grads[1])?;
+        task.scatter(&p.t()?.matmul(&dout)?, &mut grads[2])?;
     }
-    (dq, dk, dv)
+    Ok(grads)
 }
 
 #[cfg(test)]
@@ -212,7 +197,7 @@ mod tests {
                 slopes: &slopes,
             }),
         ] {
-            let (out, lse) = attention_with_lse(&q, &k, &v, &shape, bias);
+            let (out, lse) = attention_with_lse(&q, &k, &v, &shape, bias).unwrap();
             let mut tiled = vec![0f32; n];
             attention(&q, &k, &v, &mut tiled, &shape, bias);
             let worst = out
@@ -221,7 +206,7 @@ mod tests {
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
             assert!(worst < 1e-5, "forward differs by {worst}");
-            let (dq, dk, dv) = attention_backward(&q, &k, &v, &out, &lse, &dout, &shape, bias);
+            let [dq, dk, dv] = attention_backward(&q, &k, &v, &out, &lse, &dout, &shape, bias).unwrap();
             for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
                 for i in (0..n).step_by(7) {
                     let eps = 1e-2f32;

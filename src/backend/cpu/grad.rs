@@ -113,7 +113,7 @@ impl Gradients for CpuBackend {
             heads,
             head_dim,
         };
-        let (out, lse) = attention_with_lse(&q, &k, &v, &shape, Self::alibi(positions));
+        let (out, lse) = attention_with_lse(&q, &k, &v, &shape, Self::alibi(positions))?;
         Ok((
             Tensor::from_vec(out, (tokens, heads * head_dim), &Device::Cpu)?,
             Tensor::from_vec(lse, (tokens, heads), &Device::Cpu)?,
@@ -138,7 +138,7 @@ impl Gradients for CpuBackend {
             heads,
             head_dim,
         };
-        let (mut dq, mut dk, dv) = attention_backward(
+        let [mut dq, mut dk, dv] = attention_backward(
             &q,
             &k,
             &v,
@@ -147,7 +147,7 @@ impl Gradients for CpuBackend {
             &host(dout)?,
             &shape,
             Self::alibi(positions),
-        );
+        )?;
         // The rotation is orthogonal: its gradient turns back by the same angle.
         if let Some(rope) = positions.and_then(|p| p.rope.as_ref()) {
             rope.apply_inverse(&mut dq, heads);

@@ -92,21 +92,23 @@ pub(super) fn families(hopper: bool) -> &'static [KernelFamily] {
     }
 }
 
-/// Mean tokens a sequence from which a Hopper runs the TMA kernel by default. Below it the
-/// cp.async wgmma kernel is faster: two of its blocks fit an SM, against one of the TMA
-/// kernel's, and a short sequence's few key blocks leave the TMA kernel's pipeline little
-/// to overlap (H200: 141 against 122 TFLOP/s at 256 × 197 tokens, 83 against 113 at 1,024;
-/// bench/RESULTS.md).
+/// Mean tokens a sequence from which a Hopper runs the one-tile TMA kernel (version 3) by
+/// default. Below it, in tile-length batches, blocks do one or two key blocks each: the
+/// persistent TMA kernel (version 4), which overlaps one tile's end with the next one's start,
+/// was the fastest there (H200, 256 × 197 tokens × 16 heads of 64: 146.6 TFLOP/s against the
+/// cp.async wgmma kernel's 138.1 and version 3's 100.5 in one job; bench/RESULTS.md); from
+/// 1,024 tokens version 3 is (113 against 83 for the cp.async kernel at 1k, 2-17% over
+/// version 4 at 16k-128k).
 const TMA_FROM_MEAN_TOKENS: usize = 512;
 
-/// The family a launch over `offsets` runs by default: on a Hopper the TMA kernel for long
-/// sequences and the cp.async wgmma kernel for short ones, elsewhere flash_attn.cu's.
+/// The family a launch over `offsets` runs by default: on a Hopper the one-tile TMA kernel for
+/// long sequences and the persistent one for short ones, elsewhere flash_attn.cu's.
 fn default_family(hopper: bool, offsets: &[usize]) -> KernelFamily {
     let sequences = offsets.len().saturating_sub(1).max(1);
     let tokens = *offsets.last().unwrap_or(&0);
     match hopper {
         true if tokens / sequences >= TMA_FROM_MEAN_TOKENS => KernelFamily::WgmmaTma,
-        true => KernelFamily::Wgmma,
+        true => KernelFamily::WgmmaTmaPersistent,
         false => KernelFamily::MmaSync,
     }
 }
@@ -536,12 +538,12 @@ mod tests {
     }
 
     #[test]
-    fn a_hopper_runs_the_tma_kernel_on_long_sequences_and_the_cp_async_one_on_short() {
+    fn a_hopper_runs_one_tile_tma_blocks_on_long_sequences_and_persistent_ones_on_short() {
         let tiles: Vec<usize> = (0..=256).map(|s| s * 197).collect();
-        assert_eq!(default_family(true, &tiles), KernelFamily::Wgmma);
+        assert_eq!(default_family(true, &tiles), KernelFamily::WgmmaTmaPersistent);
         assert_eq!(default_family(true, &[0, 1024]), KernelFamily::WgmmaTma);
         assert_eq!(default_family(true, &[0, 300, 1200]), KernelFamily::WgmmaTma);
-        assert_eq!(default_family(true, &[0]), KernelFamily::Wgmma);
+        assert_eq!(default_family(true, &[0]), KernelFamily::WgmmaTmaPersistent);
         for offsets in [&tiles[..], &[0, 1 << 20]] {
             assert_eq!(default_family(false, offsets), KernelFamily::MmaSync);
         }
