@@ -1,11 +1,11 @@
 use super::device;
 use anyhow::{Context, Result};
-use flashslide::train::backprop::time_steps;
 use clap::{Args, Subcommand};
 use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::bench::read::read_throughput;
+use flashslide::train::backprop::time_steps;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -323,7 +323,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     std::fs::read_to_string(&path).with_context(|| path.display().to_string())?,
                     path,
                 ),
-                None => (super::train::BUNDLED_CONFIG.to_string(), PathBuf::from("the bundled model")),
+                None => (
+                    super::train::BUNDLED_CONFIG.to_string(),
+                    PathBuf::from("the bundled model"),
+                ),
             };
             let model = flashslide::model::parse_config(&text, &path)?;
             let Some(slide) = model.slide_encoder else {

@@ -366,13 +366,21 @@ pub fn time_steps<B: Gradients>(
     tokens: usize,
     steps: usize,
 ) -> Result<StepTiming, BackendError> {
-    let host = config.random_weights().map_err(|e| BackendError::Input(e.to_string()))?;
+    let host = config
+        .random_weights()
+        .map_err(|e| BackendError::Input(e.to_string()))?;
     let mut params = Params::new(be, config, &host)?;
     let side = (tokens as f64).sqrt().ceil() as usize;
     let mut rng = crate::util::rng::Rng::new(7);
-    let features: Vec<f32> = (0..tokens * config.input_dim).map(|_| rng.range(-1.0, 1.0) as f32).collect();
-    let positions: Vec<[f32; 2]> = (0..tokens).map(|i| [(i / side) as f32, (i % side) as f32]).collect();
-    let labels: Vec<f32> = (0..tokens).map(|_| if rng.chance(0.1) { 1.0 } else { 0.0 }).collect();
+    let features: Vec<f32> = (0..tokens * config.input_dim)
+        .map(|_| rng.range(-1.0, 1.0) as f32)
+        .collect();
+    let positions: Vec<[f32; 2]> = (0..tokens)
+        .map(|i| [(i / side) as f32, (i % side) as f32])
+        .collect();
+    let labels: Vec<f32> = (0..tokens)
+        .map(|_| if rng.chance(0.1) { 1.0 } else { 0.0 })
+        .collect();
     let crop = Crop {
         features: &features,
         positions: &positions,
@@ -386,7 +394,11 @@ pub fn time_steps<B: Gradients>(
         last_loss = crop_gradients(config, &params, &crop, 1.0, &mut grads)?;
         // The norm's read back ends the step on the host once AdamW is queued behind it.
         params.step(&grads, 1e-4, 0.05, step as i32, Some(1.0))?;
-        be.sum_squares(grads.get("slide.norm.bias").expect("every parameter has a gradient"))?;
+        be.sum_squares(
+            grads
+                .get("slide.norm.bias")
+                .expect("every parameter has a gradient"),
+        )?;
         if step > 2 {
             times.push(start.elapsed().as_secs_f64());
         }

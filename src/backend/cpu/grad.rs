@@ -2,41 +2,12 @@
 //! [`super::attention_grad`]. The reference the GPU's backward operations are checked
 //! against (`backend::grad_check`).
 
-use super::attention::{Alibi2d, Packed};
+use super::attention::Packed;
 use super::attention_grad::{attention_backward, attention_with_lse};
 use super::{CpuBackend, CpuPositions};
 use crate::backend::grad::{AdamWState, AdamWStep, Gradients, LinearGrads, NormGrads};
 use crate::backend::BackendError;
 use candle_core::{DType, Device, Tensor, D};
-
-impl CpuBackend {
-    /// q, k, v of a fused projection (`[tokens, 3·heads·head_dim]`) as host arrays, q and k
-    /// rotated where `positions` says, and the ALiBi bias it asks for.
-    fn attention_inputs(
-        qkv: &Tensor,
-        heads: usize,
-        head_dim: usize,
-        positions: Option<&CpuPositions>,
-    ) -> Result<[Vec<f32>; 3], BackendError> {
-        let tokens = qkv.dim(0)?;
-        let qkv = qkv.reshape((tokens, 3, heads, head_dim))?;
-        let part = |i: usize| -> Result<Vec<f32>, BackendError> {
-            Ok(qkv.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        let (mut q, mut k, v) = (part(0)?, part(1)?, part(2)?);
-        if let Some(rope) = positions.and_then(|p| p.rope.as_ref()) {
-            rope.apply(&mut q, heads);
-            rope.apply(&mut k, heads);
-        }
-        Ok([q, k, v])
-    }
-
-    fn alibi(positions: Option<&CpuPositions>) -> Option<Alibi2d<'_>> {
-        positions
-            .and_then(|p| p.alibi.as_ref())
-            .map(|(positions, slopes)| Alibi2d { positions, slopes })
-    }
-}
 
 fn host(x: &Tensor) -> Result<Vec<f32>, BackendError> {
     Ok(x.flatten_all()?.to_vec1::<f32>()?)

@@ -22,6 +22,35 @@ pub struct CpuPositions {
     alibi: Option<(Vec<[f32; 2]>, Vec<f32>)>,
 }
 
+impl CpuBackend {
+    /// q, k, v of a fused projection (`[tokens, 3·heads·head_dim]`) as host arrays, q and k
+    /// rotated where `positions` says, and the ALiBi bias it asks for.
+    fn attention_inputs(
+        qkv: &Tensor,
+        heads: usize,
+        head_dim: usize,
+        positions: Option<&CpuPositions>,
+    ) -> Result<[Vec<f32>; 3], BackendError> {
+        let tokens = qkv.dim(0)?;
+        let qkv = qkv.reshape((tokens, 3, heads, head_dim))?;
+        let part = |i: usize| -> Result<Vec<f32>, BackendError> {
+            Ok(qkv.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let (mut q, mut k, v) = (part(0)?, part(1)?, part(2)?);
+        if let Some(rope) = positions.and_then(|p| p.rope.as_ref()) {
+            rope.apply(&mut q, heads);
+            rope.apply(&mut k, heads);
+        }
+        Ok([q, k, v])
+    }
+
+    fn alibi(positions: Option<&CpuPositions>) -> Option<Alibi2d<'_>> {
+        positions
+            .and_then(|p| p.alibi.as_ref())
+            .map(|(positions, slopes)| Alibi2d { positions, slopes })
+    }
+}
+
 impl Backend for CpuBackend {
     type Tensor = Tensor;
     type Positions = CpuPositions;
@@ -193,18 +222,8 @@ impl Backend for CpuBackend {
         positions: Option<&CpuPositions>,
     ) -> Result<Tensor, BackendError> {
         let tokens = qkv.dim(0)?;
-        let qkv = qkv.reshape((tokens, 3, heads, head_dim))?;
-        let part = |i: usize| -> Result<Vec<f32>, BackendError> {
-            Ok(qkv.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        let (mut q, mut k, v) = (part(0)?, part(1)?, part(2)?);
-        if let Some(rope) = positions.and_then(|p| p.rope.as_ref()) {
-            rope.apply(&mut q, heads);
-            rope.apply(&mut k, heads);
-        }
-        let bias = positions
-            .and_then(|p| p.alibi.as_ref())
-            .map(|(positions, slopes)| Alibi2d { positions, slopes });
+        let [q, k, v] = Self::attention_inputs(qkv, heads, head_dim, positions)?;
+        let bias = Self::alibi(positions);
         let mut out = vec![0f32; q.len()];
         let shape = Packed {
             offsets,

@@ -423,6 +423,24 @@ pub(super) fn alibi_slopes_log2(heads: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The tokens of a packed batch (`offsets`' last), checked against the fused projection
+/// `qkv`'s shape (`[tokens, 3·heads·head_dim]`).
+pub(super) fn packed_tokens(
+    qkv: &CudaTensor,
+    offsets: &[usize],
+    heads: usize,
+    head_dim: usize,
+) -> Result<usize, BackendError> {
+    let tokens = *offsets.last().unwrap_or(&0);
+    if qkv.cols != 3 * heads * head_dim || qkv.rows != tokens {
+        return Err(BackendError::Input(format!(
+            "attention over [{}, {}] for {tokens} tokens of {heads} × {head_dim}",
+            qkv.rows, qkv.cols
+        )));
+    }
+    Ok(tokens)
+}
+
 /// The backend's attention: q, k, v are views into the fused projection (`[tokens, 3, heads,
 /// head_dim]`); with a rotary embedding, q and k are rotated in a copy first.
 pub(super) fn packed_attention(
@@ -434,16 +452,8 @@ pub(super) fn packed_attention(
     positions: Option<&CudaPositions>,
 ) -> Result<CudaTensor, BackendError> {
     let width = heads * head_dim;
-    let tokens = *offsets.last().unwrap_or(&0);
-    if qkv.cols != 3 * width || qkv.rows != tokens {
-        return Err(BackendError::Input(format!(
-            "attention over [{}, {}] for {tokens} tokens of {heads} × {head_dim}",
-            qkv.rows, qkv.cols
-        )));
-    }
-    let rotated = rotated_copy(be, qkv, heads, head_dim, positions, 1.0)?;
-    let original = be.bf16_data(qkv)?;
-    let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&original);
+    let tokens = packed_tokens(qkv, offsets, heads, head_dim)?;
+    let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
     let mut out = be.alloc::<bf16>(tokens * width)?;
     let alibi = positions.and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)));
     let args = FlashArgs {
@@ -459,6 +469,21 @@ pub(super) fn packed_attention(
     };
     be.flash_attention(&args, &mut out)?;
     Ok(be.tensor(out, tokens, width))
+}
+
+/// What attention reads of the fused projection `qkv`: a copy with q and k rotated where
+/// `positions` has a rotary embedding, else `qkv`'s own values (bf16).
+pub(super) fn attended_qkv(
+    be: &CudaBackend,
+    qkv: &CudaTensor,
+    heads: usize,
+    head_dim: usize,
+    positions: Option<&CudaPositions>,
+) -> Result<Arc<CudaSlice<bf16>>, BackendError> {
+    match rotated_copy(be, qkv, heads, head_dim, positions, 1.0)? {
+        Some(rotated) => Ok(Arc::new(rotated)),
+        None => be.bf16_data(qkv),
+    }
 }
 
 /// A copy of the fused projection `qkv` (`[tokens, 3, heads, head_dim]`, bf16) with q and k

@@ -5,7 +5,7 @@
 //! f32, then dQ scaled into the fused gradient and, with a rotary embedding, dQ and dK
 //! turned back. bf16, head dims 64 and 128.
 
-use super::attention::{kernel_for, rotated_copy, smem_bytes};
+use super::attention::{attended_qkv, kernel_for, packed_tokens, rotated_copy, smem_bytes};
 use super::kernels::{KernelFamily, KernelSignature};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
 use crate::backend::BackendError;
@@ -71,13 +71,7 @@ fn check_shape(
     heads: usize,
     head_dim: usize,
 ) -> Result<usize, BackendError> {
-    let tokens = *offsets.last().unwrap_or(&0);
-    if qkv.cols != 3 * heads * head_dim || qkv.rows != tokens {
-        return Err(BackendError::Input(format!(
-            "attention over [{}, {}] for {tokens} tokens of {heads} × {head_dim}",
-            qkv.rows, qkv.cols
-        )));
-    }
+    let tokens = packed_tokens(qkv, offsets, heads, head_dim)?;
     if !HEAD_DIMS.contains(&head_dim) {
         return Err(BackendError::Device(format!(
             "training attention on the GPU takes head dims 64 and 128, not {head_dim}"
@@ -143,9 +137,7 @@ pub(super) fn attention_with_lse(
             "attention (saving)",
             4.0 * attention_pairs(offsets) * (width as f64),
         );
-        let rotated = rotated_copy(be, qkv, heads, head_dim, positions, 1.0)?;
-        let original = be.bf16_data(qkv)?;
-        let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&original);
+        let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
         let kernel = kernel_for::<bf16>(head_dim, KernelFamily::MmaSync).expect("checked head dim");
         let table = block_table(be, offsets, kernel.block_m)?;
         let cfg = LaunchConfig {
@@ -225,9 +217,7 @@ pub(super) fn attention_backward(
         "attention backward",
         10.0 * attention_pairs(offsets) * (width as f64),
     );
-    let rotated = rotated_copy(be, qkv, heads, head_dim, positions, 1.0)?;
-    let original = be.bf16_data(qkv)?;
-    let source: &CudaSlice<bf16> = rotated.as_ref().unwrap_or(&original);
+    let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
     let (out_b, dout_b, lse_f) = (be.bf16_data(out)?, be.bf16_data(dout)?, be.f32_data(lse)?);
 
     let rows = (tokens * heads) as i64;
