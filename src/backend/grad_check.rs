@@ -203,3 +203,214 @@ pub fn check_gradients<B: Gradients>(
     }
     Ok(checks)
 }
+
+/// Attention's backward over one sequence of `tokens` tokens (2^20 in `selftest --training
+/// --long`; 2 heads of 64, RoPE on a square grid) against f64 on sampled rows: dQ of 32 query
+/// rows (each a sum over every key), and dK and dV of 32 key rows (each a sum over every
+/// query, with the device's log-sum-exps and outputs, themselves checked on the sampled query
+/// rows). Also the device memory the backward left in use beyond what was in use before it,
+/// its output included: O(N), where the N × N scores would be terabytes.
+pub fn check_long_attention_backward<B: Gradients>(
+    b: &B,
+    tokens: usize,
+    seed: u64,
+    print: &mut dyn FnMut(&Check),
+) -> Result<Vec<Check>, BackendError> {
+    use super::cpu::rope::Rope;
+    use rayon::prelude::*;
+    let (heads, d) = (2, 64);
+    let width = heads * d;
+    let side = (tokens as f64).sqrt().ceil() as usize;
+    let positions: Vec<[f32; 2]> = (0..tokens)
+        .map(|i| [(i / side) as f32, (i % side) as f32])
+        .collect();
+    let spec = PositionSpec {
+        positions: &positions,
+        rope_base: Some(100.0),
+        alibi: false,
+    };
+    let qkv_host = values(tokens * 3 * width, seed + 21, 1.0);
+    let dout_host = values(tokens * width, seed + 22, 1.0);
+    let offsets = [0, tokens];
+    let pos = b.prepare_positions(spec, heads, d)?;
+    let qkv = b.upload(&qkv_host, tokens, 3 * width)?;
+    let dout = b.upload(&dout_host, tokens, width)?;
+    let (out, lse) = b.attention_saving(&qkv, &offsets, heads, d, Some(&pos))?;
+    let before = b.memory_in_use();
+    let dqkv = b.attention_backward(&qkv, &out, &lse, &dout, &offsets, heads, d, Some(&pos))?;
+    let after = b.memory_in_use();
+    let (got, out, lse) = (b.download(&dqkv)?, b.download(&out)?, b.download(&lse)?);
+
+    // The reference: q and k rotated on the host, every sum in f64.
+    let part = |i: usize| -> Vec<f32> {
+        qkv_host
+            .chunks(3 * width)
+            .flat_map(|r| r[i * width..(i + 1) * width].to_vec())
+            .collect()
+    };
+    let rope = Rope::new(&positions, d, 100.0);
+    let (mut q, mut k, v) = (part(0), part(1), part(2));
+    rope.apply(&mut q, heads);
+    rope.apply(&mut k, heads);
+    let row = |x: &[f32], t: usize, h: usize| -> Vec<f64> {
+        x[(t * heads + h) * d..][..d].iter().map(|&v| v as f64).collect()
+    };
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut rng = crate::util::rng::Rng::new(seed ^ 0x10b6);
+    let sampled: Vec<(usize, usize)> = (0..32)
+        .map(|i| (rng.int(0, tokens as i64 - 1) as usize, i % heads))
+        .collect();
+    // Per sampled query row: its output, log-sum-exp and dQ (rotated back).
+    type QueryRow = (Vec<f64>, f64, Vec<f64>);
+    let queries: Vec<QueryRow> = sampled
+        .par_iter()
+        .map(|&(t, h)| {
+            let qi = row(&q, t, h);
+            let z: Vec<f64> = (0..tokens).map(|j| dot(&qi, &row(&k, j, h)) * scale).collect();
+            let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let p: Vec<f64> = z.iter().map(|zj| (zj - max).exp()).collect();
+            let sum: f64 = p.iter().sum();
+            let mut o = vec![0f64; d];
+            for (j, pj) in p.iter().enumerate() {
+                for (oc, vc) in o.iter_mut().zip(row(&v, j, h)) {
+                    *oc += pj / sum * vc;
+                }
+            }
+            let doi = row(&dout_host, t, h);
+            let delta = dot(&doi, &o);
+            let mut dq = vec![0f64; d];
+            for (j, pj) in p.iter().enumerate() {
+                let vj = row(&v, j, h);
+                let dz = pj / sum * (dot(&doi, &vj) - delta);
+                for (c, kc) in row(&k, j, h).iter().enumerate() {
+                    dq[c] += dz * kc * scale;
+                }
+            }
+            (o, max + sum.ln(), turn_back(&rope, &dq, t))
+        })
+        .collect();
+    // Per sampled key row: dK (rotated back) and dV, from the device's log-sum-exps and
+    // outputs (δ = dO · O) of every query.
+    let keys: Vec<(Vec<f64>, Vec<f64>)> = sampled
+        .par_iter()
+        .map(|&(t, h)| {
+            let (kj, vj) = (row(&k, t, h), row(&v, t, h));
+            let (mut dk, mut dv) = (vec![0f64; d], vec![0f64; d]);
+            for i in 0..tokens {
+                let (qi, doi) = (row(&q, i, h), row(&dout_host, i, h));
+                let p = (dot(&qi, &kj) * scale - lse[i * heads + h] as f64).exp();
+                let delta = dot(&doi, &row(&out, i, h));
+                let dz = p * (dot(&doi, &vj) - delta);
+                for c in 0..d {
+                    dk[c] += dz * qi[c] * scale;
+                    dv[c] += p * doi[c];
+                }
+            }
+            (turn_back(&rope, &dk, t), dv)
+        })
+        .collect();
+
+    let column = |x: &[f32], t: usize, part: usize, h: usize| -> Vec<f32> {
+        x[t * 3 * width + part * width + h * d..][..d].to_vec()
+    };
+    let mut checks = Vec::new();
+    let mut record = |what: &str, got: Vec<f32>, want: Vec<f64>| {
+        let c = compare(
+            format!("attention {tokens} tokens × {heads} heads of {d}, RoPE: {what}"),
+            &got,
+            &want,
+            true,
+        );
+        print(&c);
+        checks.push(c);
+    };
+    let flat = |rows: &mut dyn Iterator<Item = Vec<f64>>| rows.flatten().collect::<Vec<f64>>();
+    record(
+        "output, 32 sampled rows against f64",
+        sampled
+            .iter()
+            .flat_map(|&(t, h)| out[(t * heads + h) * d..][..d].to_vec())
+            .collect(),
+        flat(&mut queries.iter().map(|r| r.0.clone())),
+    );
+    record(
+        "log-sum-exp, 32 sampled rows",
+        sampled.iter().map(|&(t, h)| lse[t * heads + h]).collect(),
+        queries.iter().map(|r| r.1).collect(),
+    );
+    for (what, part, want) in [
+        (
+            "backward dq, 32 sampled rows",
+            0,
+            flat(&mut queries.iter().map(|r| r.2.clone())),
+        ),
+        (
+            "backward dk, 32 sampled rows",
+            1,
+            flat(&mut keys.iter().map(|r| r.0.clone())),
+        ),
+        (
+            "backward dv, 32 sampled rows",
+            2,
+            flat(&mut keys.iter().map(|r| r.1.clone())),
+        ),
+    ] {
+        record(
+            what,
+            sampled
+                .iter()
+                .flat_map(|&(t, h)| column(&got, t, part, h))
+                .collect(),
+            want,
+        );
+    }
+    if let (Some(before), Some(after)) = (before, after) {
+        let extra = after.saturating_sub(before) as f64;
+        let per_token = extra / tokens as f64;
+        // Its own output is 3·width bf16 values a token; a quadratic buffer would be GB a token.
+        let c = Check {
+            what: format!(
+                "attention backward, {tokens} tokens: {:.0} bytes a token left in use (its output: {})",
+                per_token,
+                3 * width * 2
+            ),
+            relative_error: 0.0,
+            max_abs_diff: per_token,
+            compared: 1,
+            finite: true,
+            repeatable: true,
+            passed: per_token <= (16 * width * 4) as f64,
+        };
+        print(&c);
+        checks.push(c);
+    }
+    Ok(checks)
+}
+
+/// A gradient of rotated values (one head's, of token `t`) turned back by the rotation.
+fn turn_back(rope: &super::cpu::rope::Rope, g: &[f64], t: usize) -> Vec<f64> {
+    let mut one: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+    rope.apply_inverse_row(&mut one, t);
+    one.into_iter().map(f64::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_checks_f64_reference_agrees_with_the_cpus_backward() {
+        // The CPU's candle backward against the sampled-row f64 sums the GPU is held to.
+        let checks = check_long_attention_backward(&CpuBackend, 700, 5, &mut |_| {}).unwrap();
+        assert_eq!(checks.len(), 5);
+        for c in &checks {
+            assert!(
+                c.passed && c.relative_error < 1e-5,
+                "{}: {}",
+                c.what,
+                c.relative_error
+            );
+        }
+    }
+}

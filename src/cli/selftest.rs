@@ -9,7 +9,7 @@ use flashslide::analysis::decoder_check::check_tile_decoders;
 use flashslide::backend::check::{check_attention_kernels, check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
-use flashslide::backend::grad_check::check_gradients;
+use flashslide::backend::grad_check::{check_gradients, check_long_attention_backward};
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::check::{check_encoders, check_model_dir};
 use flashslide::model::config::ModelConfig;
@@ -43,7 +43,8 @@ pub struct SelftestArgs {
     #[arg(long)]
     attention: bool,
     /// Only training's checks: every backward operation and AdamW against the CPU's, and the
-    /// slide encoder's gradients against the CPU's
+    /// slide encoder's gradients against the CPU's (with --long also attention's backward over
+    /// 2^20 tokens, sampled rows against f64, and the memory it keeps)
     #[arg(long)]
     training: bool,
     /// The inputs' seed (default: a fresh one each run, printed)
@@ -112,6 +113,9 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 }
                 let mut found = check_gradients(&gpu, seed, &mut print)?;
                 found.extend(check_encoder_gradients(&gpu, seed, &mut print)?);
+                if long {
+                    found.extend(check_long_attention_backward(&gpu, 1 << 20, seed, &mut print)?);
+                }
                 found
             } else if args.attention {
                 check_kernels(&gpu, long, &mut print)?

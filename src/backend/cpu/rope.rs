@@ -38,20 +38,29 @@ impl Rope {
         self.turn(x, heads, -1.0);
     }
 
+    /// Turns one head's values of token `t` (`head_dim` of them) back, as
+    /// [`Rope::apply_inverse`] does a whole array.
+    pub fn apply_inverse_row(&self, head: &mut [f32], t: usize) {
+        self.turn_head(head, t, -1.0);
+    }
+
     /// Rotates by each angle times `direction` (±1).
     fn turn(&self, x: &mut [f32], heads: usize, direction: f32) {
         let d = self.head_dim;
-        let pairs = d / 2;
         for (t, token) in x.chunks_exact_mut(heads * d).enumerate() {
-            let rot = &self.table[t * pairs..(t + 1) * pairs];
             for head in token.chunks_exact_mut(d) {
-                for (i, &(cos, sin)) in rot.iter().enumerate() {
-                    let sin = sin * direction;
-                    let (a, b) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = a * cos - b * sin;
-                    head[2 * i + 1] = a * sin + b * cos;
-                }
+                self.turn_head(head, t, direction);
             }
+        }
+    }
+
+    fn turn_head(&self, head: &mut [f32], t: usize, direction: f32) {
+        let pairs = self.head_dim / 2;
+        for (i, &(cos, sin)) in self.table[t * pairs..(t + 1) * pairs].iter().enumerate() {
+            let sin = sin * direction;
+            let (a, b) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = a * cos - b * sin;
+            head[2 * i + 1] = a * sin + b * cos;
         }
     }
 }
