@@ -11,7 +11,6 @@ use super::feature_reuse::FeatureFiles;
 use super::token_cache::{self, TokenCache, Tokens};
 use super::{save_safetensors, schedule, Checkpoint, CheckpointMeter, TrainError, TrainOptions};
 use crate::analysis::pipeline::{encode_tiles, StageSeconds};
-use crate::backend::cpu::CpuBackend;
 use crate::backend::grad::Gradients;
 use crate::backend::Backend;
 use crate::eval::auroc::auroc;
@@ -196,7 +195,7 @@ pub fn train_slide_encoder<B: Gradients>(
         progress(step, loss);
         if let Some(train_loss) = meter.record(step, loss) {
             let slide_host = params.to_host()?;
-            let validation_auroc = validate(&config, &slide_host, validation)?;
+            let validation_auroc = validate(backend, &config, &slide_host, validation)?;
             checkpoints.push(Checkpoint {
                 step,
                 train_loss,
@@ -246,17 +245,18 @@ pub(super) fn to_host(
         .collect()
 }
 
-/// Token AUROC of the current weights over whole validation slides, on the CPU backend
-/// (its tiled attention), as `run` would score them.
-fn validate(
+/// Token AUROC of the current weights over whole validation slides, on the training's
+/// backend (the forward's kernels), as `run` would score them.
+fn validate<B: Backend>(
+    backend: &B,
     config: &crate::model::slide_encoder::SlideEncoderConfig,
     host: &HashMap<String, HostTensor>,
     validation: &[SlideTokens],
 ) -> Result<Option<f64>, TrainError> {
-    let encoder = SlideEncoder::new(&CpuBackend, config.clone(), host, Path::new("(training)"))?;
+    let encoder = SlideEncoder::new(backend, config.clone(), host, Path::new("(training)"))?;
     let (mut scores, mut labels) = (Vec::new(), Vec::new());
     for slide in validation.iter().filter(|s| !s.labels.is_empty()) {
-        let x = CpuBackend.upload(&slide.features, slide.labels.len(), config.input_dim)?;
+        let x = backend.upload(&slide.features, slide.labels.len(), config.input_dim)?;
         let out = encoder.forward(&x, &slide.cells)?;
         scores.extend(out.token_logits);
         labels.extend(slide.labels.iter().map(|&l| l > 0.5));
