@@ -1,6 +1,7 @@
 use super::device;
 use anyhow::{Context, Result};
 use clap::Args;
+use flashslide::backend::cuda::TRAINING_HEAD_DIMS;
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::config::ModelConfig;
 use flashslide::model::tile_encoder_names;
@@ -193,6 +194,16 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let reuse = FeatureFiles::find(&args.reuse_features).context("--reuse-features")?;
     let sources = (&cache, &reuse);
     let selected = device::open(args.device.unwrap_or(default), args.quiet)?;
+    if let (Selected::Cuda(_), Some(head)) = (&selected, &options.config.slide_encoder) {
+        let head_dim = head.width / head.heads;
+        if !TRAINING_HEAD_DIMS.contains(&head_dim) {
+            anyhow::bail!(
+                "the slide encoder's heads are {head_dim} wide; training on the GPU takes {:?}: \
+                 train with --device cpu, or choose width and heads to match",
+                TRAINING_HEAD_DIMS
+            );
+        }
+    }
     let (train, validation) = match &selected {
         Selected::Cpu(be) => both_tokens(be, &options, &tile_host, &checkpoint, &cohort, sources)?,
         Selected::Cuda(be) => both_tokens(be, &options, &tile_host, &checkpoint, &cohort, sources)?,

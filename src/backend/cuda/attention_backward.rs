@@ -14,7 +14,7 @@ use half::bf16;
 use std::collections::HashMap;
 
 /// Head dims the training kernels are instantiated for.
-const HEAD_DIMS: [usize; 2] = [64, 128];
+pub const HEAD_DIMS: [usize; 2] = [64, 128];
 /// Keys a backward block owns (kernels/attention_backward.cu's BK) and its threads.
 const BLOCK_KEYS: usize = 64;
 const THREADS: u32 = 128;
@@ -74,7 +74,7 @@ fn check_shape(
     let tokens = packed_tokens(qkv, offsets, heads, head_dim)?;
     if !HEAD_DIMS.contains(&head_dim) {
         return Err(BackendError::Device(format!(
-            "training attention on the GPU takes head dims 64 and 128, not {head_dim}"
+            "training's attention on the GPU takes head dims 64 and 128, not {head_dim} (the CPU takes any)"
         )));
     }
     if heads == 0 || heads > 65_535 {

@@ -45,6 +45,7 @@ mod profile;
 mod tile_decoder;
 mod upload;
 
+pub use attention_backward::HEAD_DIMS as TRAINING_HEAD_DIMS;
 pub use bench::GpuAttentionRun;
 pub use pixels::CudaPixels;
 pub use profile::OpTime;
