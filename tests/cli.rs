@@ -178,3 +178,16 @@ fn device_choice_without_cuda_is_a_clear_error_or_a_cpu_fallback() {
     assert!(err.contains("running on the CPU (CUDA is not usable"), "{err}");
     assert!(out.contains("GFLOP/s"), "{out}");
 }
+
+#[test]
+fn training_selftest_on_the_cpu_checks_the_hand_written_backward_pass() {
+    // On the CPU the backend is its own reference: the check of the check, which also runs
+    // the slide encoder's whole backward pass (RoPE, and RoPE with ALiBi).
+    let (code, out, err) = flashslide(&["selftest", "--device", "cpu", "--training", "--seed", "3"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("slide encoder, RoPE + ALiBi: gradient slide.proj_in.weight"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("checks, 0 failed"), "{out}");
+}

@@ -90,6 +90,11 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
     });
     let checks = match device::open(args.device, false)? {
         // The CPU against itself: a check of the check, kept quick.
+        Selected::Cpu(cpu) if args.training => {
+            let mut found = check_gradients(&cpu, seed, &mut print)?;
+            found.extend(check_encoder_gradients(&cpu, seed, &mut print)?);
+            found
+        }
         Selected::Cpu(cpu) => check_all(
             &cpu,
             &configs,

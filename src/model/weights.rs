@@ -11,6 +11,7 @@ use std::path::Path;
 pub(crate) const MAX_RANDOM_PARAMETERS: usize = 1 << 34;
 
 /// A tensor on the host: f32 values and the shape the file gives.
+#[derive(Clone, Debug)]
 pub struct HostTensor {
     pub data: Vec<f32>,
     pub shape: Vec<usize>,

@@ -415,8 +415,8 @@ pub fn time_steps<B: Gradients>(
 }
 
 /// The encoder's gradients on backend `b` against the CPU's, from the same random weights
-/// and one random crop of 900 tokens (inputs from `seed`): the loss and every parameter's
-/// gradient, in relative L2 error.
+/// and one random crop of 900 tokens (inputs from `seed`), with RoPE and with RoPE and ALiBi:
+/// the loss and every parameter's gradient, in relative L2 error.
 pub fn check_encoder_gradients<B: Gradients>(
     b: &B,
     seed: u64,
@@ -466,33 +466,34 @@ pub fn check_encoder_gradients<B: Gradients>(
         positions: &positions,
         labels: &labels,
     };
-    let run =
-        |be: &dyn Fn(&mut Grads<B>) -> Result<f64, BackendError>| -> Result<(f64, Grads<B>), BackendError> {
-            let mut grads = Grads::new();
-            Ok((be(&mut grads)?, grads))
+    let mut checks = Vec::new();
+    // With the rotary embedding alone, then with ALiBi too.
+    for alibi in [false, true] {
+        let config = SlideEncoderConfig {
+            alibi,
+            ..config.clone()
         };
-    let on_b = Params::new(b, &config, &host)?;
-    let (loss, grads) = run(&|g| crop_gradients(&config, &on_b, &crop, 1.0, g))?;
-    let on_cpu = Params::new(&CpuBackend, &config, &host)?;
-    let mut cpu_grads = Grads::new();
-    let cpu_loss = crop_gradients(&config, &on_cpu, &crop, 1.0, &mut cpu_grads)?;
-    let mut checks = vec![compare(
-        "slide encoder (2 blocks, 2 heads of 64, 900 tokens): loss".into(),
-        &[loss as f32],
-        &[cpu_loss],
-        true,
-    )];
-    print(&checks[0]);
-    for (name, _) in &expected {
-        let got = b.download(grads.get(name).expect("every parameter has a gradient"))?;
-        let want: Vec<f64> = CpuBackend
-            .download(cpu_grads.get(name).expect("every parameter has a gradient"))?
-            .into_iter()
-            .map(f64::from)
-            .collect();
-        let c = compare(format!("slide encoder gradient {name}"), &got, &want, true);
+        // 2 blocks, 2 heads of 64, 900 tokens.
+        let what = format!("slide encoder, RoPE{}", if alibi { " + ALiBi" } else { "" });
+        let mut grads = Grads::new();
+        let loss = crop_gradients(&config, &Params::new(b, &config, &host)?, &crop, 1.0, &mut grads)?;
+        let mut cpu_grads = Grads::new();
+        let on_cpu = Params::new(&CpuBackend, &config, &host)?;
+        let cpu_loss = crop_gradients(&config, &on_cpu, &crop, 1.0, &mut cpu_grads)?;
+        let c = compare(format!("{what}: loss"), &[loss as f32], &[cpu_loss], true);
         print(&c);
         checks.push(c);
+        for (name, _) in &expected {
+            let got = b.download(grads.get(name).expect("every parameter has a gradient"))?;
+            let want: Vec<f64> = CpuBackend
+                .download(cpu_grads.get(name).expect("every parameter has a gradient"))?
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let c = compare(format!("{what}: gradient {name}"), &got, &want, true);
+            print(&c);
+            checks.push(c);
+        }
     }
     Ok(checks)
 }
@@ -588,6 +589,65 @@ mod tests {
                 assert!(
                     worst <= 1e-4 * scale.max(1.0),
                     "depth {depth}, {name}: off by {worst} (largest {scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_with_the_alibi_bias_match_finite_differences() {
+        // candle's autodiff path does not take ALiBi; central differences of the loss do.
+        let c = SlideEncoderConfig {
+            alibi: true,
+            ..config(1)
+        };
+        let host = weights(&c);
+        let n = 14;
+        let mut rng = crate::util::rng::Rng::new(8);
+        let features: Vec<f32> = (0..n * c.input_dim)
+            .map(|_| rng.range(-1.0, 1.0) as f32)
+            .collect();
+        let positions: Vec<[f32; 2]> = (0..n).map(|i| [(i / 4) as f32, (i % 4) as f32]).collect();
+        let labels: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 1.0 } else { 0.0 }).collect();
+        let crop = Crop {
+            features: &features,
+            positions: &positions,
+            labels: &labels,
+        };
+        let loss_at = |host: &HashMap<String, HostTensor>| {
+            let params = Params::new(&CpuBackend, &c, host).unwrap();
+            crop_gradients(&c, &params, &crop, 1.0, &mut Grads::new()).unwrap()
+        };
+        let params = Params::new(&CpuBackend, &c, &host).unwrap();
+        let mut grads = Grads::new();
+        crop_gradients(&c, &params, &crop, 1.0, &mut grads).unwrap();
+        for name in [
+            "slide.proj_in.weight",
+            "slide.blocks.0.attn.qkv.weight",
+            "slide.blocks.0.attn.qkv.bias",
+            "slide.blocks.0.norm2.weight",
+            "slide.norm.bias",
+        ] {
+            let got = grads
+                .get(name)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            for i in (0..got.len()).step_by(got.len() / 5 + 1) {
+                let eps = 1e-2f32;
+                let nudged = |delta: f32| {
+                    let mut h = host.clone();
+                    h.get_mut(name).unwrap().data[i] += delta;
+                    loss_at(&h)
+                };
+                let numeric = (nudged(eps) - nudged(-eps)) / (2.0 * eps as f64);
+                let err = (numeric - got[i] as f64).abs();
+                assert!(
+                    err < 1e-3 * (1.0 + numeric.abs()),
+                    "{name}[{i}]: {} against {numeric}",
+                    got[i]
                 );
             }
         }
