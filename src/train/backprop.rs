@@ -536,18 +536,23 @@ mod tests {
         host
     }
 
+    /// A crop's random features (`dim` a token), grid positions `side` wide, and labels (a
+    /// quarter of the tokens tumour).
+    fn inputs(n: usize, dim: usize, side: usize, seed: u64) -> (Vec<f32>, Vec<[f32; 2]>, Vec<f32>) {
+        let mut rng = crate::util::rng::Rng::new(seed);
+        let features = (0..n * dim).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+        let positions = (0..n).map(|i| [(i / side) as f32, (i % side) as f32]).collect();
+        let labels = (0..n).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect();
+        (features, positions, labels)
+    }
+
     #[test]
     fn gradients_match_candle_autodiff_of_the_encoder() {
         for depth in [0, 2] {
             let c = config(depth);
             let host = weights(&c);
             let n = 23;
-            let mut rng = crate::util::rng::Rng::new(3);
-            let features: Vec<f32> = (0..n * c.input_dim)
-                .map(|_| rng.range(-1.0, 1.0) as f32)
-                .collect();
-            let positions: Vec<[f32; 2]> = (0..n).map(|i| [(i / 5) as f32, (i % 5) as f32]).collect();
-            let labels: Vec<f32> = (0..n).map(|i| if i % 4 == 0 { 1.0 } else { 0.0 }).collect();
+            let (features, positions, labels) = inputs(n, c.input_dim, 5, 3);
             let crop = Crop {
                 features: &features,
                 positions: &positions,
@@ -602,13 +607,7 @@ mod tests {
             ..config(1)
         };
         let host = weights(&c);
-        let n = 14;
-        let mut rng = crate::util::rng::Rng::new(8);
-        let features: Vec<f32> = (0..n * c.input_dim)
-            .map(|_| rng.range(-1.0, 1.0) as f32)
-            .collect();
-        let positions: Vec<[f32; 2]> = (0..n).map(|i| [(i / 4) as f32, (i % 4) as f32]).collect();
-        let labels: Vec<f32> = (0..n).map(|i| if i % 3 == 0 { 1.0 } else { 0.0 }).collect();
+        let (features, positions, labels) = inputs(14, c.input_dim, 4, 8);
         let crop = Crop {
             features: &features,
             positions: &positions,
