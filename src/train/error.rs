@@ -49,6 +49,11 @@ pub enum TrainError {
     NoTrainingSlides,
     #[error("no training slide has tissue tokens")]
     NoTrainingTokens,
+    #[error(
+        "step {step}: the loss is {loss}, not a number; no checkpoint was written from this \
+         step (a smaller learning rate, or --clip-grad-norm, may keep training stable)"
+    )]
+    LossNotFinite { step: usize, loss: f64 },
     #[error("a batch of nothing")]
     EmptyBatch,
     #[error("cannot write {}", path.display())]

@@ -190,6 +190,10 @@ pub fn train_slide_encoder<B: Gradients>(
             loss +=
                 crop_gradients(&config, &params, &crop, 1.0 / o.batch as f32, &mut grads)? / o.batch as f64;
         }
+        // Diverged (or NaN features): stop before the weights or a checkpoint take it.
+        if !loss.is_finite() {
+            return Err(TrainError::LossNotFinite { step, loss });
+        }
         let lr = schedule(o.learning_rate, step, o.steps);
         params.step(&grads, lr, o.weight_decay, step as i32, o.max_grad_norm)?;
         progress(step, loss);
@@ -369,4 +373,56 @@ pub struct FrozenEncoder {
     pub weights: std::path::PathBuf,
     /// SHA-256 of its tensors ([`crate::model::weights::tensors_sha256`]).
     pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::cpu::CpuBackend;
+
+    #[test]
+    fn a_loss_that_is_not_a_number_stops_training_before_any_checkpoint() {
+        let text = include_str!("../../bench/configs/flashslide-synth-v1.json");
+        let config = crate::model::parse_config(text, Path::new("bundled")).unwrap();
+        let dim = config.slide_encoder.as_ref().unwrap().input_dim;
+        let out = std::env::temp_dir().join(format!("flashslide-nan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let n = 9;
+        // A features file gone bad: every token's first value not a number.
+        let mut features = vec![0.5f32; n * dim];
+        features.iter_mut().step_by(dim).for_each(|x| *x = f32::NAN);
+        let tokens = SlideTokens {
+            features,
+            cells: (0..n).map(|i| [(i / 3) as f32, (i % 3) as f32]).collect(),
+            labels: vec![0.0; n],
+            from: TokenSource::Encoded,
+        };
+        let options = TrainOptions {
+            out: out.clone(),
+            config,
+            steps: 2,
+            batch: 1,
+            learning_rate: 1e-3,
+            weight_decay: 0.05,
+            seed: 1,
+            checkpoint_every: 1,
+            max_grad_norm: None,
+        };
+        let result = train_slide_encoder(
+            &CpuBackend,
+            &HashMap::new(),
+            &[tokens],
+            &[],
+            &options,
+            4,
+            &|_, _| {},
+        );
+        assert!(
+            matches!(result, Err(TrainError::LossNotFinite { step: 1, .. })),
+            "{:?}",
+            result.err()
+        );
+        assert!(!out.join("model.safetensors").exists());
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
