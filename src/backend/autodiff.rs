@@ -1,4 +1,5 @@
-//! The backend training runs on: the CPU backend's candle operations, with attention (and
+//! The backend the tile encoder trains on (stage 1, and the one-image baseline; stage 2 has
+//! its own backward pass, `train::backprop`): the CPU backend's candle operations, with attention (and
 //! 2D RoPE) written as candle operations too, so that candle's autograd differentiates a
 //! whole forward pass, and weights made trainable variables. Attention here materialises
 //! each sequence's scores, which suits the short sequences training feeds it (tiles of a few

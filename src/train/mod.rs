@@ -1,11 +1,12 @@
-//! Training on an annotated cohort (issue 7), on the CPU through the differentiable backend.
-//! Stage 1 (here): the tile encoder with a linear head learns each tile's tumour fraction
+//! Training on an annotated cohort (issue 7). Stage 1 (here), on the CPU through the
+//! differentiable backend: the tile encoder with a linear head learns each tile's tumour fraction
 //! (binary cross-entropy on soft labels), AdamW with warm-up and cosine decay, dihedral
 //! augmentation, hard-negative mining (benign tissue that looks like tumour — germinal
 //! centres, histiocytes — is what costs false positives, as CAMELYON16's winners found),
 //! validation on held-out slides, checkpoints written atomically, the same seed giving the
-//! same weights. Stage 2 ([`slide_stage`]): the slide encoder on the tokens
-//! of the trained tile encoder.
+//! same weights. Stage 2 ([`slide_stage`]): the slide encoder on the tokens of the trained
+//! (or a frozen) tile encoder, through the hand-written backward pass of [`backprop`], on
+//! the CPU or a GPU.
 
 pub mod backprop;
 pub mod data;

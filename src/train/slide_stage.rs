@@ -1,9 +1,10 @@
 //! Stage 2: the slide encoder learns each stage-2 token's tumour label from the trained tile
-//! encoder's tokens. Every tissue tile of every slide is encoded once (CPU, the tiled
-//! kernel, as `run` does); steps then draw crops of a slide's token grid (half of them
+//! encoder's tokens. Every tissue tile of every slide is encoded once (as `run` does, on the
+//! device asked for); steps then draw crops of a slide's token grid (half of them
 //! around a tumour token when the slide has one), and the loss is the tokens'
-//! cross-entropy plus a tenth of the crop-level one on the slide head. Validation runs the
-//! current weights over whole held-out slides, as `run` will.
+//! cross-entropy plus a tenth of the crop-level one on the slide head, its gradients from
+//! [`super::backprop`] on the CPU or a GPU. Validation runs the current weights over whole
+//! held-out slides, as `run` will.
 
 use super::backprop::{crop_gradients, Crop, Grads, Params};
 use super::data::{open_annotated, AnnotatedSlide};
