@@ -42,8 +42,8 @@ pub struct SelftestArgs {
     /// work: a minute, not the several of the whole check)
     #[arg(long)]
     attention: bool,
-    /// Only training's checks: every backward operation and AdamW against the CPU's, and the
-    /// slide encoder's gradients against the CPU's (with --long also attention's backward over
+    /// Only training's checks (part of the whole check too): every backward operation and
+    /// AdamW against the CPU's, and the slide encoder's gradients against the CPU's (with --long also attention's backward over
     /// 2^20 tokens, sampled rows against f64, and the memory it keeps)
     #[arg(long)]
     training: bool,
@@ -134,7 +134,12 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                     seed,
                     json,
                     &mut print,
-                    |print| Ok(check_kernels(&gpu, long, print)?),
+                    |print| {
+                        let mut found = check_kernels(&gpu, long, print)?;
+                        found.extend(check_gradients(&gpu, seed, print)?);
+                        found.extend(check_encoder_gradients(&gpu, seed, print)?);
+                        Ok(found)
+                    },
                 )?
             };
             // Where the GPU has several attention kernel families (a Hopper), each one too:
