@@ -96,8 +96,9 @@ pub trait Gradients: Backend {
     ) -> Result<Self::Tensor, BackendError>;
     /// `[rows, cols]`: `row` (`[1, cols]`) in every row, times `scale` (a mean's backward).
     fn repeat_row(&self, row: &Self::Tensor, rows: usize, scale: f32) -> Result<Self::Tensor, BackendError>;
-    /// Σ x² over every element (a gradient's squared norm).
-    fn sum_squares(&self, x: &Self::Tensor) -> Result<f64, BackendError>;
+    /// Σ x² over every element of every tensor of `xs` (gradients' squared global norm),
+    /// read back once.
+    fn sum_squares(&self, xs: &[&Self::Tensor]) -> Result<f64, BackendError>;
     /// One AdamW step: `state` updated by gradient `g`.
     fn adamw(
         &self,

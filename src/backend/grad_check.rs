@@ -98,9 +98,9 @@ pub fn check_gradients<B: Gradients>(
         cpu.download(&r_c)?,
     );
     record(
-        format!("sum of squares [{rows}, {cols}]"),
-        vec![b.sum_squares(&dy)? as f32],
-        vec![cpu.sum_squares(&dyc)? as f32],
+        format!("sum of squares, two [{rows}, {cols}]"),
+        vec![b.sum_squares(&[&dy, &x])? as f32],
+        vec![cpu.sum_squares(&[&dyc, &xc])? as f32],
     );
     let n = 1000;
     let master = values(n, seed + 7, 1.0);

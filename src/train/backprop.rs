@@ -122,7 +122,8 @@ impl<B: Gradients> Params<B> {
     }
 
     /// One AdamW step (the `t`-th) at learning rate `lr` on `grads`, their global norm first
-    /// clipped to `max_norm` when given; returns that norm before clipping.
+    /// clipped to `max_norm` when given; returns that norm before clipping (measured only
+    /// then: it waits for the device).
     pub fn step(
         &mut self,
         grads: &Grads<B>,
@@ -130,15 +131,14 @@ impl<B: Gradients> Params<B> {
         weight_decay: f64,
         t: i32,
         max_norm: Option<f64>,
-    ) -> Result<f64, BackendError> {
+    ) -> Result<Option<f64>, BackendError> {
         let be = &self.backend;
-        let mut squares = 0.0;
-        for g in grads.sums.values() {
-            squares += be.sum_squares(g)?;
-        }
-        let norm = squares.sqrt();
-        let grad_scale = match max_norm {
-            Some(max) if norm > max => max / (norm + 1e-6),
+        let norm = match max_norm {
+            Some(_) => Some(be.sum_squares(&grads.sums.values().collect::<Vec<_>>())?.sqrt()),
+            None => None,
+        };
+        let grad_scale = match (max_norm, norm) {
+            (Some(max), Some(norm)) if norm > max => max / (norm + 1e-6),
             _ => 1.0,
         };
         for (name, p) in &mut self.params {
@@ -392,13 +392,11 @@ pub fn time_steps<B: Gradients>(
         let start = std::time::Instant::now();
         let mut grads = Grads::new();
         last_loss = crop_gradients(config, &params, &crop, 1.0, &mut grads)?;
-        // The norm's read back ends the step on the host once AdamW is queued behind it.
         params.step(&grads, 1e-4, 0.05, step as i32, Some(1.0))?;
-        be.sum_squares(
-            grads
-                .get("slide.norm.bias")
-                .expect("every parameter has a gradient"),
-        )?;
+        // A read back after AdamW ends the step on the host.
+        be.sum_squares(&[grads
+            .get("slide.norm.bias")
+            .expect("every parameter has a gradient")])?;
         if step > 2 {
             times.push(start.elapsed().as_secs_f64());
         }

@@ -134,8 +134,10 @@ impl Gradients for CpuBackend {
         Ok((row.broadcast_as((rows, cols))?.contiguous()? * scale as f64)?)
     }
 
-    fn sum_squares(&self, x: &Tensor) -> Result<f64, BackendError> {
-        Ok(x.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?)
+    fn sum_squares(&self, xs: &[&Tensor]) -> Result<f64, BackendError> {
+        xs.iter().try_fold(0.0, |sum, x| {
+            Ok(sum + x.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?)
+        })
     }
 
     fn adamw(

@@ -269,16 +269,20 @@ impl Gradients for CudaBackend {
         Ok(self.tensor_f32(out, rows, cols))
     }
 
-    fn sum_squares(&self, x: &CudaTensor) -> Result<f64, BackendError> {
-        let data = self.f32_data(x)?;
-        let n = x.rows * x.cols;
+    fn sum_squares(&self, xs: &[&CudaTensor]) -> Result<f64, BackendError> {
+        // Every tensor's sum added into one value on the device: one read back, not one a
+        // tensor (an optimiser step's gradients are a few dozen).
         let mut out = self.zeroed(1)?;
-        let n64 = n as i64;
-        let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(256).clamp(1, 1024) as u32, 1, 1),
-            ..Self::elementwise(n)
-        };
-        launch!(self, "sum_squares", cfg, &*data, &mut out, &n64)?;
+        for x in xs {
+            let data = self.f32_data(x)?;
+            let n = x.rows * x.cols;
+            let n64 = n as i64;
+            let cfg = LaunchConfig {
+                grid_dim: (n.div_ceil(256).clamp(1, 1024) as u32, 1, 1),
+                ..Self::elementwise(n)
+            };
+            launch!(self, "sum_squares", cfg, &*data, &mut out, &n64)?;
+        }
         Ok(self.download(&self.tensor_f32(out, 1, 1))?[0] as f64)
     }
 
