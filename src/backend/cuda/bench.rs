@@ -80,21 +80,7 @@ impl CudaBackend {
         let stream = &self.inner.stream;
         stream.synchronize().map_err(device_err)?;
         let used_before = self.memory().map(|(free, total)| total - free)?;
-        for _ in 0..3 {
-            self.flash_attention(&args, &mut out)?;
-        }
-        let mut times = Vec::with_capacity(runs);
-        for _ in 0..runs.max(1) {
-            let start = stream
-                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(device_err)?;
-            self.flash_attention(&args, &mut out)?;
-            let end = stream
-                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                .map_err(device_err)?;
-            end.synchronize().map_err(device_err)?;
-            times.push(start.elapsed_ms(&end).map_err(device_err)? as f64);
-        }
+        let times = self.event_times(runs, &mut || self.flash_attention(&args, &mut out))?;
         let used_after = self.memory().map(|(free, total)| total - free)?;
         let host = stream.clone_dtoh(&out).map_err(device_err)?;
         if host.iter().any(|v| !v.to_f32().is_finite()) {
@@ -102,7 +88,6 @@ impl CudaBackend {
                 "attention N {tokens} d {d}: the output has NaN or Inf"
             )));
         }
-        times.sort_by(f64::total_cmp);
         let median_ms = times[times.len() / 2];
         let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
         let kernel = self.attention_kernel(&args);
@@ -144,30 +129,13 @@ impl CudaBackend {
         let qkv = self.upload(&random_inputs(total * 3 * width, 42), total, 3 * width)?;
         let dout = self.upload(&random_inputs(total * width, 43), total, width)?;
         let offsets: Vec<usize> = (0..=sequences).map(|s| s * tokens).collect();
-        let stream = &self.inner.stream;
-        let time = |f: &dyn Fn() -> Result<(), BackendError>| -> Result<f64, BackendError> {
-            for _ in 0..3 {
-                f()?;
-            }
-            let mut times = Vec::with_capacity(runs);
-            for _ in 0..runs.max(1) {
-                let event = || {
-                    stream
-                        .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
-                        .map_err(device_err)
-                };
-                let start = event()?;
-                f()?;
-                let end = event()?;
-                end.synchronize().map_err(device_err)?;
-                times.push(start.elapsed_ms(&end).map_err(device_err)? as f64);
-            }
-            times.sort_by(f64::total_cmp);
+        let median = |f: &mut dyn FnMut() -> Result<(), BackendError>| -> Result<f64, BackendError> {
+            let times = self.event_times(runs, f)?;
             Ok(times[times.len() / 2])
         };
         let (out, lse) = self.attention_saving(&qkv, &offsets, heads, d, None)?;
-        let forward_ms = time(&|| self.attention_saving(&qkv, &offsets, heads, d, None).map(|_| ()))?;
-        let backward_ms = time(&|| {
+        let forward_ms = median(&mut || self.attention_saving(&qkv, &offsets, heads, d, None).map(|_| ()))?;
+        let backward_ms = median(&mut || {
             self.attention_backward(&qkv, &out, &lse, &dout, &offsets, heads, d, None)
                 .map(|_| ())
         })?;
@@ -190,6 +158,34 @@ impl CudaBackend {
             backward_ms,
             backward_tflops: 2.5 * flops / (backward_ms * 1e-3) / 1e12,
         })
+    }
+
+    /// Milliseconds of `runs` runs of `f` (at least one) between CUDA events, after three
+    /// warm-up runs, fastest first.
+    fn event_times(
+        &self,
+        runs: usize,
+        f: &mut dyn FnMut() -> Result<(), BackendError>,
+    ) -> Result<Vec<f64>, BackendError> {
+        for _ in 0..3 {
+            f()?;
+        }
+        let stream = &self.inner.stream;
+        let event = || {
+            stream
+                .record_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(device_err)
+        };
+        let mut times = Vec::with_capacity(runs.max(1));
+        for _ in 0..runs.max(1) {
+            let start = event()?;
+            f()?;
+            let end = event()?;
+            end.synchronize().map_err(device_err)?;
+            times.push(start.elapsed_ms(&end).map_err(device_err)? as f64);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times)
     }
 
     fn describe_short(&self) -> String {
