@@ -1,7 +1,6 @@
 use super::device;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::bench::read::read_throughput;
@@ -63,7 +62,7 @@ enum BenchCommand {
         /// flash_attn_sm90_tma.cu, Hopper; default: the GPU's choice, on a Hopper wgmma-tma
         /// for sequences of 512 tokens and more, wgmma-tma-persistent below, elsewhere mma)
         #[arg(long, value_enum)]
-        kernel: Option<AttentionKernels>,
+        kernel: Option<device::AttentionKernels>,
         /// Print JSON lines instead of a table
         #[arg(long)]
         json: bool,
@@ -400,7 +399,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             json,
         } => {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
-                gpu.use_attention_kernels(kernel.map(AttentionKernels::family))?;
+                gpu.use_attention_kernels(kernel.map(device::AttentionKernels::family))?;
                 if !json {
                     println!(
                         "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}  kernel",
@@ -502,28 +501,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// Which attention kernels `bench attention` times on a GPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttentionKernels {
-    Mma,
-    Wgmma,
-    WgmmaPipelined,
-    WgmmaTma,
-    WgmmaTmaPersistent,
-}
-
-impl AttentionKernels {
-    fn family(self) -> KernelFamily {
-        match self {
-            AttentionKernels::Mma => KernelFamily::MmaSync,
-            AttentionKernels::Wgmma => KernelFamily::Wgmma,
-            AttentionKernels::WgmmaPipelined => KernelFamily::WgmmaPipelined,
-            AttentionKernels::WgmmaTma => KernelFamily::WgmmaTma,
-            AttentionKernels::WgmmaTmaPersistent => KernelFamily::WgmmaTmaPersistent,
         }
     }
 }

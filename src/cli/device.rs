@@ -1,6 +1,7 @@
 //! `--device auto|cpu|cuda`, shared by the commands that compute.
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::{select, DeviceChoice, Selected};
 
 /// Parses `--device` into the library's [`DeviceChoice`], listing each value with its meaning
@@ -18,4 +19,26 @@ pub fn open(choice: DeviceChoice, quiet: bool) -> anyhow::Result<Selected> {
         eprintln!("flashslide: running on the CPU ({why})");
     }
     Ok(selected)
+}
+
+/// `--kernel`: an attention kernel family, for `bench attention` and `selftest` on a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttentionKernels {
+    Mma,
+    Wgmma,
+    WgmmaPipelined,
+    WgmmaTma,
+    WgmmaTmaPersistent,
+}
+
+impl AttentionKernels {
+    pub fn family(self) -> KernelFamily {
+        match self {
+            AttentionKernels::Mma => KernelFamily::MmaSync,
+            AttentionKernels::Wgmma => KernelFamily::Wgmma,
+            AttentionKernels::WgmmaPipelined => KernelFamily::WgmmaPipelined,
+            AttentionKernels::WgmmaTma => KernelFamily::WgmmaTma,
+            AttentionKernels::WgmmaTmaPersistent => KernelFamily::WgmmaTmaPersistent,
+        }
+    }
 }

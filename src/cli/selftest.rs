@@ -9,6 +9,7 @@ use flashslide::analysis::decoder_check::check_tile_decoders;
 use flashslide::backend::check::{check_attention_kernels, check_operations, Check, Scope};
 use flashslide::backend::cpu::CpuBackend;
 use flashslide::backend::cuda::kernel_check::check_kernels;
+use flashslide::backend::cuda::kernels::KernelFamily;
 use flashslide::backend::grad_check::{check_gradients, check_long_attention_backward};
 use flashslide::backend::{Backend, DeviceChoice, Selected};
 use flashslide::model::check::{check_encoders, check_model_dir};
@@ -42,6 +43,11 @@ pub struct SelftestArgs {
     /// work: a minute, not the several of the whole check)
     #[arg(long)]
     attention: bool,
+    /// Only these attention kernel families (on a Hopper; default: the GPU's own choice,
+    /// then every family). A --long check of every family takes longer than one device call
+    /// may: split it with this
+    #[arg(long, value_enum, num_args = 1..)]
+    kernel: Vec<device::AttentionKernels>,
     /// Only training's checks (part of the whole check too): every backward operation and
     /// AdamW against the CPU's, and the slide encoder's gradients against the CPU's (with --long also attention's backward over
     /// 2^20 tokens, sampled rows against f64, and the memory it keeps)
@@ -88,7 +94,11 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    let checks = match device::open(args.device, false)? {
+    let selected = device::open(args.device, false)?;
+    if matches!(selected, Selected::Cpu(_)) && !args.kernel.is_empty() {
+        anyhow::bail!("--kernel picks among the CUDA attention kernels: add --device cuda on a GPU machine");
+    }
+    let checks = match selected {
         // The CPU against itself: a check of the check, kept quick.
         Selected::Cpu(cpu) if args.training => {
             let mut found = check_gradients(&cpu, seed, &mut print)?;
@@ -122,6 +132,8 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                     found.extend(check_long_attention_backward(&gpu, 1 << 20, seed, &mut print)?);
                 }
                 found
+            } else if args.attention && !args.kernel.is_empty() {
+                Vec::new()
             } else if args.attention {
                 check_kernels(&gpu, long, &mut print)?
             } else {
@@ -145,13 +157,16 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             // Where the GPU has several attention kernel families (a Hopper), each one too:
             // the kernels alone as above, and through the backend at the quick scope's
             // lengths (its CPU references are most of selftest's time), at all with --long.
-            let families = if args.training {
-                &[][..]
-            } else {
-                gpu.attention_families()
+            let families: Vec<KernelFamily> = match args.training {
+                true => Vec::new(),
+                false if args.kernel.is_empty() => gpu.attention_families().to_vec(),
+                false => args.kernel.iter().map(|k| k.family()).collect(),
             };
             let scope = if long { Scope::Full } else { Scope::Quick };
-            for &family in families.iter().filter(|_| families.len() > 1) {
+            for &family in families
+                .iter()
+                .filter(|_| families.len() > 1 || !args.kernel.is_empty())
+            {
                 gpu.use_attention_kernels(Some(family))?;
                 let name = family.name();
                 let mut named = |c: &Check| {
