@@ -7,8 +7,8 @@
 // With z = q·kᵀ/√d (+ bias), P = softmax(z) by rows, O = P·V and dO given:
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dZ = P ∘ (dP − rowsum(dO ∘ O)),  dQ = dZ·K/√d,  dK = dZᵀ·Q/√d.
 // A block owns BK = 64 keys of one head of one sequence (16 a warp) and walks every query
-// block of the sequence, BQ rows at a time (64 at d 64; 32 at d 128, where 64 would spill):
-// it holds dK and dV for its keys in registers and
+// block of the sequence, BQ rows at a time (64 at d 64; 32 at d 128, where 64 would spill),
+// the next step's Q and dO copied in while this one computes: it holds dK and dV for its keys in registers and
 // adds its share of dQ into an f32 buffer (atomics), which `attention_dq` then scales into
 // the bf16 gradient. Grid: x = key blocks (the forward's block table, built with 64 rows a
 // block), y = heads.
@@ -96,11 +96,11 @@ __device__ __forceinline__ void attention_backward(
     extern __shared__ __align__(128) unsigned char smem_raw[];
     half_bits* sk = reinterpret_cast<half_bits*>(smem_raw);  // BK × D
     half_bits* sv = sk + BK * D;                               // BK × D
-    half_bits* sq = sv + BK * D;                               // BQ × D
-    half_bits* sdo = sq + BQ * D;                              // BQ × D
-    half_bits* sds = sdo + BQ * D;                             // BK × LDS: dZᵀ
-    float* slse = reinterpret_cast<float*>(sds + BK * LDS);    // BQ
-    float* sdelta = slse + BQ;                                 // BQ
+    half_bits* sq = sv + BK * D;                               // 2 stages × BQ × D
+    half_bits* sdo = sq + 2 * BQ * D;                          // 2 stages × BQ × D
+    half_bits* sds = sdo + 2 * BQ * D;                         // BK × LDS: dZᵀ
+    float* slse = reinterpret_cast<float*>(sds + BK * LDS);    // 2 stages × BQ
+    float* sdelta = slse + 2 * BQ;                             // 2 stages × BQ
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int head = blockIdx.y, heads = gridDim.y;
@@ -124,23 +124,40 @@ __device__ __forceinline__ void attention_backward(
 #pragma unroll
         for (int e = 0; e < 4; ++e) dk_acc[dt][e] = dv_acc[dt][e] = 0.f;
 
-    const i64 width = (i64)heads * D;
-    for (i64 q0 = seq_start; q0 < seq_end; q0 += BQ) {
+    // The query step from q0 into stage `stage`: Q and dO by cp.async (not waited for), the
+    // rows' log-sum-exps (in log2 units) and δs.
+    auto fetch = [&](int stage, i64 q0) {
         const int q_rows = (int)min((i64)BQ, seq_end - q0);
-        load_rows<D, BQ>(sq, q + q0 * qkv_stride + head_off, qkv_stride, q_rows);
-        load_rows<D, BQ>(sdo, dout + q0 * dout_stride + head_off, dout_stride, q_rows);
+        load_rows<D, BQ>(sq + stage * BQ * D, q + q0 * qkv_stride + head_off, qkv_stride, q_rows);
+        load_rows<D, BQ>(sdo + stage * BQ * D, dout + q0 * dout_stride + head_off, dout_stride, q_rows);
         cp_async_commit();
         for (int r = tid; r < BQ; r += THREADS) {
             // Rows past the sequence: their scores are masked to −∞, so any finite value.
-            slse[r] = r < q_rows ? lse[(q0 + r) * heads + head] * 1.44269504f : 0.f;  // in log2 units
-            sdelta[r] = r < q_rows ? delta[(q0 + r) * heads + head] : 0.f;
+            slse[stage * BQ + r] = r < q_rows ? lse[(q0 + r) * heads + head] * 1.44269504f : 0.f;
+            sdelta[stage * BQ + r] = r < q_rows ? delta[(q0 + r) * heads + head] : 0.f;
         }
+    };
+    fetch(0, seq_start);
+
+    const i64 width = (i64)heads * D;
+    int stage = 0;
+    for (i64 q0 = seq_start; q0 < seq_end; q0 += BQ, stage ^= 1) {
+        const int q_rows = (int)min((i64)BQ, seq_end - q0);
+        // This step's copies are the only ones in flight. Once every thread has them and is
+        // past this barrier, the last step is over everywhere (its reads of the other stage
+        // and of dZᵀ), so the next step's copies go into the other stage while this one
+        // computes: one barrier a step here, one before dQ.
         cp_async_wait<0>();
         __syncthreads();
+        if (q0 + BQ < seq_end) fetch(stage ^ 1, q0 + BQ);
+        const half_bits* sq_now = sq + stage * BQ * D;
+        const half_bits* sdo_now = sdo + stage * BQ * D;
+        const float* slse_now = slse + stage * BQ;
+        const float* sdelta_now = sdelta + stage * BQ;
 
         // Pᵀ for the warp's 16 keys and the step's 64 queries.
         float p[NT][4];
-        rows_times_rows<D, NT>(p, sk, sq, warp, lane);
+        rows_times_rows<D, NT>(p, sk, sq_now, warp, lane);
         bias_and_mask<1, NT>(reinterpret_cast<float(&)[1][NT][4]>(p), kpos, positions, slope, q0, seq_end, lane);
         // Keys past the sequence (zero rows) get no probability: their scores are not masked,
         // and where the log-sum-exp is very negative, 2^−lse would overflow.
@@ -150,21 +167,21 @@ __device__ __forceinline__ void attention_backward(
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
-                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -slse[col])) : 0.f;
+                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -slse_now[col])) : 0.f;
             }
-        values_times_rows<D, NT>(dv_acc, p, sdo, lane);
+        values_times_rows<D, NT>(dv_acc, p, sdo_now, lane);
 
         // dZᵀ = Pᵀ ∘ (dPᵀ − δ), δ = rowsum(dO ∘ O) of each query.
         float ds[NT][4];
-        rows_times_rows<D, NT>(ds, sv, sdo, warp, lane);
+        rows_times_rows<D, NT>(ds, sv, sdo_now, warp, lane);
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
-                ds[nt][e] = p[nt][e] * (ds[nt][e] - sdelta[col]);
+                ds[nt][e] = p[nt][e] * (ds[nt][e] - sdelta_now[col]);
             }
-        values_times_rows<D, NT>(dk_acc, ds, sq, lane);
+        values_times_rows<D, NT>(dk_acc, ds, sq_now, lane);
 
         // dZᵀ to shared memory ([key][query]), for dQ = dZ·K.
 #pragma unroll
@@ -204,8 +221,6 @@ __device__ __forceinline__ void attention_backward(
                 }
             }
         }
-        // The next step overwrites q, dO, dZᵀ and the row statistics.
-        __syncthreads();
     }
 
     // dK (scaled by 1/√d, the scores' scale) and dV for the block's keys.
@@ -225,8 +240,8 @@ __device__ __forceinline__ void attention_backward(
 
 }  // namespace
 
-// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ); shared memory (2·BK + 2·BQ)·D +
-// BK·ds_stride(BQ) 16-bit values and 2·BQ floats (attention_backward.rs sizes it with the
+// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ); shared memory (2·BK + 4·BQ)·D +
+// BK·ds_stride(BQ) 16-bit values and 4·BQ floats (attention_backward.rs sizes it with the
 // same numbers; its test reads them from these lines).
 #define ATTENTION_BACKWARD(NAME, D, BQ)                                                                 \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
