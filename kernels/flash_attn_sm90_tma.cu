@@ -155,9 +155,14 @@ __device__ __forceinline__ void flash_forward_tma(
     const int next = group + 1 == C ? 0 : group + 1;
     if (next == 0) pass_turn(next);
     int n0 = 0, round = 0;  // the tile's first key block, counted over the block's tiles
+    // Each tile's place (block table and offsets: a chain of dependent global loads) is read
+    // one tile ahead, while the tile before computes.
+    int head_next = 0;
+    QueryBlock qb_next = first_tile < tiles_all ? tile_at(first_tile, head_next) : QueryBlock{};
     for (i64 t = first_tile; t < tiles_all; t += tile_step, ++round) {
-        int head;
-        const QueryBlock qb = tile_at(t, head);
+        const int head = head_next;
+        const QueryBlock qb = qb_next;
+        if (PERSISTENT && t + tile_step < tiles_all) qb_next = tile_at(t + tile_step, head_next);
         const int blocks = key_blocks(qb);
         float qpos[1][2][2];
         const float slope =
