@@ -176,7 +176,8 @@ impl SlideAnalysis {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
+/// A logit as a probability.
+pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 

@@ -334,10 +334,12 @@ fn write_log(args: &TrainArgs, checkpoints: &[Checkpoint], file: &str, stage: &s
     flashslide::util::atomic::write_bytes(&args.out.join(file), &text)?;
     if let (false, Some(last)) = (args.quiet, checkpoints.last()) {
         eprintln!(
-            "{stage}step {}: training loss {:.4}, validation token AUROC {}; model in {}",
+            "{stage}step {}: training loss {:.4}, validation token AUROC {}{}; model in {}",
             last.step,
             last.train_loss,
             last.validation_auroc.map_or("–".into(), |v| format!("{v:.3}")),
+            last.validation_froc
+                .map_or(String::new(), |v| format!(", lesion FROC {v:.3}")),
             args.out.display()
         );
     }

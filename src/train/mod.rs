@@ -12,6 +12,7 @@ pub mod backprop;
 pub mod data;
 mod error;
 pub mod feature_reuse;
+pub mod lesion_score;
 pub mod slide_stage;
 pub mod token_cache;
 pub mod whole_image;
@@ -49,8 +50,12 @@ pub struct Checkpoint {
     /// Mean training loss since the last checkpoint.
     pub train_loss: f64,
     pub validation_loss: Option<f64>,
-    /// Tiles at least half tumour against the rest.
+    /// Tiles at least half tumour against the rest (stage 1); tokens inside a lesion against
+    /// the rest (stage 2).
     pub validation_auroc: Option<f64>,
+    /// Stage 2: the validation slides' lesion-level FROC, as `evaluate` scores a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_froc: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -155,6 +160,7 @@ pub fn train_tile_encoder(
                 train_loss,
                 validation_loss,
                 validation_auroc,
+                validation_froc: None,
             });
             save(&o.out, &params, &shapes, &log)?;
         }

@@ -9,9 +9,10 @@
 use super::backprop::{crop_gradients, Crop, Grads, Params};
 use super::data::{open_annotated, AnnotatedSlide};
 use super::feature_reuse::FeatureFiles;
+use super::lesion_score::{self, LesionTruth};
 use super::token_cache::{self, TokenCache, Tokens};
 use super::{save_safetensors, schedule, Checkpoint, CheckpointMeter, TrainError, TrainOptions};
-use crate::analysis::pipeline::{encode_tiles, StageSeconds};
+use crate::analysis::pipeline::{encode_tiles, sigmoid, StageSeconds};
 use crate::backend::grad::Gradients;
 use crate::backend::Backend;
 use crate::eval::auroc::auroc;
@@ -25,11 +26,13 @@ use candle_core::{Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// One slide's stage-2 tokens: features `[n, dim]`, grid cells (row, column), labels.
+/// One slide's stage-2 tokens: features `[n, dim]`, grid cells (row, column), labels, and
+/// the lesions they were labelled from (validation scores detections against them).
 pub struct SlideTokens {
     pub features: Vec<f32>,
     pub cells: Vec<[f32; 2]>,
     pub labels: Vec<f32>,
+    pub lesions: LesionTruth,
     pub from: TokenSource,
 }
 
@@ -101,6 +104,10 @@ pub fn slide_tokens<B: Backend>(
         features: tokens.features,
         cells: tokens.cells,
         labels,
+        lesions: LesionTruth {
+            truth,
+            token_level0: token,
+        },
         from,
     })
 }
@@ -200,12 +207,13 @@ pub fn train_slide_encoder<B: Gradients>(
         progress(step, loss);
         if let Some(train_loss) = meter.record(step, loss) {
             let slide_host = params.to_host()?;
-            let validation_auroc = validate(backend, &config, &slide_host, validation)?;
+            let scores = validate(backend, &config, &slide_host, validation)?;
             checkpoints.push(Checkpoint {
                 step,
                 train_loss,
                 validation_loss: None,
-                validation_auroc,
+                validation_auroc: scores.token_auroc,
+                validation_froc: scores.froc,
             });
             write_model_dir(&o.out, &o.config, tile_host, &slide_host)?;
         }
@@ -250,23 +258,39 @@ pub(super) fn to_host(
         .collect()
 }
 
-/// Token AUROC of the current weights over whole validation slides, on the training's
-/// backend (the forward's kernels), as `run` would score them.
+/// How the current weights score the whole validation slides.
+struct ValidationScores {
+    token_auroc: Option<f64>,
+    /// Lesion-level FROC, as `evaluate` would score `run`'s detections ([`lesion_score`]).
+    froc: Option<f64>,
+}
+
+/// Scores the current weights over whole validation slides, on the training's backend (the
+/// forward's kernels), as `run` would analyse them.
 fn validate<B: Backend>(
     backend: &B,
     config: &crate::model::slide_encoder::SlideEncoderConfig,
     host: &HashMap<String, HostTensor>,
     validation: &[SlideTokens],
-) -> Result<Option<f64>, TrainError> {
+) -> Result<ValidationScores, TrainError> {
     let encoder = SlideEncoder::new(backend, config.clone(), host, Path::new("(training)"))?;
-    let (mut scores, mut labels) = (Vec::new(), Vec::new());
+    let (mut scores, mut labels, mut detections) = (Vec::new(), Vec::new(), Vec::new());
     for slide in validation.iter().filter(|s| !s.labels.is_empty()) {
         let x = backend.upload(&slide.features, slide.labels.len(), config.input_dim)?;
         let out = encoder.forward(&x, &slide.cells)?;
+        let probabilities: Vec<f32> = out.token_logits.iter().map(|&z| sigmoid(z)).collect();
+        detections.push(lesion_score::slide_detections(
+            &slide.cells,
+            &probabilities,
+            &slide.lesions,
+        ));
         scores.extend(out.token_logits);
         labels.extend(slide.labels.iter().map(|&l| l > 0.5));
     }
-    Ok(auroc(&scores, &labels))
+    Ok(ValidationScores {
+        token_auroc: auroc(&scores, &labels),
+        froc: lesion_score::froc_score(&detections),
+    })
 }
 
 /// Writes `out/config.json` and `out/model.safetensors` (both stages; bf16, as shipped
@@ -381,26 +405,15 @@ mod tests {
     use super::*;
     use crate::backend::cpu::CpuBackend;
 
-    #[test]
-    fn a_loss_that_is_not_a_number_stops_training_before_any_checkpoint() {
+    use crate::annotation::lesions::{Lesion, SlideTruth};
+    use crate::annotation::polygon::Polygon;
+    use crate::annotation::LesionClass;
+
+    fn bundled_options(out: &Path) -> TrainOptions {
         let text = include_str!("../../bench/configs/flashslide-synth-v1.json");
-        let config = crate::model::parse_config(text, Path::new("bundled")).unwrap();
-        let dim = config.slide_encoder.as_ref().unwrap().input_dim;
-        let out = std::env::temp_dir().join(format!("flashslide-nan-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let n = 9;
-        // A features file gone bad: every token's first value not a number.
-        let mut features = vec![0.5f32; n * dim];
-        features.iter_mut().step_by(dim).for_each(|x| *x = f32::NAN);
-        let tokens = SlideTokens {
-            features,
-            cells: (0..n).map(|i| [(i / 3) as f32, (i % 3) as f32]).collect(),
-            labels: vec![0.0; n],
-            from: TokenSource::Encoded,
-        };
-        let options = TrainOptions {
-            out: out.clone(),
-            config,
+        TrainOptions {
+            out: out.to_path_buf(),
+            config: crate::model::parse_config(text, Path::new("bundled")).unwrap(),
             steps: 2,
             batch: 1,
             learning_rate: 1e-3,
@@ -408,11 +421,108 @@ mod tests {
             seed: 1,
             checkpoint_every: 1,
             max_grad_norm: None,
-        };
+        }
+    }
+
+    /// A `side` × `side` token grid (64 px tokens at 0.5 µm/px) with `lesions`, tokens
+    /// labelled by them, features from `seed` with the tumour tokens shifted.
+    fn tokens(side: usize, lesions: Vec<Lesion>, dim: usize, seed: u64) -> SlideTokens {
+        let cells: Vec<[f32; 2]> = (0..side * side)
+            .map(|i| [(i / side) as f32, (i % side) as f32])
+            .collect();
+        let truth = SlideTruth { lesions, mpp: 0.5 };
+        let labels: Vec<f32> = cells
+            .iter()
+            .map(|c| {
+                let (x, y) = ((c[1] as f64 + 0.5) * 64.0, (c[0] as f64 + 0.5) * 64.0);
+                f32::from(u8::from(truth.lesions.iter().any(|l| l.outline.contains(x, y))))
+            })
+            .collect();
+        let mut rng = Rng::new(seed);
+        let features = labels
+            .iter()
+            .flat_map(|&l| {
+                (0..dim)
+                    .map(|_| rng.range(-0.5, 0.5) as f32 + l)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        SlideTokens {
+            features,
+            cells,
+            labels,
+            lesions: LesionTruth {
+                truth,
+                token_level0: 64.0,
+            },
+            from: TokenSource::Encoded,
+        }
+    }
+
+    fn micrometastasis(x0: f64) -> Lesion {
+        Lesion {
+            class: LesionClass::Micro,
+            outline: Polygon {
+                points: vec![(x0, 320.0), (x0 + 512.0, 320.0), (x0 + 512.0, 832.0), (x0, 832.0)],
+            },
+        }
+    }
+
+    #[test]
+    fn validation_scores_the_lesion_froc_as_evaluate_does() {
+        let out = std::env::temp_dir().join(format!("flashslide-froc-{}", std::process::id()));
+        let options = bundled_options(&out);
+        let dim = options.config.slide_encoder.as_ref().unwrap().input_dim;
+        let train = [tokens(16, vec![micrometastasis(256.0)], dim, 1)];
+        let validation = [
+            tokens(16, vec![micrometastasis(384.0)], dim, 2),
+            tokens(16, Vec::new(), dim, 3),
+        ];
+        let checkpoints = train_slide_encoder(
+            &CpuBackend,
+            &HashMap::new(),
+            &train,
+            &validation,
+            &options,
+            8,
+            &|_, _| {},
+        )
+        .unwrap();
+        let froc = checkpoints.last().unwrap().validation_froc;
+        assert!(froc.is_some_and(|f| (0.0..=1.0).contains(&f)), "{froc:?}");
+        // A validation set without countable lesions has no FROC to report.
+        let none = [tokens(16, Vec::new(), dim, 2)];
+        let checkpoints = train_slide_encoder(
+            &CpuBackend,
+            &HashMap::new(),
+            &train,
+            &none,
+            &options,
+            8,
+            &|_, _| {},
+        )
+        .unwrap();
+        assert_eq!(checkpoints.last().unwrap().validation_froc, None);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    #[test]
+    fn a_loss_that_is_not_a_number_stops_training_before_any_checkpoint() {
+        let out = std::env::temp_dir().join(format!("flashslide-nan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let options = bundled_options(&out);
+        let dim = options.config.slide_encoder.as_ref().unwrap().input_dim;
+        let mut tokens = tokens(3, Vec::new(), dim, 1);
+        // A features file gone bad: every token's first value not a number.
+        tokens
+            .features
+            .iter_mut()
+            .step_by(dim)
+            .for_each(|x| *x = f32::NAN);
         let result = train_slide_encoder(
             &CpuBackend,
             &HashMap::new(),
-            &[tokens],
+            std::slice::from_ref(&tokens),
             &[],
             &options,
             4,

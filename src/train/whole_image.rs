@@ -164,6 +164,7 @@ pub fn train_whole_image(
                 train_loss,
                 validation_loss: None,
                 validation_auroc: auroc(&scores, &positive),
+                validation_froc: None,
             });
             write_model_dir(&o.out, c, &to_host(&params, &shapes)?, &HashMap::new())?;
         }
