@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Nsight Compute on training's attention backward (issue 21): flashslide's kernel
+# (kernels/attention_backward.cu) against PyTorch's flash backward on the same shape, one
+# launch each after warm-ups: speed of light, occupancy, warp stall reasons (lg_throttle:
+# the queue of global loads, stores and reductions), tensor-pipe use, and the L2's
+# reduction traffic (dQ's f32 additions). Needs a runtime where ncu reads the hardware
+# counters; `--clock-control none` leaves the clocks as they run.
+# Usage: bash bench/attention_backward_ncu.sh OUT_DIR [SEQ HEADS HEAD_DIM]   (default 16384 8 64)
+set -uo pipefail
+out=${1:?usage: bash bench/attention_backward_ncu.sh OUT_DIR [SEQ HEADS HEAD_DIM]}
+seq=${2:-16384} heads=${3:-8} d=${4:-64}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+bin=${FLASHSLIDE:-target/release/flashslide}
+shape="N $seq, $heads heads of $d"
+sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats
+    --section ComputeWorkloadAnalysis --section LaunchStats --section MemoryWorkloadAnalysis
+    --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,lts__t_requests_op_red.sum,lts__t_sectors_op_red.sum,lts__t_requests_op_atom.sum,l1tex__t_requests_pipe_lsu_mem_global_op_red.sum")
+profile() {  # NAME KERNEL_REGEX COMMAND...
+    local name=$1 regex=$2
+    shift 2
+    echo "== $name, $shape" >"$out/ncu-$name.txt"
+    timeout 150 ncu --clock-control none -k "regex:$regex" --launch-skip 2 --launch-count 1 \
+        "${sections[@]}" "$@" >>"$out/ncu-$name.txt" 2>&1
+    echo "exit $?" >>"$out/ncu-$name.txt"
+}
+profile flashslide "attention_backward_bf16" "$bin" bench attention-backward --seq "$seq" --heads "$heads" \
+    --head-dim "$d" --runs 3
+profile torch-flash "flash_bwd|flash.*bwd" python3 - "$seq" "$heads" "$d" <<'PY'
+import sys, torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.functional import scaled_dot_product_attention
+n, h, d = map(int, sys.argv[1:])
+q, k, v = (torch.randn(1, h, n, d, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+    for _ in range(5):
+        scaled_dot_product_attention(q, k, v).backward(torch.randn(1, h, n, d, device="cuda", dtype=torch.bfloat16))
+torch.cuda.synchronize()
+PY
+grep -h -E "^== |exit |stalled_(lg_throttle|long_scoreboard|short_scoreboard|barrier|mio_throttle|math_pipe|wait|not_selected)|pipe_tensor|op_red|op_atom|Duration|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Executed Ipc|Issue Slots Busy|Warp Cycles Per Issued|Memory Throughput|L2 Cache Throughput" "$out"/ncu-*.txt
