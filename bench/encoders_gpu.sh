@@ -52,20 +52,5 @@ python3 bench/peer_pipeline_gpu.py "${slides[@]}" --config bench/configs/vit-l16
 python3 bench/peer_pipeline.py "${slides[@]}" --config bench/configs/vit-l16.json \
     --coords "$work/coords.safetensors" --json "$out/peer-clam.json" >"$out/peer-clam.log" 2>&1
 
-# From the first slide opened (its finish less its working seconds) to the last finish.
-python3 - "$out" >"$out/batch-span.txt" <<'PY'
-import json, sys, glob, os
-out = sys.argv[1]
-for batch in (64, 256):
-    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/run-{batch}/s*.json"))]
-    report = json.load(open(f"{out}/run-{batch}/batch-report.json"))
-    finish = {s["name"]: s["time"] for s in report["slides"]}
-    first = min(finish, key=finish.get)
-    start = finish[first] - json.load(open(f"{out}/run-{batch}/{first}.json"))["seconds"]["total"]
-    span = max(finish.values()) - start
-    rates = [r["tissue_tiles"] / (r["seconds"]["stage1"] + r["seconds"]["stage1_waiting"]) for r in runs[1:]]
-    idle = [r["seconds"]["stage1_device_idle"] / (r["seconds"]["stage1"] + r["seconds"]["stage1_waiting"]) for r in runs[1:]]
-    print(f"batch {batch}: {span:.2f} s for {len(runs)} slides; stage 1 over slides 2-: "
-          f"{min(rates):.0f}-{max(rates):.0f} tiles/s, device idle {100 * min(idle):.1f}-{100 * max(idle):.1f}%")
-PY
+python3 bench/batch_span.py "$out/run-64" "$out/run-256" >"$out/batch-span.txt"
 cat "$out/batch-span.txt"

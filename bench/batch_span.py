@@ -1,0 +1,39 @@
+"""A `flashslide run` batch's time and stage 1's feed, from its outputs.
+
+For each folder of a run's summaries (`<slide>.json`, copied from each slide's
+summary.json, and `batch-report.json`): the time from the first slide opened (its finish
+less its working seconds) to the last finish, and over slides 2 on (nvJPEG started) stage
+1's tiles per second, the share of stage 1 spent waiting for decoded tiles and the share
+the device sat idle.
+
+    python3 bench/batch_span.py RUN_DIR [RUN_DIR...]
+"""
+
+import glob
+import json
+import os
+import sys
+
+
+def span(folder):
+    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{folder}/s*.json"))]
+    report = json.load(open(f"{folder}/batch-report.json"))
+    finish = {s["name"]: s["time"] for s in report["slides"]}
+    first = min(finish, key=finish.get)
+    start = finish[first] - json.load(open(f"{folder}/{first}.json"))["seconds"]["total"]
+    later = runs[1:] or runs
+    stage1 = [r["seconds"]["stage1"] + r["seconds"]["stage1_waiting"] for r in later]
+    rates = [r["tissue_tiles"] / s for r, s in zip(later, stage1)]
+    waiting = [r["seconds"]["stage1_waiting"] / s for r, s in zip(later, stage1)]
+    idle = [r["seconds"]["stage1_device_idle"] / s for r, s in zip(later, stage1)]
+    return (
+        f"{os.path.basename(folder)}: {max(finish.values()) - start:.2f} s for {len(runs)} slides; "
+        f"stage 1 over slides 2-: {min(rates):.0f}-{max(rates):.0f} tiles/s, "
+        f"waiting {100 * min(waiting):.0f}-{100 * max(waiting):.0f}%, "
+        f"device idle {100 * min(idle):.1f}-{100 * max(idle):.1f}%"
+    )
+
+
+if __name__ == "__main__":
+    for folder in sys.argv[1:]:
+        print(span(folder))
