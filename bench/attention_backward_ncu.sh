@@ -13,20 +13,11 @@ mkdir -p "$out"
 cd "$(dirname "$0")/.."
 bin=${FLASHSLIDE:-target/release/flashslide}
 shape="N $seq, $heads heads of $d"
-sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats
-    --section ComputeWorkloadAnalysis --section LaunchStats --section MemoryWorkloadAnalysis
-    --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,lts__t_requests_op_red.sum,lts__t_sectors_op_red.sum,lts__t_requests_op_atom.sum,l1tex__t_requests_pipe_lsu_mem_global_op_red.sum")
-profile() {  # NAME KERNEL_REGEX COMMAND...
-    local name=$1 regex=$2
-    shift 2
-    echo "== $name, $shape" >"$out/ncu-$name.txt"
-    timeout 150 ncu --clock-control none -k "regex:$regex" --launch-skip 2 --launch-count 1 \
-        "${sections[@]}" "$@" >>"$out/ncu-$name.txt" 2>&1
-    echo "exit $?" >>"$out/ncu-$name.txt"
-}
-profile flashslide "attention_backward_bf16" "$bin" bench attention-backward --seq "$seq" --heads "$heads" \
+extra_metrics="lts__t_requests_op_red.sum,lts__t_sectors_op_red.sum,lts__t_requests_op_atom.sum,l1tex__t_requests_pipe_lsu_mem_global_op_red.sum"
+source bench/ncu_profile.sh
+profile flashslide "attention_backward_bf16" 2 "$bin" bench attention-backward --seq "$seq" --heads "$heads" \
     --head-dim "$d" --runs 3
-profile torch-flash "flash_bwd|flash.*bwd" python3 - "$seq" "$heads" "$d" <<'PY'
+profile torch-flash "flash_bwd|flash.*bwd" 2 python3 - "$seq" "$heads" "$d" <<'PY'
 import sys, torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention

@@ -13,26 +13,14 @@ mkdir -p "$out"
 cd "$(dirname "$0")/.."
 bin=${FLASHSLIDE:-target/release/flashslide}
 shape="$batch x $seq tokens, $heads heads of $d"
-# The stall reasons (warps stalled per issued instruction, by reason) and the tensor pipes'
-# use (wgmma's and mma.sync's) as metrics of their own: the sections name neither.
-sections=(--section SpeedOfLight --section Occupancy --section WarpStateStats
-    --section ComputeWorkloadAnalysis --section LaunchStats --section MemoryWorkloadAnalysis
-    --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active")
-profile() {  # NAME KERNEL_REGEX COMMAND...
-    local name=$1 regex=$2
-    shift 2
-    echo "== $name, $shape" >"$out/ncu-$name.txt"
-    timeout 150 ncu --clock-control none -k "regex:$regex" --launch-skip 3 --launch-count 1 \
-        "${sections[@]}" "$@" >>"$out/ncu-$name.txt" 2>&1
-    echo "exit $?" >>"$out/ncu-$name.txt"
-}
+source bench/ncu_profile.sh
 kernels=(mma wgmma wgmma-tma)
 [ "$d" = 64 ] || [ "$d" = 128 ] && kernels+=(wgmma-tma-persistent)
 for kernel in "${kernels[@]}"; do
-    profile "$kernel" flash_attn "$bin" bench attention --device cuda --kernel "$kernel" \
+    profile "$kernel" flash_attn 3 "$bin" bench attention --device cuda --kernel "$kernel" \
         --batch "$batch" --seq "$seq" --heads "$heads" --head-dim "$d" --runs 3
 done
-profile cudnn "sdpa|fmha|cudnn" python3 - "$batch" "$seq" "$heads" "$d" <<'PY'
+profile cudnn "sdpa|fmha|cudnn" 3 python3 - "$batch" "$seq" "$heads" "$d" <<'PY'
 import sys, torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention
