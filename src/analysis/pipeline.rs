@@ -6,7 +6,7 @@ use crate::analysis::jpeg_tiles::read_jpeg_batch;
 
 use crate::analysis::plan::{plan_tiles, read_tile, PlanError, Tile, TilePlan};
 use crate::analysis::tissue::{detect_tissue, TissueMask, TissueOptions};
-use crate::backend::{Backend, BackendError, JpegBatch, TileDecoder};
+use crate::backend::{Backend, BackendError, DecoderSeconds, JpegBatch, TileDecoder};
 use crate::model::tile_encoder::Encoded;
 use crate::model::{Model, ModelError};
 use crate::slide::mpp::{check_mpp, ImplausibleMpp};
@@ -140,6 +140,10 @@ pub struct StageSeconds {
     pub stage1_waiting: f64,
     /// Time the device sat idle between stage 1's batches: decoding starving the encoder.
     pub stage1_device_idle: f64,
+    /// Of `decode`, on the device's decoders: in the decoding library's calls, and waiting
+    /// for the device to finish their batches.
+    pub decode_submit: f64,
+    pub decode_device_wait: f64,
     pub stage2: f64,
 }
 
@@ -289,6 +293,7 @@ pub fn encode_tiles<B: Backend>(
             .map(|(lane, ((mut decoder, read_rx), pixel_tx))| {
                 scope.spawn(move || {
                     let (mut spent, mut on_device) = (0.0, 0);
+                    let mut lane_seconds = DecoderSeconds::default();
                     for chunk in chunks.iter().skip(lane).step_by(lanes) {
                         let Ok(read) = read_rx.recv() else { break };
                         let t = Instant::now();
@@ -304,7 +309,10 @@ pub fn encode_tiles<B: Backend>(
                             break;
                         }
                     }
-                    (spent, on_device)
+                    if let Some(decoder) = &decoder {
+                        lane_seconds = decoder.seconds();
+                    }
+                    (spent, on_device, lane_seconds)
                 })
             })
             .collect();
@@ -332,9 +340,11 @@ pub fn encode_tiles<B: Backend>(
         drop(pixel_rxs);
         seconds.stage1_device_idle += backend.idle_seconds();
         for worker in workers {
-            let (spent, on_device) = worker.join().unwrap_or((0.0, 0));
+            let (spent, on_device, lane) = worker.join().unwrap_or_default();
             decode_seconds += spent;
             decoding.tiles_on_device += on_device;
+            seconds.decode_submit += lane.submit;
+            seconds.decode_device_wait += lane.device;
         }
         read_seconds = reader.join().unwrap_or(0.0);
         result

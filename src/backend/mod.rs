@@ -31,11 +31,24 @@ pub struct PositionSpec<'a> {
     pub alibi: bool,
 }
 
+/// Where a device decoder's time went, summed over the batches it decoded: where decoding
+/// falls behind the encoder, whether the host's call or the device is the slow part.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DecoderSeconds {
+    /// In the decoding library's call (parsing the streams, handing them to the device).
+    pub submit: f64,
+    /// Waiting for the device to finish the batch (decoding and cutting the tiles, its
+    /// kernels queued beside the encoder's).
+    pub device: f64,
+}
+
 /// Decodes batches of stored JPEG tiles into model tiles on a backend's device.
 pub trait TileDecoder<Pixels>: Send {
     /// What decodes ("GPU (nvJPEG, hardware backend)"), for reports.
     fn describe(&self) -> String;
     fn decode(&mut self, batch: &JpegBatch) -> Result<Pixels, BackendError>;
+    /// Its time so far, by where it went.
+    fn seconds(&self) -> DecoderSeconds;
 }
 
 pub trait Backend: Clone + Send + Sync {

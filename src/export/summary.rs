@@ -75,6 +75,13 @@ pub struct Seconds {
     /// The device idle between stage 1's batches (0 in summaries written before it was measured).
     #[serde(default)]
     pub stage1_device_idle: f64,
+    /// Of `decode`, on the device's decoders (0 on the CPU, and in summaries written before
+    /// they were measured): in the decoding library's calls, and waiting for the device to
+    /// finish the batches.
+    #[serde(default)]
+    pub decode_submit: f64,
+    #[serde(default)]
+    pub decode_device_wait: f64,
     pub stage2: f64,
     pub export: f64,
     /// From the start of the slide's work to its summary, less the time it waited for the
@@ -93,6 +100,8 @@ impl Seconds {
             stage1: s.stage1,
             stage1_waiting: s.stage1_waiting,
             stage1_device_idle: s.stage1_device_idle,
+            decode_submit: s.decode_submit,
+            decode_device_wait: s.decode_device_wait,
             stage2: s.stage2,
             export,
             total,

@@ -325,7 +325,11 @@ impl Backend for CudaBackend {
         (0..JPEG_DECODERS)
             .map(|index| {
                 let backend = self.clone();
-                Box::new(SharedJpegDecoder { backend, index }) as Box<dyn TileDecoder<CudaPixels>>
+                Box::new(SharedJpegDecoder {
+                    backend,
+                    index,
+                    seconds: Default::default(),
+                }) as Box<dyn TileDecoder<CudaPixels>>
             })
             .collect()
     }

@@ -10,11 +10,12 @@ use super::pixels::{CudaPixels, PixelPool};
 use super::{device_err, CudaBackend};
 
 use crate::backend::BackendError;
-use crate::backend::{JpegBatch, TileDecoder};
+use crate::backend::{DecoderSeconds, JpegBatch, TileDecoder};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtrMut, LaunchConfig, PushKernelArg,
 };
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// An nvJPEG decoder with its stream, the assembling kernel and the pixel buffers.
 pub(super) struct JpegDecoder {
@@ -62,7 +63,8 @@ impl JpegDecoder {
         })
     }
 
-    fn decode(&mut self, batch: &JpegBatch) -> Result<CudaPixels, BackendError> {
+    /// The batch's pixels, and the time the call and the wait for the device took.
+    fn decode(&mut self, batch: &JpegBatch) -> Result<(CudaPixels, DecoderSeconds), BackendError> {
         let stream = self.pool.stream().clone();
         let [tw, th] = batch.stored_size;
         let stored_bytes = tw as usize * th as usize * 3;
@@ -84,11 +86,13 @@ impl JpegDecoder {
         // SAFETY: each output has room for one stored tile (a batch's streams decode to its
         // stored size: their frame headers were checked), the buffer is used by this stream
         // alone, and the context is current.
+        let submitted = Instant::now();
         unsafe {
             self.nvjpeg
                 .decode(&streams, &outputs, tw as usize * 3, stream.cu_stream() as *mut _)
                 .map_err(|e| BackendError::Device(e.to_string()))?;
         }
+        let submit = submitted.elapsed().as_secs_f64();
 
         let px = batch.tile_px as usize;
         let len = batch.len() * px * px * 3;
@@ -139,8 +143,13 @@ impl JpegDecoder {
             &level_h
         )?;
         // The encoder's stream does not wait for this one: hand over finished pixels only.
+        let waited = Instant::now();
         stream.synchronize().map_err(device_err)?;
-        Ok(self.pool.hand_over(out, len))
+        let seconds = DecoderSeconds {
+            submit,
+            device: waited.elapsed().as_secs_f64(),
+        };
+        Ok((self.pool.hand_over(out, len), seconds))
     }
 }
 
@@ -150,6 +159,8 @@ impl JpegDecoder {
 pub(super) struct SharedJpegDecoder {
     pub(super) backend: CudaBackend,
     pub(super) index: usize,
+    /// Its lane's time so far.
+    pub(super) seconds: DecoderSeconds,
 }
 
 impl SharedJpegDecoder {
@@ -179,6 +190,14 @@ impl TileDecoder<CudaPixels> for SharedJpegDecoder {
         let mut decoder = decoder
             .lock()
             .map_err(|_| BackendError::Device("the JPEG decoder failed earlier".into()))?;
-        decoder.decode(batch)
+        let (pixels, seconds) = decoder.decode(batch)?;
+        drop(decoder);
+        self.seconds.submit += seconds.submit;
+        self.seconds.device += seconds.device;
+        Ok(pixels)
+    }
+
+    fn seconds(&self) -> DecoderSeconds {
+        self.seconds
     }
 }
