@@ -17,7 +17,7 @@ extra_metrics="lts__t_requests_op_red.sum,lts__t_sectors_op_red.sum,lts__t_reque
 source bench/ncu_profile.sh
 profile flashslide "attention_backward_bf16" 2 "$bin" bench attention-backward --seq "$seq" --heads "$heads" \
     --head-dim "$d" --runs 3
-profile torch-flash "flash_bwd|flash.*bwd" 2 python3 - "$seq" "$heads" "$d" <<'PY'
+profile torch-flash "flash_bwd_dq_dk_dv" 2 python3 - "$seq" "$heads" "$d" <<'PY'
 import sys, torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.functional import scaled_dot_product_attention

@@ -2,26 +2,28 @@
 
 For each folder of a run's summaries (`<slide>.json`, copied from each slide's
 summary.json, and `batch-report.json`): the time from the first slide opened (its finish
-less its working seconds) to the last finish, and over slides 2 on (nvJPEG started) stage
+less its working seconds) to the last finish, and over the slides after the first to finish
+(nvJPEG started) stage
 1's tiles per second, the share of stage 1 spent waiting for decoded tiles, the share the
 device sat idle, and where the decoding threads' time went.
 
     python3 bench/batch_span.py RUN_DIR [RUN_DIR...]
 """
 
-import glob
 import json
 import os
 import sys
 
 
 def span(folder):
-    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{folder}/s*.json"))]
     report = json.load(open(f"{folder}/batch-report.json"))
     finish = {s["name"]: s["time"] for s in report["slides"]}
-    first = min(finish, key=finish.get)
-    start = finish[first] - json.load(open(f"{folder}/{first}.json"))["seconds"]["total"]
-    later = runs[1:] or runs
+    order = sorted(finish, key=finish.get)
+    runs = [json.load(open(f"{folder}/{name}.json")) for name in order]
+    start = finish[order[0]] - runs[0]["seconds"]["total"]
+    later = [r for r in runs[1:] or runs if r["tissue_tiles"] > 0]
+    if not later:
+        return f"{os.path.basename(folder)}: no slide with tissue tiles"
     stage1 = [r["seconds"]["stage1"] + r["seconds"]["stage1_waiting"] for r in later]
     rates = [r["tissue_tiles"] / s for r, s in zip(later, stage1)]
     waiting = [r["seconds"]["stage1_waiting"] / s for r, s in zip(later, stage1)]

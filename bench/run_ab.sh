@@ -10,10 +10,12 @@ a=${1:?binary A} b=${2:?binary B} random_model=${3:?random_model example binary}
 out=${OUT:?set OUT}
 work=${WORK:-/tmp/flashslide-bench}
 mkdir -p "$work" "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.."
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >"$out/machine.txt"
 date -u +%FT%TZ >>"$out/machine.txt"
 bin=$a
-source "$(dirname "$0")/slides.sh"
+source bench/slides.sh
 synth peer 41 40960 40960 0.25
 [ -d "$work/vit-l16" ] || "$random_model" bench/configs/vit-l16-run.json "$work/vit-l16" >/dev/null
 rm -rf "$work/five" && mkdir -p "$work/five"
@@ -23,7 +25,7 @@ for round in 1 2; do
         binary=$a
         [ "$label" = B ] && binary=$b
         run="$out/$label-$round"
-        rm -rf "$work/out" && mkdir -p "$run"
+        rm -rf "$work/out" "$run" && mkdir -p "$run"
         "$binary" run "$work/five" --out "$work/out" --model "$work/vit-l16" --device cuda --quiet \
             --batch 256 2>"$run/run.log"
         for f in "$work/out"/*/summary.json; do cp "$f" "$run/$(basename "$(dirname "$f")").json"; done

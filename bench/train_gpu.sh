@@ -7,7 +7,8 @@
 # model's); stage 2 timed again on the GPU from the kept tokens, then on the CPU from the
 # same tokens (its time compared; the slowest step, so last: a limit on the job stops it
 # after everything else is written, and times.txt then says how long it had run).
-# Usage: OUT=dir bash bench/train_gpu.sh [BINARY]   (CPU_LIMIT=seconds caps the CPU run)
+# Usage: OUT=dir bash bench/train_gpu.sh [BINARY]   (CPU_LIMIT=seconds caps the CPU run,
+#   default 300: keep it under the job's own limit, so that its line is still written)
 set -uo pipefail
 bin=${1:-target/release/flashslide}
 out=${OUT:?set OUT}
@@ -27,8 +28,12 @@ timed() {
     code=$?
     echo "$label: $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }") s, exit $code" >>"$out/times.txt"
 }
-# The same kept tokens for another training.
-kept_tokens() { rm -rf "$work/$1" && mkdir -p "$work/$1" && cp -r "$work/gpu-head/tokens" "$work/$1/"; }
+# The same kept tokens for another training (none: the GPU training failed, and stage 2
+# alone cannot be timed).
+kept_tokens() {
+    [ -d "$work/gpu-head/tokens" ] || { echo "no kept tokens: see train.log" >>"$out/times.txt"; exit 1; }
+    rm -rf "$work/$1" && mkdir -p "$work/$1" && cp -r "$work/gpu-head/tokens" "$work/$1/"
+}
 rm -rf "$work/gpu-head"
 timed "gpu (tokens encoded, then stage 2)" "$bin" train --cohort "$work/train7" --out "$work/gpu-head" "${head[@]}" --device cuda
 cp "$work/gpu-head/train_log_slide.json" "$out/gpu-head-log.json"
@@ -38,7 +43,7 @@ cp "$work/baseline/baseline.md" "$work/baseline/baseline.json" "$out/" 2>/dev/nu
 kept_tokens gpu-again
 timed "gpu (kept tokens, stage 2)" "$bin" train --cohort "$work/train7" --out "$work/gpu-again" "${head[@]}" --device cuda
 kept_tokens cpu-head
-timed "cpu (kept tokens, stage 2)" timeout "${CPU_LIMIT:-3600}" "$bin" train --cohort "$work/train7" \
+timed "cpu (kept tokens, stage 2)" timeout "${CPU_LIMIT:-300}" "$bin" train --cohort "$work/train7" \
     --out "$work/cpu-head" "${head[@]}" --device cpu
 cp "$work/cpu-head/train_log_slide.json" "$out/cpu-head-log.json" 2>/dev/null
 cat "$out/times.txt" "$out/baseline.md"

@@ -98,6 +98,9 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
     if matches!(selected, Selected::Cpu(_)) && !args.kernel.is_empty() {
         anyhow::bail!("--kernel picks among the CUDA attention kernels: add --device cuda on a GPU machine");
     }
+    if args.training && !args.kernel.is_empty() {
+        anyhow::bail!("--kernel picks the inference attention kernels; --training checks training's own");
+    }
     let checks = match selected {
         // The CPU against itself: a check of the check, kept quick.
         Selected::Cpu(cpu) if args.training => {

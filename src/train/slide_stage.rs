@@ -275,7 +275,12 @@ fn validate<B: Backend>(
 ) -> Result<ValidationScores, TrainError> {
     let encoder = SlideEncoder::new(backend, config.clone(), host, Path::new("(training)"))?;
     let (mut scores, mut labels, mut detections) = (Vec::new(), Vec::new(), Vec::new());
-    for slide in validation.iter().filter(|s| !s.labels.is_empty()) {
+    for slide in validation {
+        if slide.labels.is_empty() {
+            // No tissue tokens: its lesions (if any) are missed, as `evaluate` counts them.
+            detections.push(lesion_score::slide_detections(&[], &[], &slide.lesions));
+            continue;
+        }
         let x = backend.upload(&slide.features, slide.labels.len(), config.input_dim)?;
         let out = encoder.forward(&x, &slide.cells)?;
         let probabilities: Vec<f32> = out.token_logits.iter().map(|&z| sigmoid(z)).collect();
