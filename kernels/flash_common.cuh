@@ -229,6 +229,12 @@ __device__ __forceinline__ void probabilities_as_a(unsigned (&a)[4], const float
     a[3] = pack2<BF16>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
 }
 
+// The sum of `x` over the 4 threads of a quad (the threads holding one accumulator row).
+__device__ __forceinline__ float quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffff, x, 1);
+    return x + __shfl_xor_sync(0xffffffff, x, 2);
+}
+
 // O / row sum (over the 4 threads holding a row) written to this thread's rows of `out`:
 // tile mt, half h is block row row_base + 16·mt + 8·h, of which the block holds q_rows; the
 // first STORED of its DT 8-column tiles (the rest: a kernel's padding).
@@ -240,9 +246,7 @@ __device__ __forceinline__ void store_rows(const float (&o)[MT][DT][4], const fl
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            float total = row_sum[mt][h];
-            total += __shfl_xor_sync(0xffffffff, total, 1);
-            total += __shfl_xor_sync(0xffffffff, total, 2);
+            const float total = quad_sum(row_sum[mt][h]);
             const float inv = 1.f / total;
             const int r = row_base + mt * 16 + 8 * h;
             if (r < q_rows) {
@@ -266,9 +270,7 @@ __device__ __forceinline__ void store_lse(const float (&row_max)[MT][2], const f
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-            float total = row_sum[mt][h];
-            total += __shfl_xor_sync(0xffffffff, total, 1);
-            total += __shfl_xor_sync(0xffffffff, total, 2);
+            const float total = quad_sum(row_sum[mt][h]);
             const int r = row_base + mt * 16 + 8 * h;
             if (r < q_rows && (lane & 3) == 0) lse[(q0 + r) * heads + head] = (row_max[mt][h] * scale_log2 + log2f(total)) * 0.69314718f;
         }

@@ -499,6 +499,17 @@ pub fn check_encoder_gradients<B: Gradients>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The summed gradient of `name`, as f32 values.
+    fn gradient(grads: &Grads<CpuBackend>, name: &str) -> Vec<f32> {
+        grads
+            .get(name)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    }
     use crate::backend::autodiff::AutodiffBackend;
     use crate::backend::cpu::CpuBackend;
     use crate::backend::Backend;
@@ -576,13 +587,7 @@ mod tests {
                 let var = Var::from_tensor(t).unwrap();
                 let expected = store.get(var.as_tensor()).expect("a gradient for every weight");
                 let expected = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let got = grads
-                    .get(name)
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap();
+                let got = gradient(&grads, name);
                 let scale = expected.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
                 let worst = got
                     .iter()
@@ -625,13 +630,7 @@ mod tests {
             "slide.blocks.0.norm2.weight",
             "slide.norm.bias",
         ] {
-            let got = grads
-                .get(name)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
+            let got = gradient(&grads, name);
             for i in (0..got.len()).step_by(got.len() / 5 + 1) {
                 let eps = 1e-2f32;
                 let nudged = |delta: f32| {

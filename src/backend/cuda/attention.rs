@@ -456,10 +456,11 @@ pub(super) fn packed_attention(
     let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
     let mut out = be.alloc::<bf16>(tokens * width)?;
     let alibi = positions.and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)));
+    let (q, k, v) = fused_parts(&source, width);
     let args = FlashArgs {
-        q: source.slice(0..),
-        k: source.slice(width..),
-        v: source.slice(2 * width..),
+        q,
+        k,
+        v,
         q_stride: 3 * width,
         kv_stride: 3 * width,
         offsets,
@@ -469,6 +470,15 @@ pub(super) fn packed_attention(
     };
     be.flash_attention(&args, &mut out)?;
     Ok(be.tensor(out, tokens, width))
+}
+
+/// q, k and v of a fused projection's rows (`[tokens, 3·width]`): views starting at columns
+/// 0, `width` and 2·`width`, each row 3·`width` apart.
+pub(super) fn fused_parts<T>(
+    qkv: &CudaSlice<T>,
+    width: usize,
+) -> (CudaView<'_, T>, CudaView<'_, T>, CudaView<'_, T>) {
+    (qkv.slice(0..), qkv.slice(width..), qkv.slice(2 * width..))
 }
 
 /// What attention reads of the fused projection `qkv`: a copy with q and k rotated where

@@ -5,7 +5,7 @@
 //! f32, then dQ scaled into the fused gradient and, with a rotary embedding, dQ and dK
 //! turned back. bf16, head dims 64 and 128.
 
-use super::attention::{attended_qkv, kernel_for, packed_tokens, rotated_copy, smem_bytes};
+use super::attention::{attended_qkv, fused_parts, kernel_for, packed_tokens, rotated_copy, smem_bytes};
 use super::kernels::{KernelFamily, KernelSignature};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
 use crate::backend::BackendError;
@@ -148,11 +148,7 @@ pub(super) fn attention_with_lse(
         let (stride, out_stride) = ((3 * width) as i64, width as i64);
         let (alibi_positions, slopes) = alibi_pointers(be, positions);
         let scale_log2 = std::f32::consts::LOG2_E / (head_dim as f32).sqrt();
-        let (q, k, v) = (
-            source.slice(0..),
-            source.slice(width..),
-            source.slice(2 * width..),
-        );
+        let (q, k, v) = fused_parts(&source, width);
         launch!(
             be,
             &forward_name(head_dim),
@@ -252,11 +248,7 @@ pub(super) fn attention_backward(
     // dK and dV go straight into their columns of the fused gradient (rows 3·width apart).
     let dqkv_ptr = dqkv.device_ptr(be.stream()).0;
     let (dk_ptr, dv_ptr) = (dqkv_ptr + 2 * width as u64, dqkv_ptr + 4 * width as u64);
-    let (q, k, v) = (
-        source.slice(0..),
-        source.slice(width..),
-        source.slice(2 * width..),
-    );
+    let (q, k, v) = fused_parts(&source, width);
     launch!(
         be,
         &backward_name(head_dim),

@@ -2,7 +2,7 @@
 //! many runs, FLOPs counted as 4·B·H·N²·d; random bf16 inputs laid out as the model's fused
 //! QKV projection gives them, B sequences of N tokens packed into one launch.
 
-use super::attention::FlashArgs;
+use super::attention::{fused_parts, FlashArgs};
 use super::{device_err, CudaBackend};
 use crate::backend::testing::random_inputs;
 use crate::backend::BackendError;
@@ -47,6 +47,16 @@ pub struct GpuAttentionBackwardRun {
     pub backward_tflops: f64,
 }
 
+/// Offsets of `sequences` packed sequences of `tokens` tokens.
+fn equal_offsets(sequences: usize, tokens: usize) -> Vec<usize> {
+    (0..=sequences).map(|s| s * tokens).collect()
+}
+
+/// Attention's forward FLOPs over them (QKᵀ and PV, a multiply-add two).
+fn forward_flops(sequences: usize, tokens: usize, heads: usize, d: usize) -> f64 {
+    4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64
+}
+
 impl CudaBackend {
     /// Times attention over `sequences` packed sequences of `tokens` tokens each.
     pub fn bench_attention(
@@ -65,11 +75,12 @@ impl CudaBackend {
             .collect();
         let qkv = self.upload_raw(&qkv)?;
         let mut out = self.upload_raw(&vec![bf16::NAN; total * width])?;
-        let offsets: Vec<usize> = (0..=sequences).map(|s| s * tokens).collect();
+        let offsets = equal_offsets(sequences, tokens);
+        let (q, k, v) = fused_parts(&qkv, width);
         let args = FlashArgs {
-            q: qkv.slice(0..),
-            k: qkv.slice(width..),
-            v: qkv.slice(2 * width..),
+            q,
+            k,
+            v,
             q_stride: 3 * width,
             kv_stride: 3 * width,
             offsets: &offsets,
@@ -89,7 +100,7 @@ impl CudaBackend {
             )));
         }
         let median_ms = times[times.len() / 2];
-        let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
+        let flops = forward_flops(sequences, tokens, heads, d);
         let kernel = self.attention_kernel(&args);
         let blocks = sequences * tokens.div_ceil(kernel.map_or(1, |k| k.block_m));
         Ok(GpuAttentionRun {
@@ -128,7 +139,7 @@ impl CudaBackend {
         let total = sequences * tokens;
         let qkv = self.upload(&random_inputs(total * 3 * width, 42), total, 3 * width)?;
         let dout = self.upload(&random_inputs(total * width, 43), total, width)?;
-        let offsets: Vec<usize> = (0..=sequences).map(|s| s * tokens).collect();
+        let offsets = equal_offsets(sequences, tokens);
         let median = |f: &mut dyn FnMut() -> Result<(), BackendError>| -> Result<f64, BackendError> {
             let times = self.event_times(runs, f)?;
             Ok(times[times.len() / 2])
@@ -146,7 +157,7 @@ impl CudaBackend {
                 "attention backward N {tokens} d {d}: the gradient has NaN or Inf"
             )));
         }
-        let flops = 4.0 * (sequences * heads) as f64 * (tokens as f64).powi(2) * d as f64;
+        let flops = forward_flops(sequences, tokens, heads, d);
         Ok(GpuAttentionBackwardRun {
             device: self.describe_short(),
             sequences,
