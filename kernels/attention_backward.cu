@@ -9,7 +9,7 @@
 // A block owns BK = 128 keys of one head of one sequence (16 a warp) and walks every query
 // block of the sequence, BQ rows at a time (64 at d 64; 32 at d 128, where 64 would spill),
 // the next step's Q and dO copied in while this one computes: it holds dK and dV for its keys in registers and
-// adds its share of dQ into an f32 buffer (atomics), which `attention_dq` then scales into
+// adds its share of dQ into an f32 buffer (global reductions), which `attention_dq` then scales into
 // the bf16 gradient. Grid: x = key blocks (the forward's block table, built with 128 rows a
 // block), y = heads.
 #include "flash_common.cuh"
@@ -40,6 +40,11 @@ __device__ __forceinline__ void add_f32x4(float* dst, float a, float b, float c,
 #endif
 }
 
+// A 32-bit store to shared memory at a shared-space address.
+__device__ __forceinline__ void st_shared_u32(unsigned addr, unsigned value) {
+    asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(value) : "memory");
+}
+
 // Copies `rows` (at most R) rows of D values from `src` (rows `stride` apart) into the
 // swizzled R-row tile `dst`, zeros past them; cp.async, not waited for.
 template <int D, int R>
@@ -52,11 +57,40 @@ __device__ __forceinline__ void load_rows(half_bits* dst, const half_bits* src, 
     }
 }
 
+// One lane's addresses in a shared-memory tile of LD-wide rows laid out as tile_at<D, LD>
+// places them: the lane's row r and chunk c0 are fixed, and each access adds a multiple of
+// 8 rows and an offset chunk whose bits are disjoint from c0's. Then the row's swizzle is
+// the lane's alone ((chunk + c0) ^ (r & 7) = chunk ^ (c0 ^ (r & 7))), and an address is an
+// xor and an add off two registers rather than the swizzle recomputed at every ldmatrix.
+template <int D, int LD>
+struct LaneTile {
+    unsigned row;  // shared address of the lane's row (plus `byte` within its chunk)
+    unsigned x;    // the lane's chunk bits, swizzled, in bytes
+    __device__ __forceinline__ LaneTile(const half_bits* tile, int r, int c0, int byte = 0)
+        : row(smem_addr(tile) + r * LD * 2 + byte), x((LD == D ? c0 ^ (r & 7) : c0) << 4) {}
+    // The address `rows` (a multiple of 8) below the lane's row, at chunk `chunk` + c0.
+    __device__ __forceinline__ unsigned at(int rows, int chunk) const { return row + rows * LD * 2 + ((chunk << 4) ^ x); }
+};
+
 // acc (16 rows × NT·8 columns) = A · Bᵀ, A this warp's 16 rows of tile `a` and B the NT·8
-// rows of tile `b` (both D wide): scores Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ.
+// rows of tile `b` (both D wide, swizzled): scores Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ. The lanes' rows
+// and chunks are ldmatrix's: `a` from a_lane(), `b` from b_lane().
+template <int D>
+__device__ __forceinline__ LaneTile<D, D> a_lane(const half_bits* tile, int warp, int lane) {
+    return LaneTile<D, D>(tile, warp * 16 + (lane & 15), lane >> 4);
+}
+template <int D>
+__device__ __forceinline__ LaneTile<D, D> b_lane(const half_bits* tile, int lane) {
+    return LaneTile<D, D>(tile, (lane >> 4) * 8 + (lane & 7), (lane >> 3) & 1);
+}
+// ... and the transposed B operand's (ldmatrix .trans): rows kk·16 on, chunks dp·2 on.
+template <int D, int LD = D>
+__device__ __forceinline__ LaneTile<D, LD> bt_lane(const half_bits* tile, int lane, int chunk0 = 0) {
+    return LaneTile<D, LD>(tile, ((lane >> 3) & 1) * 8 + (lane & 7), chunk0 + (lane >> 4));
+}
+
 template <int D, int NT>
-__device__ __forceinline__ void rows_times_rows(float (&acc)[NT][4], const half_bits* a, const half_bits* b, int warp,
-                                                int lane) {
+__device__ __forceinline__ void rows_times_rows(float (&acc)[NT][4], const LaneTile<D, D>& a, const LaneTile<D, D>& b) {
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
@@ -64,30 +98,30 @@ __device__ __forceinline__ void rows_times_rows(float (&acc)[NT][4], const half_
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
         unsigned af[4];
-        ldmatrix_x4(af, smem_addr(a + tile_at<D, D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+        ldmatrix_x4(af, a.at(0, kk * 2));
 #pragma unroll
         for (int np = 0; np < NT / 2; ++np) {
             unsigned bf[4];
-            ldmatrix_x4(bf, smem_addr(b + tile_at<D, D>(np * 16 + (lane >> 4) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
+            ldmatrix_x4(bf, b.at(np * 16, kk * 2));
             mma_16816<true>(acc[2 * np], af, bf);
             mma_16816<true>(acc[2 * np + 1], af, bf + 2);
         }
     }
 }
 
-// acc (16 × D) += A · B, A the warp's 16 × NT·8 values in accumulator layout (Pᵀ or dZᵀ)
-// and B the NT·8 rows of tile `b` (D wide): dV += Pᵀ·dO and dK += dZᵀ·Q.
-template <int D, int NT>
-__device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], const float (&x)[NT][4], const half_bits* b,
-                                                  int lane) {
+// acc (16 × D) += A · B, A the warp's 16 × NT·8 values (Pᵀ or dZᵀ) as bf16 A fragments,
+// `a_of(kk, af)` giving those of columns 16·kk..16·kk + 16, and B the NT·8 rows of tile `b`
+// (D wide; from bt_lane()): dV += Pᵀ·dO and dK += dZᵀ·Q.
+template <int D, int NT, typename AFragments>
+__device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], AFragments a_of, const LaneTile<D, D>& b) {
 #pragma unroll
     for (int kk = 0; kk < NT / 2; ++kk) {
         unsigned af[4];
-        probabilities_as_a<true, 1, NT>(af, reinterpret_cast<const float(&)[1][NT][4]>(x), 0, kk);
+        a_of(kk, af);
 #pragma unroll
         for (int dp = 0; dp < D / 16; ++dp) {
             unsigned bf[4];
-            ldmatrix_x4_trans(bf, smem_addr(b + tile_at<D, D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
+            ldmatrix_x4_trans(bf, b.at(kk * 16, dp * 2));
             mma_16816<true>(acc[2 * dp], af, bf);
             mma_16816<true>(acc[2 * dp + 1], af, bf + 2);
         }
@@ -138,6 +172,15 @@ __device__ __forceinline__ void attention_backward(
 #pragma unroll
         for (int e = 0; e < 4; ++e) dk_acc[dt][e] = dv_acc[dt][e] = 0.f;
 
+    // The lanes' addresses in the tiles every step reads the same way (LaneTile).
+    const auto k_lane = a_lane<D>(sk, warp, lane), v_lane = a_lane<D>(sv, warp, lane);
+    const LaneTile<BQ, LDS> ds_store(sds, warp * 16 + (lane >> 2), 0, 4 * (lane & 3));
+    // dQ: the warp's 16 queries and DP 16-column parts of D (see below).
+    constexpr int DP = D / 16 / D_PARTS;
+    const int group = warp % QG, dp0 = warp / QG * DP;
+    const LaneTile<BQ, LDS> dz_lane(sds, (lane >> 4) * 8 + (lane & 7), group * 2 + ((lane >> 3) & 1));
+    const auto kt_lane = bt_lane<D>(sk, lane, dp0 * 2);
+
     // The query step from q0 into stage `stage`: Q and dO by cp.async (not waited for), the
     // rows' log-sum-exps (in log2 units) and δs.
     auto fetch = [&](int stage, i64 q0) {
@@ -171,77 +214,92 @@ __device__ __forceinline__ void attention_backward(
 
         // Pᵀ for the warp's 16 keys and the step's 64 queries.
         float p[NT][4];
-        rows_times_rows<D, NT>(p, sk, sq_now, warp, lane);
+        rows_times_rows<D, NT>(p, k_lane, b_lane<D>(sq_now, lane));
         bias_and_mask<1, NT>(reinterpret_cast<float(&)[1][NT][4]>(p), kpos, positions, slope, q0, seq_end, lane);
         // Keys past the sequence (zero rows) get no probability: their scores are not masked,
         // and where the log-sum-exp is very negative, 2^−lse would overflow.
         const bool key_ok[2] = {row_base < k_rows, row_base + 8 < k_rows};
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+        for (int nt = 0; nt < NT; ++nt) {
+            // The thread's two query columns of tile nt are adjacent: one 8-byte load.
+            const float2 l = *reinterpret_cast<const float2*>(slse_now + nt * 8 + 2 * (lane & 3));
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
-                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -slse_now[col])) : 0.f;
-            }
-        values_times_rows<D, NT>(dv_acc, p, sdo_now, lane);
+            for (int e = 0; e < 4; ++e)
+                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -(e & 1 ? l.y : l.x))) : 0.f;
+        }
+        values_times_rows<D, NT>(
+            dv_acc,
+            [&](int kk, unsigned (&af)[4]) {
+                probabilities_as_a<true, 1, NT>(af, reinterpret_cast<const float(&)[1][NT][4]>(p), 0, kk);
+            },
+            bt_lane<D>(sdo_now, lane));
 
         // dZᵀ = Pᵀ ∘ (dPᵀ − δ), δ = rowsum(dO ∘ O) of each query.
         float ds[NT][4];
-        rows_times_rows<D, NT>(ds, sv, sdo_now, warp, lane);
+        rows_times_rows<D, NT>(ds, v_lane, b_lane<D>(sdo_now, lane));
 #pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
+        for (int nt = 0; nt < NT; ++nt) {
+            const float2 d = *reinterpret_cast<const float2*>(sdelta_now + nt * 8 + 2 * (lane & 3));
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int col = nt * 8 + 2 * (lane & 3) + (e & 1);
-                ds[nt][e] = p[nt][e] * (ds[nt][e] - sdelta_now[col]);
-            }
-        values_times_rows<D, NT>(dk_acc, ds, sq_now, lane);
+            for (int e = 0; e < 4; ++e) ds[nt][e] = p[nt][e] * (ds[nt][e] - (e & 1 ? d.y : d.x));
+        }
+        // Packed to bf16 once, for dK here and for dQ through shared memory.
+        unsigned ds_a[NT / 2][4];
+#pragma unroll
+        for (int kk = 0; kk < NT / 2; ++kk)
+            probabilities_as_a<true, 1, NT>(ds_a[kk], reinterpret_cast<const float(&)[1][NT][4]>(ds), 0, kk);
+        values_times_rows<D, NT>(
+            dk_acc,
+            [&](int kk, unsigned (&af)[4]) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) af[i] = ds_a[kk][i];
+            },
+            bt_lane<D>(sq_now, lane));
 
-        // dZᵀ to shared memory ([key][query]), for dQ = dZ·K.
+        // dZᵀ to shared memory ([key][query]), for dQ = dZ·K: fragment i of ds_a[kk] holds
+        // tile 2·kk + (i >> 1), rows half i & 1.
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int row = warp * 16 + (lane >> 2) + 8 * h;
-                *reinterpret_cast<unsigned*>(sds + tile_at<BQ, LDS>(row, nt) + 2 * (lane & 3)) =
-                    pack2<true>(ds[nt][2 * h], ds[nt][2 * h + 1]);
-            }
+            for (int h = 0; h < 2; ++h) st_shared_u32(ds_store.at(8 * h, nt), ds_a[nt / 2][(nt & 1) * 2 + h]);
         __syncthreads();
 
-        // dQ for the warp's 16 queries and share of D: A = dZ (the transpose of the stored
-        // dZᵀ), B = K; two 8-column tiles at a time, added to the f32 buffer at once.
-        const int group = warp % QG, part = warp / QG;
+        // dQ for the warp's 16 queries and DP 16-column parts of D: A = dZ (the transpose of
+        // the stored dZᵀ, loaded once for all DP parts), B = K; added to the f32 buffer at once.
         const int qr = group * 16 + (lane >> 2);
+        float acc[DP][2][4] = {};
 #pragma unroll
-        for (int dp = part * (D / 16 / D_PARTS); dp < (part + 1) * (D / 16 / D_PARTS); ++dp) {
-            float acc[2][4] = {};
+        for (int kk = 0; kk < BK / 16; ++kk) {
+            unsigned af[4];
+            ldmatrix_x4_trans(af, dz_lane.at(kk * 16, 0));
 #pragma unroll
-            for (int kk = 0; kk < BK / 16; ++kk) {
-                unsigned af[4], bf[4];
-                ldmatrix_x4_trans(af, smem_addr(sds + tile_at<BQ, LDS>(kk * 16 + (lane >> 4) * 8 + (lane & 7), group * 2 + ((lane >> 3) & 1))));
-                ldmatrix_x4_trans(bf, smem_addr(sk + tile_at<D, D>(kk * 16 + ((lane >> 3) & 1) * 8 + (lane & 7), dp * 2 + (lane >> 4))));
-                mma_16816<true>(acc[0], af, bf);
-                mma_16816<true>(acc[1], af, bf + 2);
+            for (int j = 0; j < DP; ++j) {
+                unsigned bf[4];
+                ldmatrix_x4_trans(bf, kt_lane.at(kk * 16, j * 2));
+                mma_16816<true>(acc[j][0], af, bf);
+                mma_16816<true>(acc[j][1], af, bf + 2);
             }
-            // Lanes pair up (lane, lane ^ 1) so that each holds four adjacent columns of one
-            // row: the even lane row qr, the odd one row qr + 8, columns 4·((lane >> 1) & 1)
-            // of each 8-column tile; one 16-byte reduction instead of four 4-byte ones.
-            const bool odd = lane & 1;
-            const int r = qr + (odd ? 8 : 0);
+        }
+        // Lanes pair up (lane, lane ^ 1) so that each holds four adjacent columns of one row:
+        // the even lane row qr, the odd one row qr + 8, columns 4·((lane >> 1) & 1) of each
+        // 8-column tile; one 16-byte reduction instead of four 4-byte ones.
+        const bool odd = lane & 1;
+        const int r = qr + (odd ? 8 : 0);
+#pragma unroll
+        for (int j = 0; j < DP; ++j)
 #pragma unroll
             for (int t = 0; t < 2; ++t) {
-                const float give0 = odd ? acc[t][0] : acc[t][2], give1 = odd ? acc[t][1] : acc[t][3];
+                const float give0 = odd ? acc[j][t][0] : acc[j][t][2], give1 = odd ? acc[j][t][1] : acc[j][t][3];
                 const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1);
                 const float got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
                 if (r >= q_rows) continue;
-                float* dst = dq + (q0 + r) * width + head_off + dp * 16 + t * 8 + 2 * (lane & 2);
+                float* dst = dq + (q0 + r) * width + head_off + (dp0 + j) * 16 + t * 8 + 2 * (lane & 2);
                 if (odd) {
-                    add_f32x4(dst, got0, got1, acc[t][2], acc[t][3]);
+                    add_f32x4(dst, got0, got1, acc[j][t][2], acc[j][t][3]);
                 } else {
-                    add_f32x4(dst, acc[t][0], acc[t][1], got0, got1);
+                    add_f32x4(dst, acc[j][t][0], acc[j][t][1], got0, got1);
                 }
             }
-        }
     }
 
     // dK (scaled by 1/√d, the scores' scale) and dV for the block's keys.
