@@ -128,7 +128,7 @@ __device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], AFragm
     }
 }
 
-template <int D, int BQ>
+template <int D, int BQ, bool DK_LATE>
 __device__ __forceinline__ void attention_backward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v, i64 qkv_stride,
     const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ lse,
@@ -212,9 +212,12 @@ __device__ __forceinline__ void attention_backward(
         const float* slse_now = slse + stage * BQ;
         const float* sdelta_now = sdelta + stage * BQ;
 
-        // Pᵀ for the warp's 16 keys and the step's 64 queries.
-        float p[NT][4];
+        // Sᵀ for the warp's 16 keys and the step's BQ queries, and dPᵀ = V·dOᵀ: both products
+        // first, so that dPᵀ's run on the tensor cores while Sᵀ turns into probabilities
+        // (the masking's branches would otherwise keep the compiler from interleaving them).
+        float p[NT][4], ds[NT][4];
         rows_times_rows<D, NT>(p, k_lane, b_lane<D>(sq_now, lane));
+        rows_times_rows<D, NT>(ds, v_lane, b_lane<D>(sdo_now, lane));
         bias_and_mask<1, NT>(reinterpret_cast<float(&)[1][NT][4]>(p), kpos, positions, slope, q0, seq_end, lane);
         // Keys past the sequence (zero rows) get no probability: their scores are not masked,
         // and where the log-sum-exp is very negative, 2^−lse would overflow.
@@ -235,8 +238,6 @@ __device__ __forceinline__ void attention_backward(
             bt_lane<D>(sdo_now, lane));
 
         // dZᵀ = Pᵀ ∘ (dPᵀ − δ), δ = rowsum(dO ∘ O) of each query.
-        float ds[NT][4];
-        rows_times_rows<D, NT>(ds, v_lane, b_lane<D>(sdo_now, lane));
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             const float2 d = *reinterpret_cast<const float2*>(sdelta_now + nt * 8 + 2 * (lane & 3));
@@ -248,13 +249,16 @@ __device__ __forceinline__ void attention_backward(
 #pragma unroll
         for (int kk = 0; kk < NT / 2; ++kk)
             probabilities_as_a<true, 1, NT>(ds_a[kk], reinterpret_cast<const float(&)[1][NT][4]>(ds), 0, kk);
-        values_times_rows<D, NT>(
-            dk_acc,
-            [&](int kk, unsigned (&af)[4]) {
+        const auto dk_step = [&] {
+            values_times_rows<D, NT>(
+                dk_acc,
+                [&](int kk, unsigned (&af)[4]) {
 #pragma unroll
-                for (int i = 0; i < 4; ++i) af[i] = ds_a[kk][i];
-            },
-            bt_lane<D>(sq_now, lane));
+                    for (int i = 0; i < 4; ++i) af[i] = ds_a[kk][i];
+                },
+                bt_lane<D>(sq_now, lane));
+        };
+        if constexpr (!DK_LATE) dk_step();
 
         // dZᵀ to shared memory ([key][query]), for dQ = dZ·K: fragment i of ds_a[kk] holds
         // tile 2·kk + (i >> 1), rows half i & 1.
@@ -263,6 +267,9 @@ __device__ __forceinline__ void attention_backward(
 #pragma unroll
             for (int h = 0; h < 2; ++h) st_shared_u32(ds_store.at(8 * h, nt), ds_a[nt / 2][(nt & 1) * 2 + h]);
         __syncthreads();
+        // DK_LATE: dK after the barrier, beside dQ's products, two independent chains for the
+        // compiler to interleave (faster at d 64, slower at d 128: bench/RESULTS.md).
+        if constexpr (DK_LATE) dk_step();
 
         // dQ for the warp's 16 queries and DP 16-column parts of D: A = dZ (the transpose of
         // the stored dZᵀ, loaded once for all DP parts), B = K; added to the f32 buffer at once.
@@ -319,21 +326,21 @@ __device__ __forceinline__ void attention_backward(
 
 }  // namespace
 
-// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ); shared memory (2·BK + 4·BQ)·D +
-// BK·ds_stride(BQ) 16-bit values and 4·BQ floats (attention_backward.rs sizes it with the
-// same numbers; its test reads them from these lines).
-#define ATTENTION_BACKWARD(NAME, D, BQ)                                                                 \
+// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE); shared memory
+// (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats (attention_backward.rs
+// sizes it with the same numbers; its test reads them from these lines).
+#define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE)                                                               \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \
         i64 dout_stride, const float* lse, const float* delta, float* dq, half_bits* dk, half_bits* dv,   \
         i64 dkv_stride, const i64* offsets, const i64* block_seq, const i64* block_k0,                    \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        attention_backward<D, BQ>(q, k, v, qkv_stride, dout, dout_stride, lse, delta, dq, dk, dv, dkv_stride,  \
+        attention_backward<D, BQ, DK_LATE>(q, k, v, qkv_stride, dout, dout_stride, lse, delta, dq, dk, dv, dkv_stride,  \
                               offsets, block_seq, block_k0, positions, slopes_log2, scale_log2);         \
     }
 
-ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64)
-ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32)
+ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64, true)
+ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32, false)
 
 // δ = rowsum(dO ∘ O) for every (token, head): `delta` [tokens, heads], f32. One thread a row.
 extern "C" __global__ void attention_delta(const half_bits* out, const half_bits* dout, float* delta, i64 tokens,

@@ -301,7 +301,7 @@ mod tests {
         let source = include_str!("../../../kernels/attention_backward.cu");
         for d in HEAD_DIMS {
             let line = format!(
-                "ATTENTION_BACKWARD({}, {d}, {})",
+                "ATTENTION_BACKWARD({}, {d}, {},",
                 backward_name(d),
                 block_queries(d)
             );
