@@ -125,10 +125,11 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 println!("tiles are decoded on the CPU with this GPU ({why}): no tile decoding check");
             }
             let long = args.long;
+            // check_all prints the seed itself.
+            if (args.training || args.attention) && !json {
+                println!("{} [inputs from seed {seed}]", gpu.describe());
+            }
             let mut checks = if args.training {
-                if !json {
-                    println!("{} [inputs from seed {seed}]", gpu.describe());
-                }
                 let mut found = check_gradients(&gpu, seed, &mut print)?;
                 found.extend(check_encoder_gradients(&gpu, seed, &mut print)?);
                 if long {
@@ -138,7 +139,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
             } else if args.attention && !args.kernel.is_empty() {
                 Vec::new()
             } else if args.attention {
-                check_kernels(&gpu, long, &mut print)?
+                check_kernels(&gpu, long, seed, &mut print)?
             } else {
                 check_all(
                     &gpu,
@@ -150,7 +151,7 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                     json,
                     &mut print,
                     |print| {
-                        let mut found = check_kernels(&gpu, long, print)?;
+                        let mut found = check_kernels(&gpu, long, seed, print)?;
                         found.extend(check_gradients(&gpu, seed, print)?);
                         found.extend(check_encoder_gradients(&gpu, seed, print)?);
                         Ok(found)
@@ -166,23 +167,26 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
                 false => args.kernel.iter().map(|k| k.family()).collect(),
             };
             let scope = if long { Scope::Full } else { Scope::Quick };
-            for &family in families
+            for (i, &family) in families
                 .iter()
+                .enumerate()
                 .filter(|_| families.len() > 1 || !args.kernel.is_empty())
             {
                 gpu.use_attention_kernels(Some(family))?;
+                // Each family its own inputs, so that their checks are independent.
+                let family_seed = seed.wrapping_add(7_919 * (i as u64 + 1));
                 let name = family.name();
                 let mut named = |c: &Check| {
                     let mut c = c.clone();
                     c.what = format!("{name} {}", c.what);
                     print(&c)
                 };
-                let found = check_kernels(&gpu, long, &mut named).and_then(|mut found| {
+                let found = check_kernels(&gpu, long, family_seed, &mut named).and_then(|mut found| {
                     found.extend(check_attention_kernels(
                         &gpu,
                         &CpuBackend,
                         scope,
-                        seed,
+                        family_seed,
                         &mut named,
                     )?);
                     Ok(found)

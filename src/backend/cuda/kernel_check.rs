@@ -55,8 +55,8 @@ fn inputs<T: Half>(tokens: usize, heads: usize, d: usize, seed: u64) -> Inputs<T
         .collect();
     Inputs {
         q: round(random_inputs(n, seed)),
-        k: round(random_inputs(n, seed + 1)),
-        v: round(random_inputs(n, seed + 2)),
+        k: round(random_inputs(n, seed.wrapping_add(1))),
+        v: round(random_inputs(n, seed.wrapping_add(2))),
         positions,
     }
 }
@@ -141,8 +141,9 @@ impl CudaBackend {
         heads: usize,
         d: usize,
         rows: usize,
+        seed: u64,
     ) -> Result<Check, BackendError> {
-        let x = inputs::<bf16>(tokens, heads, d, 77);
+        let x = inputs::<bf16>(tokens, heads, d, seed);
         let got = self.run_flash(&x, &[0, tokens], heads, d, false)?;
         let at = |v: &[bf16], t: usize, h: usize, c: usize| v[(t * heads + h) * d + c].to_f32() as f64;
         let samples: Vec<(usize, usize)> = (0..rows)
@@ -184,10 +185,12 @@ impl CudaBackend {
 /// backend's operations: both 16-bit types (bf16 and fp16) at every head dim with a kernel
 /// (so a kernel added to kernels/flash_attn.cu is checked with no change here), ALiBi,
 /// packed batches, into NaN-poisoned outputs; with `long`, one sequence of 2^20 tokens on
-/// sampled rows against f64.
+/// sampled rows against f64. Inputs are drawn from `run_seed` (fresh each run; a caller
+/// checking several kernel families gives each its own).
 pub fn check_kernels(
     gpu: &CudaBackend,
     long: bool,
+    run_seed: u64,
     on_check: &mut dyn FnMut(&Check),
 ) -> Result<Vec<Check>, BackendError> {
     let mut all = Vec::new();
@@ -197,15 +200,15 @@ pub fn check_kernels(
     };
     // The types' tables are checked to hold the same head dims (kernels.rs's tests).
     let dims = head_dims::<bf16>();
-    let mut seed = 1000;
+    let mut seed = run_seed.wrapping_add(1000);
     // Lengths under, over and far over a block (128 query rows, 64 keys), none a multiple.
     for n in [1usize, 257, 4095] {
         for &d in &dims {
             for alibi in [false, true] {
-                seed += 10;
+                seed = seed.wrapping_add(10);
                 push(gpu.check_attention::<bf16>(&[0, n], 4, d, alibi, seed)?, &mut all);
                 push(
-                    gpu.check_attention::<f16>(&[0, n], 4, d, alibi, seed + 5)?,
+                    gpu.check_attention::<f16>(&[0, n], 4, d, alibi, seed.wrapping_add(5))?,
                     &mut all,
                 );
             }
@@ -215,19 +218,22 @@ pub fn check_kernels(
     // of the two with ALiBi.
     let batch: Vec<usize> = [0usize, 257, 514, 515, 515, 771, 900, 1157].to_vec();
     for (i, &d) in dims.iter().enumerate() {
-        let (alibi, seed) = (i % 2 == 1, 3 + 2 * i as u64);
+        let (alibi, seed) = (i % 2 == 1, run_seed.wrapping_add(3 + 2 * i as u64));
         push(gpu.check_attention::<bf16>(&batch, 6, d, alibi, seed)?, &mut all);
         push(
-            gpu.check_attention::<f16>(&batch, 2, d, !alibi, seed + 1)?,
+            gpu.check_attention::<f16>(&batch, 2, d, !alibi, seed.wrapping_add(1))?,
             &mut all,
         );
     }
     push(
-        gpu.check_attention::<f16>(&[0, 65_537], 2, 128, false, 7)?,
+        gpu.check_attention::<f16>(&[0, 65_537], 2, 128, false, run_seed.wrapping_add(7))?,
         &mut all,
     );
     if long {
-        push(gpu.check_long_attention(1 << 20, 8, 64, 512)?, &mut all);
+        push(
+            gpu.check_long_attention(1 << 20, 8, 64, 512, run_seed.wrapping_add(77))?,
+            &mut all,
+        );
     }
     Ok(all)
 }
