@@ -1,6 +1,7 @@
 use super::device;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use flashslide::backend::cuda::attention::family_head_dims;
 use flashslide::backend::DeviceChoice;
 use flashslide::backend::{Backend, Selected};
 use flashslide::bench::read::read_throughput;
@@ -399,7 +400,18 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             json,
         } => {
             if let Selected::Cuda(gpu) = device::open(device, json)? {
-                gpu.use_attention_kernels(kernel.map(device::AttentionKernels::family))?;
+                let family = kernel.map(device::AttentionKernels::family);
+                if let Some(family) = family {
+                    let dims = family_head_dims(family);
+                    if let Some(d) = head_dim.iter().find(|d| !dims.contains(d)) {
+                        anyhow::bail!(
+                            "--kernel {} has no kernel for head dim {d} (it has {dims:?}); without \
+                             --kernel, flash_attn.cu's kernel runs at that head dim",
+                            family.name()
+                        );
+                    }
+                }
+                gpu.use_attention_kernels(family)?;
                 if !json {
                     println!(
                         "{:>6} {:>8} {:>5} {:>4} {:>11} {:>9} {:>10} {:>14}  kernel",

@@ -26,9 +26,20 @@ pub(super) fn kernel_for<T: AttentionType>(d: usize, family: KernelFamily) -> Op
 
 /// The head dims with a kernel for `T` on every GPU, ascending.
 pub(super) fn head_dims<T: AttentionType>() -> Vec<usize> {
+    family_dims(T::BF16, KernelFamily::MmaSync)
+}
+
+/// The head dims `family` has bf16 kernels of its own for, ascending: a launch at another
+/// head dim runs flash_attn.cu's kernel instead (so a benchmark asking for the family says
+/// so rather than time another kernel).
+pub fn family_head_dims(family: KernelFamily) -> Vec<usize> {
+    family_dims(true, family)
+}
+
+fn family_dims(bf16: bool, family: KernelFamily) -> Vec<usize> {
     let mut dims: Vec<usize> = FLASH_KERNELS
         .iter()
-        .filter(|k| k.bf16 == T::BF16 && k.family == KernelFamily::MmaSync)
+        .filter(|k| k.bf16 == bf16 && k.family == family)
         .map(|k| k.head_dim)
         .collect();
     dims.sort_unstable();
@@ -535,6 +546,24 @@ pub(super) fn rotated_copy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_familys_head_dims_are_its_own_kernels() {
+        use KernelFamily::*;
+        assert_eq!(family_head_dims(MmaSync), head_dims::<bf16>());
+        for family in [Wgmma, WgmmaPipelined, WgmmaTma, WgmmaTmaPersistent] {
+            let own = family_head_dims(family);
+            assert!(own.contains(&64) && own.contains(&128), "{family:?}: {own:?}");
+            for d in head_dims::<bf16>() {
+                let runs = kernel_for::<bf16>(d, family).map(|k| k.family);
+                let want = if own.contains(&d) { family } else { MmaSync };
+                assert_eq!(runs, Some(want), "{family:?} at d {d}");
+            }
+        }
+        // So `bench attention --kernel wgmma-tma-persistent --head-dim 80` is refused
+        // (bench.rs): flash_attn.cu's kernel would run.
+        assert!(!family_head_dims(WgmmaTmaPersistent).contains(&80));
+    }
 
     #[test]
     fn each_type_has_the_encoders_head_dims_and_an_unknown_one_is_refused_by_name() {
