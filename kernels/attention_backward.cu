@@ -13,6 +13,7 @@
 // the bf16 gradient. Grid: x = key blocks (the forward's block table, built with 128 rows a
 // block), y = heads.
 #include "flash_common.cuh"
+#include "flash_wgmma.cuh"
 
 namespace {
 
@@ -39,6 +40,19 @@ __device__ __forceinline__ void add_f32x4(float* dst, float a, float b, float c,
     atomicAdd(dst + 3, d);
 #endif
 }
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The compiler sees a wgmma's register A operands read when it is issued, not when it is
+// waited for: pinning them (an empty asm that "changes" each) after the wait keeps their
+// registers from being reused while the product may still read them.
+template <int N>
+__device__ __forceinline__ void fence_fragments(unsigned (&a)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
+}
+#endif
 
 // A 32-bit store to shared memory at a shared-space address.
 __device__ __forceinline__ void st_shared_u32(unsigned addr, unsigned value) {
@@ -128,7 +142,7 @@ __device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], AFragm
     }
 }
 
-template <int D, int BQ, bool DK_LATE>
+template <int D, int BQ, bool DK_LATE, bool WGMMA>
 __device__ __forceinline__ void attention_backward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v, i64 qkv_stride,
     const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ lse,
@@ -141,8 +155,16 @@ __device__ __forceinline__ void attention_backward(
     constexpr int DT = D / 8, NT = BQ / 8, LDS = ds_stride<BQ>();
     // dQ = dZ·K: the warps split the step's BQ / 16 groups of 16 queries, and D among them.
     constexpr int QG = BQ / 16, D_PARTS = WARPS / QG;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    half_bits* sk = reinterpret_cast<half_bits*>(smem_raw);  // BK × D
+    static_assert(!WGMMA || (D == 64 && BQ == 64 && !DK_LATE), "wgmma: d 64, 64 queries a step");
+#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (WGMMA) __trap();  // launched on Hopper only
+#endif
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    // wgmma's tiles start on 1,024-byte boundaries (its swizzle's period; the launch gives 1
+    // KB to spare). At d 64 tile_at's layout is wgmma's 128-byte-swizzled panel.
+    unsigned char* smem = smem_raw;
+    if constexpr (WGMMA) smem += ((smem_addr(smem_raw) + 1023u) & ~1023u) - smem_addr(smem_raw);
+    half_bits* sk = reinterpret_cast<half_bits*>(smem);  // BK × D
     half_bits* sv = sk + BK * D;                               // BK × D
     half_bits* sq = sv + BK * D;                               // 2 stages × BQ × D
     half_bits* sdo = sq + 2 * BQ * D;                          // 2 stages × BQ × D
@@ -205,6 +227,9 @@ __device__ __forceinline__ void attention_backward(
         // and of dZᵀ), so the next step's copies go into the other stage while this one
         // computes: one barrier a step here, one before dQ.
         cp_async_wait<0>();
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        if constexpr (WGMMA) fence_async_shared();  // the copies visible to wgmma
+#endif
         __syncthreads();
         if (q0 + BQ < seq_end) fetch(stage ^ 1, q0 + BQ);
         const half_bits* sq_now = sq + stage * BQ * D;
@@ -216,8 +241,27 @@ __device__ __forceinline__ void attention_backward(
         // first, so that dPᵀ's run on the tensor cores while Sᵀ turns into probabilities
         // (the masking's branches would otherwise keep the compiler from interleaving them).
         float p[NT][4], ds[NT][4];
-        rows_times_rows<D, NT>(p, k_lane, b_lane<D>(sq_now, lane));
-        rows_times_rows<D, NT>(ds, v_lane, b_lane<D>(sdo_now, lane));
+        // On wgmma: the warpgroup's 64 keys (its four warps' 16 each, rows as mma.sync's).
+        using Acc = float(&)[1][NT][4];
+        using Out = float(&)[1][DT][4];
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        [[maybe_unused]] const unsigned wg_keys = smem_addr(sk) + (warp >> 2) * 64 * D * 2;
+        [[maybe_unused]] const unsigned wg_values = smem_addr(sv) + (warp >> 2) * 64 * D * 2;
+        [[maybe_unused]] unsigned p_a[NT / 2][4];
+#endif
+        if constexpr (WGMMA) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            wgmma_fence();
+            issue_scores<true, D, BK, BQ>(reinterpret_cast<Acc>(p), wg_keys, smem_addr(sq_now));
+            issue_scores<true, D, BK, BQ>(reinterpret_cast<Acc>(ds), wg_values, smem_addr(sdo_now));
+            wgmma_wait<0>();
+            fence_registers<NT * 4>(&p[0][0]);
+            fence_registers<NT * 4>(&ds[0][0]);
+#endif
+        } else {
+            rows_times_rows<D, NT>(p, k_lane, b_lane<D>(sq_now, lane));
+            rows_times_rows<D, NT>(ds, v_lane, b_lane<D>(sdo_now, lane));
+        }
         bias_and_mask<1, NT>(reinterpret_cast<float(&)[1][NT][4]>(p), kpos, positions, slope, q0, seq_end, lane);
         // Keys past the sequence (zero rows) get no probability: their scores are not masked,
         // and where the log-sum-exp is very negative, 2^−lse would overflow.
@@ -230,12 +274,24 @@ __device__ __forceinline__ void attention_backward(
             for (int e = 0; e < 4; ++e)
                 p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -(e & 1 ? l.y : l.x))) : 0.f;
         }
-        values_times_rows<D, NT>(
-            dv_acc,
-            [&](int kk, unsigned (&af)[4]) {
-                probabilities_as_a<true, 1, NT>(af, reinterpret_cast<const float(&)[1][NT][4]>(p), 0, kk);
-            },
-            bt_lane<D>(sdo_now, lane));
+        if constexpr (WGMMA) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            // dV += Pᵀ·dO, Pᵀ from registers, dO read MN-major; left running while dZᵀ is made.
+            pack_probabilities<true, BQ>(p_a, reinterpret_cast<Acc>(p));
+            // Pinned before the fence, so that the compiler cannot sink their writes past it.
+            fence_fragments(p_a);
+            fence_registers<DT * 4>(&dv_acc[0][0]);
+            wgmma_fence();
+            issue_values<true, D, BQ>(reinterpret_cast<Out>(dv_acc), p_a, smem_addr(sdo_now));
+#endif
+        } else {
+            values_times_rows<D, NT>(
+                dv_acc,
+                [&](int kk, unsigned (&af)[4]) {
+                    probabilities_as_a<true, 1, NT>(af, reinterpret_cast<const float(&)[1][NT][4]>(p), 0, kk);
+                },
+                bt_lane<D>(sdo_now, lane));
+        }
 
         // dZᵀ = Pᵀ ∘ (dPᵀ − δ), δ = rowsum(dO ∘ O) of each query.
 #pragma unroll
@@ -250,13 +306,22 @@ __device__ __forceinline__ void attention_backward(
         for (int kk = 0; kk < NT / 2; ++kk)
             probabilities_as_a<true, 1, NT>(ds_a[kk], reinterpret_cast<const float(&)[1][NT][4]>(ds), 0, kk);
         const auto dk_step = [&] {
-            values_times_rows<D, NT>(
-                dk_acc,
-                [&](int kk, unsigned (&af)[4]) {
+            if constexpr (WGMMA) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+                fence_fragments(ds_a);
+                fence_registers<DT * 4>(&dk_acc[0][0]);
+                wgmma_fence();
+                issue_values<true, D, BQ>(reinterpret_cast<Out>(dk_acc), ds_a, smem_addr(sq_now));
+#endif
+            } else {
+                values_times_rows<D, NT>(
+                    dk_acc,
+                    [&](int kk, unsigned (&af)[4]) {
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) af[i] = ds_a[kk][i];
-                },
-                bt_lane<D>(sq_now, lane));
+                        for (int i = 0; i < 4; ++i) af[i] = ds_a[kk][i];
+                    },
+                    bt_lane<D>(sq_now, lane));
+            }
         };
         if constexpr (!DK_LATE) dk_step();
 
@@ -266,6 +331,16 @@ __device__ __forceinline__ void attention_backward(
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
             for (int h = 0; h < 2; ++h) st_shared_u32(ds_store.at(8 * h, nt), ds_a[nt / 2][(nt & 1) * 2 + h]);
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+        if constexpr (WGMMA) {
+            // dV's and dK's products done: their registers and this step's Q and dO free.
+            wgmma_wait<0>();
+            fence_registers<DT * 4>(&dv_acc[0][0]);
+            fence_registers<DT * 4>(&dk_acc[0][0]);
+            fence_fragments(p_a);
+            fence_fragments(ds_a);
+        }
+#endif
         __syncthreads();
         // DK_LATE: dK after the barrier, beside dQ's products, two independent chains for the
         // compiler to interleave (faster at d 64, slower at d 128: bench/RESULTS.md).
@@ -326,21 +401,23 @@ __device__ __forceinline__ void attention_backward(
 
 }  // namespace
 
-// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE); shared memory
-// (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats (attention_backward.rs
-// sizes it with the same numbers; its test reads them from these lines).
-#define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE)                                                               \
+// One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA); shared memory
+// (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats, 1 KB more on wgmma
+// (attention_backward.rs sizes it with the same numbers; its test reads them from these
+// lines). The wgmma kernel (Hopper, sm_90a) traps elsewhere.
+#define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA)                                                               \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \
         i64 dout_stride, const float* lse, const float* delta, float* dq, half_bits* dk, half_bits* dv,   \
         i64 dkv_stride, const i64* offsets, const i64* block_seq, const i64* block_k0,                    \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        attention_backward<D, BQ, DK_LATE>(q, k, v, qkv_stride, dout, dout_stride, lse, delta, dq, dk, dv, dkv_stride,  \
+        attention_backward<D, BQ, DK_LATE, WGMMA>(q, k, v, qkv_stride, dout, dout_stride, lse, delta, dq, dk, dv, dkv_stride,  \
                               offsets, block_seq, block_k0, positions, slopes_log2, scale_log2);         \
     }
 
-ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64, true)
-ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32, false)
+ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64, true, false)
+ATTENTION_BACKWARD(attention_backward_sm90_bf16_d64, 64, 64, false, true)
+ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32, false, false)
 
 // δ = rowsum(dO ∘ O) for every (token, head): `delta` [tokens, heads], f32. One thread a row.
 extern "C" __global__ void attention_delta(const half_bits* out, const half_bits* dout, float* delta, i64 tokens,
