@@ -12,6 +12,11 @@
 // adds its share of dQ into an f32 buffer (global reductions), which `attention_dq` then scales into
 // the bf16 gradient. Grid: x = key blocks (the forward's block table, built with 128 rows a
 // block), y = heads.
+//
+// On a Hopper at d 64 (the _sm90_ kernel) every product runs on wgmma, a warpgroup's 64 keys
+// at a time: Sᵀ and dPᵀ from shared memory, dV and dK with Pᵀ and dZᵀ from registers, and dQ
+// from the stored dZᵀ, each warpgroup half of D. A step's dQ product runs on into the next
+// step, whose Sᵀ and dPᵀ are issued before it is waited for and its sums added.
 #include "flash_common.cuh"
 #include "flash_wgmma.cuh"
 
@@ -51,6 +56,20 @@ __device__ __forceinline__ void fence_fragments(unsigned (&a)[N][4]) {
     for (int i = 0; i < N; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
+}
+
+// dQ's 64 queries × this warpgroup's 32 columns of D = dZ·K over a block's BK keys, one wgmma
+// group: dZ read as the transpose of the stored dZᵀ tile and K from its tile, both MN-major
+// (keys down their 128-byte rows, 16 keys = 2,048 bytes a slice); `k_columns` is K's tile
+// plus 64 bytes for the second warpgroup's half (the swizzle acts on addresses). The
+// accumulators: this warp's 16 queries, in mma.sync's layout, 8 columns a tile.
+template <int BK_>
+__device__ __forceinline__ void issue_dq(float (&acc)[2][2][4], unsigned dzt_tile, unsigned k_columns) {
+#pragma unroll
+    for (int kk = 0; kk < BK_ / 16; ++kk)
+        wgmma_ss_mn_n32<true>(&acc[0][0][0], descriptor(dzt_tile + kk * 2048, BK_ * 128, 1024),
+                              descriptor(k_columns + kk * 2048, BK_ * 128, 1024), kk > 0);
+    wgmma_commit();
 }
 #endif
 
@@ -168,8 +187,9 @@ __device__ __forceinline__ void attention_backward(
     half_bits* sv = sk + BK * D;                               // BK × D
     half_bits* sq = sv + BK * D;                               // 2 stages × BQ × D
     half_bits* sdo = sq + 2 * BQ * D;                          // 2 stages × BQ × D
-    half_bits* sds = sdo + 2 * BQ * D;                         // BK × LDS: dZᵀ
-    float* slse = reinterpret_cast<float*>(sds + BK * LDS);    // 2 stages × BQ
+    // dZᵀ, BK × LDS; on wgmma two, one a step (dQ's product reads one while the next is made).
+    half_bits* sds = sdo + 2 * BQ * D;
+    float* slse = reinterpret_cast<float*>(sds + (WGMMA ? 2 : 1) * BK * LDS);  // 2 stages × BQ
     float* sdelta = slse + 2 * BQ;                             // 2 stages × BQ
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -197,11 +217,46 @@ __device__ __forceinline__ void attention_backward(
     // The lanes' addresses in the tiles every step reads the same way (LaneTile).
     const auto k_lane = a_lane<D>(sk, warp, lane), v_lane = a_lane<D>(sv, warp, lane);
     const LaneTile<BQ, LDS> ds_store(sds, warp * 16 + (lane >> 2), 0, 4 * (lane & 3));
+    constexpr unsigned DS_BYTES = WGMMA ? BK * LDS * 2 : 0;  // from one dZᵀ buffer to the next
     // dQ: the warp's 16 queries and DP 16-column parts of D (see below).
     constexpr int DP = D / 16 / D_PARTS;
     const int group = warp % QG, dp0 = warp / QG * DP;
     const LaneTile<BQ, LDS> dz_lane(sds, (lane >> 4) * 8 + (lane & 7), group * 2 + ((lane >> 3) & 1));
     const auto kt_lane = bt_lane<D>(sk, lane, dp0 * 2);
+
+    const i64 width = (i64)heads * D;
+    // This warp's dQ (its 16 queries of the step from q0 and DP 16-column parts of D) added to
+    // the f32 buffer. Lanes pair up (lane, lane ^ 1) so that each holds four adjacent columns
+    // of one row: the even lane its upper row, the odd one its lower (8 below), columns
+    // 4·((lane >> 1) & 1) of each 8-column tile; one 16-byte reduction instead of four.
+    const auto add_dq = [&](const float (&acc)[DP][2][4], i64 q0, int q_rows) {
+        const bool odd = lane & 1;
+        const int r = group * 16 + (lane >> 2) + (odd ? 8 : 0);
+#pragma unroll
+        for (int j = 0; j < DP; ++j)
+#pragma unroll
+            for (int t = 0; t < 2; ++t) {
+                const float give0 = odd ? acc[j][t][0] : acc[j][t][2], give1 = odd ? acc[j][t][1] : acc[j][t][3];
+                const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1);
+                const float got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
+                if (r >= q_rows) continue;
+                float* dst = dq + (q0 + r) * width + head_off + (dp0 + j) * 16 + t * 8 + 2 * (lane & 2);
+                if (odd) {
+                    add_f32x4(dst, got0, got1, acc[j][t][2], acc[j][t][3]);
+                } else {
+                    add_f32x4(dst, acc[j][t][0], acc[j][t][1], got0, got1);
+                }
+            }
+    };
+    // On wgmma a step's dQ product is issued at the next step's barrier, beside that step's
+    // Sᵀ and dPᵀ, and its sums added while they run (its first row and rows kept here). The
+    // first step issues one too, on the unwritten tile, and adds none of it (no rows): were
+    // the issue conditional, the compiler would join the accumulators' two paths with
+    // copies that read them while the product runs, and ptxas would wait for it there.
+    [[maybe_unused]] float dq_pending[DP][2][4];
+    [[maybe_unused]] const unsigned k_columns = smem_addr(sk) + (warp >> 2) * 64;  // issue_dq's
+    i64 pending_q0 = seq_start;
+    int pending_rows = 0;
 
     // The query step from q0 into stage `stage`: Q and dO by cp.async (not waited for), the
     // rows' log-sum-exps (in log2 units) and δs.
@@ -218,14 +273,14 @@ __device__ __forceinline__ void attention_backward(
     };
     fetch(0, seq_start);
 
-    const i64 width = (i64)heads * D;
     int stage = 0;
     for (i64 q0 = seq_start; q0 < seq_end; q0 += BQ, stage ^= 1) {
         const int q_rows = (int)min((i64)BQ, seq_end - q0);
         // This step's copies are the only ones in flight. Once every thread has them and is
         // past this barrier, the last step is over everywhere (its reads of the other stage
         // and of dZᵀ), so the next step's copies go into the other stage while this one
-        // computes: one barrier a step here, one before dQ.
+        // computes: one barrier a step here, one before dQ (on wgmma this one serves both:
+        // the last step's dZᵀ is stored in the other tile, which no product reads).
         cp_async_wait<0>();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
         if constexpr (WGMMA) fence_async_shared();  // the copies visible to wgmma
@@ -251,9 +306,15 @@ __device__ __forceinline__ void attention_backward(
 #endif
         if constexpr (WGMMA) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+            fence_registers<DP * 8>(&dq_pending[0][0][0]);
             wgmma_fence();
+            issue_dq<BK>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
             issue_scores<true, D, BK, BQ>(reinterpret_cast<Acc>(p), wg_keys, smem_addr(sq_now));
             issue_scores<true, D, BK, BQ>(reinterpret_cast<Acc>(ds), wg_values, smem_addr(sdo_now));
+            // dQ's group, committed first, is done first.
+            wgmma_wait<2>();
+            fence_registers<DP * 8>(&dq_pending[0][0][0]);
+            add_dq(dq_pending, pending_q0, pending_rows);
             wgmma_wait<0>();
             fence_registers<NT * 4>(&p[0][0]);
             fence_registers<NT * 4>(&ds[0][0]);
@@ -330,7 +391,8 @@ __device__ __forceinline__ void attention_backward(
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) st_shared_u32(ds_store.at(8 * h, nt), ds_a[nt / 2][(nt & 1) * 2 + h]);
+            for (int h = 0; h < 2; ++h)
+                st_shared_u32(ds_store.at(8 * h, nt) + stage * DS_BYTES, ds_a[nt / 2][(nt & 1) * 2 + h]);
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
         if constexpr (WGMMA) {
             // dV's and dK's products done: their registers and this step's Q and dO free.
@@ -339,50 +401,47 @@ __device__ __forceinline__ void attention_backward(
             fence_registers<DT * 4>(&dk_acc[0][0]);
             fence_fragments(p_a);
             fence_fragments(ds_a);
+            fence_async_shared();  // dZᵀ's stores visible to wgmma
+            pending_q0 = q0;
+            pending_rows = q_rows;
         }
 #endif
-        __syncthreads();
-        // DK_LATE: dK after the barrier, beside dQ's products, two independent chains for the
-        // compiler to interleave (faster at d 64, slower at d 128: bench/RESULTS.md).
-        if constexpr (DK_LATE) dk_step();
+        if constexpr (!WGMMA) {
+            __syncthreads();
+            // DK_LATE: dK after the barrier, beside dQ's products, two independent chains for
+            // the compiler to interleave (faster at d 64, slower at d 128: bench/RESULTS.md).
+            if constexpr (DK_LATE) dk_step();
 
-        // dQ for the warp's 16 queries and DP 16-column parts of D: A = dZ (the transpose of
-        // the stored dZᵀ, loaded once for all DP parts), B = K; added to the f32 buffer at once.
-        const int qr = group * 16 + (lane >> 2);
-        float acc[DP][2][4] = {};
+            // dQ for the warp's 16 queries and DP 16-column parts of D: A = dZ (the transpose
+            // of the stored dZᵀ, loaded once for all DP parts), B = K; added at once.
+            float acc[DP][2][4] = {};
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; ++kk) {
-            unsigned af[4];
-            ldmatrix_x4_trans(af, dz_lane.at(kk * 16, 0));
+            for (int kk = 0; kk < BK / 16; ++kk) {
+                unsigned af[4];
+                ldmatrix_x4_trans(af, dz_lane.at(kk * 16, 0));
 #pragma unroll
-            for (int j = 0; j < DP; ++j) {
-                unsigned bf[4];
-                ldmatrix_x4_trans(bf, kt_lane.at(kk * 16, j * 2));
-                mma_16816<true>(acc[j][0], af, bf);
-                mma_16816<true>(acc[j][1], af, bf + 2);
-            }
-        }
-        // Lanes pair up (lane, lane ^ 1) so that each holds four adjacent columns of one row:
-        // the even lane row qr, the odd one row qr + 8, columns 4·((lane >> 1) & 1) of each
-        // 8-column tile; one 16-byte reduction instead of four 4-byte ones.
-        const bool odd = lane & 1;
-        const int r = qr + (odd ? 8 : 0);
-#pragma unroll
-        for (int j = 0; j < DP; ++j)
-#pragma unroll
-            for (int t = 0; t < 2; ++t) {
-                const float give0 = odd ? acc[j][t][0] : acc[j][t][2], give1 = odd ? acc[j][t][1] : acc[j][t][3];
-                const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1);
-                const float got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
-                if (r >= q_rows) continue;
-                float* dst = dq + (q0 + r) * width + head_off + (dp0 + j) * 16 + t * 8 + 2 * (lane & 2);
-                if (odd) {
-                    add_f32x4(dst, got0, got1, acc[j][t][2], acc[j][t][3]);
-                } else {
-                    add_f32x4(dst, acc[j][t][0], acc[j][t][1], got0, got1);
+                for (int j = 0; j < DP; ++j) {
+                    unsigned bf[4];
+                    ldmatrix_x4_trans(bf, kt_lane.at(kk * 16, j * 2));
+                    mma_16816<true>(acc[j][0], af, bf);
+                    mma_16816<true>(acc[j][1], af, bf + 2);
                 }
             }
+            add_dq(acc, q0, q_rows);
+        }
     }
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if constexpr (WGMMA) {
+        // The last step's dQ.
+        __syncthreads();
+        fence_registers<DP * 8>(&dq_pending[0][0][0]);
+        wgmma_fence();
+        issue_dq<BK>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
+        wgmma_wait<0>();
+        fence_registers<DP * 8>(&dq_pending[0][0][0]);
+        add_dq(dq_pending, pending_q0, pending_rows);
+    }
+#endif
 
     // dK (scaled by 1/√d, the scores' scale) and dV for the block's keys.
     const float scale = scale_log2 * 0.69314718f;
@@ -402,9 +461,9 @@ __device__ __forceinline__ void attention_backward(
 }  // namespace
 
 // One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA); shared memory
-// (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats, 1 KB more on wgmma
-// (attention_backward.rs sizes it with the same numbers; its test reads them from these
-// lines). The wgmma kernel (Hopper, sm_90a) traps elsewhere.
+// (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats; on wgmma a second dZᵀ
+// tile (BK·ds_stride(BQ) values) and 1 KB for alignment (attention_backward.rs sizes it with
+// the same numbers; its test reads them from these lines). The wgmma kernel (Hopper, sm_90a) traps elsewhere.
 #define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA)                                                               \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \

@@ -79,6 +79,14 @@ __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(1))
 
 
+// D[64×32] (+)= A·B, A and B both MN-major in shared memory (imm-trans-a and -b 1): D's 16
+// values of this thread, accumulated into unless `scale_d` is 0.
+#define WGMMA_SS_N32_MN(TYPE)                                                                     \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                  \
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 1, 1;\n}\n" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+                 : "l"(a), "l"(b), "r"(scale_d))
+
 template <bool BF16, int N>
 __device__ __forceinline__ void wgmma_ss(float* d, unsigned long long a, unsigned long long b, int scale_d) {
     static_assert(N == 64 || N == 128, "scores of 64 or 128 keys");
@@ -97,6 +105,11 @@ __device__ __forceinline__ void wgmma_rs(float* d, const unsigned (&a)[4], unsig
     } else {
         if constexpr (BF16) WGMMA_RS_N128("bf16"); else WGMMA_RS_N128("f16");
     }
+}
+
+template <bool BF16>
+__device__ __forceinline__ void wgmma_ss_mn_n32(float* d, unsigned long long a, unsigned long long b, int scale_d) {
+    if constexpr (BF16) WGMMA_SS_N32_MN("bf16"); else WGMMA_SS_N32_MN("f16");
 }
 
 // An mbarrier in shared memory expecting `count` arrivals a phase.

@@ -30,26 +30,30 @@ fn block_queries(d: usize) -> usize {
 }
 
 /// The backward kernel's shared memory: K and V tiles, two stages of Q and dO tiles and of
-/// their rows' log-sum-exps and δs, dZᵀ (rows padded below 64 columns).
-fn backward_smem(d: usize) -> usize {
+/// their rows' log-sum-exps and δs, and `ds_tiles` tiles of dZᵀ (rows padded below 64
+/// columns).
+fn backward_smem(d: usize, ds_tiles: usize) -> usize {
     let queries = block_queries(d);
     let ds_stride = if queries % 64 == 0 { queries } else { queries + 8 };
-    (2 * BLOCK_KEYS + 4 * queries) * d * 2 + BLOCK_KEYS * ds_stride * 2 + 4 * queries * 4
+    (2 * BLOCK_KEYS + 4 * queries) * d * 2 + ds_tiles * BLOCK_KEYS * ds_stride * 2 + 4 * queries * 4
 }
 
 /// Whether the backward at head dim `d` runs on wgmma: on a Hopper, at d 64 (the kernel the
-/// file's `_sm90_` line declares). Its tiles start on a 1,024-byte boundary, 1 KB more.
+/// file's `_sm90_` line declares).
 fn backward_on_wgmma(d: usize, hopper: bool) -> bool {
     hopper && d == 64
 }
 
+/// The backward kernel and its shared memory. On wgmma dZᵀ has two tiles (a step's dQ product
+/// reads one while the next step writes the other) and the tiles start on a 1,024-byte
+/// boundary: 1 KB more.
 fn backward_kernel(d: usize, hopper: bool) -> (String, usize) {
     match backward_on_wgmma(d, hopper) {
         true => (
             format!("attention_backward_sm90_bf16_d{d}"),
-            backward_smem(d) + 1024,
+            backward_smem(d, 2) + 1024,
         ),
-        false => (backward_name(d), backward_smem(d)),
+        false => (backward_name(d), backward_smem(d, 1)),
     }
 }
 
@@ -70,7 +74,7 @@ pub(super) fn configure(
             .expect("an mma.sync kernel for each training head dim");
         for (name, bytes) in [
             (forward_name(d), smem_bytes(forward)),
-            (backward_name(d), backward_smem(d)),
+            backward_kernel(d, false),
             backward_kernel(d, true),
         ] {
             functions[name.as_str()].0.set_attribute(
