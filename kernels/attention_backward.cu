@@ -58,17 +58,18 @@ __device__ __forceinline__ void fence_fragments(unsigned (&a)[N][4]) {
         for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
 }
 
-// dQ's 64 queries × this warpgroup's 32 columns of D = dZ·K over a block's BK keys, one wgmma
-// group: dZ read as the transpose of the stored dZᵀ tile and K from its tile, both MN-major
-// (keys down their 128-byte rows, 16 keys = 2,048 bytes a slice); `k_columns` is K's tile
-// plus 64 bytes for the second warpgroup's half (the swizzle acts on addresses). The
-// accumulators: this warp's 16 queries, in mma.sync's layout, 8 columns a tile.
-template <int BK_>
-__device__ __forceinline__ void issue_dq(float (&acc)[2][2][4], unsigned dzt_tile, unsigned k_columns) {
+// dQ's 64 queries × this warpgroup's N columns of D (half of it) = dZ·K over a block's BK
+// keys, one wgmma group: dZ read as the transpose of the stored dZᵀ tile and K from its tile,
+// both MN-major (keys down their 128-byte rows, 16 keys = 2,048 bytes a slice); `k_columns`:
+// the first of the warpgroup's columns in K's tile (at d 64, 64 bytes into the rows for the
+// second half: the swizzle acts on addresses). The accumulators: this warp's 16 queries, in
+// mma.sync's layout, 8 columns a tile.
+template <int BK_, int N>
+__device__ __forceinline__ void issue_dq(float (&acc)[N / 16][2][4], unsigned dzt_tile, unsigned k_columns) {
 #pragma unroll
     for (int kk = 0; kk < BK_ / 16; ++kk)
-        wgmma_ss_mn_n32<true>(&acc[0][0][0], descriptor(dzt_tile + kk * 2048, BK_ * 128, 1024),
-                              descriptor(k_columns + kk * 2048, BK_ * 128, 1024), kk > 0);
+        wgmma_ss_mn<true, N>(&acc[0][0][0], descriptor(dzt_tile + kk * 2048, BK_ * 128, 1024),
+                             descriptor(k_columns + kk * 2048, BK_ * 128, 1024), kk > 0);
     wgmma_commit();
 }
 #endif
@@ -79,14 +80,16 @@ __device__ __forceinline__ void st_shared_u32(unsigned addr, unsigned value) {
 }
 
 // Copies `rows` (at most R) rows of D values from `src` (rows `stride` apart) into the
-// swizzled R-row tile `dst`, zeros past them; cp.async, not waited for.
-template <int D, int R>
+// swizzled R-row tile `dst`, zeros past them; cp.async, not waited for. The tile is laid out
+// as tile_at places rows, or in wgmma's 128-byte panels (PANELS; the same layout at d 64).
+template <int D, int R, bool PANELS>
 __device__ __forceinline__ void load_rows(half_bits* dst, const half_bits* src, i64 stride, int rows) {
     constexpr int CH = D / 8;
     for (int i = threadIdx.x; i < R * CH; i += THREADS) {
         const int r = i / CH, c = i % CH;
         const bool ok = r < rows;
-        cp_async16(smem_addr(dst + tile_at<D, D>(r, c)), src + (ok ? r : 0) * stride + c * 8, ok);
+        const unsigned at = PANELS ? panel_at<R>(r, c) : tile_at<D, D>(r, c) * 2;
+        cp_async16(smem_addr(dst) + at, src + (ok ? r : 0) * stride + c * 8, ok);
     }
 }
 
@@ -174,7 +177,7 @@ __device__ __forceinline__ void attention_backward(
     constexpr int DT = D / 8, NT = BQ / 8, LDS = ds_stride<BQ>();
     // dQ = dZ·K: the warps split the step's BQ / 16 groups of 16 queries, and D among them.
     constexpr int QG = BQ / 16, D_PARTS = WARPS / QG;
-    static_assert(!WGMMA || (D == 64 && BQ == 64 && !DK_LATE), "wgmma: d 64, 64 queries a step");
+    static_assert(!WGMMA || (BQ == 64 && !DK_LATE), "wgmma: 64 queries a step");
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     if constexpr (WGMMA) __trap();  // launched on Hopper only
 #endif
@@ -199,8 +202,8 @@ __device__ __forceinline__ void attention_backward(
     const i64 k0 = kb.q0, seq_start = kb.seq_start, seq_end = kb.seq_end, head_off = kb.head_off;
     const int k_rows = kb.q_rows;
 
-    load_rows<D, BK>(sk, k + k0 * qkv_stride + head_off, qkv_stride, k_rows);
-    load_rows<D, BK>(sv, v + k0 * qkv_stride + head_off, qkv_stride, k_rows);
+    load_rows<D, BK, WGMMA>(sk, k + k0 * qkv_stride + head_off, qkv_stride, k_rows);
+    load_rows<D, BK, WGMMA>(sv, v + k0 * qkv_stride + head_off, qkv_stride, k_rows);
     cp_async_commit();
 
     // This thread's key rows (block rows row_base and row_base + 8) for ALiBi.
@@ -254,7 +257,8 @@ __device__ __forceinline__ void attention_backward(
     // the issue conditional, the compiler would join the accumulators' two paths with
     // copies that read them while the product runs, and ptxas would wait for it there.
     [[maybe_unused]] float dq_pending[DP][2][4];
-    [[maybe_unused]] const unsigned k_columns = smem_addr(sk) + (warp >> 2) * 64;  // issue_dq's
+    // issue_dq's: the warpgroup's first column of D in K's panels.
+    [[maybe_unused]] const unsigned k_columns = smem_addr(sk) + panel_at<BK>(0, (warp >> 2) * D / 16);
     i64 pending_q0 = seq_start;
     int pending_rows = 0;
 
@@ -262,8 +266,8 @@ __device__ __forceinline__ void attention_backward(
     // rows' log-sum-exps (in log2 units) and δs.
     auto fetch = [&](int stage, i64 q0) {
         const int q_rows = (int)min((i64)BQ, seq_end - q0);
-        load_rows<D, BQ>(sq + stage * BQ * D, q + q0 * qkv_stride + head_off, qkv_stride, q_rows);
-        load_rows<D, BQ>(sdo + stage * BQ * D, dout + q0 * dout_stride + head_off, dout_stride, q_rows);
+        load_rows<D, BQ, WGMMA>(sq + stage * BQ * D, q + q0 * qkv_stride + head_off, qkv_stride, q_rows);
+        load_rows<D, BQ, WGMMA>(sdo + stage * BQ * D, dout + q0 * dout_stride + head_off, dout_stride, q_rows);
         cp_async_commit();
         for (int r = tid; r < BQ; r += THREADS) {
             // Rows past the sequence: their scores are masked to −∞, so any finite value.
@@ -300,15 +304,15 @@ __device__ __forceinline__ void attention_backward(
         using Acc = float(&)[1][NT][4];
         using Out = float(&)[1][DT][4];
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-        [[maybe_unused]] const unsigned wg_keys = smem_addr(sk) + (warp >> 2) * 64 * D * 2;
-        [[maybe_unused]] const unsigned wg_values = smem_addr(sv) + (warp >> 2) * 64 * D * 2;
+        [[maybe_unused]] const unsigned wg_keys = smem_addr(sk) + (warp >> 2) * 64 * 128;
+        [[maybe_unused]] const unsigned wg_values = smem_addr(sv) + (warp >> 2) * 64 * 128;
         [[maybe_unused]] unsigned p_a[NT / 2][4];
 #endif
         if constexpr (WGMMA) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
             fence_registers<DP * 8>(&dq_pending[0][0][0]);
             wgmma_fence();
-            issue_dq<BK>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
+            issue_dq<BK, D / 2>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
             issue_scores<true, D, BK, BQ>(reinterpret_cast<Acc>(p), wg_keys, smem_addr(sq_now));
             issue_scores<true, D, BK, BQ>(reinterpret_cast<Acc>(ds), wg_values, smem_addr(sdo_now));
             // dQ's group, committed first, is done first.
@@ -436,7 +440,7 @@ __device__ __forceinline__ void attention_backward(
         __syncthreads();
         fence_registers<DP * 8>(&dq_pending[0][0][0]);
         wgmma_fence();
-        issue_dq<BK>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
+        issue_dq<BK, D / 2>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
         wgmma_wait<0>();
         fence_registers<DP * 8>(&dq_pending[0][0][0]);
         add_dq(dq_pending, pending_q0, pending_rows);
@@ -477,6 +481,7 @@ __device__ __forceinline__ void attention_backward(
 ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64, true, false)
 ATTENTION_BACKWARD(attention_backward_sm90_bf16_d64, 64, 64, false, true)
 ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32, false, false)
+ATTENTION_BACKWARD(attention_backward_sm90_bf16_d128, 128, 64, false, true)
 
 // δ = rowsum(dO ∘ O) for every (token, head): `delta` [tokens, heads], f32. One thread a row.
 extern "C" __global__ void attention_delta(const half_bits* out, const half_bits* dout, float* delta, i64 tokens,

@@ -12,14 +12,14 @@ struct __align__(64) TensorMap {
     unsigned long long words[16];
 };
 
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-
 // Byte offset of 16-byte chunk `chunk` of row `row` in a tile of ROWS rows: 128-byte panels
 // of ROWS rows each, swizzled within each 8-row, 1,024-byte atom.
 template <int ROWS>
 __device__ __forceinline__ unsigned panel_at(int row, int chunk) {
     return (chunk >> 3) * (ROWS * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4);
 }
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 // A shared-memory matrix descriptor: start address, leading- and stride-dimension byte
 // offsets (each in 16-byte units), 128-byte swizzle. The start lies in a 1,024-byte-aligned
@@ -79,12 +79,17 @@ __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(1))
 
 
-// D[64×32] (+)= A·B, A and B both MN-major in shared memory (imm-trans-a and -b 1): D's 16
-// values of this thread, accumulated into unless `scale_d` is 0.
+// D[64×32] and D[64×64] (+)= A·B, A and B both MN-major in shared memory (imm-trans-a and -b
+// 1): D's 16 or 32 values of this thread, accumulated into unless `scale_d` is 0.
 #define WGMMA_SS_N32_MN(TYPE)                                                                     \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"                                  \
                  "wgmma.mma_async.sync.aligned.m64n32k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 1, 1;\n}\n" \
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+                 : "l"(a), "l"(b), "r"(scale_d))
+#define WGMMA_SS_N64_MN(TYPE)                                                                     \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                  \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n}\n" \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
                  : "l"(a), "l"(b), "r"(scale_d))
 
 template <bool BF16, int N>
@@ -107,9 +112,14 @@ __device__ __forceinline__ void wgmma_rs(float* d, const unsigned (&a)[4], unsig
     }
 }
 
-template <bool BF16>
-__device__ __forceinline__ void wgmma_ss_mn_n32(float* d, unsigned long long a, unsigned long long b, int scale_d) {
-    if constexpr (BF16) WGMMA_SS_N32_MN("bf16"); else WGMMA_SS_N32_MN("f16");
+template <bool BF16, int N>
+__device__ __forceinline__ void wgmma_ss_mn(float* d, unsigned long long a, unsigned long long b, int scale_d) {
+    static_assert(N == 32 || N == 64, "32 or 64 columns");
+    if constexpr (N == 32) {
+        if constexpr (BF16) WGMMA_SS_N32_MN("bf16"); else WGMMA_SS_N32_MN("f16");
+    } else {
+        if constexpr (BF16) WGMMA_SS_N64_MN("bf16"); else WGMMA_SS_N64_MN("f16");
+    }
 }
 
 // An mbarrier in shared memory expecting `count` arrivals a phase.

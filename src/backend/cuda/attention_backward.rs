@@ -19,10 +19,10 @@ pub const HEAD_DIMS: [usize; 2] = [64, 128];
 const BLOCK_KEYS: usize = 128;
 const THREADS: u32 = 256;
 
-/// Queries a backward step at head dim `d`, as the file's `ATTENTION_BACKWARD` lines say
-/// (the test below reads them).
-fn block_queries(d: usize) -> usize {
-    if d == 128 {
+/// Queries a backward step at head dim `d`, on wgmma or mma.sync, as the file's
+/// `ATTENTION_BACKWARD` lines say (the test below reads them).
+fn block_queries(d: usize, wgmma: bool) -> usize {
+    if d == 128 && !wgmma {
         32
     } else {
         64
@@ -30,53 +30,41 @@ fn block_queries(d: usize) -> usize {
 }
 
 /// The backward kernel's shared memory: K and V tiles, two stages of Q and dO tiles and of
-/// their rows' log-sum-exps and δs, and `ds_tiles` tiles of dZᵀ (rows padded below 64
-/// columns).
-fn backward_smem(d: usize, ds_tiles: usize) -> usize {
-    let queries = block_queries(d);
+/// their rows' log-sum-exps and δs, and dZᵀ (rows padded below 64 columns). On wgmma dZᵀ has
+/// two tiles (a step's dQ product reads one while the next step writes the other) and the
+/// tiles start on a 1,024-byte boundary: 1 KB more.
+fn backward_smem(d: usize, wgmma: bool) -> usize {
+    let queries = block_queries(d, wgmma);
     let ds_stride = if queries % 64 == 0 { queries } else { queries + 8 };
-    (2 * BLOCK_KEYS + 4 * queries) * d * 2 + ds_tiles * BLOCK_KEYS * ds_stride * 2 + 4 * queries * 4
+    let (ds_tiles, align) = if wgmma { (2, 1024) } else { (1, 0) };
+    (2 * BLOCK_KEYS + 4 * queries) * d * 2 + ds_tiles * BLOCK_KEYS * ds_stride * 2 + 4 * queries * 4 + align
 }
 
-/// Whether the backward at head dim `d` runs on wgmma: on a Hopper, at d 64 (the kernel the
-/// file's `_sm90_` line declares).
-fn backward_on_wgmma(d: usize, hopper: bool) -> bool {
-    hopper && d == 64
-}
-
-/// The backward kernel and its shared memory. On wgmma dZᵀ has two tiles (a step's dQ product
-/// reads one while the next step writes the other) and the tiles start on a 1,024-byte
-/// boundary: 1 KB more.
+/// The backward kernel and its shared memory: on a Hopper the wgmma kernel (the file's
+/// `_sm90_` lines), elsewhere mma.sync's.
 fn backward_kernel(d: usize, hopper: bool) -> (String, usize) {
-    match backward_on_wgmma(d, hopper) {
-        true => (
-            format!("attention_backward_sm90_bf16_d{d}"),
-            backward_smem(d, 2) + 1024,
-        ),
-        false => (backward_name(d), backward_smem(d, 1)),
-    }
+    let name = if hopper {
+        format!("attention_backward_sm90_bf16_d{d}")
+    } else {
+        format!("attention_backward_bf16_d{d}")
+    };
+    (name, backward_smem(d, hopper))
 }
 
 fn forward_name(d: usize) -> String {
     format!("flash_attn_lse_bf16_d{d}")
 }
 
-fn backward_name(d: usize) -> String {
-    format!("attention_backward_bf16_d{d}")
-}
-
-/// Lets the training kernels use the shared memory they need.
+/// Lets the training kernels this GPU runs use the shared memory they need (the wgmma
+/// kernels' is more than GPUs other than a Hopper or an A100 allow).
 pub(super) fn configure(
     functions: &HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
+    hopper: bool,
 ) -> Result<(), cudarc::driver::DriverError> {
     for d in HEAD_DIMS {
         let forward = kernel_for::<bf16>(d, KernelFamily::MmaSync)
             .expect("an mma.sync kernel for each training head dim");
-        for (name, bytes) in [
-            (forward_name(d), smem_bytes(forward)),
-            backward_kernel(d, false),
-            backward_kernel(d, true),
-        ] {
+        for (name, bytes) in [(forward_name(d), smem_bytes(forward)), backward_kernel(d, hopper)] {
             functions[name.as_str()].0.set_attribute(
                 sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 bytes as i32,
@@ -324,11 +312,11 @@ mod tests {
         for d in HEAD_DIMS {
             for hopper in [false, true] {
                 let (name, smem) = backward_kernel(d, hopper);
-                let line = format!("ATTENTION_BACKWARD({name}, {d}, {},", block_queries(d));
+                let line = format!("ATTENTION_BACKWARD({name}, {d}, {},", block_queries(d, hopper));
                 assert!(source.contains(&line), "{line} is not in attention_backward.cu");
-                // Under half the 228 KB an SM has (one block an SM at 255 registers; two if
-                // fewer).
-                assert!(smem <= 113 << 10);
+                // Within the 227 KB a block may have (one block an SM: over 128 registers a
+                // thread).
+                assert!(smem <= 227 << 10);
             }
         }
     }

@@ -142,7 +142,7 @@ impl CudaBackend {
             modules.push(module);
         }
         attention::configure(&functions).map_err(|e| fail(&e))?;
-        super::attention_backward::configure(&functions).map_err(|e| fail(&e))?;
+        super::attention_backward::configure(&functions, arch == "sm_90a").map_err(|e| fail(&e))?;
         let multiprocessors = ctx
             .attribute(driver_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| fail(&e))? as usize;
