@@ -101,6 +101,9 @@ enum BenchCommand {
         steps: usize,
         #[arg(long, value_parser = device::parser(), default_value = "auto")]
         device: DeviceChoice,
+        /// On a GPU, then time each operation of a few more steps with CUDA events
+        #[arg(long)]
+        profile: bool,
         /// Print JSON lines instead of a table
         #[arg(long)]
         json: bool,
@@ -190,28 +193,46 @@ fn profile_encoders(
                 elapsed.set(wall.get().elapsed().as_secs_f64() * 1e3);
             }
         })?;
-        let times = gpu.op_times()?;
-        let per = passes.max(1) as f64;
-        let busy: f64 = times.iter().map(|t| t.ms).sum::<f64>() / per;
+        print_op_times(
+            gpu,
+            &format!("{} (batch {batch})", config.name),
+            "pass",
+            passes.max(1),
+            elapsed.get(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The operations timed while profiling was on, over `repeats` repeats of a `unit` (a pass,
+/// a step) that took `elapsed_ms` in all on the host's clock.
+fn print_op_times(
+    gpu: &flashslide::backend::cuda::CudaBackend,
+    what: &str,
+    unit: &str,
+    repeats: usize,
+    elapsed_ms: f64,
+) -> Result<()> {
+    let times = gpu.op_times()?;
+    let per = repeats as f64;
+    let busy: f64 = times.iter().map(|t| t.ms).sum::<f64>() / per;
+    println!(
+        "{what}: {:.2} ms a {unit}, operations {busy:.2} ms (CUDA events)",
+        elapsed_ms / per
+    );
+    println!(
+        "  {:<24} {:>7} {:>10} {:>7} {:>9}",
+        "operation", "calls", "ms", "share", "TFLOP/s"
+    );
+    for t in &times {
         println!(
-            "{} (batch {batch}): {:.2} ms a pass, operations {busy:.2} ms (CUDA events)",
-            config.name,
-            elapsed.get() / per
+            "  {:<24} {:>7} {:>10.3} {:>6.1}% {:>9}",
+            t.op,
+            (t.calls as f64 / per).round(),
+            t.ms / per,
+            100.0 * t.ms / per / busy,
+            t.tflops.map_or(String::new(), |f| format!("{f:.1}"))
         );
-        println!(
-            "  {:<20} {:>7} {:>10} {:>7} {:>9}",
-            "operation", "calls", "ms", "share", "TFLOP/s"
-        );
-        for t in &times {
-            println!(
-                "  {:<20} {:>7} {:>10.3} {:>6.1}% {:>9}",
-                t.op,
-                (t.calls as f64 / per).round(),
-                t.ms / per,
-                100.0 * t.ms / per / busy,
-                t.tflops.map_or(String::new(), |f| format!("{f:.1}"))
-            );
-        }
     }
     Ok(())
 }
@@ -316,6 +337,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             tokens,
             steps,
             device,
+            profile,
             json,
         } => {
             let (text, path) = match config {
@@ -338,6 +360,20 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                     Selected::Cpu(be) => time_steps(be, &slide, n, steps)?,
                     Selected::Cuda(be) => time_steps(be, &slide, n, steps)?,
                 };
+                if let (true, Selected::Cuda(be)) = (profile, &selected) {
+                    be.profile_ops(true);
+                    let profiled = time_steps(be, &slide, n, 1);
+                    be.profile_ops(false);
+                    // time_steps runs two warm-up steps and one timed: three under the events.
+                    let profiled = profiled?;
+                    print_op_times(
+                        be,
+                        &format!("{n} tokens"),
+                        "step",
+                        3,
+                        profiled.median_seconds * 3e3,
+                    )?;
+                }
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                 } else {

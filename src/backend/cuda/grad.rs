@@ -210,6 +210,7 @@ impl Gradients for CudaBackend {
 
     fn gelu_backward(&self, x: &CudaTensor, dy: &CudaTensor) -> Result<CudaTensor, BackendError> {
         same_shape("GELU backward", x, dy)?;
+        let _span = self.span("GELU backward", 0.0);
         let n = x.rows * x.cols;
         let (xf, dyf) = (self.f32_data(x)?, self.f32_data(dy)?);
         let mut dx = self.alloc::<f32>(n)?;
@@ -252,6 +253,7 @@ impl Gradients for CudaBackend {
     }
 
     fn repeat_row(&self, row: &CudaTensor, rows: usize, scale: f32) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("repeat row", 0.0);
         let data = self.f32_data(row)?;
         let cols = row.cols;
         let mut out = self.alloc::<f32>(rows * cols)?;
@@ -272,6 +274,7 @@ impl Gradients for CudaBackend {
     fn sum_squares(&self, xs: &[&CudaTensor]) -> Result<f64, BackendError> {
         // Every tensor's sum added into one value on the device: one read back, not one a
         // tensor (an optimiser step's gradients are a few dozen).
+        let _span = self.span("sum of squares", 0.0);
         let mut out = self.zeroed(1)?;
         for x in xs {
             let data = self.f32_data(x)?;
@@ -296,6 +299,7 @@ impl Gradients for CudaBackend {
         for (what, other) in [("gradient", g), ("first moment", m), ("second moment", v)] {
             same_shape(&format!("AdamW's weight and {what}"), w, other)?;
         }
+        let _span = self.span("AdamW", 0.0);
         let n = w.rows * w.cols;
         let (wf, gf, mf, vf) = (
             self.f32_data(w)?,

@@ -8,6 +8,7 @@ use super::{attention, device_err, CudaBackend, CudaPixels, CudaPositions, CudaT
 use crate::backend::{Backend, BackendError, PositionSpec, TileDecoder};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 use half::bf16;
+use rayon::prelude::*;
 
 impl Backend for CudaBackend {
     type Tensor = CudaTensor;
@@ -24,7 +25,13 @@ impl Backend for CudaBackend {
 
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, BackendError> {
         assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
-        let host: Vec<bf16> = data.iter().map(|&x| bf16::from_f32(x)).collect();
+        let _span = self.span("upload", 0.0);
+        // Large uploads (a training crop: 65,536 tokens × 128 features) convert on every core.
+        let host: Vec<bf16> = data
+            .par_iter()
+            .with_min_len(1 << 16)
+            .map(|&x| bf16::from_f32(x))
+            .collect();
         Ok(self.tensor(self.upload_raw(&host)?, rows, cols))
     }
 
@@ -412,27 +419,19 @@ impl Backend for CudaBackend {
     ) -> Result<CudaTensor, BackendError> {
         let _span = self.span("pooling", 0.0);
         let mut out = self.alloc::<bf16>(seqs * x.cols)?;
-        let (s, len, st, c, d) = (
-            seqs as i32,
-            (x.rows / seqs) as i64,
-            start as i64,
-            count as i64,
-            x.cols as i32,
-        );
+        if seqs == 0 || x.cols == 0 {
+            return Ok(self.tensor(out, seqs, x.cols));
+        }
+        let (len, st, c, d) = ((x.rows / seqs) as i64, start as i64, count as i64, x.cols as i32);
         let (x_ptr, ty) = x.data.pointer(&self.inner.stream);
         let name = format!("mean_rows_{ty}");
-        launch!(
-            self,
-            &name,
-            Self::elementwise(seqs * x.cols),
-            &x_ptr,
-            &mut out,
-            &s,
-            &len,
-            &st,
-            &c,
-            &d
-        )?;
+        // A block a sequence and 32 columns (layers.cu).
+        let cfg = LaunchConfig {
+            grid_dim: (seqs as u32, x.cols.div_ceil(32) as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(self, &name, cfg, &x_ptr, &mut out, &len, &st, &c, &d)?;
         Ok(self.tensor(out, seqs, x.cols))
     }
 
