@@ -20,6 +20,9 @@
 // they need, the softmax, loads and stores none). Tokens must fit in int (the TMA's
 // coordinates): the host falls back to flash_attn_sm90.cu beyond 2^31.
 //
+// `lse`, where not null, also takes each query row's log-sum-exp (natural log) for training's
+// backward, as flash_attn.cu's FLASH_KERNEL_LSE kernels write it.
+//
 // The other parameters and layouts are flash_attn.cu's (see there). Compiled for every
 // architecture; the body exists for sm_90a only, elsewhere it traps.
 #include "flash_wgmma.cuh"
@@ -61,7 +64,7 @@ __device__ __forceinline__ void flash_forward_tma(
     const TensorMap& q_map, const TensorMap& k_map, const TensorMap& v_map, half_bits* __restrict__ out,
     i64 out_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
     const i64* __restrict__ block_q0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
-    float scale_log2, i64 query_blocks, int heads) {
+    float scale_log2, i64 query_blocks, int heads, float* __restrict__ lse) {
     static_assert(D % 16 == 0 && (DP == 64 || DP == 128), "head dims 64 to 128, in 16s");
     static_assert(C == 2 || C == 3, "two or three consumer warpgroups");
     constexpr int BM = C * 64;  // query rows a block
@@ -231,6 +234,7 @@ __device__ __forceinline__ void flash_forward_tma(
         if constexpr (PERSISTENT) mbarrier_arrive(released(stage_of(blocks - 1)));
         // The head's D columns (the padding's are zeros).
         store_rows<BF16, 1, DT, D / 8>(o, row_sum, out, out_stride, qb.head_off, qb.q0, row_base, qb.q_rows, lane);
+        if (lse != nullptr) store_lse<1>(row_max, row_sum, lse, head, heads, qb.q0, row_base, qb.q_rows, lane, scale_log2);
         n0 += blocks;
     }
     if (PERSISTENT && group == 0) wait_turn(group);
@@ -248,7 +252,7 @@ __device__ __forceinline__ void flash_forward_tma(
 #define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES, C, PERSISTENT)                                             \
     flash_forward_tma<BF16, D, BN, STAGES, C, PERSISTENT>(q_map, k_map, v_map, out, out_stride, offsets,      \
                                                           block_seq, block_q0, positions, slopes_log2,       \
-                                                          scale_log2, query_blocks, heads);
+                                                          scale_log2, query_blocks, heads, lse);
 #else
 #define FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES, C, PERSISTENT) __trap();
 #endif
@@ -257,7 +261,7 @@ __device__ __forceinline__ void flash_forward_tma(
         const __grid_constant__ TensorMap q_map, const __grid_constant__ TensorMap k_map,                    \
         const __grid_constant__ TensorMap v_map, half_bits* out, i64 out_stride, const i64* offsets,         \
         const i64* block_seq, const i64* block_q0, const float* positions, const float* slopes_log2,         \
-        float scale_log2, i64 query_blocks, int heads) {                                                     \
+        float scale_log2, i64 query_blocks, int heads, float* lse) {                                         \
         FLASH_SM90_TMA_BODY(BF16, D, BN, STAGES, C, PERSISTENT)                                              \
     }
 

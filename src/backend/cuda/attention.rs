@@ -247,10 +247,34 @@ impl CudaBackend {
         a: &FlashArgs<T>,
         out: &mut CudaSlice<T>,
     ) -> Result<(), BackendError> {
+        self.run_attention(a, out, None).map(|_| ())
+    }
+
+    /// [`Self::flash_attention`], also writing each (token, head)'s log-sum-exp (`[tokens,
+    /// heads]`, natural log) into `lse` for training's backward, where the kernel chosen
+    /// writes it (the TMA kernels); `false`, and nothing launched, where it does not.
+    pub(super) fn flash_attention_saving<T: AttentionType>(
+        &self,
+        a: &FlashArgs<T>,
+        out: &mut CudaSlice<T>,
+        lse: &mut CudaSlice<f32>,
+    ) -> Result<bool, BackendError> {
+        self.run_attention(a, out, Some(lse))
+    }
+
+    fn run_attention<T: AttentionType>(
+        &self,
+        a: &FlashArgs<T>,
+        out: &mut CudaSlice<T>,
+        lse: Option<&mut CudaSlice<f32>>,
+    ) -> Result<bool, BackendError> {
         let (h, d) = (a.heads, a.head_dim);
         let Some(kernel) = self.attention_kernel(a) else {
             return Err(unsupported_head_dim::<T>(d));
         };
+        if lse.is_some() && !kernel.family.uses_tma() {
+            return Ok(false);
+        }
         if h == 0 || h > 65_535 {
             return Err(BackendError::Device(format!(
                 "{h} heads: the kernel takes 1 to 65,535"
@@ -258,7 +282,7 @@ impl CudaBackend {
         }
         let tokens = *a.offsets.last().unwrap_or(&0);
         if tokens == 0 {
-            return Ok(());
+            return Ok(true);
         }
         let (table, blocks) = self.block_table(a.offsets, kernel.block_m)?;
         // One block a tile (a query block of a head), or persistent blocks, one an SM, taking
@@ -294,6 +318,7 @@ impl CudaBackend {
             let k_map = map(&a.k, a.kv_stride, kernel.block_n)?;
             let v_map = map(&a.v, a.kv_stride, kernel.block_n)?;
             let (query_blocks, heads) = (blocks as i64, h as i32);
+            let lse = lse.map_or(0, |l| l.device_ptr(stream).0);
             return launch!(
                 self,
                 kernel.name,
@@ -310,8 +335,10 @@ impl CudaBackend {
                 &slopes,
                 &scale_log2,
                 &query_blocks,
-                &heads
-            );
+                &heads,
+                &lse
+            )
+            .map(|_| true);
         }
         launch!(
             self,
@@ -331,6 +358,7 @@ impl CudaBackend {
             &slopes,
             &scale_log2
         )
+        .map(|_| true)
     }
 }
 
@@ -466,7 +494,6 @@ pub(super) fn packed_attention(
     let tokens = packed_tokens(qkv, offsets, heads, head_dim)?;
     let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
     let mut out = be.alloc::<bf16>(tokens * width)?;
-    let alibi = positions.and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)));
     let (q, k, v) = fused_parts(&source, width);
     let args = FlashArgs {
         q,
@@ -477,10 +504,15 @@ pub(super) fn packed_attention(
         offsets,
         heads,
         head_dim,
-        alibi,
+        alibi: alibi_of(positions),
     };
     be.flash_attention(&args, &mut out)?;
     Ok(be.tensor(out, tokens, width))
+}
+
+/// The ALiBi inputs of `positions` (grid positions, slopes × log2 e) where it has the bias.
+pub(super) fn alibi_of(positions: Option<&CudaPositions>) -> Option<(&CudaSlice<f32>, &CudaSlice<f32>)> {
+    positions.and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)))
 }
 
 /// q, k and v of a fused projection's rows (`[tokens, 3·width]`): views starting at columns

@@ -5,7 +5,9 @@
 //! f32, then dQ scaled into the fused gradient and, with a rotary embedding, dQ and dK
 //! turned back. bf16, head dims 64 and 128.
 
-use super::attention::{attended_qkv, fused_parts, kernel_for, packed_tokens, rotated_copy, smem_bytes};
+use super::attention::{
+    alibi_of, attended_qkv, fused_parts, kernel_for, packed_tokens, rotated_copy, smem_bytes, FlashArgs,
+};
 use super::kernels::{KernelFamily, KernelSignature};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
 use crate::backend::BackendError;
@@ -97,9 +99,7 @@ fn check_shape(
 /// The ALiBi inputs a launch passes (null pointers without the bias).
 fn alibi_pointers(be: &CudaBackend, positions: Option<&CudaPositions>) -> (u64, u64) {
     let stream = be.stream();
-    positions
-        .and_then(|p| p.slopes_log2.as_ref().map(|s| (&p.positions, s)))
-        .map_or((0, 0), |(p, s)| (p.device_ptr(stream).0, s.device_ptr(stream).0))
+    alibi_of(positions).map_or((0, 0), |(p, s)| (p.device_ptr(stream).0, s.device_ptr(stream).0))
 }
 
 /// A packed batch's block table (`CudaBackend::block_table`), its three parts as the device
@@ -147,6 +147,23 @@ pub(super) fn attention_with_lse(
             4.0 * attention_pairs(offsets) * (width as f64),
         );
         let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
+        let (q, k, v) = fused_parts(&source, width);
+        // Where the inference kernel writes the log-sum-exp too (a Hopper's TMA kernels), it
+        // runs; else flash_attn.cu's LSE kernel.
+        let args = FlashArgs {
+            q,
+            k,
+            v,
+            q_stride: 3 * width,
+            kv_stride: 3 * width,
+            offsets,
+            heads,
+            head_dim,
+            alibi: alibi_of(positions),
+        };
+        if be.flash_attention_saving(&args, &mut out, &mut lse)? {
+            return Ok((be.tensor(out, tokens, width), be.tensor_f32(lse, tokens, heads)));
+        }
         let kernel = kernel_for::<bf16>(head_dim, KernelFamily::MmaSync).expect("checked head dim");
         let table = block_table(be, offsets, kernel.block_m)?;
         let cfg = LaunchConfig {
@@ -157,14 +174,13 @@ pub(super) fn attention_with_lse(
         let (stride, out_stride) = ((3 * width) as i64, width as i64);
         let (alibi_positions, slopes) = alibi_pointers(be, positions);
         let scale_log2 = std::f32::consts::LOG2_E / (head_dim as f32).sqrt();
-        let (q, k, v) = fused_parts(&source, width);
         launch!(
             be,
             &forward_name(head_dim),
             cfg,
-            &q,
-            &k,
-            &v,
+            &args.q,
+            &args.k,
+            &args.v,
             &stride,
             &stride,
             &mut out,
