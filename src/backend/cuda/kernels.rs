@@ -248,10 +248,13 @@ mod tests {
         assert_eq!(assemble.params.len(), 13);
         for flash in FLASH_KERNELS {
             let k = find(flash.name).expect("the macro's kernels are in the table");
-            // The TMA kernels take tensor maps for q, k, v (not their strides), and the
-            // tiles' count for persistent blocks.
+            // The TMA kernels take tensor maps for q, k, v (not their strides), the tiles'
+            // count for persistent blocks, and where to write the log-sum-exp (or null).
             let tma = flash.family.uses_tma();
-            assert_eq!(k.params.len(), 13);
+            assert_eq!(k.params.len(), if tma { 14 } else { 13 });
+            if tma {
+                assert_eq!(k.params[13], Param::Out(Elem::F32));
+            }
             assert_eq!(k.params[0] == Param::Value(Elem::TensorMap), tma);
             assert!(flash.block_m % 16 == 0 && flash.block_n % 16 == 0 && flash.threads % 32 == 0);
             assert!(flash.head_dim % 16 == 0 && flash.row_stride >= flash.head_dim);
