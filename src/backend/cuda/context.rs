@@ -24,6 +24,9 @@ pub(super) struct Inner {
     blas: OnceLock<Result<cudarc::cublas::CudaBlas, String>>,
     /// Host tiles' way to the GPU, on a stream of its own.
     pub(super) uploader: Mutex<super::upload::Uploader>,
+    /// Page-locked memory that host tensors (a training crop's features) are converted into
+    /// and copied from on the compute stream.
+    pub(super) tensor_staging: Mutex<super::upload::Staging<half::bf16>>,
     functions: HashMap<&'static str, (CudaFunction, &'static KernelSignature)>,
     pub(super) description: String,
     /// Each operation's CUDA events while profiling (`profile_ops`).
@@ -159,6 +162,7 @@ impl CudaBackend {
                 gemms,
                 blas: OnceLock::new(),
                 uploader,
+                tensor_staging: Default::default(),
                 functions,
                 description,
                 _modules: modules,

@@ -26,13 +26,22 @@ impl Backend for CudaBackend {
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, BackendError> {
         assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
         let _span = self.span("upload", 0.0);
-        // Large uploads (a training crop: 65,536 tokens × 128 features) convert on every core.
-        let host: Vec<bf16> = data
-            .par_iter()
-            .with_min_len(1 << 16)
-            .map(|&x| bf16::from_f32(x))
-            .collect();
-        Ok(self.tensor(self.upload_raw(&host)?, rows, cols))
+        let mut out = self.alloc::<bf16>(data.len())?;
+        // Converted into page-locked memory (large uploads, such as a training crop of 65,536
+        // tokens × 128 features, on every core) and copied from there without holding this
+        // thread: from pageable memory the driver's copy would.
+        let fill = |host: &mut [bf16]| {
+            host.par_iter_mut()
+                .with_min_len(1 << 16)
+                .zip(data.par_iter())
+                .for_each(|(to, &x)| *to = bf16::from_f32(x))
+        };
+        self.inner
+            .tensor_staging
+            .lock()
+            .map_err(|_| BackendError::Device("an upload failed earlier".into()))?
+            .copy(&self.inner.stream, data.len(), fill, &mut out)?;
+        Ok(self.tensor(out, rows, cols))
     }
 
     fn download(&self, x: &CudaTensor) -> Result<Vec<f32>, BackendError> {
