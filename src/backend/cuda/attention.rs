@@ -494,8 +494,25 @@ pub(super) fn packed_attention(
     let tokens = packed_tokens(qkv, offsets, heads, head_dim)?;
     let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
     let mut out = be.alloc::<bf16>(tokens * width)?;
-    let (q, k, v) = fused_parts(&source, width);
-    let args = FlashArgs {
+    be.flash_attention(
+        &fused_args(&source, offsets, heads, head_dim, positions),
+        &mut out,
+    )?;
+    Ok(be.tensor(out, tokens, width))
+}
+
+/// The attention kernel's arguments for a fused projection's rows (`source`: `[tokens, 3,
+/// heads, head_dim]`, q and k rotated where they need to be) and the ALiBi bias of `positions`.
+pub(super) fn fused_args<'a>(
+    source: &'a CudaSlice<bf16>,
+    offsets: &'a [usize],
+    heads: usize,
+    head_dim: usize,
+    positions: Option<&'a CudaPositions>,
+) -> FlashArgs<'a, bf16> {
+    let width = heads * head_dim;
+    let (q, k, v) = fused_parts(source, width);
+    FlashArgs {
         q,
         k,
         v,
@@ -505,9 +522,7 @@ pub(super) fn packed_attention(
         heads,
         head_dim,
         alibi: alibi_of(positions),
-    };
-    be.flash_attention(&args, &mut out)?;
-    Ok(be.tensor(out, tokens, width))
+    }
 }
 
 /// The ALiBi inputs of `positions` (grid positions, slopes × log2 e) where it has the bias.

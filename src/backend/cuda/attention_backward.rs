@@ -6,7 +6,7 @@
 //! turned back. bf16, head dims 64 and 128.
 
 use super::attention::{
-    alibi_of, attended_qkv, fused_parts, kernel_for, packed_tokens, rotated_copy, smem_bytes, FlashArgs,
+    alibi_of, attended_qkv, fused_args, fused_parts, kernel_for, packed_tokens, rotated_copy, smem_bytes,
 };
 use super::kernels::{KernelFamily, KernelSignature};
 use super::{device_err, CudaBackend, CudaPositions, CudaTensor};
@@ -147,20 +147,9 @@ pub(super) fn attention_with_lse(
             4.0 * attention_pairs(offsets) * (width as f64),
         );
         let source = attended_qkv(be, qkv, heads, head_dim, positions)?;
-        let (q, k, v) = fused_parts(&source, width);
         // Where the inference kernel writes the log-sum-exp too (a Hopper's TMA kernels), it
         // runs; else flash_attn.cu's LSE kernel.
-        let args = FlashArgs {
-            q,
-            k,
-            v,
-            q_stride: 3 * width,
-            kv_stride: 3 * width,
-            offsets,
-            heads,
-            head_dim,
-            alibi: alibi_of(positions),
-        };
+        let args = fused_args(&source, offsets, heads, head_dim, positions);
         if be.flash_attention_saving(&args, &mut out, &mut lse)? {
             return Ok((be.tensor(out, tokens, width), be.tensor_f32(lse, tokens, heads)));
         }
