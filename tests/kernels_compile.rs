@@ -1,8 +1,8 @@
 //! Every CUDA kernel compiles with NVRTC for Ampere (sm_80) and Hopper (sm_90a), without a
 //! GPU, spilling at most a few bytes of registers (the d = 128 attention kernel, at 255
 //! registers, spills 4–8 bytes outside its inner loop; a real spill in the loop is far
-//! more). Needs libnvrtc on the library path (CI installs it from PyPI); says it skipped
-//! otherwise.
+//! more), and with no wgmma product serialised by ptxas. Needs libnvrtc on the library path
+//! (CI installs it from PyPI); says it skipped otherwise.
 
 use flashslide::backend::cuda::nvrtc;
 
@@ -50,6 +50,18 @@ fn every_kernel_compiles_for_sm80_and_sm90a_without_spills() {
                 worst_spill <= 16,
                 "{file} spills {worst_spill} bytes of registers on {arch}:\n{}",
                 compiled.log
+            );
+            // ptxas's C7510-C7520 notes: wgmma products serialised, or waits and fences it
+            // injected around them; each costs the overlap the Hopper kernels are built on.
+            let serialised: Vec<&str> = compiled
+                .log
+                .lines()
+                .filter(|l| l.contains("(C75") && (l.contains("serialized") || l.contains("injected")))
+                .collect();
+            assert!(
+                serialised.is_empty(),
+                "{file} on {arch}: ptxas serialises wgmma:\n{}",
+                serialised.join("\n")
             );
         }
     }
