@@ -10,6 +10,10 @@ use cudarc::driver::{LaunchConfig, PushKernelArg};
 use half::bf16;
 use rayon::prelude::*;
 
+/// Values an upload stages in page-locked memory at most (64 MiB of bf16, each of two
+/// buffers).
+const STAGED_VALUES: usize = 32 << 20;
+
 impl Backend for CudaBackend {
     type Tensor = CudaTensor;
     type Positions = CudaPositions;
@@ -26,16 +30,24 @@ impl Backend for CudaBackend {
     fn upload(&self, data: &[f32], rows: usize, cols: usize) -> Result<CudaTensor, BackendError> {
         assert_eq!(data.len(), rows * cols, "upload of [{rows}, {cols}]");
         let _span = self.span("upload", 0.0);
-        let mut out = self.alloc::<bf16>(data.len())?;
-        // Converted into page-locked memory (large uploads, such as a training crop of 65,536
-        // tokens × 128 features, on every core) and copied from there without holding this
-        // thread: from pageable memory the driver's copy would.
+        // Converted on every core for large uploads (a training crop: 65,536 tokens × 128
+        // features).
         let fill = |host: &mut [bf16]| {
             host.par_iter_mut()
                 .with_min_len(1 << 16)
                 .zip(data.par_iter())
                 .for_each(|(to, &x)| *to = bf16::from_f32(x))
         };
+        // Beyond a crop's size (a whole slide's features), from pageable memory: the staging
+        // buffers stay as large as the largest upload.
+        if data.len() > STAGED_VALUES {
+            let mut host = vec![bf16::ZERO; data.len()];
+            fill(&mut host);
+            return Ok(self.tensor(self.upload_raw(&host)?, rows, cols));
+        }
+        // Into page-locked memory and copied from there without holding this thread: from
+        // pageable memory the driver's copy would.
+        let mut out = self.alloc::<bf16>(data.len())?;
         self.inner
             .tensor_staging
             .lock()

@@ -51,7 +51,8 @@ impl<T: DeviceRepr + ValidAsZeroBits> Staging<T> {
         assert!(target.len() >= n, "a copy of {n} values into {}", target.len());
         let stage = &mut self.stages[self.next];
         self.next = (self.next + 1) % STAGES;
-        if let Some(copied) = stage.as_mut().and_then(|s| s.copied.take()) {
+        // The event is dropped only once passed: a failed wait leaves the buffer unwritten.
+        if let Some(copied) = stage.as_ref().and_then(|s| s.copied.as_ref()) {
             copied.synchronize().map_err(device_err)?;
         }
         if stage.as_ref().is_none_or(|s| s.host.len() < n) {
@@ -61,6 +62,7 @@ impl<T: DeviceRepr + ValidAsZeroBits> Staging<T> {
             *stage = Some(Stage { host, copied: None });
         }
         let stage = stage.as_mut().expect("allocated above");
+        stage.copied = None;
         let host = &mut stage.host.as_mut_slice().map_err(device_err)?[..n];
         fill(host);
         let (to, _) = target.device_ptr_mut(stream);
@@ -68,8 +70,15 @@ impl<T: DeviceRepr + ValidAsZeroBits> Staging<T> {
         // page-locked and not written again before `copied` has passed.
         unsafe { cudarc::driver::result::memcpy_htod_async(to, &*host, stream.cu_stream()) }
             .map_err(device_err)?;
-        let copied = stream.record_event(None).map_err(device_err)?;
-        Ok(stage.copied.insert(copied))
+        match stream.record_event(None) {
+            Ok(copied) => Ok(stage.copied.insert(copied)),
+            Err(e) => {
+                // No event to wait for later: the copy finishes before the buffer can be
+                // written again or freed.
+                let _ = stream.synchronize();
+                Err(device_err(e))
+            }
+        }
     }
 }
 
