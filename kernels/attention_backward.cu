@@ -7,14 +7,14 @@
 // With z = q·kᵀ/√d (+ bias), P = softmax(z) by rows, O = P·V and dO given:
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dZ = P ∘ (dP − rowsum(dO ∘ O)),  dQ = dZ·K/√d,  dK = dZᵀ·Q/√d.
 // A block owns BK = 128 keys of one head of one sequence (16 a warp) and walks every query
-// block of the sequence, BQ rows at a time (64 at d 64; 32 at d 128, where 64 would spill),
+// block of the sequence, BQ rows at a time (64; on mma.sync 32 at d 128, where 64 would spill),
 // the next step's Q and dO copied in while this one computes: it holds dK and dV for its keys in registers and
 // adds its share of dQ into an f32 buffer (global reductions), which `attention_dq` then scales into
 // the bf16 gradient. Grid: x = key blocks (the forward's block table, built with 128 rows a
 // block), y = heads.
 //
-// On a Hopper at d 64 (the _sm90_ kernel) every product runs on wgmma, a warpgroup's 64 keys
-// at a time: Sᵀ and dPᵀ from shared memory, dV and dK with Pᵀ and dZᵀ from registers, and dQ
+// On a Hopper (the _sm90_ kernels, d 64 and 128) every product runs on wgmma, a warpgroup's
+// 64 keys at a time: Sᵀ and dPᵀ from shared memory, dV and dK with Pᵀ and dZᵀ from registers, and dQ
 // from the stored dZᵀ, each warpgroup half of D. A step's dQ product runs on into the next
 // step, whose Sᵀ and dPᵀ are issued before it is waited for and its sums added.
 #include "flash_common.cuh"
@@ -183,7 +183,7 @@ __device__ __forceinline__ void attention_backward(
 #endif
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     // wgmma's tiles start on 1,024-byte boundaries (its swizzle's period; the launch gives 1
-    // KB to spare). At d 64 tile_at's layout is wgmma's 128-byte-swizzled panel.
+    // KB to spare), laid out in its 128-byte-swizzled panels (load_rows).
     unsigned char* smem = smem_raw;
     if constexpr (WGMMA) smem += ((smem_addr(smem_raw) + 1023u) & ~1023u) - smem_addr(smem_raw);
     half_bits* sk = reinterpret_cast<half_bits*>(smem);  // BK × D
@@ -467,7 +467,8 @@ __device__ __forceinline__ void attention_backward(
 // One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA); shared memory
 // (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats; on wgmma a second dZᵀ
 // tile (BK·ds_stride(BQ) values) and 1 KB for alignment (attention_backward.rs sizes it with
-// the same numbers; its test reads them from these lines). The wgmma kernel (Hopper, sm_90a) traps elsewhere.
+// the same numbers; its test reads them from these lines). The wgmma kernels (Hopper,
+// sm_90a) trap elsewhere.
 #define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA)                                                               \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \

@@ -1,6 +1,7 @@
-//! Training's attention on the GPU: the forward that also saves each row's log-sum-exp
-//! (flash_attn.cu's `FLASH_KERNEL_LSE` kernels, launched with the tile sizes of the
-//! mma.sync kernel of the same head dim) and the backward (kernels/attention_backward.cu):
+//! Training's attention on the GPU: the forward that also saves each row's log-sum-exp (on a
+//! Hopper the TMA inference kernels, which write it where asked; elsewhere flash_attn.cu's
+//! `FLASH_KERNEL_LSE` kernels, launched with the tile sizes of the mma.sync kernel of the
+//! same head dim) and the backward (kernels/attention_backward.cu, on wgmma on a Hopper):
 //! δ = rowsum(dO ∘ O), then one block a 128-key block computing dK and dV and adding dQ into
 //! f32, then dQ scaled into the fused gradient and, with a rotary embedding, dQ and dK
 //! turned back. bf16, head dims 64 and 128.
