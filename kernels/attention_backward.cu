@@ -1,11 +1,12 @@
 // Exact attention's backward pass, FlashAttention-2 style, on tensor cores (mma.sync
-// m16n8k16): probabilities recomputed from the forward's log-sum-exp (flash_attn.cu's
-// FLASH_KERNEL_LSE), memory O(N·d), packed variable-length batches and the 2D ALiBi bias as
+// m16n8k16, or wgmma on a Hopper): probabilities recomputed from the log-sum-exp the forward
+// saved, memory O(N·d), packed variable-length batches and the 2D ALiBi bias as
 // in the forward (q and k arrive rotated when the encoder uses RoPE; the host turns their
 // gradients back).
 //
 // With z = q·kᵀ/√d (+ bias), P = softmax(z) by rows, O = P·V and dO given:
 //   dV = Pᵀ·dO,  dP = dO·Vᵀ,  dZ = P ∘ (dP − rowsum(dO ∘ O)),  dQ = dZ·K/√d,  dK = dZᵀ·Q/√d.
+// The rows' log-sum-exps (in log2 units) and δs come in pairs from `attention_row_terms`.
 // A block owns BK = 128 keys of one head of one sequence (16 a warp) and walks every query
 // block of the sequence, BQ rows at a time (64; on mma.sync 32 at d 128, where 64 would spill),
 // the next step's Q and dO copied in while this one computes: it holds dK and dV for its keys in registers and
@@ -66,10 +67,10 @@ __device__ __forceinline__ void fence_fragments(unsigned (&a)[N][4]) {
 // mma.sync's layout, 8 columns a tile.
 template <int BK_, int N>
 __device__ __forceinline__ void issue_dq(float (&acc)[N / 16][2][4], unsigned dzt_tile, unsigned k_columns) {
+    const unsigned long long a = descriptor(dzt_tile, BK_ * 128, 1024), b = descriptor(k_columns, BK_ * 128, 1024);
 #pragma unroll
     for (int kk = 0; kk < BK_ / 16; ++kk)
-        wgmma_ss_mn<true, N>(&acc[0][0][0], descriptor(dzt_tile + kk * 2048, BK_ * 128, 1024),
-                             descriptor(k_columns + kk * 2048, BK_ * 128, 1024), kk > 0);
+        wgmma_ss_mn<true, N>(&acc[0][0][0], advance(a, kk * 2048), advance(b, kk * 2048), kk > 0);
     wgmma_commit();
 }
 #endif
@@ -82,11 +83,16 @@ __device__ __forceinline__ void st_shared_u32(unsigned addr, unsigned value) {
 // Copies `rows` (at most R) rows of D values from `src` (rows `stride` apart) into the
 // swizzled R-row tile `dst`, zeros past them; cp.async, not waited for. The tile is laid out
 // as tile_at places rows, or in wgmma's 128-byte panels (PANELS; the same layout at d 64).
+// A thread copies one 16-byte chunk of every PASS-th row: a fixed count, unrolled, whose
+// chunk and swizzle are the same in every pass (PASS is a multiple of 8).
 template <int D, int R, bool PANELS>
 __device__ __forceinline__ void load_rows(half_bits* dst, const half_bits* src, i64 stride, int rows) {
-    constexpr int CH = D / 8;
-    for (int i = threadIdx.x; i < R * CH; i += THREADS) {
-        const int r = i / CH, c = i % CH;
+    constexpr int CH = D / 8, PASS = THREADS / CH;
+    static_assert(THREADS % CH == 0 && R % PASS == 0 && PASS % 8 == 0, "whole passes");
+    const int r0 = threadIdx.x / CH, c = threadIdx.x % CH;
+#pragma unroll
+    for (int j = 0; j < R / PASS; ++j) {
+        const int r = r0 + j * PASS;
         const bool ok = r < rows;
         const unsigned at = PANELS ? panel_at<R>(r, c) : tile_at<D, D>(r, c) * 2;
         cp_async16(smem_addr(dst) + at, src + (ok ? r : 0) * stride + c * 8, ok);
@@ -167,8 +173,7 @@ __device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], AFragm
 template <int D, int BQ, bool DK_LATE, bool WGMMA>
 __device__ __forceinline__ void attention_backward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v, i64 qkv_stride,
-    const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ lse,
-    const float* __restrict__ delta, float* __restrict__ dq, half_bits* __restrict__ dk, half_bits* __restrict__ dv,
+    const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ row_terms, float* __restrict__ dq, half_bits* __restrict__ dk, half_bits* __restrict__ dv,
     i64 dkv_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
     const i64* __restrict__ block_k0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
     float scale_log2) {
@@ -192,10 +197,13 @@ __device__ __forceinline__ void attention_backward(
     half_bits* sdo = sq + 2 * BQ * D;                          // 2 stages × BQ × D
     // dZᵀ, BK × LDS; on wgmma two, one a step (dQ's product reads one while the next is made).
     half_bits* sds = sdo + 2 * BQ * D;
-    float* slse = reinterpret_cast<float*>(sds + (WGMMA ? 2 : 1) * BK * LDS);  // 2 stages × BQ
-    float* sdelta = slse + 2 * BQ;                             // 2 stages × BQ
+    // 2 stages × BQ rows' (log-sum-exp in log2 units, δ): attention_row_terms's.
+    float2* sterms = reinterpret_cast<float2*>(sds + (WGMMA ? 2 : 1) * BK * LDS);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    // The warpgroup, read from lane 0 so that the compiler knows it uniform: the wgmma
+    // descriptors built from it stay in uniform registers.
+    [[maybe_unused]] const int warpgroup = __shfl_sync(0xffffffffu, warp >> 2, 0);
     const int head = blockIdx.y, heads = gridDim.y;
     // The key block, as the forward's query blocks are found (BK rows a block).
     const QueryBlock kb = query_block<BK, D>(offsets, block_seq, block_k0);
@@ -242,13 +250,11 @@ __device__ __forceinline__ void attention_backward(
                 const float give0 = odd ? acc[j][t][0] : acc[j][t][2], give1 = odd ? acc[j][t][1] : acc[j][t][3];
                 const float got0 = __shfl_xor_sync(0xffffffffu, give0, 1);
                 const float got1 = __shfl_xor_sync(0xffffffffu, give1, 1);
-                if (r >= q_rows) continue;
-                float* dst = dq + (q0 + r) * width + head_off + (dp0 + j) * 16 + t * 8 + 2 * (lane & 2);
-                if (odd) {
-                    add_f32x4(dst, got0, got1, acc[j][t][2], acc[j][t][3]);
-                } else {
-                    add_f32x4(dst, acc[j][t][0], acc[j][t][1], got0, got1);
-                }
+                // Selected, not branched on: one reduction whichever lane.
+                const float a = odd ? got0 : acc[j][t][0], b = odd ? got1 : acc[j][t][1];
+                const float c = odd ? acc[j][t][2] : got0, d = odd ? acc[j][t][3] : got1;
+                if (r < q_rows)
+                    add_f32x4(dq + (q0 + r) * width + head_off + (dp0 + j) * 16 + t * 8 + 2 * (lane & 2), a, b, c, d);
             }
     };
     // On wgmma a step's dQ product is issued at the next step's barrier, beside that step's
@@ -258,22 +264,23 @@ __device__ __forceinline__ void attention_backward(
     // copies that read them while the product runs, and ptxas would wait for it there.
     [[maybe_unused]] float dq_pending[DP][2][4];
     // issue_dq's: the warpgroup's first column of D in K's panels.
-    [[maybe_unused]] const unsigned k_columns = smem_addr(sk) + panel_at<BK>(0, (warp >> 2) * D / 16);
+    [[maybe_unused]] const unsigned k_columns = smem_addr(sk) + panel_at<BK>(0, warpgroup * D / 16);
     i64 pending_q0 = seq_start;
     int pending_rows = 0;
 
-    // The query step from q0 into stage `stage`: Q and dO by cp.async (not waited for), the
-    // rows' log-sum-exps (in log2 units) and δs.
+    // The query step from q0 into stage `stage`, all by cp.async (not waited for): Q, dO and
+    // the rows' terms. Rows past the sequence get zeros: their scores are masked to −∞, so
+    // any finite log-sum-exp does.
     auto fetch = [&](int stage, i64 q0) {
         const int q_rows = (int)min((i64)BQ, seq_end - q0);
         load_rows<D, BQ, WGMMA>(sq + stage * BQ * D, q + q0 * qkv_stride + head_off, qkv_stride, q_rows);
         load_rows<D, BQ, WGMMA>(sdo + stage * BQ * D, dout + q0 * dout_stride + head_off, dout_stride, q_rows);
-        cp_async_commit();
-        for (int r = tid; r < BQ; r += THREADS) {
-            // Rows past the sequence: their scores are masked to −∞, so any finite value.
-            slse[stage * BQ + r] = r < q_rows ? lse[(q0 + r) * heads + head] * 1.44269504f : 0.f;
-            sdelta[stage * BQ + r] = r < q_rows ? delta[(q0 + r) * heads + head] : 0.f;
+        static_assert(BQ <= THREADS, "a thread a row's terms");
+        if (tid < BQ) {
+            const bool ok = tid < q_rows;
+            cp_async8(smem_addr(sterms + stage * BQ + tid), row_terms + (ok ? (q0 + tid) * heads + head : 0) * 2, ok);
         }
+        cp_async_commit();
     };
     fetch(0, seq_start);
 
@@ -293,8 +300,11 @@ __device__ __forceinline__ void attention_backward(
         if (q0 + BQ < seq_end) fetch(stage ^ 1, q0 + BQ);
         const half_bits* sq_now = sq + stage * BQ * D;
         const half_bits* sdo_now = sdo + stage * BQ * D;
-        const float* slse_now = slse + stage * BQ;
-        const float* sdelta_now = sdelta + stage * BQ;
+        // A thread's two query columns of tile nt are adjacent: one 16-byte load gives both
+        // rows' terms (log-sum-exp, δ, log-sum-exp, δ).
+        const auto terms = [&](int nt) {
+            return *reinterpret_cast<const float4*>(sterms + stage * BQ + nt * 8 + 2 * (lane & 3));
+        };
 
         // Sᵀ for the warp's 16 keys and the step's BQ queries, and dPᵀ = V·dOᵀ: both products
         // first, so that dPᵀ's run on the tensor cores while Sᵀ turns into probabilities
@@ -304,8 +314,8 @@ __device__ __forceinline__ void attention_backward(
         using Acc = float(&)[1][NT][4];
         using Out = float(&)[1][DT][4];
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-        [[maybe_unused]] const unsigned wg_keys = smem_addr(sk) + (warp >> 2) * 64 * 128;
-        [[maybe_unused]] const unsigned wg_values = smem_addr(sv) + (warp >> 2) * 64 * 128;
+        [[maybe_unused]] const unsigned wg_keys = smem_addr(sk) + warpgroup * 64 * 128;
+        [[maybe_unused]] const unsigned wg_values = smem_addr(sv) + warpgroup * 64 * 128;
         [[maybe_unused]] unsigned p_a[NT / 2][4];
 #endif
         if constexpr (WGMMA) {
@@ -333,11 +343,10 @@ __device__ __forceinline__ void attention_backward(
         const bool key_ok[2] = {row_base < k_rows, row_base + 8 < k_rows};
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
-            // The thread's two query columns of tile nt are adjacent: one 8-byte load.
-            const float2 l = *reinterpret_cast<const float2*>(slse_now + nt * 8 + 2 * (lane & 3));
+            const float4 l = terms(nt);
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -(e & 1 ? l.y : l.x))) : 0.f;
+                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -(e & 1 ? l.z : l.x))) : 0.f;
         }
         if constexpr (WGMMA) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -361,9 +370,9 @@ __device__ __forceinline__ void attention_backward(
         // dZᵀ = Pᵀ ∘ (dPᵀ − δ), δ = rowsum(dO ∘ O) of each query.
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
-            const float2 d = *reinterpret_cast<const float2*>(sdelta_now + nt * 8 + 2 * (lane & 3));
+            const float4 d = terms(nt);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) ds[nt][e] = p[nt][e] * (ds[nt][e] - (e & 1 ? d.y : d.x));
+            for (int e = 0; e < 4; ++e) ds[nt][e] = p[nt][e] * (ds[nt][e] - (e & 1 ? d.w : d.y));
         }
         // Packed to bf16 once, for dK here and for dQ through shared memory.
         unsigned ds_a[NT / 2][4];
@@ -472,10 +481,10 @@ __device__ __forceinline__ void attention_backward(
 #define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA)                                                               \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \
-        i64 dout_stride, const float* lse, const float* delta, float* dq, half_bits* dk, half_bits* dv,   \
+        i64 dout_stride, const float* row_terms, float* dq, half_bits* dk, half_bits* dv,                 \
         i64 dkv_stride, const i64* offsets, const i64* block_seq, const i64* block_k0,                    \
         const float* positions, const float* slopes_log2, float scale_log2) {                            \
-        attention_backward<D, BQ, DK_LATE, WGMMA>(q, k, v, qkv_stride, dout, dout_stride, lse, delta, dq, dk, dv, dkv_stride,  \
+        attention_backward<D, BQ, DK_LATE, WGMMA>(q, k, v, qkv_stride, dout, dout_stride, row_terms, dq, dk, dv, dkv_stride,  \
                               offsets, block_seq, block_k0, positions, slopes_log2, scale_log2);         \
     }
 
@@ -484,15 +493,17 @@ ATTENTION_BACKWARD(attention_backward_sm90_bf16_d64, 64, 64, false, true)
 ATTENTION_BACKWARD(attention_backward_bf16_d128, 128, 32, false, false)
 ATTENTION_BACKWARD(attention_backward_sm90_bf16_d128, 128, 64, false, true)
 
-// δ = rowsum(dO ∘ O) for every (token, head): `delta` [tokens, heads], f32. One thread a row.
-extern "C" __global__ void attention_delta(const half_bits* out, const half_bits* dout, float* delta, i64 tokens,
-                                           int heads, int head_dim) {
+// The backward's two terms of every (token, head) row, `row_terms` [tokens, heads, 2] (f32
+// pairs, read 8 bytes at a time): the forward's log-sum-exp in log2 units (the
+// probabilities are exp2s) and δ = rowsum(dO ∘ O). One thread a row.
+extern "C" __global__ void attention_row_terms(const half_bits* out, const half_bits* dout, const float* lse,
+                                               float* row_terms, i64 tokens, int heads, int head_dim) {
     GRID_STRIDE(i, tokens * heads) {
         const half_bits* o = out + i * head_dim;
         const half_bits* g = dout + i * head_dim;
         float sum = 0.f;
         for (int c = 0; c < head_dim; ++c) sum = fmaf(bf16_to_f32(o[c]), bf16_to_f32(g[c]), sum);
-        delta[i] = sum;
+        reinterpret_cast<float2*>(row_terms)[i] = make_float2(lse[i] * 1.44269504f, sum);
     }
 }
 

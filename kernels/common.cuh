@@ -59,6 +59,12 @@ __device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool v
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
 }
 
+// The same for 8 bytes (through L1: .cg takes only 16).
+__device__ __forceinline__ void cp_async8(unsigned dst, const void* src, bool valid) {
+    int bytes = valid ? 8 : 0;
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int N>

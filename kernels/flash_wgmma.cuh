@@ -31,12 +31,12 @@ __device__ __forceinline__ Tiles tiles(const void* smem) {
 // a k-slice of 16 values is 32 bytes into a panel).
 template <bool BF16, int D, int BM, int BN>
 __device__ __forceinline__ void issue_scores(float (&s)[1][BN / 8][4], unsigned q_rows_at, unsigned k_tile) {
+    const unsigned long long a = descriptor(q_rows_at, 16, 1024), b = descriptor(k_tile, 16, 1024);
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
         const unsigned slice = (kk & 3) * 32;
-        const unsigned long long a = descriptor(q_rows_at + (kk >> 2) * (BM * 128) + slice, 16, 1024);
-        const unsigned long long b = descriptor(k_tile + (kk >> 2) * (BN * 128) + slice, 16, 1024);
-        wgmma_ss<BF16, BN>(&s[0][0][0], a, b, kk > 0);
+        wgmma_ss<BF16, BN>(&s[0][0][0], advance(a, (kk >> 2) * (BM * 128) + slice),
+                           advance(b, (kk >> 2) * (BN * 128) + slice), kk > 0);
     }
     wgmma_commit();
 }
@@ -54,9 +54,9 @@ __device__ __forceinline__ void pack_probabilities(unsigned (&a)[BN / 16][4], co
 // BN · 128 bytes apart, 8-key groups 1,024.
 template <bool BF16, int D, int BN>
 __device__ __forceinline__ void issue_values(float (&o)[1][D / 8][4], const unsigned (&a)[BN / 16][4], unsigned v_tile) {
+    const unsigned long long b = descriptor(v_tile, BN * 128, 1024);
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk)
-        wgmma_rs<BF16, D>(&o[0][0][0], a[kk], descriptor(v_tile + kk * 2048, BN * 128, 1024));
+    for (int kk = 0; kk < BN / 16; ++kk) wgmma_rs<BF16, D>(&o[0][0][0], a[kk], advance(b, kk * 2048));
     wgmma_commit();
 }
 

@@ -29,6 +29,18 @@ __device__ __forceinline__ unsigned long long descriptor(unsigned addr, unsigned
            ((unsigned long long)(stride >> 4) << 32) | (1ull << 62);
 }
 
+// The descriptor of the matrix `bytes` (a multiple of 16) past `desc`'s start: its start
+// field moved on. A shared-memory address is under 2^18 bytes, so the field never carries
+// into the next, and the high word is untouched: one add off a descriptor built once,
+// instead of masks and shifts before every product.
+__device__ __forceinline__ unsigned long long advance(unsigned long long desc, unsigned bytes) {
+    unsigned lo, hi;
+    asm("mov.b64 {%0, %1}, %2;" : "=r"(lo), "=r"(hi) : "l"(desc));
+    unsigned long long moved;
+    asm("mov.b64 %0, {%1, %2};" : "=l"(moved) : "r"(lo + (bytes >> 4)), "r"(hi));
+    return moved;
+}
+
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 // Until at most N of this warpgroup's committed wgmma groups are pending.

@@ -2,7 +2,7 @@
 //! Hopper the TMA inference kernels, which write it where asked; elsewhere flash_attn.cu's
 //! `FLASH_KERNEL_LSE` kernels, launched with the tile sizes of the mma.sync kernel of the
 //! same head dim) and the backward (kernels/attention_backward.cu, on wgmma on a Hopper):
-//! δ = rowsum(dO ∘ O), then one block a 128-key block computing dK and dV and adding dQ into
+//! each row's log-sum-exp (in log2 units) and δ = rowsum(dO ∘ O) as pairs, then one block a 128-key block computing dK and dV and adding dQ into
 //! f32, then dQ scaled into the fused gradient and, with a rotary embedding, dQ and dK
 //! turned back. bf16, head dims 64 and 128.
 
@@ -33,7 +33,7 @@ fn block_queries(d: usize, wgmma: bool) -> usize {
 }
 
 /// The backward kernel's shared memory: K and V tiles, two stages of Q and dO tiles and of
-/// their rows' log-sum-exps and δs, and dZᵀ (rows padded below 64 columns). On wgmma dZᵀ has
+/// their rows' (log-sum-exp, δ) pairs, and dZᵀ (rows padded below 64 columns). On wgmma dZᵀ has
 /// two tiles (a step's dQ product reads one while the next step writes the other) and the
 /// tiles start on a 1,024-byte boundary: 1 KB more.
 fn backward_smem(d: usize, wgmma: bool) -> usize {
@@ -233,14 +233,15 @@ pub(super) fn attention_backward(
 
     let rows = (tokens * heads) as i64;
     let (t64, h32, d32) = (tokens as i64, heads as i32, head_dim as i32);
-    let mut delta = be.alloc::<f32>(tokens * heads)?;
+    let mut row_terms = be.alloc::<f32>(2 * tokens * heads)?;
     launch!(
         be,
-        "attention_delta",
+        "attention_row_terms",
         CudaBackend::elementwise(rows as usize),
         &*out_b,
         &*dout_b,
-        &mut delta,
+        &*lse_f,
+        &mut row_terms,
         &t64,
         &h32,
         &d32
@@ -275,8 +276,7 @@ pub(super) fn attention_backward(
         &stride,
         &*dout_b,
         &dout_stride,
-        &*lse_f,
-        &delta,
+        &row_terms,
         &mut dq,
         &dk_ptr,
         &dv_ptr,
