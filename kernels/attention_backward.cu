@@ -338,15 +338,22 @@ __device__ __forceinline__ void attention_backward(
             rows_times_rows<D, NT>(ds, v_lane, b_lane<D>(sdo_now, lane));
         }
         bias_and_mask<1, NT>(reinterpret_cast<float(&)[1][NT][4]>(p), kpos, positions, slope, q0, seq_end, lane);
-        // Keys past the sequence (zero rows) get no probability: their scores are not masked,
-        // and where the log-sum-exp is very negative, 2^−lse would overflow.
-        const bool key_ok[2] = {row_base < k_rows, row_base + 8 < k_rows};
+        // Keys past the sequence (zero rows, only in a sequence's last block) get no
+        // probability: their scores are masked to −∞ here (where the log-sum-exp is very
+        // negative, 2^−lse would overflow). A block-wide branch, so that full blocks make
+        // their probabilities with no select.
+        if (k_rows < BK) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    if (row_base + 8 * (e >> 1) >= k_rows) p[nt][e] = NEG_INF;
+        }
 #pragma unroll
         for (int nt = 0; nt < NT; ++nt) {
             const float4 l = terms(nt);
 #pragma unroll
-            for (int e = 0; e < 4; ++e)
-                p[nt][e] = key_ok[e >> 1] ? fast_exp2(fmaf(p[nt][e], scale_log2, -(e & 1 ? l.z : l.x))) : 0.f;
+            for (int e = 0; e < 4; ++e) p[nt][e] = fast_exp2(fmaf(p[nt][e], scale_log2, -(e & 1 ? l.z : l.x)));
         }
         if constexpr (WGMMA) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
