@@ -364,6 +364,9 @@ fn the_viewer_shows_the_lesion_hot_and_the_sliders_change_it() {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--hide-scrollbars",
+                // Every compositor stage before the screenshot: fewer shots taken before
+                // the overlay is drawn.
+                "--run-all-compositor-stages-before-draw",
                 "--virtual-time-budget=30000",
                 "--window-size=1100,800",
             ])
@@ -390,10 +393,21 @@ fn the_viewer_shows_the_lesion_hot_and_the_sliders_change_it() {
         }
         n as f64 / 40_000.0
     };
-    let opaque = shot("opaque", "opacity=1");
+    // Headless Chromium's screenshot does not wait for the page's own readiness (its title
+    // says "ready:" once the slide and the overlay are in): one shot in eight to two in five
+    // on the 2-core VM caught the main view before it drew the overlay the navigator already
+    // showed, and CI failed on it. So the
+    // opaque view gets up to five shots; a viewer that never draws it still fails.
+    let (a, opaque) = (0..5)
+        .map(|_| {
+            let img = shot("opaque", "opacity=1");
+            (hot(&img), img)
+        })
+        .find(|(a, _)| *a > 0.3)
+        .unwrap_or_else(|| (0.0, image::RgbImage::new(1, 1)));
     let above_all = shot("threshold-1", "opacity=1&threshold=1");
     let clear = shot("clear", "opacity=0");
-    let (a, b, c) = (hot(&opaque), hot(&above_all), hot(&clear));
+    let (b, c) = (hot(&above_all), hot(&clear));
     assert!(a > 0.3, "hot fraction {a} at the lesion with the overlay opaque");
     assert!(
         b < 0.02 && c < 0.02,
