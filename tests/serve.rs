@@ -395,9 +395,9 @@ fn the_viewer_shows_the_lesion_hot_and_the_sliders_change_it() {
     };
     // Headless Chromium's screenshot does not wait for the page's own readiness (its title
     // says "ready:" once the slide and the overlay are in): one shot in eight to two in five
-    // on the 2-core VM caught the main view before it drew the overlay the navigator already
-    // showed, and CI failed on it. So the
-    // opaque view gets up to five shots; a viewer that never draws it still fails.
+    // on the 2-core VM caught the main view before it drew the overlay that the navigator
+    // already showed, and CI failed on it. So the opaque view gets up to five shots; a
+    // viewer that never draws the overlay still fails.
     let (a, opaque) = (0..5)
         .map(|_| {
             let img = shot("opaque", "opacity=1");
