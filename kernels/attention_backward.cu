@@ -173,7 +173,8 @@ __device__ __forceinline__ void values_times_rows(float (&acc)[D / 8][4], AFragm
 template <int D, int BQ, bool DK_LATE, bool WGMMA>
 __device__ __forceinline__ void attention_backward(
     const half_bits* __restrict__ q, const half_bits* __restrict__ k, const half_bits* __restrict__ v, i64 qkv_stride,
-    const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ row_terms, float* __restrict__ dq, half_bits* __restrict__ dk, half_bits* __restrict__ dv,
+    const half_bits* __restrict__ dout, i64 dout_stride, const float* __restrict__ row_terms, float* __restrict__ dq,
+    half_bits* __restrict__ dk, half_bits* __restrict__ dv,
     i64 dkv_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
     const i64* __restrict__ block_k0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
     float scale_log2) {
@@ -201,9 +202,7 @@ __device__ __forceinline__ void attention_backward(
     float2* sterms = reinterpret_cast<float2*>(sds + (WGMMA ? 2 : 1) * BK * LDS);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    // The warpgroup, read from lane 0 so that the compiler knows it uniform: the wgmma
-    // descriptors built from it stay in uniform registers.
-    [[maybe_unused]] const int warpgroup = __shfl_sync(0xffffffffu, warp >> 2, 0);
+    [[maybe_unused]] const int warpgroup = uniform_warpgroup();
     const int head = blockIdx.y, heads = gridDim.y;
     // The key block, as the forward's query blocks are found (BK rows a block).
     const QueryBlock kb = query_block<BK, D>(offsets, block_seq, block_k0);

@@ -97,9 +97,7 @@ __device__ __forceinline__ void flash_forward_tma(
     };
     auto key_blocks = [&](const QueryBlock& qb) { return (int)((qb.seq_end - qb.seq_start + BN - 1) / BN); };
 
-    // The warpgroup read from lane 0, so that the compiler knows it uniform (wgmma descriptors
-    // built from it stay in uniform registers).
-    const int tid = threadIdx.x, warpgroup = __shfl_sync(0xffffffffu, tid >> 7, 0);
+    const int tid = threadIdx.x, warpgroup = uniform_warpgroup();
     if (tid == 0) {
         mbarrier_init(q_full, 1);
         for (int stage = 0; stage < STAGES; ++stage) {

@@ -19,6 +19,11 @@ __device__ __forceinline__ unsigned panel_at(int row, int chunk) {
     return (chunk >> 3) * (ROWS * 128) + row * 128 + (((chunk & 7) ^ (row & 7)) << 4);
 }
 
+// This thread's warpgroup (128 threads), read from lane 0 so that the compiler knows it
+// uniform: wgmma descriptors built from it then stay in uniform registers instead of being
+// moved there before every product.
+__device__ __forceinline__ int uniform_warpgroup() { return __shfl_sync(0xffffffffu, threadIdx.x >> 7, 0); }
+
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 // A shared-memory matrix descriptor: start address, leading- and stride-dimension byte

@@ -2,9 +2,9 @@
 //! Hopper the TMA inference kernels, which write it where asked; elsewhere flash_attn.cu's
 //! `FLASH_KERNEL_LSE` kernels, launched with the tile sizes of the mma.sync kernel of the
 //! same head dim) and the backward (kernels/attention_backward.cu, on wgmma on a Hopper):
-//! each row's log-sum-exp (in log2 units) and δ = rowsum(dO ∘ O) as pairs, then one block a 128-key block computing dK and dV and adding dQ into
-//! f32, then dQ scaled into the fused gradient and, with a rotary embedding, dQ and dK
-//! turned back. bf16, head dims 64 and 128.
+//! each row's log-sum-exp (in log2 units) and δ = rowsum(dO ∘ O) as pairs, then one block a
+//! 128-key block computing dK and dV and adding dQ into f32, then dQ scaled into the fused
+//! gradient and, with a rotary embedding, dQ and dK turned back. bf16, head dims 64 and 128.
 
 use super::attention::{
     alibi_of, attended_qkv, fused_args, fused_parts, kernel_for, packed_tokens, rotated_copy, smem_bytes,
@@ -33,8 +33,8 @@ fn block_queries(d: usize, wgmma: bool) -> usize {
 }
 
 /// The backward kernel's shared memory: K and V tiles, two stages of Q and dO tiles and of
-/// their rows' (log-sum-exp, δ) pairs, and dZᵀ (rows padded below 64 columns). On wgmma dZᵀ has
-/// two tiles (a step's dQ product reads one while the next step writes the other) and the
+/// their rows' (log-sum-exp, δ) pairs, and dZᵀ (rows padded below 64 columns). On wgmma dZᵀ
+/// has two tiles (a step's dQ product reads one while the next step writes the other) and the
 /// tiles start on a 1,024-byte boundary: 1 KB more.
 fn backward_smem(d: usize, wgmma: bool) -> usize {
     let queries = block_queries(d, wgmma);
