@@ -208,6 +208,25 @@ pub fn check_operations<B: Backend>(
         pair.check("layer norm of a sum".into(), &[x.clone(), norm_w, norm_b], f, g)?,
         &mut all,
     );
+    // Layer norm at the widths of the ViTs (384 to 1,536: a GPU may hold such rows in
+    // registers), of the residual stream (in the backend's wider type) and of bf16 values.
+    for (rows, cols) in [(33, 384), (9, 1280), (5, 1536)] {
+        let x = (values(rows * cols, 30 + cols as u64, 1.0), rows, cols);
+        let norm_w = (values(cols, 31, 0.05).iter().map(|v| 1.0 + v).collect(), 1, cols);
+        let norm_b = (values(cols, 32, 0.1), 1, cols);
+        for wide in [true, false] {
+            let (f, g) = both!(|be, t| {
+                let x = if wide { be.add(&t[0], &t[0])? } else { t[0].clone() };
+                be.layer_norm(&x, &t[1], &t[2], 1e-6)
+            });
+            let what = format!(
+                "layer norm [{rows}, {cols}]{}",
+                if wide { " of a wide sum" } else { "" }
+            );
+            let inputs = [x.clone(), norm_w.clone(), norm_b.clone()];
+            push(pair.check(what, &inputs, f, g)?, &mut all);
+        }
+    }
     // The residual add with the norm after it: a residual stream in the backend's wider type
     // (a sum) and as given, with and without layer scale, at widths a fused kernel may treat
     // differently (not a multiple of 128; over 2,048).

@@ -132,16 +132,13 @@ impl Backend for CudaBackend {
         let (rows, cols, eps) = (x.rows as i64, x.cols as i32, eps as f32);
         let (w, b) = (self.bf16_data(w)?, self.bf16_data(b)?);
         let (x_ptr, x_ty) = x.data.pointer(&self.inner.stream);
-        let (name, cfg) = match row_norm_takes(x.cols) {
-            true => (format!("layer_norm_rows_{x_ty}"), row_norm_launch(x.rows, x.cols)),
-            false => (
-                format!("layer_norm_{x_ty}"),
-                LaunchConfig {
-                    grid_dim: (x.rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                },
+        let (name, cfg) = match (warp_norm_groups(x.cols), row_norm_takes(x.cols)) {
+            (Some(groups), _) => (
+                format!("layer_norm_warp{groups}_{x_ty}"),
+                warp_norm_launch(x.rows),
             ),
+            (None, true) => (format!("layer_norm_rows_{x_ty}"), row_norm_launch(x.rows, x.cols)),
+            (None, false) => (format!("layer_norm_{x_ty}"), warp_norm_launch(x.rows)),
         };
         launch!(self, &name, cfg, &x_ptr, &*w, &*b, &mut out, &rows, &cols, &eps)?;
         Ok(self.tensor(out, x.rows, x.cols))
@@ -533,6 +530,25 @@ impl Backend for CudaBackend {
 
 /// Whether kernels/layers.cu's `row_norm` (a block a row, 4 columns a thread) takes rows of
 /// `cols`.
+/// The `layer_norm_warp{GROUPS}` kernel for rows of `cols`, if one takes them: chunks of 128
+/// columns, at most 12 (every ViT width from 384 to 1,536), held in registers sized for 4, 8
+/// or 12.
+fn warp_norm_groups(cols: usize) -> Option<usize> {
+    if cols % 128 != 0 {
+        return None;
+    }
+    [4, 8, 12].into_iter().find(|&g| (1..=g).contains(&(cols / 128)))
+}
+
+/// A warp-a-row norm's launch: 8 warps a block (grid-striding past 2^23 rows).
+fn warp_norm_launch(rows: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (rows.div_ceil(8).clamp(1, 1 << 20) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
 fn row_norm_takes(cols: usize) -> bool {
     cols % 4 == 0 && cols <= 4 * 1024
 }
