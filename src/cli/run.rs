@@ -239,7 +239,23 @@ fn on_signal(termination: Termination, stage: Tally) {
         }
         Stage::Over => return, // the batch is over and its report written
     }
-    std::process::exit(128 + signal);
+    exit_now(128 + signal);
+}
+
+/// Ends the process without its exit handlers: the report is written and the locks are
+/// released, and CUDA's handlers tear down the device, which waits for whatever a GPU call
+/// in flight is doing. A `run` whose nvJPEG call hung printed its report on SIGTERM and
+/// then never exited.
+#[cfg(unix)]
+fn exit_now(code: i32) -> ! {
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // SAFETY: _exit takes an int and does not return.
+    unsafe { libc::_exit(code) }
+}
+
+#[cfg(not(unix))]
+fn exit_now(code: i32) -> ! {
+    std::process::exit(code)
 }
 
 /// What `run` read and checked before opening the device.
