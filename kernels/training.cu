@@ -91,6 +91,12 @@ extern "C" __global__ void repeat_row(const float* row, float* out, i64 rows, in
     GRID_STRIDE(i, rows * cols) { out[i] = row[i % cols] * scale; }
 }
 
+// out [n, cols]: row i is x's row rows[i] (a training crop's tokens, from a slide's features
+// kept on the device).
+extern "C" __global__ void gather_rows(const half_bits* x, const int* rows, half_bits* out, i64 n, int cols) {
+    GRID_STRIDE(i, n * cols) { out[i] = x[(i64)rows[i / cols] * cols + i % cols]; }
+}
+
 // Σ x² into `out` (zeroed by the caller), a block's share added once.
 extern "C" __global__ void sum_squares(const float* x, float* out, i64 n) {
     __shared__ float shared[32];

@@ -96,6 +96,15 @@ pub trait Gradients: Backend {
     ) -> Result<Self::Tensor, BackendError>;
     /// `[rows, cols]`: `row` (`[1, cols]`) in every row, times `scale` (a mean's backward).
     fn repeat_row(&self, row: &Self::Tensor, rows: usize, scale: f32) -> Result<Self::Tensor, BackendError>;
+    /// Rows `rows` of `x`, in that order: a training crop's tokens, taken from a slide's
+    /// features kept where the backend computes rather than uploaded crop by crop.
+    fn gather_rows(&self, x: &Self::Tensor, rows: &[usize]) -> Result<Self::Tensor, BackendError>;
+    /// Bytes the backend can hold a training run's features in for the whole run (half a
+    /// GPU's free memory), or `None` where crops are uploaded one by one (the CPU, whose
+    /// "upload" is the copy a gather would make).
+    fn feature_budget(&self) -> Option<usize> {
+        None
+    }
     /// Σ x² over every element of every tensor of `xs` (gradients' squared global norm),
     /// read back once.
     fn sum_squares(&self, xs: &[&Self::Tensor]) -> Result<f64, BackendError>;

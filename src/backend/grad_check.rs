@@ -89,6 +89,14 @@ pub fn check_gradients<B: Gradients>(
         b.download(&g)?,
         cpu.download(&g_c)?,
     );
+    // A crop's tokens taken from a slide's features: rows out of order, one twice.
+    let picked: Vec<usize> = (0..rows).rev().step_by(3).chain([5, 5]).collect();
+    let (g, g_c) = (b.gather_rows(&x, &picked)?, cpu.gather_rows(&xc, &picked)?);
+    record(
+        format!("gather {} rows of [{rows}, {cols}]", picked.len()),
+        b.download(&g)?,
+        cpu.download(&g_c)?,
+    );
     let (row, row_c) = tensor_pair(&values(cols, seed + 6, 1.0), 1, cols)?;
     let r = b.repeat_row(&row, 301, 0.25)?;
     let r_c = cpu.repeat_row(&row_c, 301, 0.25)?;

@@ -89,7 +89,8 @@ enum BenchCommand {
         json: bool,
     },
     /// Training steps of a slide encoder (forward, backward, AdamW) on one crop of each
-    /// number of tokens, on the CPU or a GPU (random features and weights)
+    /// number of tokens, on the CPU or a GPU (random features and weights; the features
+    /// kept where the backend computes, as `train` keeps its slides' where they fit)
     SlideTrain {
         /// A model configuration with a slide encoder (default: the bundled model's)
         #[arg(long)]

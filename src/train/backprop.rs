@@ -161,10 +161,10 @@ impl<B: Gradients> Params<B> {
     }
 }
 
-/// One crop of a slide's token grid: features `[n, input_dim]` (row-major), grid positions
-/// and labels.
-pub struct Crop<'a> {
-    pub features: &'a [f32],
+/// One crop of a slide's token grid: features `[n, input_dim]` where the backend computes,
+/// grid positions and labels.
+pub struct Crop<'a, T> {
+    pub features: &'a T,
     pub positions: &'a [[f32; 2]],
     pub labels: &'a [f32],
 }
@@ -215,17 +215,17 @@ fn loss_and_gradients(tokens: &[f32], slide: f32, labels: &[f32]) -> (f64, Vec<f
 pub fn crop_gradients<B: Gradients>(
     config: &SlideEncoderConfig,
     params: &Params<B>,
-    crop: &Crop,
+    crop: &Crop<B::Tensor>,
     weight: f32,
     grads: &mut Grads<B>,
 ) -> Result<f64, BackendError> {
     let be = &params.backend;
     let c = config;
     let n = crop.positions.len();
-    if n == 0 || crop.features.len() != n * c.input_dim || crop.labels.len() != n {
+    let (rows, cols) = be.shape(crop.features);
+    if n == 0 || (rows, cols) != (n, c.input_dim) || crop.labels.len() != n {
         return Err(BackendError::Input(format!(
-            "a crop of {n} tokens with {} feature values and {} labels",
-            crop.features.len(),
+            "a crop of {n} tokens with [{rows}, {cols}] features and {} labels",
             crop.labels.len()
         )));
     }
@@ -256,8 +256,7 @@ pub fn crop_gradients<B: Gradients>(
 
     // Forward. `streams[b]`: the residual stream entering block b (the last: leaving the
     // final block), whose norm is `norm_after(b)`.
-    let features = be.upload(crop.features, n, c.input_dim)?;
-    let mut streams = vec![linear(&features, "slide.proj_in", true)?];
+    let mut streams = vec![linear(crop.features, "slide.proj_in", true)?];
     let mut h = norm(&streams[0], &norm_after(c, 0))?;
     let mut saved: Vec<Saved<B>> = Vec::with_capacity(c.depth);
     for b in 0..c.depth {
@@ -342,7 +341,7 @@ pub fn crop_gradients<B: Gradients>(
         Some(d) => be.add(&dx, &d)?,
         None => dx,
     };
-    linear_back(&features, "slide.proj_in", &dx)?;
+    linear_back(crop.features, "slide.proj_in", &dx)?;
     Ok(loss)
 }
 
@@ -381,6 +380,9 @@ pub fn time_steps<B: Gradients>(
     let labels: Vec<f32> = (0..tokens)
         .map(|_| if rng.chance(0.1) { 1.0 } else { 0.0 })
         .collect();
+    // On the device for every step, as a training run keeps its slides' features where
+    // they fit (slide_stage.rs) and as PyTorch's reference keeps its crop.
+    let features = be.upload(&features, tokens, config.input_dim)?;
     let crop = Crop {
         features: &features,
         positions: &positions,
@@ -459,8 +461,17 @@ pub fn check_encoder_gradients<B: Gradients>(
         .iter()
         .map(|p| if p[0] < 10.0 && p[1] > 12.0 { 1.0 } else { 0.0 })
         .collect();
+    let (on_device, on_cpu) = (
+        b.upload(&features, n, config.input_dim)?,
+        CpuBackend.upload(&features, n, config.input_dim)?,
+    );
     let crop = Crop {
-        features: &features,
+        features: &on_device,
+        positions: &positions,
+        labels: &labels,
+    };
+    let cpu_crop = Crop {
+        features: &on_cpu,
         positions: &positions,
         labels: &labels,
     };
@@ -476,8 +487,8 @@ pub fn check_encoder_gradients<B: Gradients>(
         let mut grads = Grads::new();
         let loss = crop_gradients(&config, &Params::new(b, &config, &host)?, &crop, 1.0, &mut grads)?;
         let mut cpu_grads = Grads::new();
-        let on_cpu = Params::new(&CpuBackend, &config, &host)?;
-        let cpu_loss = crop_gradients(&config, &on_cpu, &crop, 1.0, &mut cpu_grads)?;
+        let cpu_params = Params::new(&CpuBackend, &config, &host)?;
+        let cpu_loss = crop_gradients(&config, &cpu_params, &cpu_crop, 1.0, &mut cpu_grads)?;
         let c = compare(format!("{what}: loss"), &[loss as f32], &[cpu_loss], true);
         print(&c);
         checks.push(c);
@@ -562,8 +573,9 @@ mod tests {
             let host = weights(&c);
             let n = 23;
             let (features, positions, labels) = inputs(n, c.input_dim, 5, 3);
+            let x = CpuBackend.upload(&features, n, c.input_dim).unwrap();
             let crop = Crop {
-                features: &features,
+                features: &x,
                 positions: &positions,
                 labels: &labels,
             };
@@ -611,8 +623,9 @@ mod tests {
         };
         let host = weights(&c);
         let (features, positions, labels) = inputs(14, c.input_dim, 4, 8);
+        let x = CpuBackend.upload(&features, 14, c.input_dim).unwrap();
         let crop = Crop {
-            features: &features,
+            features: &x,
             positions: &positions,
             labels: &labels,
         };

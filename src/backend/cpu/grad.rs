@@ -134,6 +134,16 @@ impl Gradients for CpuBackend {
         Ok((row.broadcast_as((rows, cols))?.contiguous()? * scale as f64)?)
     }
 
+    fn gather_rows(&self, x: &Tensor, rows: &[usize]) -> Result<Tensor, BackendError> {
+        let n = x.dim(0)?;
+        if let Some(&bad) = rows.iter().find(|&&r| r >= n) {
+            return Err(BackendError::Input(format!("row {bad} of a [{n}, _] tensor")));
+        }
+        let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let index = Tensor::new(index.as_slice(), x.device())?;
+        Ok(x.index_select(&index, 0)?)
+    }
+
     fn sum_squares(&self, xs: &[&Tensor]) -> Result<f64, BackendError> {
         xs.iter().try_fold(0.0, |sum, x| {
             Ok(sum + x.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?)

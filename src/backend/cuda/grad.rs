@@ -271,6 +271,40 @@ impl Gradients for CudaBackend {
         Ok(self.tensor_f32(out, rows, cols))
     }
 
+    fn gather_rows(&self, x: &CudaTensor, rows: &[usize]) -> Result<CudaTensor, BackendError> {
+        let _span = self.span("gather rows", 0.0);
+        if let Some(&bad) = rows.iter().find(|&&r| r >= x.rows || r > i32::MAX as usize) {
+            return Err(BackendError::Input(format!(
+                "row {bad} of a [{}, {}] tensor",
+                x.rows, x.cols
+            )));
+        }
+        let data = self.bf16_data(x)?;
+        let index: Vec<i32> = rows.iter().map(|&r| r as i32).collect();
+        let index = self
+            .inner
+            .stream
+            .clone_htod(if index.is_empty() { &[0][..] } else { &index })
+            .map_err(device_err)?;
+        let mut out = self.alloc::<bf16>(rows.len() * x.cols)?;
+        let (n, c) = (rows.len() as i64, x.cols as i32);
+        launch!(
+            self,
+            "gather_rows",
+            Self::elementwise(rows.len() * x.cols),
+            &*data,
+            &index,
+            &mut out,
+            &n,
+            &c
+        )?;
+        Ok(self.tensor(out, rows.len(), x.cols))
+    }
+
+    fn feature_budget(&self) -> Option<usize> {
+        self.memory().ok().map(|(free, _)| free / 2)
+    }
+
     fn sum_squares(&self, xs: &[&CudaTensor]) -> Result<f64, BackendError> {
         // Every tensor's sum added into one value on the device: one read back, not one a
         // tensor (an optimiser step's gradients are a few dozen).
