@@ -199,7 +199,8 @@ extern "C" __global__ void layer_norm_rows_bf16(const half_bits* x, const half_b
 // cols a multiple of 128 (every ViT width from 384 to 1,536). A block a row (`row_norm`)
 // kept at most 8 rows' loads in flight an SM, and between them its two block-wide sums
 // left the memory idle: ViT-L/16's norms streamed at 2.3 TB/s. Here each warp's loads of a
-// row are all issued before its first sum, and 20-30 warps an SM keep as many rows in flight.
+// row are all issued before its first sum, and 24 to 48 warps an SM (as the registers of
+// 12 to 4 chunks allow) keep as many rows in flight.
 template <typename T, int GROUPS>
 __device__ void warp_norm(const T* x, const half_bits* w, const half_bits* b, half_bits* out, i64 rows, int cols,
                           float eps) {
