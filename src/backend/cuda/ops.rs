@@ -528,8 +528,6 @@ impl Backend for CudaBackend {
     }
 }
 
-/// Whether kernels/layers.cu's `row_norm` (a block a row, 4 columns a thread) takes rows of
-/// `cols`.
 /// The `layer_norm_warp{GROUPS}` kernel for rows of `cols`, if one takes them: chunks of 128
 /// columns, at most 12 (every ViT width from 384 to 1,536), held in registers sized for 4, 8
 /// or 12.
@@ -549,6 +547,8 @@ fn warp_norm_launch(rows: usize) -> LaunchConfig {
     }
 }
 
+/// Whether kernels/layers.cu's `row_norm` (a block a row, 4 columns a thread) takes rows of
+/// `cols`.
 fn row_norm_takes(cols: usize) -> bool {
     cols % 4 == 0 && cols <= 4 * 1024
 }
