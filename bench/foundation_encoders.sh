@@ -3,8 +3,8 @@
 # generated as each vendor's card builds the model (tools/make_encoder_fixtures.py: timm or
 # transformers, real widths, random weights, depth 2; the models named also at full depth),
 # converted with `flashslide convert` and the README's arguments, then one `flashslide
-# selftest --device cuda --models …`: every operation and kernel, and each model's pooled
-# features against the CPU (least cosine 0.9999). The fixtures' JSON (tests/fixtures/encoders)
+# selftest --device cuda --encoders --models …`: each model's pooled features against the CPU
+# (least cosine 0.9999), and a config's encoder with head dim 80. The fixtures' JSON (tests/fixtures/encoders)
 # land in OUT_DIR/fixtures.
 # Usage: bash bench/foundation_encoders.sh OUT_DIR [FULL_DEPTH_NAME...]
 #   (from anywhere; the binary is target/release/flashslide or $FLASHSLIDE; python3 with torch,
@@ -32,6 +32,6 @@ for dir in "$work"/depth2/*/ "$work"/full/*/; do
         models+=("$work/models/$name")
     fi
 done
-"$bin" selftest --device cuda --configs tests/fixtures/timm/vit-14-hd80-token-and-avg.config.json \
+"$bin" selftest --device cuda --encoders --configs tests/fixtures/timm/vit-14-hd80-token-and-avg.config.json \
     --models "${models[@]}" 2>&1 | tee "$out/selftest.log"
 rm -rf "$work"

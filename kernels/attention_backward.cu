@@ -17,7 +17,9 @@
 // On a Hopper (the _sm90_ kernels, d 64 and 128) every product runs on wgmma, a warpgroup's
 // 64 keys at a time: Sᵀ and dPᵀ from shared memory, dV and dK with Pᵀ and dZᵀ from registers, and dQ
 // from the stored dZᵀ, each warpgroup half of D. A step's dQ product runs on into the next
-// step, whose Sᵀ and dPᵀ are issued before it is waited for and its sums added.
+// step, whose Sᵀ and dPᵀ are issued before it is waited for and its sums added: each warp
+// stages its 16 rows in shared memory and adds them with one bulk reduction into an f32
+// accumulator laid out [head][half of D][rows][D/2] (`attention_dq_halves` reads it).
 #include "flash_common.cuh"
 #include "flash_wgmma.cuh"
 
@@ -177,7 +179,7 @@ __device__ __forceinline__ void attention_backward(
     half_bits* __restrict__ dk, half_bits* __restrict__ dv,
     i64 dkv_stride, const i64* __restrict__ offsets, const i64* __restrict__ block_seq,
     const i64* __restrict__ block_k0, const float* __restrict__ positions, const float* __restrict__ slopes_log2,
-    float scale_log2) {
+    float scale_log2, i64 dq_rows) {
     static_assert(D % 64 == 0 && D <= 128, "head dims 64 and 128");
     static_assert(BQ % 32 == 0 && BQ <= 64, "queries a step: 32 or 64");
     constexpr int DT = D / 8, NT = BQ / 8, LDS = ds_stride<BQ>();
@@ -200,6 +202,8 @@ __device__ __forceinline__ void attention_backward(
     half_bits* sds = sdo + 2 * BQ * D;
     // 2 stages × BQ rows' (log-sum-exp in log2 units, δ): attention_row_terms's.
     float2* sterms = reinterpret_cast<float2*>(sds + (WGMMA ? 2 : 1) * BK * LDS);
+    // On wgmma, each warp's 16 rows × D/2 columns of dQ on their way to the accumulator.
+    [[maybe_unused]] float* sdq = reinterpret_cast<float*>(sterms + 2 * BQ) + (threadIdx.x >> 5) * 16 * (D / 2);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     [[maybe_unused]] const int warpgroup = uniform_warpgroup();
@@ -239,7 +243,7 @@ __device__ __forceinline__ void attention_backward(
     // the f32 buffer. Lanes pair up (lane, lane ^ 1) so that each holds four adjacent columns
     // of one row: the even lane its upper row, the odd one its lower (8 below), columns
     // 4·((lane >> 1) & 1) of each 8-column tile; one 16-byte reduction instead of four.
-    const auto add_dq = [&](const float (&acc)[DP][2][4], i64 q0, int q_rows) {
+    [[maybe_unused]] const auto add_dq = [&](const float (&acc)[DP][2][4], i64 q0, int q_rows) {
         const bool odd = lane & 1;
         const int r = group * 16 + (lane >> 2) + (odd ? 8 : 0);
 #pragma unroll
@@ -266,6 +270,44 @@ __device__ __forceinline__ void attention_backward(
     [[maybe_unused]] const unsigned k_columns = smem_addr(sk) + panel_at<BK>(0, warpgroup * D / 16);
     i64 pending_q0 = seq_start;
     int pending_rows = 0;
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    // This warp's 16 rows of a step's dQ (its warpgroup's half of D) added to the accumulator
+    // [head][half][dq_rows][D/2], where they are one contiguous span: staged in shared memory
+    // and added by one bulk reduction from lane 0, instead of a 16-byte reduction per lane and
+    // (D/2)/8 of them a row. Column c of a row lies at c ^ 8·(token & 3), so that the lanes'
+    // 8-byte stores (8 rows × 4 column pairs an instruction) hit all 32 banks. Rows past the
+    // sequence add zeros (their probabilities are 0): into the next sequence's rows, or the
+    // accumulator's 64 rows of padding.
+    [[maybe_unused]] const auto bulk_dq = [&](const float (&acc)[DP][2][4], i64 q0, int q_rows) {
+        if (q_rows == 0) return;  // the first step's product, on the unwritten tile
+        constexpr int HALF = D / 2;
+        // The last reduction from the staging tile has read it.
+        if (lane == 0) asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+        __syncwarp();
+        const i64 row0 = q0 + group * 16;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = (lane >> 2) + 8 * h, swizzle = 8 * (int)((row0 + r) & 3);
+#pragma unroll
+            for (int j = 0; j < DP; ++j)
+#pragma unroll
+                for (int t = 0; t < 2; ++t) {
+                    const int c = j * 16 + t * 8 + 2 * (lane & 3);
+                    *reinterpret_cast<float2*>(sdq + r * HALF + (c ^ swizzle)) =
+                        make_float2(acc[j][t][2 * h], acc[j][t][2 * h + 1]);
+                }
+        }
+        fence_async_shared();  // the stores visible to the bulk copy
+        __syncwarp();
+        if (lane == 0) {
+            const float* to = dq + ((i64)(head * 2 + warpgroup) * dq_rows + row0) * HALF;
+            asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                         "cp.async.bulk.commit_group;\n" ::"l"(to),
+                         "r"(smem_addr(sdq)), "n"(16 * HALF * 4)
+                         : "memory");
+        }
+    };
+#endif
 
     // The query step from q0 into stage `stage`, all by cp.async (not waited for): Q, dO and
     // the rows' terms. Rows past the sequence get zeros: their scores are masked to −∞, so
@@ -327,7 +369,7 @@ __device__ __forceinline__ void attention_backward(
             // dQ's group, committed first, is done first.
             wgmma_wait<2>();
             fence_registers<DP * 8>(&dq_pending[0][0][0]);
-            add_dq(dq_pending, pending_q0, pending_rows);
+            bulk_dq(dq_pending, pending_q0, pending_rows);
             wgmma_wait<0>();
             fence_registers<NT * 4>(&p[0][0]);
             fence_registers<NT * 4>(&ds[0][0]);
@@ -458,7 +500,9 @@ __device__ __forceinline__ void attention_backward(
         issue_dq<BK, D / 2>(dq_pending, smem_addr(sds) + (stage ^ 1) * DS_BYTES, k_columns);
         wgmma_wait<0>();
         fence_registers<DP * 8>(&dq_pending[0][0][0]);
-        add_dq(dq_pending, pending_q0, pending_rows);
+        bulk_dq(dq_pending, pending_q0, pending_rows);
+        // The reductions done before the block's shared memory goes.
+        if (lane == 0) asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
     }
 #endif
 
@@ -481,17 +525,19 @@ __device__ __forceinline__ void attention_backward(
 
 // One kernel per head dim: ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA); shared memory
 // (2·BK + 4·BQ)·D + BK·ds_stride(BQ) 16-bit values and 4·BQ floats; on wgmma a second dZᵀ
-// tile (BK·ds_stride(BQ) values) and 1 KB for alignment (attention_backward.rs sizes it with
-// the same numbers; its test reads them from these lines). The wgmma kernels (Hopper,
-// sm_90a) trap elsewhere.
+// tile (BK·ds_stride(BQ) values), dQ's staging (8 warps × 16 rows × D/2 floats) and 1 KB for
+// alignment (attention_backward.rs sizes it with the same numbers; its test reads them from
+// these lines). `dq`: [tokens, heads·D] f32 sums on mma.sync (`attention_dq` reads them), the
+// [heads][2][dq_rows][D/2] accumulator on wgmma (`attention_dq_halves`). The wgmma kernels
+// (Hopper, sm_90a) trap elsewhere.
 #define ATTENTION_BACKWARD(NAME, D, BQ, DK_LATE, WGMMA)                                                               \
     extern "C" __global__ void __launch_bounds__(THREADS) NAME(                                          \
         const half_bits* q, const half_bits* k, const half_bits* v, i64 qkv_stride, const half_bits* dout, \
         i64 dout_stride, const float* row_terms, float* dq, half_bits* dk, half_bits* dv,                 \
         i64 dkv_stride, const i64* offsets, const i64* block_seq, const i64* block_k0,                    \
-        const float* positions, const float* slopes_log2, float scale_log2) {                            \
+        const float* positions, const float* slopes_log2, float scale_log2, i64 dq_rows) {               \
         attention_backward<D, BQ, DK_LATE, WGMMA>(q, k, v, qkv_stride, dout, dout_stride, row_terms, dq, dk, dv, dkv_stride,  \
-                              offsets, block_seq, block_k0, positions, slopes_log2, scale_log2);         \
+                              offsets, block_seq, block_k0, positions, slopes_log2, scale_log2, dq_rows); \
     }
 
 ATTENTION_BACKWARD(attention_backward_bf16_d64, 64, 64, true, false)
@@ -520,5 +566,19 @@ extern "C" __global__ void attention_dq(const float* dq, half_bits* dqkv, i64 to
         const i64 t = i / width;
         const int c = (int)(i - t * width);
         dqkv[t * 3 * width + c] = f32_to_bf16(dq[i] * scale);
+    }
+}
+
+// The same from the wgmma kernels' accumulator [heads][2][rows][head_dim/2] (`rows`: the
+// tokens and 64 of padding), each row's columns swizzled by its token (bulk_dq).
+extern "C" __global__ void attention_dq_halves(const float* acc, half_bits* dqkv, i64 tokens, i64 rows, int heads,
+                                               int head_dim, float scale) {
+    const int width = heads * head_dim, half = head_dim / 2;
+    GRID_STRIDE(i, tokens * width) {
+        const i64 t = i / width;
+        const int c = (int)(i - t * width), head = c / head_dim, within = c - head * head_dim;
+        const int part = within / half, col = within - part * half;
+        const float value = acc[((i64)(head * 2 + part) * rows + t) * half + (col ^ (8 * (int)(t & 3)))];
+        dqkv[t * 3 * width + c] = f32_to_bf16(value * scale);
     }
 }

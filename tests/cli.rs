@@ -191,3 +191,25 @@ fn training_selftest_on_the_cpu_checks_the_hand_written_backward_pass() {
     );
     assert!(out.trim_end().ends_with("checks, 0 failed"), "{out}");
 }
+
+#[test]
+fn encoders_selftest_checks_the_named_encoders_alone() {
+    let config = "models/flashslide-synth-v1/config.json";
+    let (code, out, err) = flashslide(&[
+        "selftest",
+        "--device",
+        "cpu",
+        "--encoders",
+        "--configs",
+        config,
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("tile encoder flashslide-synth-v1"), "{out}");
+    assert!(!out.contains("layer norm"), "no operation checks: {out}");
+    assert!(out.trim_end().ends_with("checks, 0 failed"), "{out}");
+    let (code, _, err) = flashslide(&["selftest", "--device", "cpu", "--encoders"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("name at least one"), "{err}");
+}

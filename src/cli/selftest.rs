@@ -53,6 +53,10 @@ pub struct SelftestArgs {
     /// 2^20 tokens, sampled rows against f64, and the memory it keeps)
     #[arg(long)]
     training: bool,
+    /// Only the encoders' checks: those of --configs and --models (a converted model checked
+    /// in a minute, without the several of the whole check)
+    #[arg(long)]
+    encoders: bool,
     /// The inputs' seed (default: a fresh one each run, printed)
     #[arg(long)]
     seed: Option<u64>,
@@ -101,7 +105,20 @@ pub fn run(args: SelftestArgs) -> Result<ExitCode> {
     if args.training && !args.kernel.is_empty() {
         anyhow::bail!("--kernel picks the inference attention kernels; --training checks training's own");
     }
+    if args.encoders && (args.training || args.attention || !args.kernel.is_empty()) {
+        anyhow::bail!("--encoders checks the encoders alone: leave out --training, --attention and --kernel");
+    }
+    if args.encoders && configs.is_empty() && args.models.is_empty() {
+        anyhow::bail!("--encoders checks the encoders of --configs and --models: name at least one");
+    }
     let checks = match selected {
+        Selected::Cpu(cpu) if args.encoders => {
+            check_only_encoders(&cpu, &configs, &args.models, Scope::Quick, seed, json, &mut print)?
+        }
+        Selected::Cuda(gpu) if args.encoders => {
+            gpu.poison_new_buffers(true);
+            check_only_encoders(&gpu, &configs, &args.models, Scope::Full, seed, json, &mut print)?
+        }
         // The CPU against itself: a check of the check, kept quick.
         Selected::Cpu(cpu) if args.training => {
             let mut found = check_gradients(&cpu, seed, &mut print)?;
@@ -253,6 +270,37 @@ fn check_all<B: Backend>(
         }
     }
     all.extend(check_encoders(b, configs, scope, print)?);
+    all.extend(check_model_dirs(b, models, seed, print)?);
+    Ok(all)
+}
+
+/// `--encoders`: the encoders of `configs` (slide encoders at `scope`'s lengths) and the model
+/// directories `models` alone.
+fn check_only_encoders<B: Backend>(
+    b: &B,
+    configs: &[ModelConfig],
+    models: &[PathBuf],
+    scope: Scope,
+    seed: u64,
+    json: bool,
+    print: &mut dyn FnMut(&Check),
+) -> Result<Vec<Check>> {
+    if !json {
+        println!("{} [inputs from seed {seed}]", b.describe());
+    }
+    let mut all = check_encoders(b, configs, scope, print)?;
+    all.extend(check_model_dirs(b, models, seed, print)?);
+    Ok(all)
+}
+
+/// Each model directory's pooled features against the CPU's (tiles from `seed`).
+fn check_model_dirs<B: Backend>(
+    b: &B,
+    models: &[PathBuf],
+    seed: u64,
+    print: &mut dyn FnMut(&Check),
+) -> Result<Vec<Check>> {
+    let mut all = Vec::new();
     for dir in models {
         let mut c = check_model_dir(b, dir, 4, seed).with_context(|| format!("model {}", dir.display()))?;
         c.what = format!("{} [seed {seed}]", c.what);

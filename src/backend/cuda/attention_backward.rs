@@ -34,13 +34,28 @@ fn block_queries(d: usize, wgmma: bool) -> usize {
 
 /// The backward kernel's shared memory: K and V tiles, two stages of Q and dO tiles and of
 /// their rows' (log-sum-exp, δ) pairs, and dZᵀ (rows padded below 64 columns). On wgmma dZᵀ
-/// has two tiles (a step's dQ product reads one while the next step writes the other) and the
-/// tiles start on a 1,024-byte boundary: 1 KB more.
+/// has two tiles (a step's dQ product reads one while the next step writes the other), each
+/// warp stages 16 rows of half of dQ in f32, and the tiles start on a 1,024-byte boundary:
+/// 1 KB more.
 fn backward_smem(d: usize, wgmma: bool) -> usize {
     let queries = block_queries(d, wgmma);
     let ds_stride = if queries % 64 == 0 { queries } else { queries + 8 };
-    let (ds_tiles, align) = if wgmma { (2, 1024) } else { (1, 0) };
-    (2 * BLOCK_KEYS + 4 * queries) * d * 2 + ds_tiles * BLOCK_KEYS * ds_stride * 2 + 4 * queries * 4 + align
+    let (ds_tiles, dq_staging, align) = if wgmma {
+        (2, (THREADS as usize / 32) * 16 * (d / 2) * 4, 1024)
+    } else {
+        (1, 0, 0)
+    };
+    (2 * BLOCK_KEYS + 4 * queries) * d * 2
+        + ds_tiles * BLOCK_KEYS * ds_stride * 2
+        + 4 * queries * 4
+        + dq_staging
+        + align
+}
+
+/// Rows of the wgmma kernels' dQ accumulator: the tokens, and a step's 64 queries past the
+/// last sequence's end (those rows add zeros).
+fn dq_accumulator_rows(tokens: usize) -> usize {
+    tokens + 64
 }
 
 /// The backward kernel and its shared memory: on a Hopper the wgmma kernel (the file's
@@ -247,13 +262,20 @@ pub(super) fn attention_backward(
         &d32
     )?;
 
+    let hopper = be.inner.hopper;
+    let dq_rows = if hopper {
+        dq_accumulator_rows(tokens)
+    } else {
+        tokens
+    };
+    let (dq_rows64, w32) = (dq_rows as i64, width as i32);
     let mut dq = be
         .inner
         .stream
-        .alloc_zeros::<f32>(tokens * width)
+        .alloc_zeros::<f32>(dq_rows * width)
         .map_err(device_err)?;
     let table = block_table(be, offsets, BLOCK_KEYS)?;
-    let (kernel, smem) = backward_kernel(head_dim, be.inner.hopper);
+    let (kernel, smem) = backward_kernel(head_dim, hopper);
     let cfg = LaunchConfig {
         grid_dim: (table.blocks as u32, heads as u32, 1),
         block_dim: (THREADS, 1, 1),
@@ -286,20 +308,36 @@ pub(super) fn attention_backward(
         &table.first_rows,
         &alibi_positions,
         &slopes,
-        &scale_log2
+        &scale_log2,
+        &dq_rows64
     )?;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    let w32 = width as i32;
-    launch!(
-        be,
-        "attention_dq",
-        CudaBackend::elementwise(tokens * width),
-        &dq,
-        &mut dqkv,
-        &t64,
-        &w32,
-        &scale
-    )?;
+    let elementwise = CudaBackend::elementwise(tokens * width);
+    if hopper {
+        launch!(
+            be,
+            "attention_dq_halves",
+            elementwise,
+            &dq,
+            &mut dqkv,
+            &t64,
+            &dq_rows64,
+            &h32,
+            &d32,
+            &scale
+        )?;
+    } else {
+        launch!(
+            be,
+            "attention_dq",
+            elementwise,
+            &dq,
+            &mut dqkv,
+            &t64,
+            &w32,
+            &scale
+        )?;
+    }
     let dqkv = be.tensor(dqkv, tokens, 3 * width);
     // The scores saw rotated q and k: their gradients turn back.
     Ok(match rotated_copy(be, &dqkv, heads, head_dim, positions, -1.0)? {
