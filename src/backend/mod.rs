@@ -161,6 +161,12 @@ pub trait Backend: Clone + Send + Sync {
     /// Starts the device's tile decoder in the background where it takes a while to start,
     /// so that a run's first slide need not start without it.
     fn prepare_tile_decoder(&self) {}
+    /// Whether a shape's first pass costs much more than the next ones (a GPU times its
+    /// GEMMs' candidates then): `run` warms such a backend's tile encoder at its batch's
+    /// shape before the first slide.
+    fn warms_up(&self) -> bool {
+        false
+    }
 
     /// Patches of `batch` RGB tiles (`side`² pixels each, row-major bytes): one row per
     /// `patch`² patch, in raster order within a tile, holding its pixels normalised to

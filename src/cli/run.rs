@@ -1,5 +1,5 @@
 use super::device;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use flashslide::backend::DeviceChoice;
 use flashslide::backend::{open_devices, Backend, DeviceList, Selected};
@@ -277,7 +277,16 @@ fn run_on<B: Backend>(args: RunArgs, given: Given, backends: &[B], stage: Tally)
         if !args.cpu_decoding {
             backend.prepare_tile_decoder();
         }
-        models.push(super::model_choice::load(args.model.as_deref(), backend)?);
+        let model = super::model_choice::load(args.model.as_deref(), backend)?;
+        // Before the first slide's clock, as a compiled PyTorch model is warmed: the GPU
+        // times its GEMMs' candidates on a shape's first pass.
+        if backend.warms_up() {
+            model
+                .tile_encoder
+                .warm_up(args.batch)
+                .context("warming the tile encoder up on the device")?;
+        }
+        models.push(model);
     }
     let workers: Vec<Worker<B>> = models
         .iter()

@@ -100,6 +100,15 @@ impl<B: Backend> TileEncoder<B> {
         self.forward_pixels(&pixels, batch, side)
     }
 
+    /// One pass over `batch` mid-grey tiles at the model's size, its output dropped: what a
+    /// shape's first pass sets up (a GPU's choice of GEMM algorithms, its buffers) done
+    /// before the first real tiles.
+    pub fn warm_up(&self, batch: usize) -> Result<(), ModelError> {
+        let side = self.config.image_size;
+        let grey = vec![128u8; batch * side * side * 3];
+        self.forward(&grey, batch, side).map(drop)
+    }
+
     /// As [`TileEncoder::forward`], for tiles already where the backend computes (uploaded,
     /// or decoded there).
     pub fn forward_pixels(

@@ -18,7 +18,9 @@
 //! workspace, as NVIDIA recommends for Hopper) was up to 12% slower with the bias epilogue
 //! than cuBLAS's own choice without it (ViT-H/14 on an H200: 669 against 762 TFLOP/s), so
 //! for a GEMM of 4 GFLOP or more its first candidates are timed on the first call and the
-//! fastest kept; smaller ones (a slide encoder's) take the first.
+//! fastest kept; smaller ones (a slide encoder's) take the first, and so does a shape with
+//! fewer rows than one of its family already timed (a slide's last, partial batch: every
+//! slide of a cohort has its own, and timing each cost a host wait and 96 GEMMs a shape).
 
 use super::{device_err, CudaBackend, CudaTensor};
 use crate::backend::BackendError;
@@ -95,6 +97,8 @@ struct Plan {
     /// The heuristic's candidates, best guess first; after the first call, the chosen one
     /// alone.
     algos: Vec<sys::cublasLtMatmulAlgo_t>,
+    /// Whether the chosen one was timed against the others.
+    timed: bool,
 }
 
 impl Drop for Plan {
@@ -148,6 +152,7 @@ impl Plan {
                 desc,
                 layouts,
                 algos: Vec::new(),
+                timed: false,
             };
             // cublasOperation_t's CUBLAS_OP_T (cudarc's cuBLASLt bindings leave the type out).
             let transpose: i32 = 1;
@@ -276,6 +281,9 @@ impl CudaBackend {
         if plans.len() >= KEPT_PLANS && !plans.contains_key(&key) {
             plans.clear();
         }
+        let larger_timed = plans.iter().any(|(k, p)| {
+            p.timed && k.0 > rows && (k.1, k.2, k.3, k.4) == (inner, out, epilogue, accumulate)
+        });
         let plan = match plans.entry(key) {
             Entry::Occupied(plan) => plan.into_mut(),
             Entry::Vacant(slot) => slot.insert(Plan::new(gemms.handle, key).map_err(|e| {
@@ -336,8 +344,8 @@ impl CudaBackend {
                 ))
             };
             if plan.algos.len() > 1 {
-                let timed = 2.0 * (rows * inner * out) as f64 >= TIMED_FROM_FLOPS;
-                let best = if timed {
+                plan.timed = !larger_timed && 2.0 * (rows * inner * out) as f64 >= TIMED_FROM_FLOPS;
+                let best = if plan.timed {
                     fastest(stream, &plan.algos, &run)?
                 } else {
                     0

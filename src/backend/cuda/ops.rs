@@ -342,6 +342,10 @@ impl Backend for CudaBackend {
         self.start_jpeg_decoders();
     }
 
+    fn warms_up(&self) -> bool {
+        true
+    }
+
     fn tile_decoders(&self) -> Vec<Box<dyn TileDecoder<CudaPixels>>> {
         self.start_jpeg_decoders();
         if let Some(Err(_)) = self.inner.jpeg[0].get() {
