@@ -7,9 +7,8 @@ use super::colormap::viridis;
 use super::font::{draw_text, text_width};
 use super::ProbabilityGrid;
 use crate::analysis::tissue::TissueMask;
-use crate::slide::resample::box_downsample;
+use crate::slide::resample::{box_downsample, resize_rgb};
 use crate::slide::{Slide, SlideError, SlideErrorKind};
-use image::imageops::FilterType;
 use rayon::prelude::*;
 use std::path::Path;
 
@@ -76,12 +75,11 @@ pub fn thumbnail(slide: &Slide, max_side: u64) -> Result<Thumbnail, SlideError> 
     }
     let r = max_side as f64 / long as f64;
     let side = |v: usize| ((v as f64 * r).round() as usize).clamp(1, max_side) as u32;
-    let boxed = image::RgbImage::from_raw(bw as u32, bh as u32, rgb).expect("buffer has its size");
-    let small = image::imageops::resize(&boxed, side(bw), side(bh), FilterType::Triangle);
+    let (width, height) = (side(bw), side(bh));
     Ok(Thumbnail {
-        width: small.width() as usize,
-        height: small.height() as usize,
-        rgb: small.into_raw(),
+        rgb: resize_rgb(&rgb, bw as u32, bh as u32, width, height),
+        width: width as usize,
+        height: height as usize,
         scale: scale / r,
     })
 }

@@ -1,4 +1,4 @@
-//! Shrinking images by whole factors.
+//! Shrinking images: by whole factors (box averages), or to any size (a triangle filter).
 
 /// Box-averages `src` (`width` × `rows` pixels of `channels` interleaved 8-bit samples) by
 /// `factor` in both directions; partial blocks at the right and bottom average what they
@@ -147,8 +147,36 @@ impl RoundedDivision {
     }
 }
 
+/// `rgb` (`width` × `height`) resampled to `to_width` × `to_height` with a triangle filter
+/// widened by the scale (antialiased, as image's `Triangle`), in SIMD.
+pub(crate) fn resize_rgb(rgb: &[u8], width: u32, height: u32, to_width: u32, to_height: u32) -> Vec<u8> {
+    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let from = images::ImageRef::new(width, height, rgb, PixelType::U8x3).expect("buffer has its size");
+    let mut to = images::Image::new(to_width, to_height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new()
+        .resize(&from, &mut to, &options)
+        .expect("same pixel type, sizes of at least 1");
+    to.into_vec()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resizing_keeps_flat_colour_and_the_order_of_a_gradient() {
+        // 250 x 4, a flat colour over a horizontal ramp in red, to 97 x 3.
+        let src: Vec<u8> = (0..4)
+            .flat_map(|_| (0..250u32).flat_map(|x| [x as u8, 40, 200]))
+            .collect();
+        let out = super::resize_rgb(&src, 250, 4, 97, 3);
+        assert_eq!(out.len(), 97 * 3 * 3);
+        for row in out.chunks(97 * 3) {
+            let reds: Vec<u8> = row.chunks(3).map(|p| p[0]).collect();
+            assert!(reds.windows(2).all(|w| w[0] < w[1]), "{reds:?}");
+            assert!(row.chunks(3).all(|p| p[1] == 40 && p[2] == 200));
+        }
+    }
+
     #[test]
     fn averages_blocks_and_partial_edges() {
         // 3x3 grey, factor 2: blocks of 4, 2, 2 and 1 pixels.
