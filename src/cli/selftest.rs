@@ -243,13 +243,7 @@ fn check_all<B: Backend>(
     print: &mut dyn FnMut(&Check),
     extra: impl FnOnce(&mut dyn FnMut(&Check)) -> Result<Vec<Check>>,
 ) -> Result<Vec<Check>> {
-    if !json {
-        println!("{} [inputs from seed {seed}]", b.describe());
-        println!(
-            "{:<84} {:>10} {:>10} {:>8}",
-            "check", "rel. err", "max |Δ|", "result"
-        );
-    }
+    print_header(b, seed, json);
     let mut all = check_operations(b, &CpuBackend, scope, seed, print)?;
     all.extend(extra(print)?);
     for c in decoding_checks(b)? {
@@ -269,13 +263,22 @@ fn check_all<B: Backend>(
             all.push(c);
         }
     }
-    all.extend(check_encoders(b, configs, scope, print)?);
-    all.extend(check_model_dirs(b, models, seed, print)?);
+    all.extend(encoder_checks(b, configs, models, scope, seed, print)?);
     Ok(all)
 }
 
-/// `--encoders`: the encoders of `configs` (slide encoders at `scope`'s lengths) and the model
-/// directories `models` alone.
+/// The table's heading: the backend, the inputs' seed and the columns.
+fn print_header<B: Backend>(b: &B, seed: u64, json: bool) {
+    if !json {
+        println!("{} [inputs from seed {seed}]", b.describe());
+        println!(
+            "{:<84} {:>10} {:>10} {:>8}",
+            "check", "rel. err", "max |Δ|", "result"
+        );
+    }
+}
+
+/// `--encoders`: [`encoder_checks`] alone, under the table's heading.
 fn check_only_encoders<B: Backend>(
     b: &B,
     configs: &[ModelConfig],
@@ -285,22 +288,21 @@ fn check_only_encoders<B: Backend>(
     json: bool,
     print: &mut dyn FnMut(&Check),
 ) -> Result<Vec<Check>> {
-    if !json {
-        println!("{} [inputs from seed {seed}]", b.describe());
-    }
-    let mut all = check_encoders(b, configs, scope, print)?;
-    all.extend(check_model_dirs(b, models, seed, print)?);
-    Ok(all)
+    print_header(b, seed, json);
+    encoder_checks(b, configs, models, scope, seed, print)
 }
 
-/// Each model directory's pooled features against the CPU's (tiles from `seed`).
-fn check_model_dirs<B: Backend>(
+/// The encoders of `configs` (slide encoders at `scope`'s lengths), then each model
+/// directory's pooled features against the CPU's (tiles from `seed`).
+fn encoder_checks<B: Backend>(
     b: &B,
+    configs: &[ModelConfig],
     models: &[PathBuf],
+    scope: Scope,
     seed: u64,
     print: &mut dyn FnMut(&Check),
 ) -> Result<Vec<Check>> {
-    let mut all = Vec::new();
+    let mut all = check_encoders(b, configs, scope, print)?;
     for dir in models {
         let mut c = check_model_dir(b, dir, 4, seed).with_context(|| format!("model {}", dir.display()))?;
         c.what = format!("{} [seed {seed}]", c.what);

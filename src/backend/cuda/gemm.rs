@@ -281,9 +281,12 @@ impl CudaBackend {
         if plans.len() >= KEPT_PLANS && !plans.contains_key(&key) {
             plans.clear();
         }
-        let larger_timed = plans.iter().any(|(k, p)| {
-            p.timed && k.0 > rows && (k.1, k.2, k.3, k.4) == (inner, out, epilogue, accumulate)
-        });
+        // Asked only while the shape's algorithm is still to be chosen, not on every call.
+        let chosen = plans.get(&key).is_some_and(|p| p.algos.len() == 1);
+        let larger_timed = !chosen
+            && plans.iter().any(|(k, p)| {
+                p.timed && k.0 > rows && (k.1, k.2, k.3, k.4) == (inner, out, epilogue, accumulate)
+            });
         let plan = match plans.entry(key) {
             Entry::Occupied(plan) => plan.into_mut(),
             Entry::Vacant(slot) => slot.insert(Plan::new(gemms.handle, key).map_err(|e| {
